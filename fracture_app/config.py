@@ -1,0 +1,68 @@
+"""What every part of the project agrees on: tasks, classes, sizes, file names, limits.
+
+Change a value here and training, the command line and the app all follow.
+"""
+
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+MODELS_DIR = REPO_ROOT / "models"
+SAMPLE_IMAGES_DIR = REPO_ROOT / "sample_images"
+
+# Environment variable naming the folder that holds the full data sets (FracAtlas, Bone Break).
+DATA_DIR_ENV = "FRACTURE_DATA_DIR"
+
+BINARY_TASK = "binary"
+TYPE_TASK = "type"
+TASKS = (BINARY_TASK, TYPE_TASK)
+
+# Index 1 is the positive class: a binary model's single logit scores "Fractured".
+BINARY_CLASSES = ("Not fractured", "Fractured")
+
+# Display names exactly as the Bone Break folders spell them.
+FRACTURE_TYPES = (
+    "Avulsion fracture",
+    "Comminuted fracture",
+    "Fracture Dislocation",
+    "Greenstick fracture",
+    "Hairline Fracture",
+    "Impacted fracture",
+    "Longitudinal fracture",
+    "Oblique fracture",
+    "Pathological fracture",
+    "Spiral Fracture",
+)
+
+CLASSES = {BINARY_TASK: BINARY_CLASSES, TYPE_TASK: FRACTURE_TYPES}
+
+MODEL_FILES = {
+    BINARY_TASK: "fracture_binary.keras",
+    TYPE_TASK: "fracture_type.keras",
+}
+
+DEFAULT_ARCHITECTURE = {BINARY_TASK: "custom_cnn", TYPE_TASK: "resnet50"}
+DEFAULT_IMG_SIZE = {BINARY_TASK: 256, TYPE_TASK: 224}
+
+# Images larger than this are refused before decoding (decompression bombs, absurd scans).
+MAX_IMAGE_PIXELS = 60_000_000
+# Files larger than this are refused before reading (matches the app's upload limit).
+MAX_FILE_BYTES = 50 * 1024 * 1024
+# Smaller than this on either side cannot carry diagnostic detail.
+MIN_IMAGE_SIDE = 32
+
+NOTICE = (
+    "For education and research only. Not a medical device and not for clinical use: "
+    "every finding must be confirmed by a qualified clinician."
+)
+
+DATA_ATTRIBUTION = {
+    "fracatlas": (
+        "FracAtlas: Abedeen et al., \"FracAtlas: A Dataset for Fracture Classification, Localization and "
+        "Segmentation of Musculoskeletal Radiographs\", Scientific Data 10, 521 (2023), "
+        "doi:10.1038/s41597-023-02432-4; data doi:10.6084/m9.figshare.22363012. Licence: CC BY 4.0."
+    ),
+    "bone_break": (
+        "Bone Break Classification image set, Roboflow Universe (curso-rphcb/bone-break-classification), "
+        "mirrored on Kaggle (pkdarabi/bone-break-classification-image-dataset). Licence: CC BY 4.0."
+    ),
+}
