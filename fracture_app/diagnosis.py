@@ -1,0 +1,146 @@
+"""The one road from an X-ray to an answer, shared by the app, the command line and evaluation.
+
+    read_image() → prepare() → both models → calibrated probabilities → band → Grad-CAM → Diagnosis
+"""
+
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from fracture_app import config
+from fracture_app.errors import FractureAppError, ModelLoadError
+from fracture_app.gradcam import GradCam, heatmap_on_image
+from fracture_app.imaging import XRay
+from fracture_app.models import FractureModel, load_model, model_path_for
+from fracture_app.preprocess import prepare, prepare_batch
+
+LIKELY = "likely fracture"
+POSSIBLE = "possible fracture — look closely"
+NOT_SEEN = "no fracture seen"
+
+# Colourfulness (Hasler–Süsstrunk) above this means a colour picture, not a radiograph.
+XRAY_COLOURFULNESS_LIMIT = 12.0
+TYPE_TOP_K = 3
+
+
+@dataclass(frozen=True)
+class Diagnosis:
+    xray: XRay
+    fracture_probability: float | None  # None when no binary model is loaded
+    threshold: float
+    band: str | None
+    type_probabilities: dict[str, float]  # all classes, best first; {} when no type model is loaded
+    heatmaps: dict[str, np.ndarray] = field(default_factory=dict)  # task → map on the original pixels
+    model_versions: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def fractured(self) -> bool | None:
+        return None if self.fracture_probability is None else self.fracture_probability >= self.threshold
+
+    @property
+    def verdict(self) -> str:
+        return {None: "No binary model", True: "Fractured", False: "Not fractured"}[self.fractured]
+
+    @property
+    def type_top(self) -> list[tuple[str, float]]:
+        return list(self.type_probabilities.items())[:TYPE_TOP_K]
+
+    @property
+    def looks_like_xray(self) -> bool:
+        return looks_like_xray(self.xray)
+
+
+def looks_like_xray(xray: XRay) -> bool:
+    return xray.colourfulness <= XRAY_COLOURFULNESS_LIMIT
+
+
+def confidence_band(probability: float, operating_points: dict, threshold: float) -> str:
+    """Plain words from the card's two operating points (high sensitivity below, high specificity above)."""
+    low = operating_points.get("high_sensitivity", {}).get("threshold", threshold)
+    high = operating_points.get("high_specificity", {}).get("threshold", threshold)
+    if probability >= high:
+        return LIKELY
+    if probability >= low:
+        return POSSIBLE
+    return NOT_SEEN
+
+
+class Diagnoser:
+    """Both models and their Grad-CAMs. Build once per process; safe to share between sessions."""
+
+    def __init__(self, binary: FractureModel | None, fracture_type: FractureModel | None):
+        self.models = {task: model for task, model in
+                       ((config.BINARY_TASK, binary), (config.TYPE_TASK, fracture_type)) if model is not None}
+        self._gradcams: dict[str, GradCam] = {}
+        self._gradcam_lock = threading.Lock()
+        self.problems: list[str] = []  # why a model is missing, for the pages to show
+
+    @classmethod
+    def from_dir(cls, models_dir: Path | None = None) -> "Diagnoser":
+        """Load whatever models are present; raise only when none can be loaded."""
+        loaded, problems = {}, []
+        for task in config.TASKS:
+            try:
+                loaded[task] = load_model(model_path_for(task, models_dir))
+            except ModelLoadError as error:
+                problems.append(str(error))
+        if not loaded:
+            raise ModelLoadError("no model could be loaded: " + "; ".join(problems))
+        diagnoser = cls(loaded.get(config.BINARY_TASK), loaded.get(config.TYPE_TASK))
+        diagnoser.problems = problems
+        return diagnoser
+
+    @property
+    def model_versions(self) -> dict[str, str]:
+        return {task: model.card.version for task, model in self.models.items()}
+
+    def gradcam(self, task: str) -> GradCam:
+        with self._gradcam_lock:
+            if task not in self._gradcams:
+                self._gradcams[task] = GradCam(self.models[task].keras_model)
+            return self._gradcams[task]
+
+    def diagnose(self, xray: XRay, heatmap_tasks: tuple[str, ...] = config.TASKS) -> Diagnosis:
+        diagnosis = self.diagnose_batch([xray])[0]
+        heatmaps = {task: self.heatmap(xray, task, diagnosis) for task in heatmap_tasks if task in self.models}
+        return Diagnosis(**{**diagnosis.__dict__, "heatmaps": heatmaps})
+
+    def diagnose_batch(self, xrays: list[XRay]) -> list[Diagnosis]:
+        fracture = self._predict(config.BINARY_TASK, xrays)
+        types = self._predict(config.TYPE_TASK, xrays)
+        binary = self.models.get(config.BINARY_TASK)
+        threshold = binary.card.threshold if binary else 0.5
+        points = binary.card.operating_points if binary else {}
+        results = []
+        for index, xray in enumerate(xrays):
+            probability = None if fracture is None else float(fracture[index])
+            ranked = {} if types is None else self._ranked(types[index])
+            band = None if probability is None else confidence_band(probability, points, threshold)
+            results.append(Diagnosis(xray, probability, threshold, band, ranked, {}, self.model_versions))
+        return results
+
+    def heatmap(self, xray: XRay, task: str, diagnosis: Diagnosis) -> np.ndarray:
+        """Grad-CAM of `task`'s answer: "Fractured" for the binary model, the top type for the type model."""
+        model = self.models[task]
+        if task == config.BINARY_TASK:
+            class_index = 1  # always explain the fracture score, even when it is low
+        else:
+            class_index = model.classes.index(next(iter(diagnosis.type_probabilities)))
+        heat = self.gradcam(task).heatmap(prepare(xray.pixels, model.spec), class_index)
+        return heatmap_on_image(heat, xray.pixels.shape, model.spec.size)
+
+    def _predict(self, task: str, xrays: list[XRay]) -> np.ndarray | None:
+        model = self.models.get(task)
+        if model is None or not xrays:
+            return None
+        return model.probabilities(prepare_batch([xray.pixels for xray in xrays], model.spec))
+
+    def _ranked(self, probabilities: np.ndarray) -> dict[str, float]:
+        classes = self.models[config.TYPE_TASK].classes
+        order = np.argsort(probabilities)[::-1]
+        return {classes[i]: float(probabilities[i]) for i in order}
+
+
+__all__ = ["Diagnosis", "Diagnoser", "FractureAppError", "confidence_band", "looks_like_xray"]

@@ -1,0 +1,107 @@
+"""Grad-CAM: where in the X-ray the model looked for its answer (Selvaraju et al., 2017).
+
+Works on a flat functional model and on a classifier that wraps a nested backbone (ResNet50 and
+friends). For the nested case we cannot ask Keras for a model from the outer input to an inner layer
+("Graph disconnected"), so we run the outer layers one by one and only the backbone as a sub-graph.
+"""
+
+import cv2
+import numpy as np
+
+DEFAULT_OPACITY = 0.4
+COLORMAP = cv2.COLORMAP_JET
+
+
+def last_conv_layer(model):
+    """The last layer with a 4-D output: the finest-level spatial features. Returns (owner, layer)."""
+    import keras
+
+    for layer in reversed(model.layers):
+        if isinstance(layer, keras.Model):
+            return last_conv_layer(layer)
+        if len(layer.output.shape) == 4:
+            return model, layer
+    raise ValueError(f"{model.name} has no convolutional feature map for Grad-CAM")
+
+
+def _features_and_logits(model):
+    """A callable batch → (feature map, logits) that avoids the nested-model graph pitfall."""
+    import keras
+
+    owner, target = last_conv_layer(model)
+    if owner is model:
+        probe = keras.Model(model.inputs, [target.output, model.output])
+        return lambda batch: probe(batch, training=False)
+
+    inner = keras.Model(owner.inputs, [target.output, owner.output])
+    position = model.layers.index(owner)
+    before, after = model.layers[1:position], model.layers[position + 1 :]
+
+    def run(batch):
+        x = batch
+        for layer in before:
+            x = layer(x, training=False)
+        features, x = inner(x, training=False)
+        for layer in after:
+            x = layer(x, training=False)
+        return features, x
+
+    return run
+
+
+class GradCam:
+    """Grad-CAM for one model; build once, call per image. Thread-safe (no mutable state)."""
+
+    def __init__(self, keras_model):
+        import tensorflow as tf
+
+        forward = _features_and_logits(keras_model)
+        shape = keras_model.inputs[0].shape
+
+        @tf.function(input_signature=[tf.TensorSpec([1, *shape[1:]], tf.float32), tf.TensorSpec([], tf.int32)])
+        def compute(batch, class_index):
+            with tf.GradientTape() as tape:
+                features, logits = forward(batch)
+                tape.watch(features)
+                # A single-logit binary model scores "Fractured"; class 0 means the opposite direction.
+                if logits.shape[-1] == 1:
+                    score = logits[0, 0] * tf.cast(2 * class_index - 1, logits.dtype)
+                else:
+                    score = tf.gather(logits[0], class_index)
+            grads = tape.gradient(score, features)[0]
+            weights = tf.reduce_mean(grads, axis=(0, 1))
+            cam = tf.nn.relu(tf.reduce_sum(features[0] * weights, axis=-1))
+            return cam / (tf.reduce_max(cam) + 1e-8)
+
+        self._compute = compute
+
+    def heatmap(self, model_input: np.ndarray, class_index: int) -> np.ndarray:
+        """model_input: one prepared image (H, W, C). Returns a 2-D map in [0, 1] at feature resolution."""
+        batch = np.asarray(model_input, np.float32)[None]
+        return np.asarray(self._compute(batch, np.int32(class_index)), dtype=np.float32)
+
+
+def heatmap_on_image(heat: np.ndarray, image_shape: tuple[int, int], input_size: int) -> np.ndarray:
+    """Map a heat map computed on the letterboxed square back onto the original image's pixels."""
+    from fracture_app.preprocess import letterbox_box
+
+    square = cv2.resize(heat, (input_size, input_size), interpolation=cv2.INTER_CUBIC)
+    top, left, height, width = letterbox_box(image_shape, input_size)
+    cropped = square[top : top + height, left : left + width]
+    resized = cv2.resize(cropped, (image_shape[1], image_shape[0]), interpolation=cv2.INTER_LINEAR)
+    return np.clip(resized, 0.0, 1.0)
+
+
+def overlay(image: np.ndarray, heat: np.ndarray, opacity: float = DEFAULT_OPACITY) -> np.ndarray:
+    """Blend a heat map (same shape as `image`, [0, 1]) over a grayscale image → RGB uint8."""
+    gray = np.clip(image * 255.0, 0, 255).astype(np.uint8)
+    base = cv2.cvtColor(gray, cv2.COLOR_GRAY2RGB)
+    coloured = cv2.applyColorMap(np.clip(heat * 255.0, 0, 255).astype(np.uint8), COLORMAP)
+    coloured = cv2.cvtColor(coloured, cv2.COLOR_BGR2RGB)
+    return cv2.addWeighted(coloured, float(opacity), base, 1.0 - float(opacity), 0.0)
+
+
+def peak_location(heat: np.ndarray) -> tuple[int, int]:
+    """(row, column) of the hottest pixel: used by the pointing-game localisation check."""
+    row, column = np.unravel_index(int(np.argmax(heat)), heat.shape)
+    return int(row), int(column)

@@ -1,0 +1,158 @@
+"""Model files and their model cards: loading, checking, and turning pixels into calibrated probabilities.
+
+A model card (JSON beside each `.keras` file) is the contract between training and the app: it says how
+to feed the model (preprocessing), what its outputs mean (classes, calibration), where to draw the line
+(thresholds) and how good it measured (metrics). Loading checks the model file against the card's sha256.
+"""
+
+import hashlib
+import json
+import os
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from fracture_app import config
+from fracture_app.errors import ModelLoadError
+from fracture_app.preprocess import PreprocessSpec
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up chatter is not for clinicians
+
+
+def card_path_for(model_path: Path) -> Path:
+    return Path(model_path).with_suffix(".json")
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    path: Path
+    data: dict
+
+    @property
+    def task(self) -> str:
+        return self.data["task"]
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        return tuple(self.data["classes"])
+
+    @property
+    def spec(self) -> PreprocessSpec:
+        return PreprocessSpec.from_dict(self.data["preprocessing"])
+
+    @property
+    def threshold(self) -> float:
+        return float(self.data.get("threshold", 0.5))
+
+    @property
+    def operating_points(self) -> dict:
+        return self.data.get("operating_points", {})
+
+    @property
+    def version(self) -> str:
+        return self.data.get("version", "unversioned")
+
+    @property
+    def calibration(self) -> dict:
+        return self.data.get("calibration", {"method": "none"})
+
+
+def read_card(model_path: Path) -> ModelCard:
+    path = card_path_for(model_path)
+    if not path.is_file():
+        raise ModelLoadError(f"model card missing: {path.name} should sit beside {Path(model_path).name}")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        card = ModelCard(path, data)
+        card.task, card.classes, card.spec  # noqa: B018 - fail here, not mid-diagnosis
+    except (ValueError, KeyError, TypeError) as error:
+        raise ModelLoadError(f"model card {path.name} is corrupt or incomplete ({error})") from error
+    if card.task not in config.TASKS:
+        raise ModelLoadError(f"model card {path.name} names an unknown task {card.task!r}")
+    return card
+
+
+def calibrate(logits: np.ndarray, calibration: dict) -> np.ndarray:
+    """Raw logits → probabilities, applying the scaling that was fitted on the validation split."""
+    method = calibration.get("method", "none")
+    logits = np.asarray(logits, dtype=np.float64)
+    if logits.ndim == 2 and logits.shape[1] == 1:
+        slope, intercept = (calibration["a"], calibration["b"]) if method == "platt" else (1.0, 0.0)
+        return 1.0 / (1.0 + np.exp(-(slope * logits[:, 0] + intercept)))
+    temperature = calibration["temperature"] if method == "temperature" else 1.0
+    scaled = logits / temperature
+    scaled -= scaled.max(axis=1, keepdims=True)
+    exp = np.exp(scaled)
+    return exp / exp.sum(axis=1, keepdims=True)
+
+
+class FractureModel:
+    """A loaded Keras model with its card. Safe to share between threads and app sessions."""
+
+    def __init__(self, keras_model, card: ModelCard):
+        import tensorflow as tf
+
+        self.keras_model = keras_model
+        self.card = card
+        spec = card.spec
+        signature = [tf.TensorSpec([None, spec.size, spec.size, spec.channels], tf.float32)]
+        # One traced graph for every batch size: no retracing, no Python overhead per call.
+        self._forward = tf.function(lambda batch: keras_model(batch, training=False), input_signature=signature)
+        self._lock = threading.Lock()
+
+    @property
+    def task(self) -> str:
+        return self.card.task
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        return self.card.classes
+
+    @property
+    def spec(self) -> PreprocessSpec:
+        return self.card.spec
+
+    def logits(self, batch: np.ndarray) -> np.ndarray:
+        batch = np.asarray(batch, dtype=np.float32)
+        # TensorFlow runs one graph on both cores; serialising calls keeps concurrent sessions predictable.
+        with self._lock:
+            return np.asarray(self._forward(batch), dtype=np.float32)
+
+    def probabilities(self, batch: np.ndarray) -> np.ndarray:
+        """Binary: (n,) probability of "Fractured". Type: (n, classes) probabilities."""
+        return calibrate(self.logits(batch), self.card.calibration)
+
+
+def load_model(model_path: Path, verify_checksum: bool = True) -> FractureModel:
+    model_path = Path(model_path)
+    if not model_path.is_file():
+        raise ModelLoadError(f"model file missing: {model_path}. Train it with `python -m training.train`.")
+    card = read_card(model_path)
+    if verify_checksum:
+        expected, actual = card.data.get("sha256"), sha256_of(model_path)
+        if expected != actual:
+            raise ModelLoadError(
+                f"{model_path.name} does not match its model card (sha256 {actual[:12]}… ≠ {str(expected)[:12]}…): "
+                "the file is corrupt or was replaced; retrain or restore it."
+            )
+    import keras
+
+    try:
+        keras_model = keras.saving.load_model(model_path, compile=False)
+    except Exception as error:  # a damaged zip, an incompatible Keras: the user needs to know which file
+        raise ModelLoadError(f"cannot load {model_path.name}: {error}") from error
+    return FractureModel(keras_model, card)
+
+
+def model_path_for(task: str, models_dir: Path | None = None) -> Path:
+    return Path(models_dir or config.MODELS_DIR) / config.MODEL_FILES[task]

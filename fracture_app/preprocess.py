@@ -1,0 +1,66 @@
+"""Preprocessing, defined once: the same function feeds training, evaluation, the command line and the app.
+
+A `PreprocessSpec` is stored in every model card, so a model file always says how it must be fed.
+"""
+
+from dataclasses import asdict, dataclass
+
+import cv2
+import numpy as np
+
+PAD_VALUE = 0.0  # radiographs have black borders; padding with black adds no false edges
+
+
+@dataclass(frozen=True)
+class PreprocessSpec:
+    size: int  # square side in pixels
+    channels: int = 1  # 1 = grayscale; 3 = gray repeated, for backbones built for RGB
+    # Pixels enter the model in [0, 1]; any backbone-specific normalisation lives inside the model.
+    scaling: str = "unit"
+    keep_aspect: bool = True
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "PreprocessSpec":
+        return cls(**{key: values[key] for key in cls.__dataclass_fields__ if key in values})
+
+
+def letterbox_box(shape: tuple[int, int], size: int) -> tuple[int, int, int, int]:
+    """Where an image of `shape` lands inside the letterboxed square: (top, left, height, width)."""
+    height, width = shape
+    scale = size / max(height, width)
+    new_h, new_w = max(1, round(height * scale)), max(1, round(width * scale))
+    return (size - new_h) // 2, (size - new_w) // 2, new_h, new_w
+
+
+def letterbox(pixels: np.ndarray, size: int) -> np.ndarray:
+    """Resize a 2-D image so its longer side is `size`, then pad to a centred square."""
+    top, left, new_h, new_w = letterbox_box(pixels.shape, size)
+    # INTER_AREA when shrinking keeps thin fracture lines instead of aliasing them away.
+    shrinking = max(pixels.shape) > size
+    interpolation = cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR
+    resized = cv2.resize(pixels, (new_w, new_h), interpolation=interpolation)
+    canvas = np.full((size, size), PAD_VALUE, dtype=np.float32)
+    canvas[top : top + new_h, left : left + new_w] = resized
+    return canvas
+
+
+def prepare(pixels: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
+    """A 2-D float image in [0, 1] → the model's input, shape (size, size, channels), float32."""
+    if spec.scaling != "unit":
+        raise ValueError(f"unknown scaling {spec.scaling!r}")
+    pixels = np.asarray(pixels, dtype=np.float32)
+    if spec.keep_aspect:
+        square = letterbox(pixels, spec.size)
+    else:
+        square = cv2.resize(pixels, (spec.size, spec.size), interpolation=cv2.INTER_AREA)
+    square = np.clip(square, 0.0, 1.0)
+    return np.repeat(square[:, :, None], spec.channels, axis=2)
+
+
+def prepare_batch(images: list[np.ndarray], spec: PreprocessSpec) -> np.ndarray:
+    return np.stack([prepare(image, spec) for image in images]) if images else np.zeros(
+        (0, spec.size, spec.size, spec.channels), np.float32
+    )

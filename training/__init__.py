@@ -1,0 +1,1 @@
+"""The model factory: data discovery and splits, input pipeline, architectures, training, evaluation, export."""

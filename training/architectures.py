@@ -1,0 +1,125 @@
+"""Every architecture behind one call: build(name, spec, num_outputs, weights).
+
+Models take the project's preprocessed input (pixels in [0, 1]) and do their own backbone-specific
+normalisation inside, so the saved file is self-contained. They output logits; calibration lives in the card.
+"""
+
+import warnings
+from pathlib import Path
+
+import keras
+from keras import layers
+
+from fracture_app.preprocess import PreprocessSpec
+
+# ImageNet statistics each backbone was trained with, expressed on [0, 1] inputs.
+_CAFFE_MEAN = [103.939 / 255, 116.779 / 255, 123.68 / 255]
+_TORCH_MEAN, _TORCH_STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
+
+BACKBONES = {
+    "resnet50": (keras.applications.ResNet50, "caffe"),
+    "densenet121": (keras.applications.DenseNet121, "torch"),
+    "mobilenetv2": (keras.applications.MobileNetV2, "tf"),
+}
+ARCHITECTURES = ("custom_cnn", *BACKBONES)
+# Channels each architecture expects: pretrained backbones were made for RGB.
+CHANNELS = {"custom_cnn": 1, **{name: 3 for name in BACKBONES}}
+
+CUSTOM_CNN_FILTERS = (48, 96, 192, 320)
+HEAD_DROPOUT = 0.3
+
+
+def build(name: str, spec: PreprocessSpec, num_outputs: int, weights: str = "none") -> keras.Model:
+    """A classifier returning logits: 1 for the binary task, one per class otherwise."""
+    if name == "custom_cnn":
+        if weights not in ("none", None):
+            warnings.warn("the custom CNN has no pretrained weights; starting from random initialisation")
+        return custom_cnn(spec, num_outputs)
+    if name not in BACKBONES:
+        raise ValueError(f"unknown architecture {name!r}; choose one of {', '.join(ARCHITECTURES)}")
+    return backbone_classifier(name, spec, num_outputs, weights)
+
+
+def custom_cnn(spec: PreprocessSpec, num_outputs: int) -> keras.Model:
+    """A strided stem and four blocks of two separable convolutions: small, fast, made for grayscale."""
+    inputs = keras.Input((spec.size, spec.size, spec.channels), name="xray")
+    x = layers.Conv2D(32, 3, strides=2, padding="same", use_bias=False, name="stem_conv")(inputs)
+    x = layers.BatchNormalization(name="stem_bn")(x)
+    x = layers.Activation("relu", name="stem_relu")(x)
+    for block, filters in enumerate(CUSTOM_CNN_FILTERS, start=1):
+        shortcut = layers.Conv2D(filters, 1, strides=2, padding="same", name=f"block{block}_shortcut")(x)
+        for conv in (1, 2):
+            x = layers.SeparableConv2D(filters, 3, padding="same", use_bias=False, name=f"block{block}_sep{conv}")(x)
+            x = layers.BatchNormalization(name=f"block{block}_bn{conv}")(x)
+            x = layers.Activation("relu", name=f"block{block}_relu{conv}")(x)
+        x = layers.MaxPooling2D(3, strides=2, padding="same", name=f"block{block}_pool")(x)
+        x = layers.Add(name=f"block{block}_add")([x, shortcut])
+    x = layers.Activation("relu", name="features")(x)  # Grad-CAM looks here
+    outputs = _head(x, num_outputs)
+    return keras.Model(inputs, outputs, name="custom_cnn")
+
+
+def backbone_classifier(name: str, spec: PreprocessSpec, num_outputs: int, weights: str) -> keras.Model:
+    constructor, mode = BACKBONES[name]
+    if spec.channels != 3:
+        raise ValueError(f"{name} expects 3 input channels (gray repeated); the spec has {spec.channels}")
+    backbone = constructor(
+        include_top=False,
+        weights=_download_or_none(constructor, spec) if weights == "imagenet" else None,
+        input_shape=(spec.size, spec.size, 3),
+    )
+    backbone.name = name
+    if weights not in ("imagenet", "none", None):
+        load_backbone_weights(backbone, Path(weights))
+    inputs = keras.Input((spec.size, spec.size, 3), name="xray")
+    x = _normaliser(mode)(inputs)
+    x = backbone(x)
+    outputs = _head(x, num_outputs)
+    return keras.Model(inputs, outputs, name=f"{name}_classifier")
+
+
+def _head(features, num_outputs: int):
+    x = layers.GlobalAveragePooling2D(name="pool")(features)
+    x = layers.Dropout(HEAD_DROPOUT, name="dropout")(x)
+    # float32 logits even under mixed precision, so calibration and thresholds stay exact.
+    return layers.Dense(num_outputs, dtype="float32", name="logits")(x)
+
+
+def _normaliser(mode: str) -> layers.Layer:
+    if mode == "caffe":  # x*255 - mean, in BGR; gray inputs make the channel order moot
+        return layers.Normalization(mean=_CAFFE_MEAN, variance=[(1 / 255) ** 2] * 3, name="normalise")
+    if mode == "torch":
+        return layers.Normalization(mean=_TORCH_MEAN, variance=[s * s for s in _TORCH_STD], name="normalise")
+    return layers.Rescaling(2.0, offset=-1.0, name="normalise")
+
+
+def _download_or_none(constructor, spec: PreprocessSpec):
+    """ImageNet weights when they can be downloaded; otherwise say so plainly and start from scratch."""
+    try:
+        constructor(include_top=False, weights="imagenet", input_shape=(spec.size, spec.size, 3))
+    except Exception as error:  # offline, proxy, hub refused: all mean the same to the user
+        warnings.warn(
+            f"ImageNet weights could not be downloaded ({type(error).__name__}: {error}); "
+            "training from random initialisation instead. Pass --weights PATH to use a local weights file."
+        )
+        return None
+    return "imagenet"  # now in Keras' cache, so the real build below loads it without a download
+
+
+def load_backbone_weights(backbone: keras.Model, path: Path) -> None:
+    """Weights from a Keras weights file, or from the same backbone inside one of our `.keras` models."""
+    if not path.is_file():
+        raise FileNotFoundError(f"weights file not found: {path}")
+    if path.suffix == ".keras":
+        donor = keras.saving.load_model(path, compile=False)
+        donors = [layer for layer in donor.layers if isinstance(layer, keras.Model) and layer.name == backbone.name]
+        if not donors:
+            raise ValueError(f"{path.name} holds no {backbone.name} backbone to take weights from")
+        backbone.set_weights(donors[0].get_weights())
+    else:
+        backbone.load_weights(path, skip_mismatch=True)
+
+
+def find_backbone(model: keras.Model) -> keras.Model | None:
+    nested = [layer for layer in model.layers if isinstance(layer, keras.Model)]
+    return nested[0] if nested else None

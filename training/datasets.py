@@ -1,0 +1,259 @@
+"""Find a data set's layout, list (file, label), group duplicates, split without leaks, write the manifest.
+
+Layouts recognised without being told:
+  FracAtlas   images/Fractured, images/Non_fractured (+ dataset.csv)              → binary
+  Bone Break  <class>/Train, <class>/Test                                        → classes, given split
+  folders     [train|val|valid|validation|test/]<class>/                         → classes, given split
+"""
+
+import csv
+import random
+import re
+from collections import Counter, defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from fracture_app import config
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".gif", ".dcm", ".dicom"}
+SPLIT_NAMES = {"train": "train", "val": "val", "valid": "val", "validation": "val", "test": "test"}
+SPLITS = ("train", "val", "test")
+DEFAULT_FRACTIONS = {"train": 0.70, "val": 0.15, "test": 0.15}
+NEGATIVE_WORDS = re.compile(r"\b(normal|not|non|no|negative|healthy)\b")
+# Roboflow exports name augmented copies "<source>_jpg.rf.<hash>.jpg": same source → same group.
+AUGMENTED_COPY = re.compile(r"^(?P<stem>.+?)_(jpe?g|png|bmp)[._]?rf[._]?[0-9a-f]*$", re.IGNORECASE)
+# Perceptual hashes this close (bits of 64) are the same picture re-encoded, resized or lightly edited.
+NEAR_DUPLICATE_BITS = 6
+
+
+class DatasetError(ValueError):
+    """The data folder is empty or laid out in a way we do not recognise."""
+
+
+@dataclass
+class Sample:
+    path: Path
+    label: int
+    given_split: str | None = None
+    split: str | None = None
+    group: int = -1
+
+
+@dataclass
+class Dataset:
+    root: Path
+    layout: str
+    classes: tuple[str, ...]
+    samples: list[Sample]
+    source: str  # key into config.DATA_ATTRIBUTION, or "custom"
+
+
+def normalise(name: str) -> str:
+    return re.sub(r"[\s_\-]+", " ", name.strip().lower())
+
+
+def _images_in(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def _subdirs(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def discover(root: Path, task: str) -> Dataset:
+    """Recognise the layout under `root` and list every image with its label."""
+    root = Path(root)
+    if not root.is_dir():
+        raise DatasetError(f"data folder not found: {root}")
+    by_name = {normalise(d.name): d for d in _subdirs(root)}
+    if "images" in by_name:
+        inner = {normalise(d.name): d for d in _subdirs(by_name["images"])}
+        if "fractured" in inner and ("non fractured" in inner or "not fractured" in inner):
+            folders = {"fractured": inner["fractured"], "not fractured": inner.get("non fractured") or inner["not fractured"]}
+            return _from_class_folders(root, "fracatlas", {k: [(v, None)] for k, v in folders.items()}, task, "fracatlas")
+    split_dirs = {SPLIT_NAMES[n]: d for n, d in by_name.items() if n in SPLIT_NAMES}
+    if split_dirs:
+        class_dirs = defaultdict(list)
+        for split, folder in split_dirs.items():
+            for class_dir in _subdirs(folder):
+                class_dirs[normalise(class_dir.name)].append((class_dir, split))
+        return _from_class_folders(root, "split folders", class_dirs, task, "custom")
+    class_dirs = {}
+    for name, folder in by_name.items():
+        inner = {normalise(d.name): d for d in _subdirs(folder) if normalise(d.name) in SPLIT_NAMES}
+        class_dirs[name] = [(d, SPLIT_NAMES[n]) for n, d in inner.items()] or [(folder, None)]
+    layout = "class folders with Train/Test" if any(s for v in class_dirs.values() for _, s in v) else "class folders"
+    source = "bone_break" if _matches_fracture_types(class_dirs) else "custom"
+    return _from_class_folders(root, layout, class_dirs, task, source)
+
+
+def _matches_fracture_types(class_dirs: dict) -> bool:
+    return set(class_dirs) == {normalise(name) for name in config.FRACTURE_TYPES}
+
+
+def _from_class_folders(root, layout, class_dirs: dict, task: str, source: str) -> Dataset:
+    class_dirs = {name: entries for name, entries in class_dirs.items() if any(_images_in(d) for d, _ in entries)}
+    if len(class_dirs) < 2:
+        raise DatasetError(
+            f"no usable layout in {root}: expected at least two class folders with images, e.g. "
+            "`fractured/` and `not fractured/` (optionally inside train/val/test), `<class>/Train` and "
+            "`<class>/Test` (Bone Break), or FracAtlas's `images/Fractured` and `images/Non_fractured`; "
+            f"found {sorted(class_dirs) or 'nothing'}"
+        )
+    names = _class_order(list(class_dirs), task)
+    samples = [
+        Sample(path, names.index(name), split)
+        for name, entries in class_dirs.items()
+        for folder, split in entries
+        for path in _images_in(folder)
+    ]
+    display = tuple(_display_name(name, task) for name in names)
+    return Dataset(Path(root), layout, display, samples, source)
+
+
+def _class_order(names: list[str], task: str) -> list[str]:
+    if task == config.BINARY_TASK:
+        negatives = [name for name in names if NEGATIVE_WORDS.search(name)]
+        if len(names) != 2 or len(negatives) != 1:
+            raise DatasetError(
+                f"the binary task needs exactly two class folders, one named normal/not/non (the negative); "
+                f"found {sorted(names)}"
+            )
+        return [negatives[0], next(name for name in names if name != negatives[0])]
+    return sorted(names)
+
+
+def _display_name(name: str, task: str) -> str:
+    if task == config.BINARY_TASK:
+        return config.BINARY_CLASSES[0] if NEGATIVE_WORDS.search(name) else config.BINARY_CLASSES[1]
+    known = {normalise(display): display for display in config.FRACTURE_TYPES}
+    return known.get(name, name.capitalize())
+
+
+# ---- grouping -------------------------------------------------------------------------------------------
+
+
+def perceptual_hash(pixels: np.ndarray) -> int:
+    """64-bit DCT hash: robust to resizing, re-encoding and small contrast changes."""
+    small = cv2.resize(np.asarray(pixels, np.float32), (32, 32), interpolation=cv2.INTER_AREA)
+    low = cv2.dct(small)[:8, :8].flatten()
+    bits = low[1:] > np.median(low[1:])
+    return int("".join("1" if b else "0" for b in bits), 2)
+
+
+def source_stem(path: Path) -> str:
+    match = AUGMENTED_COPY.match(path.stem)
+    return match.group("stem") if match else path.stem
+
+
+def assign_groups(samples: list[Sample], hashes: list[int], max_bits: int = NEAR_DUPLICATE_BITS) -> int:
+    """Union augmented copies (same class, same source stem) and near-identical pictures. Returns group count."""
+    parent = list(range(len(samples)))
+
+    def find(i):
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    def union(i, j):
+        parent[find(i)] = find(j)
+
+    first_with_stem = {}
+    for index, sample in enumerate(samples):
+        key = (sample.label, source_stem(sample.path))
+        union(index, first_with_stem.setdefault(key, index))
+    values = np.array(hashes, dtype=np.uint64)
+    for index in range(len(values) - 1):
+        distance = np.unpackbits((values[index + 1 :] ^ values[index]).view(np.uint8).reshape(-1, 8), axis=1).sum(1)
+        for other in np.nonzero(distance <= max_bits)[0] + index + 1:
+            union(index, int(other))
+    roots = {}
+    for index, sample in enumerate(samples):
+        sample.group = roots.setdefault(find(index), len(roots))
+    return len(roots)
+
+
+# ---- splitting ------------------------------------------------------------------------------------------
+
+
+def split_groups(samples: list[Sample], seed: int, honour_given: bool = True, fractions=None) -> dict:
+    """Give every sample a split so that no group spans two splits. Returns a small report.
+
+    Given split folders are honoured, except that a group found in several of them (a leak in the
+    data as published) is counted in the report and moved whole to the split most of it was in.
+    Without a given validation folder, validation is carved out of the training groups.
+    """
+    fractions = fractions or DEFAULT_FRACTIONS
+    given = honour_given and any(s.given_split for s in samples)
+    has_val = given and any(s.given_split == "val" for s in samples)
+    rng = random.Random(seed)
+    leaking, to_deal = 0, []
+    for members in _members_by_group(samples).values():
+        votes = Counter(s.given_split for s in members if s.given_split)
+        leaking += len(votes) > 1
+        split = _majority(votes) if given else None
+        if split is None or (split == "train" and not has_val):
+            to_deal.append(members)
+        else:
+            for sample in members:
+                sample.split = split
+    if given:
+        val_share = fractions["val"] / (fractions["train"] + fractions["val"])
+        fractions = {"train": 1.0 - val_share, "val": val_share, "test": 0.0}
+    _deal_stratified(to_deal, fractions, rng)
+    return {"groups": len(_members_by_group(samples)), "groups_across_given_splits": leaking,
+            "sizes": split_sizes(samples)}
+
+
+def _members_by_group(samples: list[Sample]) -> dict[int, list[Sample]]:
+    groups = defaultdict(list)
+    for sample in samples:
+        groups[sample.group].append(sample)
+    return groups
+
+
+def _majority(votes: Counter) -> str | None:
+    if not votes:
+        return None
+    # Ties go to the split that must stay clean: test, then validation.
+    return max(votes, key=lambda split: (votes[split], SPLITS.index(split)))
+
+
+def _deal_stratified(groups: list[list[Sample]], fractions: dict, rng: random.Random) -> None:
+    """Deal whole groups, class by class, to the split furthest below its share of that class."""
+    by_label = defaultdict(list)
+    for members in groups:
+        by_label[Counter(s.label for s in members).most_common(1)[0][0]].append(members)
+    for _, label_groups in sorted(by_label.items()):
+        rng.shuffle(label_groups)
+        total = sum(len(members) for members in label_groups)
+        counts = Counter()
+        for members in label_groups:
+            split = max(SPLITS, key=lambda name: fractions[name] * total - counts[name])
+            for sample in members:
+                sample.split = split
+            counts[split] += len(members)
+
+
+def split_sizes(samples: list[Sample]) -> dict:
+    return {split: sum(1 for s in samples if s.split == split) for split in SPLITS}
+
+
+def write_manifest(path: Path, dataset: Dataset) -> None:
+    with open(path, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["path", "label", "class", "split", "group"])
+        for s in dataset.samples:
+            writer.writerow([s.path.relative_to(dataset.root).as_posix(), s.label, dataset.classes[s.label], s.split, s.group])
+
+
+def read_manifest(path: Path, root: Path) -> list[Sample]:
+    with open(path, newline="", encoding="utf-8") as handle:
+        return [
+            Sample(Path(root) / row["path"], int(row["label"]), None, row["split"], int(row["group"]))
+            for row in csv.DictReader(handle)
+        ]

@@ -1,0 +1,118 @@
+"""Files → model-ready arrays → augmented, shuffled, prefetched batches.
+
+Every image is decoded once, through the same reader and `prepare` the app uses, and kept in memory:
+epochs then cost only augmentation and the model, never JPEG decoding.
+"""
+
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+
+from fracture_app.errors import FractureAppError
+from fracture_app.imaging import read_image
+from fracture_app.preprocess import PreprocessSpec, prepare
+from training.datasets import Sample, perceptual_hash
+
+log = logging.getLogger(__name__)
+
+# Augmentation strengths: radiographs are taken at many angles, scales and exposures, rarely upside down.
+ROTATION = 0.05  # fraction of a full turn (±18°)
+ZOOM = 0.15
+SHIFT = 0.08
+BRIGHTNESS = 0.10
+CONTRAST = 0.20
+DECODE_WORKERS = 2
+
+
+@dataclass
+class LoadedImages:
+    samples: list[Sample]  # those that could be read, in the order of `inputs`
+    inputs: np.ndarray  # (n, size, size, channels) float32, exactly what `prepare` returns
+    hashes: list[int]
+    failures: list[tuple[str, str]]  # (path, reason) for files the reader refused
+
+
+def load_images(samples: list[Sample], spec: PreprocessSpec, progress: bool = True) -> LoadedImages:
+    """Decode and prepare every sample once; unreadable files are reported, not fatal."""
+
+    def one(sample: Sample):
+        try:
+            pixels = read_image(sample.path).pixels
+        except FractureAppError as error:
+            return sample, None, None, str(error)
+        return sample, prepare(pixels, spec), perceptual_hash(pixels), None
+
+    kept, inputs, hashes, failures = [], [], [], []
+    with ThreadPoolExecutor(DECODE_WORKERS) as pool:
+        results = pool.map(one, samples)
+        if progress:
+            from tqdm import tqdm
+
+            results = tqdm(results, total=len(samples), desc="decoding", unit="img", leave=False)
+        for sample, prepared, phash, error in results:
+            if error:
+                failures.append((str(sample.path), error))
+                continue
+            kept.append(sample)
+            inputs.append(prepared)
+            hashes.append(phash)
+    for path, reason in failures:
+        log.warning("skipped %s: %s", path, reason)
+    shape = (0, spec.size, spec.size, spec.channels)
+    return LoadedImages(kept, np.stack(inputs) if inputs else np.zeros(shape, np.float32), hashes, failures)
+
+
+def augmenter(seed: int):
+    import keras
+    from keras import layers
+
+    return keras.Sequential(
+        [
+            layers.RandomFlip("horizontal", seed=seed),
+            layers.RandomRotation(ROTATION, fill_mode="constant", seed=seed),
+            layers.RandomZoom(ZOOM, fill_mode="constant", seed=seed),
+            layers.RandomTranslation(SHIFT, SHIFT, fill_mode="constant", seed=seed),
+            layers.RandomBrightness(BRIGHTNESS, value_range=(0.0, 1.0), seed=seed),
+            layers.RandomContrast(CONTRAST, seed=seed),
+        ],
+        name="augment",
+    )
+
+
+def batches(inputs: np.ndarray, labels: np.ndarray, batch_size: int, training: bool, seed: int = 0):
+    """A tf.data pipeline: shuffled and augmented for training, plain for evaluation; always prefetched."""
+    import tensorflow as tf
+
+    order_rng = np.random.default_rng(seed)
+    count = len(inputs)
+
+    def generate():
+        order = order_rng.permutation(count) if training else np.arange(count)
+        for start in range(0, count, batch_size):
+            chosen = np.sort(order[start : start + batch_size])
+            yield inputs[chosen], labels[chosen]
+
+    signature = (
+        tf.TensorSpec((None, *inputs.shape[1:]), tf.float32),
+        tf.TensorSpec((None, *labels.shape[1:]), tf.float32),
+    )
+    dataset = tf.data.Dataset.from_generator(generate, output_signature=signature)
+    # Tell Keras how many batches an epoch has, so progress bars and callbacks know where the end is.
+    dataset = dataset.apply(tf.data.experimental.assert_cardinality(-(-count // batch_size)))
+    if training:
+        augment = augmenter(seed)
+        dataset = dataset.map(
+            lambda x, y: (tf.clip_by_value(augment(x, training=True), 0.0, 1.0), y),
+            num_parallel_calls=tf.data.AUTOTUNE,
+        )
+    return dataset.prefetch(tf.data.AUTOTUNE)
+
+
+def class_weights(labels: np.ndarray, num_classes: int) -> dict[int, float]:
+    """Inverse-frequency weights so the rarer class counts as much as the common one."""
+    counts = np.bincount(labels, minlength=num_classes).astype(float)
+    counts[counts == 0] = 1.0
+    weights = counts.sum() / (num_classes * counts)
+    return {index: float(weight) for index, weight in enumerate(weights)}

@@ -1,0 +1,329 @@
+"""Train a fracture model on real X-rays and write it with its model card, plots and split manifest.
+
+    python -m training.train --task binary --data ../shared/data/fracatlas
+    python -m training.train --task type   --data ../shared/data/bone_break
+"""
+
+import argparse
+import logging
+import os
+import sys
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+from fracture_app import config
+from fracture_app.preprocess import PreprocessSpec
+from training import architectures, datasets, metrics
+from training.card import INTENDED_USE, LIMITATIONS, artifact_paths, hardware_description, write_atomically
+
+log = logging.getLogger("training")
+
+LEARNING_RATE = 1e-3
+FINE_TUNE_LEARNING_RATE = 1e-4
+FROZEN_EPOCH_SHARE = 0.25  # with pretrained weights: this share of epochs trains the head alone
+FINE_TUNE_LAYER_SHARE = 0.30  # then the top 30% of the backbone's layers learn too
+EARLY_STOP_PATIENCE = 8
+LR_PATIENCE = 3
+LABEL_SMOOTHING = 0.05
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m training.train",
+        description="Train the binary fracture model or the fracture-type model on a folder of X-rays. "
+        "The data layout is recognised by itself: FracAtlas (images/Fractured, images/Non_fractured), "
+        "Bone Break (<class>/Train, <class>/Test) or class folders, optionally inside train/val/test.",
+    )
+    parser.add_argument("--task", choices=config.TASKS, required=True, help="binary: fractured or not; type: fracture type")
+    parser.add_argument("--data", type=Path, required=True, help="folder holding the images")
+    parser.add_argument("--arch", choices=architectures.ARCHITECTURES, help="default: custom_cnn (binary), resnet50 (type)")
+    parser.add_argument("--img-size", type=int, help="square input side in pixels; default: 256 (binary), 224 (type)")
+    parser.add_argument("--epochs", type=int, default=30, help="most epochs; early stopping may end sooner (default 30)")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--weights", default="none",
+                        help="imagenet (downloads; falls back to random if offline), none, or a weights/.keras file")
+    parser.add_argument("--out", type=Path, default=config.MODELS_DIR, help="output folder (default: models/)")
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--resplit", action="store_true",
+                        help="ignore split folders in the data and make grouped splits from all images")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars (logs only)")
+    args = parser.parse_args(argv)
+    args.arch = args.arch or config.DEFAULT_ARCHITECTURE[args.task]
+    args.img_size = args.img_size or config.DEFAULT_IMG_SIZE[args.task]
+    if args.weights not in ("imagenet", "none") and not Path(args.weights).is_file():
+        parser.error(f"--weights: no such file {args.weights}")
+    if args.epochs < 1 or args.batch_size < 1 or args.img_size < 32:
+        parser.error("--epochs and --batch-size must be positive and --img-size at least 32")
+    return args
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    try:
+        dataset = datasets.discover(args.data, args.task)
+    except datasets.DatasetError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    train_model(args, dataset)
+    return 0
+
+
+def configure_hardware():
+    """Mixed precision on a GPU, several GPUs through MirroredStrategy, the default strategy otherwise."""
+    import keras
+    import tensorflow as tf
+
+    gpus = tf.config.list_physical_devices("GPU")
+    if gpus:
+        keras.mixed_precision.set_global_policy("mixed_float16")
+    return tf.distribute.MirroredStrategy() if len(gpus) > 1 else tf.distribute.get_strategy()
+
+
+def train_model(args, dataset: datasets.Dataset) -> dict:
+    import keras
+
+    from training.pipeline import load_images
+
+    keras.utils.set_random_seed(args.seed)
+    started = time.time()
+    spec = PreprocessSpec(size=args.img_size, channels=architectures.CHANNELS[args.arch])
+    log.info("%s layout in %s: %d images, classes %s", dataset.layout, dataset.root, len(dataset.samples), dataset.classes)
+    loaded = load_images(dataset.samples, spec, progress=not args.quiet)
+    dataset.samples = loaded.samples
+    datasets.assign_groups(loaded.samples, loaded.hashes)
+    split_report = datasets.split_groups(loaded.samples, args.seed, honour_given=not args.resplit)
+    if split_report["groups_across_given_splits"]:
+        log.warning("%d duplicate groups spanned the given split folders; each was kept whole in one split",
+                    split_report["groups_across_given_splits"])
+    log.info("split sizes %s (%d groups)", split_report["sizes"], split_report["groups"])
+    arrays = {split: _split_arrays(loaded, split) for split in datasets.SPLITS}
+    for split, (inputs, _) in arrays.items():
+        if len(inputs) == 0:
+            raise SystemExit(f"error: the {split} split is empty; the data set is too small to split")
+
+    strategy = configure_hardware()
+    paths = artifact_paths(args.out, args.task)
+    scratch = Path(tempfile.mkdtemp(prefix=".training-", dir=_ensure(args.out)))
+    with strategy.scope():
+        model = architectures.build(args.arch, spec, _outputs(args.task, dataset), args.weights)
+    history, best_epoch = fit(model, arrays, args, dataset, scratch, strategy)
+
+    keras.mixed_precision.set_global_policy("float32")
+    clean = architectures.build(args.arch, spec, _outputs(args.task, dataset), "none")  # no optimizer state
+    clean.set_weights(model.get_weights())
+    evaluation = evaluate_splits(clean, arrays, args.task, dataset.classes)
+    card = build_card(args, dataset, spec, split_report, loaded, evaluation, history, best_epoch, started)
+    staged = write_plots_and_manifest(card, history, dataset, scratch, paths)
+    write_atomically(clean, card, staged, paths)
+    _cleanup(scratch)
+    log.info("wrote %s and its card; test metrics: %s", paths["model"], _headline(card))
+    return card
+
+
+def _ensure(folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def _cleanup(folder: Path) -> None:
+    import shutil
+
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def _outputs(task: str, dataset: datasets.Dataset) -> int:
+    return 1 if task == config.BINARY_TASK else len(dataset.classes)
+
+
+def _split_arrays(loaded, split: str):
+    chosen = [i for i, s in enumerate(loaded.samples) if s.split == split]
+    return loaded.inputs[chosen], np.array([loaded.samples[i].label for i in chosen], dtype=np.int64)
+
+
+def _targets(labels: np.ndarray, task: str, num_classes: int) -> np.ndarray:
+    if task == config.BINARY_TASK:
+        return labels.astype(np.float32)[:, None]
+    return np.eye(num_classes, dtype=np.float32)[labels]
+
+
+def validation_score(task: str, labels, logits) -> float:
+    if task == config.BINARY_TASK:
+        return metrics.auroc(labels, logits[:, 0])
+    return metrics.macro_f1(labels, logits)
+
+
+def fit(model, arrays, args, dataset, scratch: Path, strategy):
+    """Adam, early stopping and best checkpoint on validation AUROC / macro-F1, LR reduction; two phases if pretrained."""
+    import keras
+
+    from training.pipeline import batches, class_weights
+
+    num_classes = len(dataset.classes)
+    monitor = "val_auroc" if args.task == config.BINARY_TASK else "val_macro_f1"
+    (train_x, train_y), (val_x, val_y) = arrays["train"], arrays["val"]
+    train_data = batches(train_x, _targets(train_y, args.task, num_classes), args.batch_size, True, args.seed)
+    val_data = batches(val_x, _targets(val_y, args.task, num_classes), args.batch_size, False)
+    weights = class_weights(train_y, num_classes)
+    checkpoint = scratch / "best.weights.h5"
+
+    class ValidationScore(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            logits = self.model.predict(val_x, batch_size=args.batch_size, verbose=0)
+            logs[monitor] = validation_score(args.task, val_y, np.asarray(logits, np.float32))
+
+    callbacks = [
+        ValidationScore(),
+        keras.callbacks.ModelCheckpoint(checkpoint, monitor=monitor, mode="max", save_best_only=True, save_weights_only=True),
+        keras.callbacks.EarlyStopping(monitor=monitor, mode="max", patience=EARLY_STOP_PATIENCE),
+        keras.callbacks.ReduceLROnPlateau(monitor=monitor, mode="max", factor=0.5, patience=LR_PATIENCE, min_lr=1e-6),
+        keras.callbacks.CSVLogger(scratch / "history.csv"),
+    ]
+    backbone = architectures.find_backbone(model)
+    pretrained = backbone is not None and args.weights != "none"
+    phases = [(args.epochs, LEARNING_RATE, None)]
+    if pretrained:
+        frozen = max(1, round(args.epochs * FROZEN_EPOCH_SHARE))
+        phases = [(frozen, LEARNING_RATE, 0.0), (args.epochs, FINE_TUNE_LEARNING_RATE, FINE_TUNE_LAYER_SHARE)]
+    history: dict[str, list[float]] = {}
+    done = 0
+    for epochs, learning_rate, trainable_share in phases:
+        if trainable_share is not None:
+            _set_trainable_top(backbone, trainable_share)
+        with strategy.scope():
+            model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=_loss(args.task))
+        result = model.fit(train_data, validation_data=val_data, epochs=epochs, initial_epoch=done,
+                           class_weight=weights, callbacks=callbacks, shuffle=False,  # batches() shuffles
+                           verbose=2 if args.quiet else 1)
+        for key, values in result.history.items():
+            history.setdefault(key, []).extend(float(v) for v in values)
+        done = len(history.get("loss", []))
+    model.load_weights(checkpoint)
+    best_epoch = int(np.argmax(history[monitor])) + 1
+    return history, best_epoch
+
+
+def _loss(task: str):
+    import keras
+
+    if task == config.BINARY_TASK:
+        return keras.losses.BinaryCrossentropy(from_logits=True)
+    return keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=LABEL_SMOOTHING)
+
+
+def _set_trainable_top(backbone, share: float) -> None:
+    """Freeze all but the top `share` of the backbone's layers; batch norm stays frozen (small batches)."""
+    import keras
+
+    first_trainable = int(len(backbone.layers) * (1.0 - share))
+    backbone.trainable = share > 0
+    for index, layer in enumerate(backbone.layers):
+        layer.trainable = index >= first_trainable and not isinstance(layer, keras.layers.BatchNormalization)
+
+
+def evaluate_splits(model, arrays, task: str, classes) -> dict:
+    """Calibration and thresholds from validation only; the test split is measured, never used to choose."""
+    logits = {split: np.asarray(model.predict(arrays[split][0], batch_size=32, verbose=0), np.float32)
+              for split in ("val", "test")}
+    labels = {split: arrays[split][1] for split in ("val", "test")}
+    from fracture_app.models import calibrate
+
+    if task == config.BINARY_TASK:
+        calibration = metrics.fit_platt(logits["val"][:, 0], labels["val"])
+        probabilities = {split: calibrate(logits[split], calibration) for split in logits}
+        threshold = metrics.threshold_for_sensitivity(labels["val"], probabilities["val"], metrics.DECISION_SENSITIVITY)
+        points = {
+            "high_sensitivity": metrics.threshold_for_sensitivity(labels["val"], probabilities["val"], metrics.HIGH_SENSITIVITY),
+            "high_specificity": metrics.threshold_for_specificity(labels["val"], probabilities["val"], metrics.HIGH_SPECIFICITY),
+        }
+        return {
+            "calibration": calibration,
+            "threshold": threshold,
+            "operating_points": {
+                name: {"threshold": t, "validation": metrics.operating_point(labels["val"], probabilities["val"], t),
+                       "test": metrics.operating_point(labels["test"], probabilities["test"], t)}
+                for name, t in points.items()
+            },
+            "metrics": {split: metrics.binary_metrics(labels[split], probabilities[split], threshold) for split in logits},
+        }
+    calibration = metrics.fit_temperature(logits["val"], labels["val"])
+    probabilities = {split: calibrate(logits[split], calibration) for split in logits}
+    return {
+        "calibration": calibration,
+        "metrics": {split: metrics.multiclass_metrics(labels[split], probabilities[split], classes) for split in logits},
+    }
+
+
+def build_card(args, dataset, spec, split_report, loaded, evaluation, history, best_epoch, started) -> dict:
+    now = datetime.now(timezone.utc)
+    card = {
+        "format_version": 1,
+        "name": Path(config.MODEL_FILES[args.task]).stem,
+        "version": now.strftime("%Y.%m.%d-%H%M"),
+        "task": args.task,
+        "classes": list(dataset.classes),
+        "architecture": args.arch,
+        "preprocessing": spec.to_dict(),
+        "weights_init": str(args.weights),
+        "output": "logits; probabilities come from `calibration`",
+        "data": {
+            "source": dataset.source,
+            "folder": str(dataset.root),
+            "layout": dataset.layout,
+            "attribution": config.DATA_ATTRIBUTION.get(dataset.source, "user-supplied data"),
+            "images": len(loaded.samples),
+            "unreadable": len(loaded.failures),
+            "split_sizes": split_report["sizes"],
+            "groups": split_report["groups"],
+            "groups_across_given_splits": split_report["groups_across_given_splits"],
+            "split_seed": args.seed,
+            "manifest": artifact_paths(args.out, args.task)["manifest"].name,
+        },
+        "training": {
+            "epochs_requested": args.epochs,
+            "epochs_run": len(history.get("loss", [])),
+            "best_epoch": best_epoch,
+            "batch_size": args.batch_size,
+            "seconds": round(time.time() - started, 1),
+            "hardware": hardware_description(),
+            "trained_at": now.isoformat(timespec="seconds"),
+            "command": "python -m training.train " + " ".join(sys.argv[1:]),
+        },
+        **evaluation,
+        "intended_use": INTENDED_USE,
+        "limitations": LIMITATIONS,
+    }
+    return card
+
+
+def write_plots_and_manifest(card, history, dataset, scratch: Path, paths) -> dict[str, Path]:
+    from training import plots
+
+    staged = {"manifest": scratch / "manifest.csv", "history": scratch / "history.csv",
+              "curves": scratch / "curves.png", "confusion": scratch / "confusion.png"}
+    datasets.write_manifest(staged["manifest"], dataset)
+    monitor = "val_auroc" if card["task"] == config.BINARY_TASK else "val_macro_f1"
+    plots.training_curves(history, monitor, staged["curves"], f"{card['name']} ({card['architecture']})")
+    test = card["metrics"]["test"]
+    plots.confusion(test["confusion_matrix"], card["classes"], staged["confusion"], "Test split")
+    if card["task"] == config.BINARY_TASK:
+        staged["roc"] = scratch / "roc.png"
+        points = {name: point["test"] for name, point in card["operating_points"].items()}
+        points["decision"] = {"threshold": card["threshold"], "sensitivity": test["sensitivity"], "specificity": test["specificity"]}
+        plots.roc(test["roc"]["fpr"], test["roc"]["tpr"], test["auroc"], points, staged["roc"], "Test split ROC")
+    return staged
+
+
+def _headline(card: dict) -> str:
+    test = card["metrics"]["test"]
+    keys = ("auroc", "sensitivity", "specificity", "ece") if card["task"] == config.BINARY_TASK else ("top1", "top3", "macro_f1")
+    return ", ".join(f"{key} {test[key]:.3f}" for key in keys)
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    sys.exit(main())
