@@ -7,7 +7,6 @@ to feed the model (preprocessing), what its outputs mean (classes, calibration),
 
 import hashlib
 import json
-import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,8 +16,6 @@ import numpy as np
 from fracture_app import config
 from fracture_app.errors import ModelLoadError
 from fracture_app.preprocess import PreprocessSpec
-
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up chatter is not for clinicians
 
 
 def card_path_for(model_path: Path) -> Path:

@@ -6,7 +6,6 @@
 
 import argparse
 import logging
-import os
 import sys
 import tempfile
 import time
@@ -117,6 +116,11 @@ def train_model(args, dataset: datasets.Dataset) -> dict:
     clean = architectures.build(args.arch, spec, _outputs(args.task, dataset), "none")  # no optimizer state
     clean.set_weights(model.get_weights())
     evaluation = evaluate_splits(clean, arrays, args.task, dataset.classes)
+    if args.task == config.BINARY_TASK and (dataset.root / "annotations_yolo").is_dir():
+        from training.evaluate import pointing_game
+
+        fractured_test = [s for s in loaded.samples if s.split == "test" and s.label == 1]
+        evaluation["metrics"]["test"]["pointing_game"] = pointing_game(clean, spec, dataset.root, fractured_test)
     card = build_card(args, dataset, spec, split_report, loaded, evaluation, history, best_epoch, started)
     staged = write_plots_and_manifest(card, history, dataset, scratch, paths)
     write_atomically(clean, card, staged, paths)
@@ -325,5 +329,4 @@ def _headline(card: dict) -> str:
 
 
 if __name__ == "__main__":
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     sys.exit(main())

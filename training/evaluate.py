@@ -1,0 +1,149 @@
+"""Recompute a model card's metrics: on the stored test split, or on a new data set.
+
+    python -m training.evaluate --model models/fracture_binary.keras --data ../shared/data/fracatlas
+    python -m training.evaluate --model models/fracture_type.keras --data my_xrays/ --split all
+
+Images take exactly the app's road (read_image → prepare → calibrated model), so a card's figures are
+what a user of the app gets.
+"""
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from fracture_app import config
+from fracture_app.errors import FractureAppError
+from fracture_app.imaging import read_image
+from fracture_app.preprocess import prepare, prepare_batch
+from training import datasets, metrics
+from training.card import artifact_paths
+
+BATCH_SIZE = 32
+HEADLINE = {config.BINARY_TASK: ("auroc", "accuracy", "sensitivity", "specificity", "precision", "f1", "ece"),
+            config.TYPE_TASK: ("top1", "top3", "macro_f1", "ece")}
+
+
+def test_samples(model_path: Path, data_dir: Path, split: str, task: str, classes) -> list[datasets.Sample]:
+    """The stored split's rows (from the manifest beside the model), or every image of a new data set."""
+    if split != "all":
+        manifest = artifact_paths(model_path.parent, task)["manifest"]
+        if not manifest.is_file():
+            raise FractureAppError(f"no split manifest beside the model ({manifest.name}); use --split all")
+        samples = [s for s in datasets.read_manifest(manifest, data_dir) if s.split == split]
+        missing = [s.path for s in samples if not s.path.is_file()]
+        if missing:
+            raise FractureAppError(f"{len(missing)} {split} images missing under {data_dir} (first: {missing[0]}); "
+                                   "is --data the folder the model was trained on? Use --split all for a new data set.")
+        return samples
+    found = datasets.discover(data_dir, task)
+    unknown = set(found.classes) - set(classes)
+    if unknown:
+        raise FractureAppError(f"classes {sorted(unknown)} are not among the model's {list(classes)}")
+    return [datasets.Sample(s.path, list(classes).index(found.classes[s.label]), split="all") for s in found.samples]
+
+
+def predict_files(model, samples) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Probabilities for every readable file; unreadable ones are listed, not counted."""
+    kept_labels, outputs, skipped, pending, pending_labels = [], [], [], [], []
+
+    def flush():
+        if pending:
+            outputs.append(model.probabilities(prepare_batch(pending, model.spec)))
+            kept_labels.extend(pending_labels)
+            pending.clear()
+            pending_labels.clear()
+
+    for sample in samples:
+        try:
+            pending.append(read_image(sample.path).pixels)
+            pending_labels.append(sample.label)
+        except FractureAppError as error:
+            skipped.append(f"{sample.path}: {error}")
+        if len(pending) == BATCH_SIZE:
+            flush()
+    flush()
+    return np.array(kept_labels, int), np.concatenate(outputs) if outputs else np.zeros(0), skipped
+
+
+def measure(model, labels, probabilities) -> dict:
+    if model.task == config.BINARY_TASK:
+        return metrics.binary_metrics(labels, probabilities, model.card.threshold)
+    return metrics.multiclass_metrics(labels, probabilities, model.classes)
+
+
+def yolo_boxes(data_dir: Path, image_path: Path) -> list[tuple[float, float, float, float]]:
+    """FracAtlas fracture boxes as (x_centre, y_centre, width, height), relative to the image."""
+    label_file = Path(data_dir) / "annotations_yolo" / f"{image_path.stem}.txt"
+    if not label_file.is_file():
+        return []
+    rows = [line.split() for line in label_file.read_text().splitlines() if line.strip()]
+    return [tuple(float(v) for v in row[1:5]) for row in rows if len(row) >= 5]
+
+
+def pointing_game(keras_model, spec, data_dir: Path, samples) -> dict:
+    """Share of boxed fractures where the Grad-CAM peak falls inside a box (Zhang et al., 2018)."""
+    from fracture_app.gradcam import GradCam, heatmap_on_image, peak_location
+
+    gradcam, hits, total = GradCam(keras_model), 0, 0
+    for sample in samples:
+        boxes = yolo_boxes(data_dir, sample.path)
+        if not boxes:
+            continue
+        try:
+            pixels = read_image(sample.path).pixels
+        except FractureAppError:
+            continue
+        heat = heatmap_on_image(gradcam.heatmap(prepare(pixels, spec), 1), pixels.shape, spec.size)
+        row, column = peak_location(heat)
+        y, x = (row + 0.5) / pixels.shape[0], (column + 0.5) / pixels.shape[1]
+        hits += any(abs(x - bx) <= bw / 2 and abs(y - by) <= bh / 2 for bx, by, bw, bh in boxes)
+        total += 1
+    return {"images": total, "hits": hits, "hit_rate": hits / total if total else None}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m training.evaluate", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", type=Path, required=True, help="a .keras file with its model card beside it")
+    parser.add_argument("--data", type=Path, required=True, help="the data folder (the one trained on, or a new one)")
+    parser.add_argument("--split", default="test", choices=("test", "val", "train", "all"),
+                        help="a stored split from the model's manifest (default test), or all images of --data")
+    parser.add_argument("--json", action="store_true", help="print the metrics as JSON")
+    args = parser.parse_args(argv)
+    from fracture_app.models import load_model
+
+    try:
+        model = load_model(args.model)
+        samples = test_samples(args.model, args.data, args.split, model.task, model.classes)
+        labels, probabilities, skipped = predict_files(model, samples)
+    except FractureAppError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    result = measure(model, labels, probabilities)
+    if model.task == config.BINARY_TASK and (args.data / "annotations_yolo").is_dir():
+        positives = [s for s in samples if s.label == 1]
+        result["pointing_game"] = pointing_game(model.keras_model, model.spec, args.data, positives)
+    result["skipped"] = skipped
+    if args.json:
+        print(json.dumps({k: v for k, v in result.items() if k != "roc"}, indent=2))
+    else:
+        print_comparison(result, model.card.data.get("metrics", {}).get(args.split), model.task, args.split)
+    return 0
+
+
+def print_comparison(result: dict, card_metrics: dict | None, task: str, split: str) -> None:
+    print(f"{'metric':<14}{'measured':>10}{'card':>10}")
+    for key in HEADLINE[task]:
+        card_value = f"{card_metrics[key]:.4f}" if card_metrics and key in card_metrics else "—"
+        print(f"{key:<14}{result[key]:>10.4f}{card_value:>10}")
+    print(f"images: {result['n']} ({split} split), skipped: {len(result['skipped'])}")
+    if "pointing_game" in result:
+        game = result["pointing_game"]
+        rate = "—" if game["hit_rate"] is None else f"{game['hit_rate']:.3f}"
+        print(f"pointing game: {game['hits']}/{game['images']} peaks inside a fracture box ({rate})")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
