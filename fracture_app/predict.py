@@ -1,0 +1,182 @@
+"""Diagnose X-ray files from the command line: one CSV or JSON row per input file on stdout.
+
+    python -m fracture_app.predict [--format csv|json] [--models DIR] [--gradcam OUT_DIR] PATH...
+
+Exit status: 0 when every input was diagnosed, 1 when some could not be, 2 for usage errors.
+"""
+
+import argparse
+import csv
+import json
+import sys
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from itertools import islice
+from pathlib import Path
+
+from fracture_app import config, import_tensorflow_quietly
+from fracture_app.errors import FractureAppError
+
+COLUMNS = ("path", "fractured", "fracture_probability", "fracture_type", "fracture_type_probability", "error")
+BATCH_SIZE = 16
+DECODE_WORKERS = 2
+DECODE_AHEAD = 2 * BATCH_SIZE  # images read ahead of the models, so the CPU never waits for the disk
+PROGRESS_MIN_FILES = 20
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".gif", ".dcm", ".dicom"}
+
+
+def expand(paths: list[Path]) -> list[Path]:
+    """Files as given; folders searched recursively for images (and extension-less files, often DICOM)."""
+    files = []
+    for path in paths:
+        if path.is_dir():
+            files.extend(sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith(".")
+                                and (p.suffix.lower() in IMAGE_SUFFIXES or not p.suffix)))
+        else:
+            files.append(path)
+    return files
+
+
+def read(path: Path):
+    from fracture_app.imaging import read_image
+
+    try:
+        return read_image(path), None
+    except FractureAppError as error:
+        return None, str(error)
+    except OSError as error:  # missing file, permission denied
+        return None, f"cannot open file: {error.strerror or error}"
+
+
+def row_for(path: Path, diagnosis=None, error: str | None = None) -> dict:
+    """Typed values (JSON keeps them); `csv_cell` turns them into text for CSV."""
+    if diagnosis is None:
+        empty = dict.fromkeys(COLUMNS[1:-1])
+        return {"path": str(path), **empty, "error": " ".join((error or "unknown error").split())}
+    best_type, type_probability = (diagnosis.type_top or [(None, None)])[0]
+    return {
+        "path": str(path),
+        "fractured": diagnosis.fractured,
+        "fracture_probability": _rounded(diagnosis.fracture_probability),
+        "fracture_type": best_type,
+        "fracture_type_probability": _rounded(type_probability),
+        "error": "",
+    }
+
+
+def _rounded(value):
+    return None if value is None else round(float(value), 4)
+
+
+def csv_cell(value) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return str(value).lower()
+    return str(value)
+
+
+def decoded_ahead(files: list[Path]):
+    """Yield (path, (xray, error)) in order while up to DECODE_AHEAD later files decode on worker threads."""
+    with ThreadPoolExecutor(DECODE_WORKERS) as pool:
+        upcoming = iter(files)
+        pending = deque((path, pool.submit(read, path)) for path in islice(upcoming, DECODE_AHEAD))
+        while pending:
+            path, future = pending.popleft()
+            following = next(upcoming, None)
+            if following is not None:
+                pending.append((following, pool.submit(read, following)))
+            yield path, future.result()
+
+
+def diagnose_files(diagnoser, files: list[Path], gradcam_dir: Path | None, progress: bool):
+    """Yield (path, diagnosis or None, error) in input order, feeding the models in batches."""
+    from fracture_app.gradcam import overlay
+
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(files), unit="img", file=sys.stderr, desc="diagnosing")
+    stream = decoded_ahead(files)
+    while chunk := list(islice(stream, BATCH_SIZE)):
+        readable = [(path, xray) for path, (xray, _) in chunk if xray is not None]
+        diagnoses = dict(zip([p for p, _ in readable], diagnoser.diagnose_batch([x for _, x in readable])))
+        for path, (_, error) in chunk:
+            diagnosis = diagnoses.get(path)
+            if diagnosis is not None and gradcam_dir is not None:
+                _write_gradcam(diagnoser, diagnosis, gradcam_dir, path, overlay)
+            yield path, diagnosis, error
+        if bar:
+            bar.update(len(chunk))
+    if bar:
+        bar.close()
+
+
+def _write_gradcam(diagnoser, diagnosis, out_dir: Path, path: Path, overlay) -> None:
+    import cv2
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for task in diagnoser.models:
+        heat = diagnoser.heatmap(diagnosis.xray, task, diagnosis)
+        picture = overlay(diagnosis.xray.pixels, heat)
+        cv2.imwrite(str(out_dir / f"{path.stem}_{task}_gradcam.png"), cv2.cvtColor(picture, cv2.COLOR_RGB2BGR))
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m fracture_app.predict", description=__doc__.split("\n\n")[0],
+                                     epilog=config.NOTICE)
+    parser.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="image files or folders (searched recursively)")
+    parser.add_argument("--format", choices=("csv", "json"), default="csv")
+    parser.add_argument("--models", type=Path, default=config.MODELS_DIR, help="folder with the .keras models and cards")
+    parser.add_argument("--gradcam", type=Path, metavar="OUT_DIR", help="also write Grad-CAM overlays (PNG) here")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    return parser.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    files = expand(args.paths)
+    if not files:
+        print("error: no image files found in the given paths", file=sys.stderr)
+        return 2
+    import_tensorflow_quietly()
+    from fracture_app.diagnosis import Diagnoser
+
+    try:
+        diagnoser = Diagnoser.from_dir(args.models)
+    except FractureAppError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    for problem in diagnoser.problems:
+        print(f"warning: {problem}", file=sys.stderr)
+    progress = not args.no_progress and len(files) >= PROGRESS_MIN_FILES and sys.stderr.isatty()
+    rows = (row_for(path, diagnosis, error) for path, diagnosis, error in
+            diagnose_files(diagnoser, files, args.gradcam, progress))
+    failures = write_rows(rows, args.format, sys.stdout)
+    return 1 if failures else 0
+
+
+def write_rows(rows, output_format: str, stream) -> int:
+    """Stream rows as they come (CSV) or as one JSON list; returns how many rows carry an error."""
+    failures = 0
+    if output_format == "csv":
+        writer = csv.DictWriter(stream, fieldnames=COLUMNS, lineterminator="\n")
+        writer.writeheader()
+        for row in rows:
+            failures += bool(row["error"])
+            writer.writerow({key: csv_cell(value) for key, value in row.items()})
+            stream.flush()
+        return failures
+    collected = list(rows)
+    failures = sum(bool(row["error"]) for row in collected)
+    json.dump(collected, stream, indent=2, ensure_ascii=False)
+    stream.write("\n")
+    return failures
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        sys.exit(130)
