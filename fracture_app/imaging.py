@@ -1,0 +1,390 @@
+"""Read an X-ray from a path or uploaded bytes into one grayscale float array, or say plainly why not.
+
+Every failure leaves as ImageReadError with a message a clinician can act on; nothing else escapes.
+The format is decided by content, never by file name: uploads are often renamed or mislabelled.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import struct
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import pydicom.dataset
+import pydicom.uid
+from PIL import Image, ImageOps
+from pydicom.pixels import apply_color_lut, apply_modality_lut, apply_voi_lut, pixel_array
+
+from .config import MAX_FILE_BYTES, MAX_IMAGE_PIXELS, MIN_IMAGE_SIDE
+from .errors import ImageReadError
+
+# Pillow then refuses bombs itself at open time (it errors above twice this, warns above it);
+# our own header check below refuses everything above the limit before any pixel is decoded.
+Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS
+
+# Wider than any real radiograph in the data sets (at most 7:1); beyond this it is a strip or a banner.
+MAX_ASPECT_RATIO = 10
+# A truncated JPEG decodes with the missing part mid-grey. FracAtlas has files missing up to half of the
+# picture that training still reads; below 40% present (a file cut to a quarter) it is refused.
+MAX_MISSING_FRACTION = 0.6
+
+_MEGA = 1_000_000
+_DICOM_INSTALL = {
+    "JPEG 2000": "pylibjpeg and pylibjpeg-openjpeg (or GDCM)",
+    "JPEG-LS": "pylibjpeg and pylibjpeg-libjpeg (or pyjpegls, or GDCM)",
+    "JPEG": "pylibjpeg and pylibjpeg-libjpeg (or GDCM)",
+    "RLE": "pylibjpeg and pylibjpeg-rle (or GDCM)",
+}
+_MAGIC = (  # (offset, bytes, format)
+    (128, b"DICM", "DICOM"),  # first: a DICOM preamble may itself look like a TIFF
+    (0, b"\xff\xd8\xff", "JPEG"), (0, b"\x89PNG\r\n\x1a\n", "PNG"), (0, b"GIF87a", "GIF"), (0, b"GIF89a", "GIF"),
+    (0, b"II*\x00", "TIFF"), (0, b"MM\x00*", "TIFF"), (0, b"II+\x00", "TIFF"), (0, b"MM\x00+", "TIFF"),
+    (0, b"BM", "BMP"), (8, b"WEBP", "WEBP"), (4, b"jP  \r\n", "JPEG2000"), (0, b"\xff\x4f\xff\x51", "JPEG2000"),
+)
+_NOT_AN_IMAGE = (  # (test on the first bytes, message)
+    (lambda b: b.startswith(b"%PDF"), "not an image (looks like a PDF document)"),
+    (lambda b: b.startswith(b"PK\x03\x04"), "not an image (looks like a ZIP archive or Office document)"),
+    (lambda b: b[4:12] in (b"ftypheic", b"ftypheix", b"ftypmif1", b"ftyphevc"),
+     "HEIC/HEIF photos are not supported; export it as JPEG or PNG"),
+    (lambda b: b"<svg" in b[:2048].lower(), "not an image (looks like an SVG drawing; export it as PNG)"),
+    (lambda b: re.match(rb"\s*<(!doctype html|html)", b[:512].lower()) is not None,
+     "not an image (looks like a web page)"),
+)
+
+
+@dataclass(frozen=True, eq=False)  # eq=False: comparing arrays field by field is ambiguous
+class XRay:
+    pixels: np.ndarray  # 2-D float32 in [0, 1], grayscale, orientation applied
+    source: str  # file name or "upload"
+    format: str  # "JPEG", "PNG", "BMP", "TIFF", "GIF", "WEBP", "DICOM", ...
+    colourfulness: float  # Hasler–Süsstrunk M on the 0–255 scale; 0.0 for grayscale inputs
+    metadata: dict = field(default_factory=dict)  # always "original_size": (height, width)
+
+
+def read_image(source: str | os.PathLike | bytes, name: str | None = None) -> XRay:
+    """Read a path or in-memory bytes (never written to disk) as an XRay, or raise ImageReadError."""
+    try:
+        data, label = _load_bytes(source, name)
+        return _decode(data, label)
+    except ImageReadError:
+        raise
+    except MemoryError as exc:
+        raise ImageReadError("not enough memory to read this image") from exc
+    except Exception as exc:  # anything from Pillow, pydicom or numpy on a malformed file
+        raise ImageReadError("unrecognised or corrupt image file") from exc
+
+
+def _load_bytes(source, name: str | None) -> tuple[bytes, str]:
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        data, label = bytes(source), name or "upload"
+    elif isinstance(source, (str, os.PathLike)):
+        path = Path(source)
+        label = name or path.name
+        try:
+            if path.is_dir():
+                raise ImageReadError(f"{label} is a folder, not an image file")
+            _check_file_size(path.stat().st_size)  # before reading it into memory
+            data = path.read_bytes()
+        except FileNotFoundError as exc:
+            raise ImageReadError(f"file not found: {label}") from exc
+        except OSError as exc:
+            raise ImageReadError(f"could not read {label}: {exc.strerror or exc}") from exc
+    else:
+        raise ImageReadError(f"cannot read an image from a {type(source).__name__}")
+    if not data:
+        raise ImageReadError("empty file")
+    _check_file_size(len(data))
+    return data, str(label)
+
+
+def _check_file_size(n: int) -> None:
+    if n > MAX_FILE_BYTES:
+        raise ImageReadError(f"file too large: {n / 2**20:.0f} MB (limit {MAX_FILE_BYTES / 2**20:.0f} MB)")
+
+
+def _decode(data: bytes, label: str) -> XRay:
+    kind = _sniff(data)
+    if kind == "DICOM":
+        return _read_dicom(data, label, forced=False)
+    if kind is not None:
+        return _read_pillow(data, label, kind)
+    for looks_like, message in _NOT_AN_IMAGE:
+        if looks_like(data):
+            raise ImageReadError(message)
+    if _is_text(data):
+        raise ImageReadError("not an image (text file)")
+    # DICOM without the 128-byte preamble starts straight with a group 0002 or 0008 element.
+    if data[:2] in (b"\x02\x00", b"\x08\x00"):
+        return _read_dicom(data, label, forced=True)
+    raise ImageReadError("unrecognised or corrupt image file")
+
+
+def _sniff(b: bytes) -> str | None:
+    return next((kind for offset, magic, kind in _MAGIC if b[offset:offset + len(magic)] == magic), None)
+
+
+def _is_text(b: bytes) -> bool:
+    sample = b[:4096]
+    if b"\x00" in sample:
+        return False
+    try:
+        text = sample.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        if exc.start < len(sample) - 3:  # a multi-byte character cut by the sample is still text
+            return False
+        text = sample[: exc.start].decode("utf-8")
+    printable = sum(ch.isprintable() or ch in "\t\r\n\f" for ch in text)
+    return bool(text) and printable >= 0.95 * len(text)
+
+
+def _check_size(width: int, height: int) -> None:
+    if width * height > MAX_IMAGE_PIXELS:
+        raise ImageReadError(
+            f"image too large: {width}×{height} pixels (limit {MAX_IMAGE_PIXELS // _MEGA} megapixels)")
+    if min(width, height) < MIN_IMAGE_SIDE:
+        raise ImageReadError(
+            f"too small to read: {width}×{height} pixels (at least {MIN_IMAGE_SIDE} on each side)")
+    if max(width, height) > MAX_ASPECT_RATIO * min(width, height):
+        raise ImageReadError(f"unusual shape for an X-ray: {width}×{height} pixels (a strip, not a picture)")
+
+
+def _header_size(b: bytes, kind: str) -> tuple[int, int] | None:
+    """Width and height straight from the header, so a bomb is refused before Pillow parses it."""
+    size = None
+    if kind == "PNG" and b[12:16] == b"IHDR" and len(b) >= 24:
+        size = struct.unpack(">II", b[16:24])
+    elif kind == "GIF" and len(b) >= 10:
+        size = struct.unpack("<HH", b[6:10])
+    elif kind == "BMP" and len(b) >= 26 and struct.unpack("<I", b[14:18])[0] >= 40:
+        size = tuple(abs(v) for v in struct.unpack("<ii", b[18:26]))
+    return size if size and min(size) > 0 else None  # zero means a broken header: let Pillow say so
+
+
+def _read_pillow(data: bytes, label: str, kind: str) -> XRay:
+    truncated = kind == "JPEG" and not data.rstrip(b"\x00").endswith(b"\xff\xd9")
+    if truncated:
+        # What LOAD_TRUNCATED_IMAGES does for JPEG, but for this file only: that flag is a process-wide
+        # global, and FracAtlas has ~79 files without the end marker that decode fine with it.
+        data += b"\xff\xd9"
+    size = _header_size(data, kind)
+    if size:  # cheap and exact where the header is simple; Pillow's own check below covers the rest
+        _check_size(*size)
+    try:
+        im = Image.open(io.BytesIO(data), formats=[kind])
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        pixels = re.search(r"\((\d+) pixels\)", str(exc))
+        mp = f"{int(pixels.group(1)) / _MEGA:.0f} megapixels" if pixels else "too many pixels"
+        raise ImageReadError(f"image too large: {mp} (limit {MAX_IMAGE_PIXELS // _MEGA} megapixels)") from exc
+    except Exception as exc:
+        raise ImageReadError(f"unrecognised or corrupt image file (the {kind} header is damaged)") from exc
+    _check_size(*im.size)
+    try:
+        im.load()
+    except Exception as exc:
+        raise ImageReadError(f"unrecognised or corrupt image file (the {kind} data could not be decoded)") from exc
+
+    metadata: dict = {}
+    if truncated:
+        missing = _missing_rows(im)
+        if missing > MAX_MISSING_FRACTION * im.height:
+            raise ImageReadError(
+                f"incomplete image file: only {100 * (1 - missing / im.height):.0f}% of the picture "
+                "is in the file (cut off while copying or uploading?)")
+        metadata["truncated"] = True  # the app can warn; missing_fraction says how much is grey fill
+        metadata["missing_fraction"] = round(missing / im.height, 3)
+    fmt = "JPEG" if im.format == "MPO" else (im.format or kind)  # before exif_transpose drops .format
+    try:
+        im = ImageOps.exif_transpose(im)
+    except Exception:
+        pass  # an unreadable orientation tag should not cost the reading; show the image as stored
+    pixels, colourfulness = _to_grey(im)
+    metadata["original_size"] = pixels.shape
+    return XRay(pixels, label, fmt, colourfulness, metadata)
+
+
+def _missing_rows(im: Image.Image) -> int:
+    """Rows at the bottom that libjpeg filled with mid-grey because the data ran out."""
+    arr = np.asarray(im)
+    rows = arr.reshape(arr.shape[0], -1)
+    filled = np.all(rows == 128, axis=1)
+    return int(np.argmin(filled[::-1])) if not filled.all() else len(filled)
+
+
+def _to_grey(im: Image.Image) -> tuple[np.ndarray, float]:
+    if im.mode == "P":
+        im = im.convert("RGBA" if "transparency" in im.info else "RGB")
+    elif im.mode in ("PA", "RGBa", "La"):
+        im = im.convert("LA" if im.mode == "La" else "RGBA")
+    elif im.mode in ("CMYK", "YCbCr", "LAB", "HSV", "RGBX"):
+        im = im.convert("RGB")
+    elif im.mode == "1":
+        im = im.convert("L")
+    arr = np.asarray(im)
+    if im.mode not in ("RGB", "RGBA", "LA"):
+        if arr.ndim != 2:
+            raise ImageReadError(f"unsupported kind of image ({im.mode})")
+        return _finish(_scale_to_unit(arr)), 0.0
+    # Channel by channel in float32: a 60-megapixel RGB upload must not cost gigabytes.
+    colour = arr[..., :1] if im.mode == "LA" else arr[..., :3]
+    grey = (_luma(colour) if colour.shape[-1] == 3 else colour[..., 0].astype(np.float32)) / np.float32(255)
+    step = _grid_step(arr)
+    sample = colour[::step, ::step].astype(np.float64) / 255
+    if im.mode in ("RGBA", "LA"):  # composite over black, the background of a radiograph
+        grey *= arr[..., -1] / np.float32(255)
+        sample *= arr[::step, ::step, -1:] / 255
+    return _finish(grey), (colourfulness(sample) if colour.shape[-1] == 3 else 0.0)
+
+
+def _scale_to_unit(arr: np.ndarray) -> np.ndarray:
+    """Integers by their bit depth (8-bit by 255, 12-bit in 16 by 4095, ...); floats and signed by range."""
+    if np.issubdtype(arr.dtype, np.integer) and arr.size and arr.min() >= 0:
+        # The container (16 bits) often holds fewer real bits; dividing by 65535 would leave it near black.
+        bits = max(8, int(arr.max()).bit_length())
+        return arr.astype(np.float32) / np.float32(2**bits - 1)
+    arr = np.nan_to_num(arr.astype(np.float32), nan=0.0, posinf=0.0, neginf=0.0)
+    if arr.size and arr.min() >= 0 and arr.max() <= 1:
+        return arr
+    lo, hi = float(arr.min()), float(arr.max())
+    return (arr - lo) / np.float32(hi - lo) if hi > lo else np.zeros(arr.shape, np.float32)
+
+
+def _luma(rgb: np.ndarray) -> np.ndarray:  # ITU-R BT.601, as Pillow's "L"
+    return rgb[..., 0] * np.float32(0.299) + rgb[..., 1] * np.float32(0.587) + rgb[..., 2] * np.float32(0.114)
+
+
+def _grid_step(arr: np.ndarray) -> int:
+    """Every n-th pixel in each direction, so statistics look at about a million pixels at most."""
+    return max(1, int(np.sqrt(arr.shape[0] * arr.shape[1] / 1_000_000)))
+
+
+def colourfulness(rgb: np.ndarray) -> float:
+    """Hasler & Süsstrunk (2003) M of RGB in [0, 1], on their 0–255 scale: 0 for grey, >15 visibly coloured."""
+    step = _grid_step(rgb)
+    sample = rgb[::step, ::step, :3].astype(np.float64) * 255.0
+    r, g, b = sample[..., 0], sample[..., 1], sample[..., 2]
+    rg, yb = r - g, 0.5 * (r + g) - b
+    return float(np.hypot(rg.std(), yb.std()) + 0.3 * np.hypot(rg.mean(), yb.mean()))
+
+
+def _finish(grey: np.ndarray) -> np.ndarray:
+    grey = np.nan_to_num(np.asarray(grey, dtype=np.float32), nan=0.0)
+    return np.ascontiguousarray(np.clip(grey, 0.0, 1.0))
+
+
+# --- DICOM ---------------------------------------------------------------------------------------
+
+_DICOM_KEYS = ("Modality", "BodyPartExamined", "ViewPosition", "PhotometricInterpretation", "ImageLaterality",
+               "Laterality", "StudyDescription", "SeriesDescription", "Manufacturer", "PixelSpacing",
+               "ImagerPixelSpacing", "BitsStored", "NumberOfFrames", "WindowCenter", "WindowWidth")
+# Deliberately no Patient* or date fields: the metadata is shown and logged, identifiers must not be.
+
+
+def _read_dicom(data: bytes, label: str, forced: bool) -> XRay:
+    try:
+        ds = pydicom.dcmread(io.BytesIO(data), force=forced)
+        has_pixels = any(k in ds for k in ("PixelData", "FloatPixelData", "DoubleFloatPixelData"))
+    except Exception as exc:
+        raise ImageReadError("unreadable DICOM file (corrupt or incomplete)") from exc
+    if forced and not has_pixels and "SOPClassUID" not in ds and "Modality" not in ds:
+        raise ImageReadError("unrecognised or corrupt image file")
+    if not has_pixels:
+        raise ImageReadError("DICOM without pixel data (a report or index file, not an image)")
+    try:
+        width, height = int(ds.Columns), int(ds.Rows)
+    except Exception as exc:
+        raise ImageReadError("unreadable DICOM file (image size missing)") from exc
+    _check_size(width, height)
+
+    file_meta = ds.file_meta if hasattr(ds, "file_meta") else pydicom.dataset.FileMetaDataset()
+    if "TransferSyntaxUID" not in file_meta:  # files without a preamble usually lack the meta header
+        file_meta.TransferSyntaxUID = (pydicom.uid.ImplicitVRLittleEndian if ds.original_encoding[0] is not False
+                                       else pydicom.uid.ExplicitVRLittleEndian)
+        ds.file_meta = file_meta
+    syntax = file_meta.TransferSyntaxUID
+    try:
+        arr = pixel_array(ds, index=0)  # first frame only: no need to decode a whole cine loop
+    except Exception as exc:
+        if syntax.is_compressed:
+            raise ImageReadError(_dicom_codec_message(syntax)) from exc
+        raise ImageReadError("unreadable DICOM file (the pixel data is corrupt or incomplete)") from exc
+
+    photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).strip().upper()
+    if photometric == "PALETTE COLOR":
+        arr = apply_color_lut(arr, ds)
+    if arr.ndim == 3:  # colour (pydicom has already turned YBR into RGB)
+        rgb = _scale_to_unit(arr)
+        pixels, colour = _finish(_luma(rgb)), colourfulness(rgb)
+    else:
+        pixels, colour = _finish(_dicom_grey(arr, ds, photometric)), 0.0
+
+    metadata = _dicom_metadata(ds)
+    metadata["TransferSyntax"] = syntax.name
+    metadata["original_size"] = pixels.shape
+    return XRay(pixels, label, "DICOM", colour, metadata)
+
+
+def _dicom_metadata(ds) -> dict:
+    metadata = {}
+    for key in _DICOM_KEYS:
+        try:
+            value = ds.get(key)
+            if value is not None and str(value).strip():
+                metadata[key] = str(value).strip()
+        except Exception:
+            continue  # one malformed descriptive field must not cost the picture
+    return metadata
+
+
+def _dicom_grey(arr: np.ndarray, ds, photometric: str) -> np.ndarray:
+    values = apply_modality_lut(arr, ds).astype(np.float64)
+    windowed, lo, hi = values, float(values.min()), float(values.max())
+    try:
+        out_range = _voi_output_range(ds)
+        if out_range is not None:
+            # A VOI LUT is indexed by integers; a window works on the rescaled values directly.
+            voi_input = np.rint(values).astype(np.int64) if _has_voi_lut(ds) else values
+            windowed = np.asarray(apply_voi_lut(voi_input, ds), dtype=np.float64)
+            lo, hi = out_range
+            if windowed.min() == windowed.max() and values.min() != values.max():
+                # A window that misses the data entirely would show a blank field; show the data instead.
+                windowed, lo, hi = values, float(values.min()), float(values.max())
+    except Exception:
+        windowed, lo, hi = values, float(values.min()), float(values.max())  # a malformed window: ignore it
+    grey = (windowed - lo) / (hi - lo) if hi > lo else np.zeros_like(windowed)
+    grey = np.clip(grey, 0.0, 1.0)
+    # MONOCHROME1 means "high values are dark"; inverting after the window keeps the window's meaning.
+    return 1.0 - grey if photometric == "MONOCHROME1" else grey
+
+
+def _has_voi_lut(ds) -> bool:
+    seq = ds.get("VOILUTSequence")
+    return bool(seq) and "LUTDescriptor" in seq[0] and "LUTData" in seq[0]
+
+
+def _voi_output_range(ds) -> tuple[float, float] | None:
+    """The range pydicom's VOI LUT or window maps into (its own rules), so we can scale it to [0, 1]."""
+    if _has_voi_lut(ds):
+        return 0.0, float(2 ** int(ds.VOILUTSequence[0].LUTDescriptor[2]) - 1)
+    if ds.get("WindowCenter") is None or ds.get("WindowWidth") is None:
+        return None
+    bits = int(ds.BitsStored)
+    if ds.get("ModalityLUTSequence"):
+        lo, hi = 0.0, float(2 ** int(ds.ModalityLUTSequence[0].LUTDescriptor[2]) - 1)
+    elif int(ds.get("PixelRepresentation", 0)) == 0:
+        lo, hi = 0.0, float(2**bits - 1)
+    else:
+        lo, hi = float(-(2 ** (bits - 1))), float(2 ** (bits - 1) - 1)
+    slope, intercept = ds.get("RescaleSlope"), ds.get("RescaleIntercept")
+    if slope is not None and intercept is not None:
+        lo, hi = lo * float(slope) + float(intercept), hi * float(slope) + float(intercept)
+    return (lo, hi) if hi > lo else (hi, lo)
+
+
+def _dicom_codec_message(syntax) -> str:
+    what = next((v for k, v in _DICOM_INSTALL.items() if k in syntax.name), "pylibjpeg with its plugins (or GDCM)")
+    return f"install {what} to read this compressed DICOM ({syntax.name}), or export it uncompressed"
