@@ -3,10 +3,12 @@
 Change a value here and training, the command line and the app all follow.
 """
 
+import os
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-MODELS_DIR = REPO_ROOT / "models"
+# FRACTURE_MODELS_DIR lets tests and deployments point the app at other model files.
+MODELS_DIR = Path(os.environ.get("FRACTURE_MODELS_DIR", REPO_ROOT / "models"))
 SAMPLE_IMAGES_DIR = REPO_ROOT / "sample_images"
 
 # Environment variable naming the folder that holds the full data sets (FracAtlas, Bone Break).

@@ -205,6 +205,7 @@ def split_groups(samples: list[Sample], seed: int, honour_given: bool = True, fr
         val_share = fractions["val"] / (fractions["train"] + fractions["val"])
         fractions = {"train": 1.0 - val_share, "val": val_share, "test": 0.0}
     _deal_stratified(to_deal, fractions, rng)
+    _fill_empty_splits(to_deal, fractions)
     return {"groups": len(_members_by_group(samples)), "groups_across_given_splits": leaking,
             "sizes": split_sizes(samples)}
 
@@ -237,6 +238,17 @@ def _deal_stratified(groups: list[list[Sample]], fractions: dict, rng: random.Ra
             for sample in members:
                 sample.split = split
             counts[split] += len(members)
+
+
+def _fill_empty_splits(groups: list[list[Sample]], fractions: dict) -> None:
+    """On tiny data sets per-class dealing can leave a split empty; give it the smallest training group."""
+    for split in SPLITS:
+        if fractions[split] == 0 or any(members[0].split == split for members in groups):
+            continue
+        training = sorted((m for m in groups if m[0].split == "train"), key=len)
+        if len(training) > 1:
+            for sample in training[0]:
+                sample.split = split
 
 
 def split_sizes(samples: list[Sample]) -> dict:

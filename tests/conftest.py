@@ -1,0 +1,51 @@
+"""Shared test fixtures: the tiny real X-ray fixtures, tiny trained models, and the full data sets when present."""
+
+import os
+from pathlib import Path
+
+import pytest
+
+from fracture_app import config
+
+FIXTURES = Path(__file__).parent / "fixtures"
+FRACATLAS_FIXTURES = FIXTURES / "fracatlas"
+BONE_BREAK_FIXTURES = FIXTURES / "bone_break"
+TINY_SIZE = 64
+
+
+@pytest.fixture(scope="session")
+def fixtures_dir() -> Path:
+    return FIXTURES
+
+
+@pytest.fixture(scope="session")
+def fractured_xray_path() -> Path:
+    return sorted((FRACATLAS_FIXTURES / "images" / "Fractured").glob("*.jpg"))[0]
+
+
+@pytest.fixture(scope="session")
+def tiny_models_dir(tmp_path_factory) -> Path:
+    """Both models, trained for one epoch at 64 px on the shipped fixtures by the real training command.
+
+    Tests of the app, the command line and evaluation run on these: they are real models with real
+    cards, just too small to be any good.
+    """
+    from training.train import main as train
+
+    out = tmp_path_factory.mktemp("tiny_models")
+    common = ["--img-size", str(TINY_SIZE), "--epochs", "1", "--batch-size", "8", "--out", str(out), "--quiet"]
+    assert train(["--task", "binary", "--data", str(FRACATLAS_FIXTURES), *common]) == 0
+    assert train(["--task", "type", "--data", str(BONE_BREAK_FIXTURES), "--arch", "mobilenetv2", *common]) == 0
+    return out
+
+
+@pytest.fixture(scope="session")
+def full_data_dir() -> Path:
+    """The full data sets (FracAtlas, Bone Break), from the environment variable `.ci/run` sets."""
+    value = os.environ.get(config.DATA_DIR_ENV)
+    if not value:
+        pytest.skip(f"full data sets not available: set {config.DATA_DIR_ENV} to the folder holding fracatlas/ and bone_break/")
+    path = Path(value)
+    if not (path / "fracatlas").is_dir() or not (path / "bone_break").is_dir():
+        pytest.skip(f"{config.DATA_DIR_ENV}={value} does not hold fracatlas/ and bone_break/")
+    return path
