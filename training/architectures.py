@@ -25,7 +25,8 @@ ARCHITECTURES = ("custom_cnn", *BACKBONES)
 # Channels each architecture expects: pretrained backbones were made for RGB.
 CHANNELS = {"custom_cnn": 1, **{name: 3 for name in BACKBONES}}
 
-CUSTOM_CNN_FILTERS = (48, 96, 192, 320)
+CUSTOM_CNN_STEM = (24, 32)
+CUSTOM_CNN_FILTERS = (32, 64, 128, 256)
 HEAD_DROPOUT = 0.3
 
 
@@ -41,22 +42,32 @@ def build(name: str, spec: PreprocessSpec, num_outputs: int, weights: str = "non
 
 
 def custom_cnn(spec: PreprocessSpec, num_outputs: int) -> keras.Model:
-    """A strided stem and four blocks of two separable convolutions: small, fast, made for grayscale."""
+    """Two strided stem convolutions, then four residual blocks of two 3×3 convolutions.
+
+    Plain convolutions, not separable ones: on a CPU their oneDNN kernels train several times faster,
+    and the 4× stem keeps the 256 px input affordable. The last block keeps 1/32 of the input size
+    (8×8 at 256 px) as the Grad-CAM resolution.
+    """
     inputs = keras.Input((spec.size, spec.size, spec.channels), name="xray")
-    x = layers.Conv2D(32, 3, strides=2, padding="same", use_bias=False, name="stem_conv")(inputs)
-    x = layers.BatchNormalization(name="stem_bn")(x)
-    x = layers.Activation("relu", name="stem_relu")(x)
+    x = inputs
+    for index, filters in enumerate(CUSTOM_CNN_STEM, start=1):
+        x = _conv_bn_relu(x, filters, f"stem{index}", strides=2)
     for block, filters in enumerate(CUSTOM_CNN_FILTERS, start=1):
-        shortcut = layers.Conv2D(filters, 1, strides=2, padding="same", name=f"block{block}_shortcut")(x)
-        for conv in (1, 2):
-            x = layers.SeparableConv2D(filters, 3, padding="same", use_bias=False, name=f"block{block}_sep{conv}")(x)
-            x = layers.BatchNormalization(name=f"block{block}_bn{conv}")(x)
-            x = layers.Activation("relu", name=f"block{block}_relu{conv}")(x)
-        x = layers.MaxPooling2D(3, strides=2, padding="same", name=f"block{block}_pool")(x)
+        if block > 1:
+            x = layers.MaxPooling2D(2, name=f"block{block}_pool")(x)
+        shortcut = layers.Conv2D(filters, 1, use_bias=False, name=f"block{block}_shortcut")(x)
+        x = _conv_bn_relu(x, filters, f"block{block}_conv1")
+        x = _conv_bn_relu(x, filters, f"block{block}_conv2", activation=False)
         x = layers.Add(name=f"block{block}_add")([x, shortcut])
-    x = layers.Activation("relu", name="features")(x)  # Grad-CAM looks here
-    outputs = _head(x, num_outputs)
+        x = layers.Activation("relu", name=f"block{block}_out")(x)
+    outputs = _head(x, num_outputs)  # Grad-CAM looks at block4_out, the last 4-D output
     return keras.Model(inputs, outputs, name="custom_cnn")
+
+
+def _conv_bn_relu(x, filters: int, name: str, strides: int = 1, activation: bool = True):
+    x = layers.Conv2D(filters, 3, strides=strides, padding="same", use_bias=False, name=f"{name}_conv")(x)
+    x = layers.BatchNormalization(name=f"{name}_bn")(x)
+    return layers.Activation("relu", name=f"{name}_relu")(x) if activation else x
 
 
 def backbone_classifier(name: str, spec: PreprocessSpec, num_outputs: int, weights: str) -> keras.Model:
