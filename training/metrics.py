@@ -127,17 +127,25 @@ def macro_f1(labels, probabilities) -> float:
 
 
 def fit_platt(logits, labels, iterations: int = 100) -> dict:
-    """Logistic regression p = σ(a·logit + b) by Newton's method, fitted on validation logits."""
+    """Logistic regression p = σ(a·logit + b), fitted on validation logits by damped Newton steps."""
     x, y = np.asarray(logits, float).ravel(), np.asarray(labels, float)
+
+    def nll(a, b):
+        z = a * x + b
+        return float(np.mean(np.logaddexp(0.0, z) - y * z))
+
     a, b = 1.0, 0.0
     for _ in range(iterations):
-        p = 1 / (1 + np.exp(-(a * x + b)))
+        p = 0.5 * (1 + np.tanh(0.5 * (a * x + b)))  # σ without overflow
         gradient = np.array([np.sum((p - y) * x), np.sum(p - y)])
         w = p * (1 - p) + 1e-9
         hessian = np.array([[np.sum(w * x * x), np.sum(w * x)], [np.sum(w * x), np.sum(w)]]) + 1e-6 * np.eye(2)
         step = np.linalg.solve(hessian, gradient)
-        a, b = a - step[0], b - step[1]
-        if np.abs(step).max() < 1e-8:
+        scale, current = 1.0, nll(a, b)
+        while nll(a - scale * step[0], b - scale * step[1]) > current and scale > 1e-4:
+            scale /= 2  # halve the step until the likelihood improves: plain Newton can overshoot
+        a, b = a - scale * step[0], b - scale * step[1]
+        if np.abs(scale * step).max() < 1e-8:
             break
     return {"method": "platt", "a": float(a), "b": float(b), "fitted_on": "validation"}
 

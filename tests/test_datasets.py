@@ -1,0 +1,119 @@
+"""Layout discovery and leak-free splits, on the real X-ray fixtures (and on the full sets when present)."""
+
+import shutil
+from collections import defaultdict
+
+import pytest
+
+from fracture_app import config
+from training import datasets
+from training.pipeline import load_images
+from fracture_app.preprocess import PreprocessSpec
+
+from conftest import BONE_BREAK_FIXTURES, FRACATLAS_FIXTURES
+
+
+def grouped(dataset):
+    loaded = load_images(dataset.samples, PreprocessSpec(size=32), progress=False)
+    datasets.assign_groups(loaded.samples, loaded.hashes)
+    return loaded.samples
+
+
+def splits_of_groups(samples):
+    seen = defaultdict(set)
+    for sample in samples:
+        seen[sample.group].add(sample.split)
+    return seen
+
+
+def test_fracatlas_layout_folder_wins_over_csv():
+    dataset = datasets.discover(FRACATLAS_FIXTURES, config.BINARY_TASK)
+    assert dataset.layout == "fracatlas" and dataset.source == "fracatlas"
+    assert dataset.classes == config.BINARY_CLASSES
+    labels = {s.path.name: s.label for s in dataset.samples}
+    assert labels["IMG0003298.jpg"] == 1  # dataset.csv says 0; it sits in images/Fractured
+    assert labels["IMG0000000.jpg"] == 0 and len(labels) == 12
+
+
+def test_bone_break_layout_with_train_test_folders():
+    dataset = datasets.discover(BONE_BREAK_FIXTURES, config.TYPE_TASK)
+    assert dataset.source == "bone_break"
+    assert dataset.classes == tuple(sorted(config.FRACTURE_TYPES, key=datasets.normalise))
+    assert {s.given_split for s in dataset.samples} == {"train", "test"}
+
+
+def test_split_folders_with_kaggle_style_names(tmp_path):
+    fractured = sorted((FRACATLAS_FIXTURES / "images" / "Fractured").glob("*.jpg"))
+    normal = sorted((FRACATLAS_FIXTURES / "images" / "Non_fractured").glob("*.jpg"))
+    for split, part in (("train", slice(0, 4)), ("Val", slice(4, 5)), ("test", slice(5, 6))):
+        for folder, files in (("fractured", fractured), ("not fractured", normal)):
+            target = tmp_path / split / folder
+            target.mkdir(parents=True)
+            for file in files[part]:
+                shutil.copy(file, target)
+    dataset = datasets.discover(tmp_path, config.BINARY_TASK)
+    assert dataset.classes == ("Not fractured", "Fractured")
+    by_split = defaultdict(set)
+    for sample in dataset.samples:
+        by_split[sample.given_split].add(sample.label)
+    assert by_split == {"train": {0, 1}, "val": {0, 1}, "test": {0, 1}}
+
+
+def test_unknown_layouts_get_a_clear_error(tmp_path):
+    with pytest.raises(datasets.DatasetError, match="expected at least two class folders"):
+        datasets.discover(tmp_path, config.BINARY_TASK)
+    for name in ("cats", "dogs"):
+        (tmp_path / name).mkdir()
+        shutil.copy(next(FRACATLAS_FIXTURES.rglob("*.jpg")), tmp_path / name)
+    with pytest.raises(datasets.DatasetError, match="normal/not/non"):
+        datasets.discover(tmp_path, config.BINARY_TASK)
+    with pytest.raises(datasets.DatasetError, match="not found"):
+        datasets.discover(tmp_path / "missing", config.BINARY_TASK)
+
+
+def test_augmented_copies_and_exact_duplicates_share_a_group():
+    bone = grouped(datasets.discover(BONE_BREAK_FIXTURES, config.TYPE_TASK))
+    copies = [s.group for s in bone if datasets.source_stem(s.path) == "2"]
+    assert len(copies) == 2 and len(set(copies)) == 1
+    atlas = {s.path.name: s.group for s in grouped(datasets.discover(FRACATLAS_FIXTURES, config.BINARY_TASK))}
+    assert atlas["IMG0000261.jpg"] == atlas["IMG0002299.jpg"]  # byte-identical files
+    assert atlas["IMG0000000.jpg"] == atlas["IMG0002292.jpg"]
+    assert atlas["IMG0000044.jpg"] != atlas["IMG0000092.jpg"]
+
+
+def test_no_group_spans_two_splits_and_the_split_is_seeded():
+    samples = grouped(datasets.discover(FRACATLAS_FIXTURES, config.BINARY_TASK))
+    report = datasets.split_groups(samples, seed=7)
+    assert all(len(splits) == 1 for splits in splits_of_groups(samples).values())
+    assert all(report["sizes"][split] > 0 for split in datasets.SPLITS)
+    first = [s.split for s in samples]
+    datasets.split_groups(samples, seed=7)
+    assert [s.split for s in samples] == first
+
+
+def test_given_splits_are_honoured_and_leaks_moved_whole():
+    samples = grouped(datasets.discover(BONE_BREAK_FIXTURES, config.TYPE_TASK))
+    datasets.split_groups(samples, seed=0)
+    assert all(s.split == "test" for s in samples if s.given_split == "test")
+    assert {s.split for s in samples if s.given_split == "train"} <= {"train", "val"}
+    assert all(len(splits) == 1 for splits in splits_of_groups(samples).values())
+
+
+def test_manifest_round_trip(tmp_path):
+    dataset = datasets.discover(FRACATLAS_FIXTURES, config.BINARY_TASK)
+    dataset.samples = grouped(dataset)
+    datasets.split_groups(dataset.samples, seed=1)
+    datasets.write_manifest(tmp_path / "split.csv", dataset)
+    back = datasets.read_manifest(tmp_path / "split.csv", FRACATLAS_FIXTURES)
+    assert [(s.path, s.label, s.split) for s in back] == [(s.path, s.label, s.split) for s in dataset.samples]
+
+
+def test_full_bone_break_copies_never_cross_splits(full_data_dir):
+    """On the real set: the published Train/Test leaks copies; our grouped split must not."""
+    dataset = datasets.discover(full_data_dir / "bone_break", config.TYPE_TASK)
+    samples = grouped(dataset)
+    report = datasets.split_groups(samples, seed=42, honour_given=False)
+    assert report["groups"] < len(samples)  # copies really were grouped
+    assert all(len(splits) == 1 for splits in splits_of_groups(samples).values())
+    given = datasets.split_groups(samples, seed=42, honour_given=True)
+    assert given["groups_across_given_splits"] > 0  # the published split leaks, and we say so
