@@ -1,0 +1,53 @@
+"""The single road: bytes → XRay → both models → calibrated verdict, band, type ranking, heat maps."""
+
+import numpy as np
+import pytest
+
+from fracture_app import config
+from fracture_app.diagnosis import LIKELY, NOT_SEEN, POSSIBLE, Diagnoser, confidence_band
+from fracture_app.imaging import read_image
+
+
+@pytest.fixture(scope="module")
+def diagnoser(tiny_models_dir):
+    return Diagnoser.from_dir(tiny_models_dir)
+
+
+def test_bands_follow_the_two_operating_points():
+    points = {"high_sensitivity": {"threshold": 0.2}, "high_specificity": {"threshold": 0.7}}
+    assert confidence_band(0.1, points, 0.4) == NOT_SEEN
+    assert confidence_band(0.2, points, 0.4) == POSSIBLE
+    assert confidence_band(0.69, points, 0.4) == POSSIBLE
+    assert confidence_band(0.7, points, 0.4) == LIKELY
+
+
+def test_a_real_upload_gets_a_full_diagnosis(diagnoser, fractured_xray_path):
+    xray = read_image(fractured_xray_path.read_bytes(), name=fractured_xray_path.name)
+    diagnosis = diagnoser.diagnose(xray)
+    assert diagnosis.verdict in ("Fractured", "Not fractured")
+    assert 0 <= diagnosis.fracture_probability <= 1
+    assert diagnosis.fractured == (diagnosis.fracture_probability >= diagnosis.threshold)
+    assert len(diagnosis.type_top) == 3 and sum(diagnosis.type_probabilities.values()) == pytest.approx(1, abs=1e-4)
+    assert list(diagnosis.type_probabilities) == sorted(diagnosis.type_probabilities, key=diagnosis.type_probabilities.get, reverse=True)
+    for task in config.TASKS:
+        assert diagnosis.heatmaps[task].shape == xray.pixels.shape
+    assert diagnosis.looks_like_xray
+    assert set(diagnosis.model_versions) == set(config.TASKS)
+
+
+def test_batch_and_single_answers_agree(diagnoser, fixtures_dir):
+    xrays = [read_image(p) for p in sorted((fixtures_dir / "fracatlas" / "images").rglob("*.jpg"))[:5]]
+    batch = diagnoser.diagnose_batch(xrays)
+    singles = [diagnoser.diagnose(x, heatmap_tasks=()) for x in xrays]
+    np.testing.assert_allclose([d.fracture_probability for d in batch], [d.fracture_probability for d in singles], atol=1e-5)
+
+
+def test_works_with_only_one_model(tiny_models_dir, tmp_path, fractured_xray_path):
+    import shutil
+
+    for path in tiny_models_dir.glob("fracture_binary*"):
+        shutil.copy(path, tmp_path)
+    only_binary = Diagnoser.from_dir(tmp_path)
+    assert only_binary.problems and "fracture_type" in only_binary.problems[0]
+    diagnosis = only_binary.diagnose(read_image(fractured_xray_path))
+    assert diagnosis.type_probabilities == {} and diagnosis.verdict in ("Fractured", "Not fractured")

@@ -1,0 +1,59 @@
+"""Grad-CAM: right shape, follows the image, works through a nested backbone, overlays cleanly."""
+
+import numpy as np
+import pytest
+
+from fracture_app import config
+from fracture_app.gradcam import GradCam, heatmap_on_image, last_conv_layer, overlay
+from fracture_app.imaging import read_image
+from fracture_app.models import load_model
+from fracture_app.preprocess import PreprocessSpec, prepare
+from training import architectures
+from training.card import artifact_paths
+
+from conftest import FRACATLAS_FIXTURES
+
+
+@pytest.fixture(scope="module")
+def xrays():
+    paths = sorted((FRACATLAS_FIXTURES / "images").rglob("*.jpg"))
+    return [read_image(path).pixels for path in paths[:2]]
+
+
+def test_heatmap_shape_range_and_response_to_the_image(tiny_models_dir, xrays):
+    model = load_model(artifact_paths(tiny_models_dir, config.BINARY_TASK)["model"])
+    gradcam = GradCam(model.keras_model)
+    first, second = (gradcam.heatmap(prepare(x, model.spec), 1) for x in xrays)
+    side = model.spec.size // 32
+    assert first.shape == (side, side)
+    assert first.min() >= 0 and first.max() <= 1 + 1e-6
+    assert not np.allclose(first, second), "the heat map must depend on the image"
+
+
+def test_nested_backbone_does_not_hit_graph_disconnected(xrays):
+    """The classic Keras 3 pitfall: the conv layer sits inside a nested ResNet50."""
+    spec = PreprocessSpec(size=64, channels=3)
+    model = architectures.build("resnet50", spec, 10, "none")
+    owner, layer = last_conv_layer(model)
+    assert owner is not model and owner.name == "resnet50"
+    heat = GradCam(model).heatmap(prepare(xrays[0], spec), 3)
+    assert heat.shape == (2, 2) and np.isfinite(heat).all()
+
+
+def test_heatmap_maps_back_onto_the_original_picture(xrays):
+    pixels = xrays[0]
+    heat = np.zeros((8, 8), np.float32)
+    heat[0, 0] = 1.0
+    mapped = heatmap_on_image(heat, pixels.shape, 256)
+    assert mapped.shape == pixels.shape
+    row, column = np.unravel_index(np.argmax(mapped), mapped.shape)
+    assert row < pixels.shape[0] / 4 and column < pixels.shape[1] / 4
+
+
+def test_overlay_opacity(xrays):
+    pixels = xrays[0]
+    heat = np.ones_like(pixels)
+    invisible = overlay(pixels, heat, opacity=0.0)
+    assert invisible.shape == (*pixels.shape, 3) and invisible.dtype == np.uint8
+    np.testing.assert_allclose(invisible[..., 0], np.round(pixels * 255), atol=1)
+    assert not np.array_equal(overlay(pixels, heat, 0.5), invisible)

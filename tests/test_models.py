@@ -1,0 +1,67 @@
+"""Model loading refuses what it cannot trust, and calibration does what the card says."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from fracture_app import config
+from fracture_app.errors import ModelLoadError
+from fracture_app.models import calibrate, load_model, read_card
+from training.card import artifact_paths
+
+
+@pytest.fixture()
+def binary_copy(tiny_models_dir, tmp_path):
+    paths = artifact_paths(tiny_models_dir, config.BINARY_TASK)
+    for kind in ("model", "card"):
+        shutil.copy(paths[kind], tmp_path)
+    return tmp_path / paths["model"].name
+
+
+def test_missing_model_file_names_the_training_command(tmp_path):
+    with pytest.raises(ModelLoadError, match="python -m training.train"):
+        load_model(tmp_path / "fracture_binary.keras")
+
+
+def test_missing_card(binary_copy):
+    binary_copy.with_suffix(".json").unlink()
+    with pytest.raises(ModelLoadError, match="model card missing"):
+        load_model(binary_copy)
+
+
+def test_corrupt_card(binary_copy):
+    binary_copy.with_suffix(".json").write_text("{not json")
+    with pytest.raises(ModelLoadError, match="corrupt"):
+        read_card(binary_copy)
+
+
+def test_changed_model_file_fails_the_checksum(binary_copy):
+    data = bytearray(binary_copy.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    binary_copy.write_bytes(bytes(data))
+    with pytest.raises(ModelLoadError, match="does not match its model card"):
+        load_model(binary_copy)
+
+
+def test_truncated_model_with_matching_checksum_is_a_clear_error(binary_copy):
+    from fracture_app.models import sha256_of
+
+    binary_copy.write_bytes(binary_copy.read_bytes()[:1000])
+    card_path = binary_copy.with_suffix(".json")
+    card = json.loads(card_path.read_text())
+    card["sha256"] = sha256_of(binary_copy)
+    card_path.write_text(json.dumps(card))
+    with pytest.raises(ModelLoadError, match="cannot load"):
+        load_model(binary_copy)
+
+
+def test_calibration_methods():
+    logits = np.array([[-2.0], [0.0], [3.0]])
+    np.testing.assert_allclose(calibrate(logits, {"method": "none"}), 1 / (1 + np.exp(-logits[:, 0])))
+    platt = calibrate(logits, {"method": "platt", "a": 0.5, "b": 1.0})
+    np.testing.assert_allclose(platt, 1 / (1 + np.exp(-(0.5 * logits[:, 0] + 1.0))))
+    multi = np.array([[1.0, 2.0, 3.0]])
+    hot = calibrate(multi, {"method": "temperature", "temperature": 0.5})
+    assert hot.sum() == pytest.approx(1.0) and hot[0, 2] > calibrate(multi, {"method": "none"})[0, 2]

@@ -1,0 +1,85 @@
+"""The batch command line on a folder that mixes real X-rays with broken files."""
+
+import csv
+import io
+import json
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from fracture_app import predict
+
+from conftest import FRACATLAS_FIXTURES
+
+HEADER = "path,fractured,fracture_probability,fracture_type,fracture_type_probability,error"
+
+
+@pytest.fixture()
+def mixed_folder(tmp_path):
+    good = sorted((FRACATLAS_FIXTURES / "images").rglob("*.jpg"))[:3]
+    nested = tmp_path / "inbox" / "nested"
+    nested.mkdir(parents=True)
+    for file in good[:2]:
+        shutil.copy(file, tmp_path / "inbox")
+    shutil.copy(good[2], nested / "accentué et espace.jpg")
+    (tmp_path / "inbox" / "notes.png").write_text("not a picture")
+    (tmp_path / "inbox" / "empty.jpg").write_bytes(b"")
+    (tmp_path / "inbox" / "half.jpg").write_bytes(good[0].read_bytes()[:300])
+    return tmp_path / "inbox"
+
+
+def run(args, capsys):
+    code = predict.main([*args, "--no-progress"])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_csv_rows_for_good_and_broken_files(tiny_models_dir, mixed_folder, capsys):
+    code, out, _ = run(["--models", str(tiny_models_dir), str(mixed_folder)], capsys)
+    assert code == 1
+    assert out.splitlines()[0] == HEADER
+    rows = {row["path"].split("/")[-1]: row for row in csv.DictReader(io.StringIO(out))}
+    assert len(rows) == 6
+    for name in ("accentué et espace.jpg", *[p.name for p in mixed_folder.glob("IMG*.jpg")]):
+        row = rows[name]
+        assert row["error"] == "" and row["fractured"] in ("true", "false")
+        assert 0 <= float(row["fracture_probability"]) <= 1
+        assert row["fracture_type"] and 0 <= float(row["fracture_type_probability"]) <= 1
+    assert "not an image" in rows["notes.png"]["error"]
+    assert "empty" in rows["empty.jpg"]["error"]
+    for name in ("notes.png", "empty.jpg", "half.jpg"):
+        assert rows[name]["error"] and rows[name]["fractured"] == "" and rows[name]["fracture_probability"] == ""
+
+
+def test_the_fractured_column_follows_the_card_threshold(tiny_models_dir, mixed_folder, capsys):
+    threshold = json.loads((tiny_models_dir / "fracture_binary.json").read_text())["threshold"]
+    _, out, _ = run(["--models", str(tiny_models_dir), str(mixed_folder)], capsys)
+    for row in csv.DictReader(io.StringIO(out)):
+        if not row["error"]:
+            assert (row["fractured"] == "true") == (float(row["fracture_probability"]) >= round(threshold, 4) - 1e-4)
+
+
+def test_json_output_and_exit_zero_when_all_are_read(tiny_models_dir, tmp_path, capsys):
+    out_dir = tmp_path / "cams"
+    good = sorted((FRACATLAS_FIXTURES / "images" / "Fractured").glob("*.jpg"))[:2]
+    code, out, _ = run(["--format", "json", "--models", str(tiny_models_dir), "--gradcam", str(out_dir),
+                        *map(str, good)], capsys)
+    assert code == 0
+    rows = json.loads(out)
+    assert [row["path"] for row in rows] == [str(p) for p in good]
+    assert all(isinstance(row["fractured"], bool) and row["error"] == "" for row in rows)
+    assert len(list(out_dir.glob("*_gradcam.png"))) == 2 * len(good)
+
+
+def test_usage_errors_exit_2_without_a_traceback(tiny_models_dir, tmp_path):
+    def cli(*args):
+        return subprocess.run([sys.executable, "-m", "fracture_app.predict", *args], capture_output=True, text=True)
+
+    empty = tmp_path / "empty_folder"
+    empty.mkdir()
+    for result in (cli(), cli("--format", "xml", str(empty)), cli(str(empty)),
+                   cli("--models", str(tmp_path / "nothing"), str(FRACATLAS_FIXTURES))):
+        assert result.returncode == 2
+        assert "Traceback" not in result.stderr and result.stderr.strip()

@@ -1,0 +1,105 @@
+"""`python -m training.train` end to end at a tiny size on real X-rays, then evaluate and export the result."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from fracture_app import config
+from fracture_app.models import load_model, sha256_of
+from training import evaluate, export
+from training.card import artifact_paths
+from training.train import main as train
+
+from conftest import FRACATLAS_FIXTURES, TINY_SIZE
+
+BINARY_TEST_KEYS = {"auroc", "accuracy", "sensitivity", "specificity", "precision", "f1", "confusion_matrix",
+                    "roc", "threshold", "ece", "pointing_game"}
+TYPE_TEST_KEYS = {"top1", "top3", "macro_f1", "per_class", "confusion_matrix"}
+
+
+def card(models_dir, task):
+    return json.loads(artifact_paths(models_dir, task)["card"].read_text())
+
+
+@pytest.mark.parametrize("task", config.TASKS)
+def test_training_writes_a_loadable_model_with_a_complete_card(tiny_models_dir, task):
+    paths = artifact_paths(tiny_models_dir, task)
+    for kind, path in paths.items():
+        if kind != "roc" or task == config.BINARY_TASK:
+            assert path.is_file(), f"{kind} missing"
+    written = card(tiny_models_dir, task)
+    assert written["sha256"] == sha256_of(paths["model"])
+    assert written["preprocessing"]["size"] == TINY_SIZE
+    assert written["classes"] == list(config.CLASSES[task])
+    for key in ("architecture", "weights_init", "data", "training", "calibration", "metrics", "intended_use"):
+        assert key in written
+    assert written["data"]["attribution"] == config.DATA_ATTRIBUTION[written["data"]["source"]]
+    assert sum(written["data"]["split_sizes"].values()) == written["data"]["images"]
+    assert {"seconds", "hardware", "epochs_run", "best_epoch"} <= set(written["training"])
+    keys = BINARY_TEST_KEYS if task == config.BINARY_TASK else TYPE_TEST_KEYS
+    assert keys <= set(written["metrics"]["test"])
+    if task == config.BINARY_TASK:
+        assert set(written["operating_points"]) == {"high_sensitivity", "high_specificity"}
+    model = load_model(paths["model"])
+    assert model.task == task
+    assert not list(tiny_models_dir.glob(".training-*")) and not list(tiny_models_dir.glob(".writing-*"))
+
+
+def test_type_card_uses_the_bone_break_display_names(tiny_models_dir):
+    assert sorted(card(tiny_models_dir, config.TYPE_TASK)["classes"]) == sorted(config.FRACTURE_TYPES)
+
+
+def test_evaluate_reproduces_the_card(tiny_models_dir, capsys):
+    model_path = artifact_paths(tiny_models_dir, config.BINARY_TASK)["model"]
+    assert evaluate.main(["--model", str(model_path), "--data", str(FRACATLAS_FIXTURES), "--json"]) == 0
+    measured = json.loads(capsys.readouterr().out)
+    stored = card(tiny_models_dir, config.BINARY_TASK)["metrics"]["test"]
+    for key in ("auroc", "accuracy", "sensitivity", "specificity", "ece"):
+        assert measured[key] == pytest.approx(stored[key], abs=0.01), key
+
+
+def test_evaluate_on_a_new_data_set(tiny_models_dir, capsys):
+    model_path = artifact_paths(tiny_models_dir, config.BINARY_TASK)["model"]
+    assert evaluate.main(["--model", str(model_path), "--data", str(FRACATLAS_FIXTURES), "--split", "all"]) == 0
+    assert "images: 12 (all split)" in capsys.readouterr().out
+
+
+def test_tflite_export_agrees_with_keras(tiny_models_dir, tmp_path, capsys):
+    model_path = artifact_paths(tiny_models_dir, config.BINARY_TASK)["model"]
+    out = tmp_path / "binary.tflite"
+    assert export.main(["--model", str(model_path), "--out", str(out)]) == 0
+    model = load_model(model_path)
+    images = export.check_images(FRACATLAS_FIXTURES)
+    assert export.agreement(model, out.read_bytes(), images) < export.AGREEMENT_TOLERANCE
+
+
+def test_unknown_layout_is_a_usage_error(tmp_path, capsys):
+    assert train(["--task", "binary", "--data", str(tmp_path), "--out", str(tmp_path / "out")]) == 2
+    assert "expected at least two class folders" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_help_names_every_option(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        train(["--help"])
+    assert exit_info.value.code == 0
+    text = capsys.readouterr().out
+    for option in ("--task", "--data", "--arch", "--img-size", "--epochs", "--batch-size", "--weights", "--out", "--seed"):
+        assert option in text
+
+
+def test_split_folder_layout_trains_too(tmp_path):
+    """Layout (a): train/val/test class folders, Kaggle-style names; a one-epoch run gives a loadable model."""
+    for index, file in enumerate(sorted(FRACATLAS_FIXTURES.rglob("*.jpg"))):
+        folder = "fractured" if "Fractured" == file.parent.name else "not fractured"
+        split = ("train", "train", "valid", "test")[index % 4]
+        (tmp_path / "data" / split / folder).mkdir(parents=True, exist_ok=True)
+        shutil.copy(file, tmp_path / "data" / split / folder)
+    out = tmp_path / "out"
+    assert train(["--task", "binary", "--data", str(tmp_path / "data"), "--img-size", "32", "--epochs", "1",
+                  "--out", str(out), "--quiet"]) == 0
+    model = load_model(artifact_paths(out, config.BINARY_TASK)["model"])
+    probabilities = model.probabilities(np.zeros((2, 32, 32, 1), np.float32))
+    assert probabilities.shape == (2,) and np.all((probabilities >= 0) & (probabilities <= 1))
