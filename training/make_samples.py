@@ -1,0 +1,95 @@
+"""Pick the shipped sample X-rays from the models' **test** splits (never from training images).
+
+    python -m training.make_samples --data ../shared/data --models models --out sample_images
+
+Reads the split manifests written beside the models, takes a seeded selection of test images
+(fractured and not fractured from FracAtlas, every fracture type from Bone Break), downscales
+them, and writes `labels.csv` and `ATTRIBUTION.md`.
+"""
+
+import argparse
+import csv
+import random
+import sys
+from pathlib import Path
+
+from PIL import Image, ImageOps
+
+from fracture_app import config
+from training.card import artifact_paths
+from training.datasets import read_manifest
+
+PER_BINARY_CLASS = 8
+PER_TYPE = 2
+LONGEST_SIDE = 768
+JPEG_QUALITY = 92
+SOURCES = {config.BINARY_TASK: "fracatlas", config.TYPE_TASK: "bone_break"}
+
+
+def choose(manifest: Path, root: Path, classes, per_class: int, seed: int):
+    test = [s for s in read_manifest(manifest, root) if s.split == "test"]
+    rng = random.Random(seed)
+    chosen = []
+    for label, name in enumerate(classes):
+        members = sorted((s for s in test if s.label == label), key=lambda s: s.path.name)
+        # One image per duplicate group, so two samples are never the same picture.
+        unique = list({s.group: s for s in members}.values())
+        chosen += [(s, name) for s in rng.sample(unique, min(per_class, len(unique)))]
+    return chosen
+
+
+def shrink_copy(source: Path, target: Path) -> None:
+    with Image.open(source) as image:
+        image = ImageOps.exif_transpose(image)
+        image.thumbnail((LONGEST_SIDE, LONGEST_SIDE), Image.Resampling.LANCZOS)
+        image.convert("L").save(target, quality=JPEG_QUALITY)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m training.make_samples", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", type=Path, required=True, help="folder holding fracatlas/ and bone_break/")
+    parser.add_argument("--models", type=Path, default=config.MODELS_DIR)
+    parser.add_argument("--out", type=Path, default=config.SAMPLE_IMAGES_DIR)
+    parser.add_argument("--seed", type=int, default=7)
+    args = parser.parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for task, per_class in ((config.BINARY_TASK, PER_BINARY_CLASS), (config.TYPE_TASK, PER_TYPE)):
+        source = SOURCES[task]
+        manifest = artifact_paths(args.models, task)["manifest"]
+        if not manifest.is_file():
+            print(f"error: {manifest} not found; train the {task} model first", file=sys.stderr)
+            return 2
+        for sample, truth in choose(manifest, args.data / source, config.CLASSES[task], per_class, args.seed):
+            name = f"{source}_{sample.path.stem[:40]}.jpg".replace(" ", "_")
+            shrink_copy(sample.path, args.out / name)
+            rows.append({"file": name, "source": source, "ground_truth": truth,
+                         "original": sample.path.relative_to(args.data).as_posix()})
+    with open(args.out / "labels.csv", "w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=["file", "source", "ground_truth", "original"])
+        writer.writeheader()
+        writer.writerows(rows)
+    (args.out / "ATTRIBUTION.md").write_text(attribution(len(rows)), encoding="utf-8")
+    print(f"wrote {len(rows)} sample X-rays to {args.out}")
+    return 0
+
+
+def attribution(count: int) -> str:
+    return f"""# Sample X-rays: sources and licences
+
+These {count} radiographs were taken from the **test splits** of the shipped models (the models never trained
+on them), by `python -m training.make_samples`. `labels.csv` gives each file's source, ground truth and
+original path.
+
+- `fracatlas_*.jpg` — {config.DATA_ATTRIBUTION["fracatlas"]}
+- `bone_break_*.jpg` — {config.DATA_ATTRIBUTION["bone_break"]}
+
+Both are licensed under Creative Commons Attribution 4.0 International (CC BY 4.0,
+https://creativecommons.org/licenses/by/4.0/). Changes made here: a selection only; converted to grayscale;
+downscaled so the longer side is at most {LONGEST_SIDE} px; re-encoded as JPEG (quality {JPEG_QUALITY});
+renamed with the source as prefix. Ground truth is the label of the folder each image came from.
+"""
+
+
+if __name__ == "__main__":
+    sys.exit(main())
