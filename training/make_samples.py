@@ -42,7 +42,7 @@ def shrink_copy(source: Path, target: Path) -> None:
     with Image.open(source) as image:
         image = ImageOps.exif_transpose(image)
         image.thumbnail((LONGEST_SIDE, LONGEST_SIDE), Image.Resampling.LANCZOS)
-        image.convert("L").save(target, quality=JPEG_QUALITY)
+        (image if image.mode in ("L", "RGB") else image.convert("RGB")).save(target, quality=JPEG_QUALITY)
 
 
 def main(argv=None) -> int:
@@ -85,7 +85,7 @@ original path.
 - `bone_break_*.jpg` — {config.DATA_ATTRIBUTION["bone_break"]}
 
 Both are licensed under Creative Commons Attribution 4.0 International (CC BY 4.0,
-https://creativecommons.org/licenses/by/4.0/). Changes made here: a selection only; converted to grayscale;
+https://creativecommons.org/licenses/by/4.0/). Changes made here: a selection only;
 downscaled so the longer side is at most {LONGEST_SIDE} px; re-encoded as JPEG (quality {JPEG_QUALITY});
 renamed with the source as prefix. Ground truth is the label of the folder each image came from.
 """
