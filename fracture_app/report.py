@@ -1,0 +1,225 @@
+"""A one-page report of one reading, as PNG or PDF, made entirely in memory (nothing touches the disk).
+
+The report carries the image, the Grad-CAM overlay, the verdict with its probability and plain-language
+band, the fracture-type model's guess, the model versions and the education-only notice.
+"""
+
+from __future__ import annotations
+
+import io
+import textwrap
+from datetime import datetime, timezone
+
+import cv2
+import numpy as np
+
+from fracture_app import config
+from fracture_app.diagnosis import Diagnosis
+from fracture_app.gradcam import DEFAULT_OPACITY, overlay
+
+# Longer side of the pictures placed in a report: sharp on A4 and on screen, small enough to share.
+REPORT_MAX_SIDE = 1024
+TASK_LABELS = {config.BINARY_TASK: "fracture model", config.TYPE_TASK: "fracture-type model"}
+TYPE_GUESS_CAVEAT = "meaningful only when a fracture is present"
+DICOM_FIELDS = (("BodyPartExamined", "Body part"), ("ViewPosition", "View"), ("Modality", "Modality"),
+                ("ImageLaterality", "Laterality"), ("Laterality", "Laterality"),
+                ("StudyDescription", "Study"), ("SeriesDescription", "Series"))
+VERDICT_COLOURS = {"Fractured": "#b3261e", "Not fractured": "#1e6b3a"}
+
+
+def percent(probability: float | None) -> str:
+    """A probability as a percentage that never claims certainty it does not have (">99.9%", not "100.0%")."""
+    if probability is None:
+        return "n/a"
+    value = 100.0 * float(probability)
+    if value > 99.9:
+        return ">99.9%"
+    if value < 0.1:
+        return "<0.1%"
+    return f"{value:.1f}%"
+
+
+def dicom_summary(diagnosis: Diagnosis) -> dict[str, str]:
+    """Body part, view, modality (and laterality, descriptions) from a DICOM's header; {} for other files."""
+    metadata = diagnosis.xray.metadata or {}
+    summary = {}
+    for key, label in DICOM_FIELDS:
+        if metadata.get(key) and label not in summary:
+            summary[label] = str(metadata[key])
+    return summary
+
+
+def heatmap_for(diagnosis: Diagnosis, task: str | None = None) -> tuple[str | None, np.ndarray | None]:
+    """The heat map of `task`, else of the binary model, else of whichever model has one."""
+    for candidate in (task, config.BINARY_TASK, *diagnosis.heatmaps):
+        if candidate in diagnosis.heatmaps:
+            return candidate, diagnosis.heatmaps[candidate]
+    return None, None
+
+
+def shrink(image: np.ndarray, max_side: int = REPORT_MAX_SIDE) -> np.ndarray:
+    height, width = image.shape[:2]
+    scale = max_side / max(height, width)
+    if scale >= 1:
+        return image
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    return cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+
+
+def pictures(diagnosis: Diagnosis, task: str | None = None,
+             opacity: float = DEFAULT_OPACITY) -> tuple[np.ndarray, np.ndarray | None, str | None]:
+    """(original as RGB uint8, overlay as RGB uint8 or None, task of the overlay), both at report size."""
+    pixels = shrink(diagnosis.xray.pixels)
+    original = cv2.cvtColor(np.clip(pixels * 255.0, 0, 255).astype(np.uint8), cv2.COLOR_GRAY2RGB)
+    task, heat = heatmap_for(diagnosis, task)
+    if heat is None:
+        return original, None, None
+    heat = cv2.resize(heat, (pixels.shape[1], pixels.shape[0]), interpolation=cv2.INTER_LINEAR)
+    return original, overlay(pixels, heat, opacity), task
+
+
+def findings(diagnosis: Diagnosis, task: str | None = None, opacity: float = DEFAULT_OPACITY,
+             generated_at: datetime | None = None) -> list[tuple[str, str]]:
+    """The report's text, as (label, value) rows, shared by the PNG and the PDF."""
+    rows = [("File", diagnosis.xray.source)]
+    if diagnosis.fracture_probability is not None:
+        rows.append(("Verdict", f"{diagnosis.verdict} (fracture probability {percent(diagnosis.fracture_probability)})"))
+        rows.append(("Reading", f"{diagnosis.band}; decision threshold {percent(diagnosis.threshold)}"))
+    else:
+        rows.append(("Verdict", "no fracture model loaded"))
+    if not diagnosis.looks_like_xray:
+        rows.append(("Warning", "this image does not look like an X-ray (it is in colour); the answer is meaningless"))
+    if diagnosis.xray.metadata.get("truncated"):
+        missing = diagnosis.xray.metadata.get("missing_fraction", 0)
+        rows.append(("Warning", f"the file is incomplete: {missing:.0%} of the picture is missing"))
+    if diagnosis.type_top:
+        guesses = ", ".join(f"{name} {percent(p)}" for name, p in diagnosis.type_top)
+        rows.append(("Type model's guess", f"{guesses} ({TYPE_GUESS_CAVEAT})"))
+    task, _ = heatmap_for(diagnosis, task)
+    if task:
+        rows.append(("Heat map", f"Grad-CAM of the {TASK_LABELS.get(task, task)}, opacity {opacity:.0%}"))
+    for label, value in dicom_summary(diagnosis).items():
+        rows.append((f"DICOM {label.lower()}", value))
+    versions = ", ".join(f"{TASK_LABELS.get(t, t)} {v}" for t, v in diagnosis.model_versions.items())
+    rows.append(("Models", versions or "none"))
+    when = (generated_at or datetime.now(timezone.utc)).strftime("%Y-%m-%d %H:%M UTC")
+    rows.append(("Generated", when))
+    return rows
+
+
+def _title(diagnosis: Diagnosis) -> str:
+    return f"Fracture X-ray reading: {diagnosis.verdict}"
+
+
+def report_png(diagnosis: Diagnosis, task: str | None = None, opacity: float = DEFAULT_OPACITY,
+               generated_at: datetime | None = None) -> bytes:
+    """The report as one PNG picture: images on top, findings and notice below."""
+    from matplotlib.figure import Figure  # the object API: no pyplot global state, safe across sessions
+
+    original, blended, task = pictures(diagnosis, task, opacity)
+    rows = findings(diagnosis, task, opacity, generated_at)
+    figure = Figure(figsize=(11, 8.5), dpi=110, facecolor="white")
+    figure.text(0.04, 0.965, "Fracture X-ray reading aid: report", fontsize=17, weight="bold", color="#16324f")
+    figure.text(0.04, 0.935, config.NOTICE, fontsize=9.5, color="#7a4b00")
+    panels = [(original, "Original")] + ([(blended, f"Grad-CAM overlay ({TASK_LABELS.get(task, task)})")]
+                                         if blended is not None else [])
+    width = 0.9 / len(panels)
+    for index, (picture, caption) in enumerate(panels):
+        axes = figure.add_axes((0.05 + index * width, 0.38, width - 0.02, 0.52))
+        axes.imshow(picture)
+        axes.set_title(caption, fontsize=11)
+        axes.axis("off")
+    colour = VERDICT_COLOURS.get(diagnosis.verdict, "#333333")
+    figure.text(0.04, 0.325, diagnosis.verdict, fontsize=20, weight="bold", color=colour)
+    y = 0.285
+    for label, value in rows:
+        if label == "File":
+            value = textwrap.shorten(value, 110)
+        lines = textwrap.wrap(value, 105) or [""]
+        figure.text(0.04, y, f"{label}:", fontsize=10, weight="bold", color="#16324f")
+        for line in lines:
+            figure.text(0.22, y, line, fontsize=10, color="#1b2a35")
+            y -= 0.028
+    buffer = io.BytesIO()
+    metadata = {"Title": _title(diagnosis), "Description": "; ".join(f"{k}: {v}" for k, v in rows),
+                "Disclaimer": config.NOTICE, "Software": "fracture X-ray reading aid"}
+    figure.savefig(buffer, format="png", metadata=metadata)
+    return buffer.getvalue()
+
+
+# fpdf2's built-in fonts speak Latin-1 only; these few characters appear in our own wording.
+_LATIN1 = str.maketrans({"—": "-", "–": "-", "’": "'", "‘": "'", "“": '"', "”": '"', "…": "...", "≥": ">=",
+                         "≤": "<=", "→": "->", "×": "x"})
+
+
+def _latin1(text: str) -> str:
+    return str(text).translate(_LATIN1).encode("latin-1", "replace").decode("latin-1")
+
+
+def report_pdf(diagnosis: Diagnosis, task: str | None = None, opacity: float = DEFAULT_OPACITY,
+               generated_at: datetime | None = None) -> bytes:
+    """The report as a one-page A4 PDF."""
+    from fpdf import FPDF
+    from PIL import Image
+
+    original, blended, task = pictures(diagnosis, task, opacity)
+    rows = findings(diagnosis, task, opacity, generated_at)
+    pdf = FPDF(orientation="portrait", unit="mm", format="A4")
+    pdf.set_title(_latin1(_title(diagnosis)))
+    pdf.set_subject(_latin1(f"{diagnosis.verdict}; {config.NOTICE}"))
+    pdf.set_creator("fracture X-ray reading aid")
+    pdf.set_auto_page_break(auto=True, margin=15)
+    pdf.add_page()
+    pdf.set_font("helvetica", "B", 16)
+    pdf.set_text_color(22, 50, 79)
+    pdf.cell(0, 9, "Fracture X-ray reading aid: report", new_x="LMARGIN", new_y="NEXT")
+    pdf.set_font("helvetica", "", 9)
+    pdf.set_fill_color(255, 243, 214)
+    pdf.set_text_color(90, 55, 0)
+    pdf.multi_cell(0, 5, _latin1(config.NOTICE), border=0, fill=True, align="L", new_x="LMARGIN", new_y="NEXT")
+    pdf.ln(3)
+
+    panels = [(original, "Original")]
+    if blended is not None:
+        panels.append((blended, f"Grad-CAM overlay ({TASK_LABELS.get(task, task)}, opacity {opacity:.0%})"))
+    usable = pdf.w - pdf.l_margin - pdf.r_margin
+    gap = 4
+    box = (usable - gap * (len(panels) - 1)) / len(panels)
+    max_height = 95
+    top = pdf.get_y()
+    tallest = 0.0
+    for index, (picture, caption) in enumerate(panels):
+        height, width = picture.shape[:2]
+        scale = min(box / width, max_height / height)
+        w, h = width * scale, height * scale
+        x = pdf.l_margin + index * (box + gap) + (box - w) / 2
+        pdf.image(Image.fromarray(picture), x=x, y=top, w=w, h=h)
+        pdf.set_xy(pdf.l_margin + index * (box + gap), top + h + 1)
+        pdf.set_font("helvetica", "I", 8)
+        pdf.set_text_color(80, 80, 80)
+        pdf.cell(box, 4, _latin1(caption), align="C")
+        tallest = max(tallest, h + 6)
+    pdf.set_xy(pdf.l_margin, top + tallest + 3)
+
+    red, green, blue = (int(VERDICT_COLOURS.get(diagnosis.verdict, "#333333")[i:i + 2], 16) for i in (1, 3, 5))
+    pdf.set_font("helvetica", "B", 18)
+    pdf.set_text_color(red, green, blue)
+    pdf.cell(0, 10, _latin1(diagnosis.verdict), new_x="LMARGIN", new_y="NEXT")
+    label_width = 42
+    for label, value in rows:
+        pdf.set_font("helvetica", "B", 10)
+        pdf.set_text_color(22, 50, 79)
+        y = pdf.get_y()
+        pdf.cell(label_width, 6, _latin1(label))
+        pdf.set_font("helvetica", "", 10)
+        pdf.set_text_color(27, 42, 53)
+        pdf.set_xy(pdf.l_margin + label_width, y)
+        pdf.multi_cell(usable - label_width, 6, _latin1(value), align="L", new_x="LMARGIN", new_y="NEXT")
+    pdf.ln(4)
+    pdf.set_font("helvetica", "I", 8.5)
+    pdf.set_text_color(90, 90, 90)
+    pdf.multi_cell(0, 4.5, _latin1(
+        "How to read the heat map: warm colours mark the regions that most raised the model's score. It is coarse, "
+        "it is not an outline of a fracture, and it can point at plates, screws, text or borders. " + config.NOTICE),
+        align="L", new_x="LMARGIN", new_y="NEXT")
+    return bytes(pdf.output())

@@ -1,0 +1,212 @@
+"""Sample X-rays with their ground truth, for the Samples and Teaching pages.
+
+Where the samples come from (first match wins):
+
+  1. the folder named by the environment variable FRACTURE_SAMPLES_DIR, else `sample_images/`;
+  2. in that folder, `labels.csv` with columns `file,source,ground_truth`, where ground_truth is
+     "Not fractured", "Fractured" or one of the ten fracture-type names;
+  3. otherwise the folder read as a data set, in any layout `training.datasets.discover` knows
+     (FracAtlas, Bone Break, class folders), or a folder holding several such data sets.
+
+Nothing here imports Streamlit or TensorFlow: the pages and the tests share it.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from fracture_app import config
+
+SAMPLES_DIR_ENV = "FRACTURE_SAMPLES_DIR"
+LABELS_FILE = "labels.csv"
+NOT_FRACTURED, FRACTURED = config.BINARY_CLASSES
+ALL = "All samples"
+ANY_FRACTURE = "Fractured (any type)"
+# How deep to look for data sets inside the samples folder (tests/fixtures holds two side by side).
+MAX_NESTING = 2
+
+_CANONICAL = {
+    **{_key: name for name in config.FRACTURE_TYPES for _key in (name.lower(),)},
+    "not fractured": NOT_FRACTURED, "non fractured": NOT_FRACTURED, "non_fractured": NOT_FRACTURED,
+    "normal": NOT_FRACTURED, "fractured": FRACTURED, "fracture": FRACTURED,
+}
+
+
+@dataclass(frozen=True)
+class SampleImage:
+    path: Path
+    ground_truth: str  # "Not fractured", "Fractured" or a fracture-type name
+    source: str = ""  # data set or origin, for attribution
+
+    @property
+    def fractured(self) -> bool:
+        return self.ground_truth != NOT_FRACTURED
+
+    @property
+    def fracture_type(self) -> str | None:
+        """The type when the ground truth names one (Bone Break); None for "Fractured" alone (FracAtlas)."""
+        return self.ground_truth if self.ground_truth in config.FRACTURE_TYPES else None
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+
+@dataclass
+class SampleSet:
+    root: Path
+    samples: list[SampleImage] = field(default_factory=list)
+    origin: str = ""  # "labels.csv", a data set layout, or "" when nothing was found
+    problems: list[str] = field(default_factory=list)  # rows or folders that were skipped, and why
+
+
+def samples_dir() -> Path:
+    """The samples folder: FRACTURE_SAMPLES_DIR when set, else the repository's `sample_images/`."""
+    value = os.environ.get(SAMPLES_DIR_ENV, "").strip()
+    return Path(value).expanduser() if value else config.SAMPLE_IMAGES_DIR
+
+
+def canonical_truth(value: str) -> str | None:
+    """'not fractured', 'Non_fractured', 'oblique fracture' … → the display name; None if unknown."""
+    return _CANONICAL.get(" ".join(str(value).replace("_", " ").split()).lower())
+
+
+def list_samples(root: Path | str | None = None) -> SampleSet:
+    """Every sample under `root` (default: `samples_dir()`) with its ground truth. Never raises for content."""
+    root = Path(root) if root is not None else samples_dir()
+    result = SampleSet(root)
+    if not root.is_dir():
+        result.problems.append(f"sample folder not found: {root}")
+        return result
+    if (root / LABELS_FILE).is_file():
+        result.samples, result.problems = _from_labels(root)
+        result.origin = LABELS_FILE
+        return result
+    result.samples, layouts = _from_datasets(root, MAX_NESTING)
+    result.origin = ", ".join(sorted(set(layouts)))
+    if not result.samples:
+        result.problems.append(
+            f"no labelled images in {root}: add {LABELS_FILE} (columns file,source,ground_truth) or use a "
+            "data set layout such as images/Fractured + images/Non_fractured, or one folder per class")
+    return result
+
+
+def _from_labels(root: Path) -> tuple[list[SampleImage], list[str]]:
+    samples, problems = [], []
+    resolved_root = root.resolve()
+    try:
+        with open(root / LABELS_FILE, newline="", encoding="utf-8-sig") as handle:
+            rows = list(csv.DictReader(handle))
+    except (OSError, UnicodeDecodeError, csv.Error) as error:
+        return [], [f"{LABELS_FILE} could not be read: {error}"]
+    for number, row in enumerate(rows, start=2):
+        file_name = (row.get("file") or "").strip()
+        truth = canonical_truth(row.get("ground_truth") or "")
+        path = (root / file_name).resolve()
+        if not file_name or truth is None:
+            problems.append(f"{LABELS_FILE} line {number}: needs a file and a known ground_truth")
+        elif not path.is_relative_to(resolved_root):  # a labels file must not reach outside its folder
+            problems.append(f"{LABELS_FILE} line {number}: {file_name} is outside the sample folder")
+        elif not path.is_file():
+            problems.append(f"{LABELS_FILE} line {number}: {file_name} not found")
+        else:
+            samples.append(SampleImage(path, truth, (row.get("source") or "").strip()))
+    return samples, problems
+
+
+def _from_datasets(folder: Path, depth: int) -> tuple[list[SampleImage], list[str]]:
+    found = _from_dataset(folder)
+    if found is not None:
+        return found
+    samples, layouts = [], []
+    if depth > 0:
+        for child in sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")):
+            more, more_layouts = _from_datasets(child, depth - 1)
+            samples += more
+            layouts += more_layouts
+    return samples, layouts
+
+
+def _from_dataset(folder: Path) -> tuple[list[SampleImage], list[str]] | None:
+    from training.datasets import DatasetError, discover
+
+    for task in config.TASKS:
+        try:
+            dataset = discover(folder, task)
+        except (DatasetError, OSError):
+            continue
+        if task == config.TYPE_TASK and not set(dataset.classes) <= set(config.FRACTURE_TYPES):
+            continue  # class folders that are not fracture types (e.g. several data sets side by side)
+        chosen = dataset.samples
+        # A data set that ships a test folder: show only those, so the model is not judged on what it learned.
+        if any(sample.given_split == "test" for sample in chosen):
+            chosen = [sample for sample in chosen if sample.given_split == "test"]
+        source = dataset.source if dataset.source != "custom" else folder.name
+        return [SampleImage(s.path, dataset.classes[s.label], source) for s in chosen], [dataset.layout]
+    return None
+
+
+def filter_options(samples: list[SampleImage]) -> list[str]:
+    """The choices of the class filter: everything, any fracture, not fractured, then the types present."""
+    options = [ALL]
+    if any(s.fractured for s in samples):
+        options.append(ANY_FRACTURE)
+    if any(not s.fractured for s in samples):
+        options.append(NOT_FRACTURED)
+    options += [name for name in config.FRACTURE_TYPES if any(s.fracture_type == name for s in samples)]
+    return options
+
+
+def filter_samples(samples: list[SampleImage], choice: str) -> list[SampleImage]:
+    if choice == ALL:
+        return list(samples)
+    if choice == ANY_FRACTURE:
+        return [s for s in samples if s.fractured]
+    if choice == NOT_FRACTURED:
+        return [s for s in samples if not s.fractured]
+    return [s for s in samples if s.ground_truth == choice]
+
+
+def pick(samples: list[SampleImage], rng: random.Random | None = None,
+         avoid: Path | str | None = None) -> SampleImage | None:
+    """A random sample, a different one from `avoid` when there is a choice."""
+    if not samples:
+        return None
+    rng = rng or random.Random()
+    candidates = [s for s in samples if str(s.path) != str(avoid)] or samples
+    return rng.choice(candidates)
+
+
+@dataclass(frozen=True)
+class Grade:
+    fracture_correct: bool
+    type_scored: bool  # only when the truth names a type and the trainee named one
+    type_correct: bool
+    message: str
+
+
+def grade(sample: SampleImage, guessed_fractured: bool, guessed_type: str | None) -> Grade:
+    """Mark a trainee's reading of a sample against its ground truth."""
+    fracture_correct = guessed_fractured == sample.fractured
+    type_scored = bool(sample.fracture_type and guessed_fractured and guessed_type)
+    type_correct = type_scored and guessed_type == sample.fracture_type
+    if not fracture_correct and sample.fractured:
+        detail = f" ({sample.fracture_type})" if sample.fracture_type else ""
+        message = f"Not quite: this X-ray shows a fracture{detail}."
+    elif not fracture_correct:
+        message = "Not quite: there is no fracture on this X-ray."
+    elif not sample.fractured:
+        message = "Correct: no fracture."
+    elif type_scored and type_correct:
+        message = f"Correct: fractured, and the type is right ({sample.fracture_type})."
+    elif type_scored:
+        message = f"Correct that it is fractured; the type is {sample.fracture_type}, not {guessed_type}."
+    elif sample.fracture_type:
+        message = f"Correct: fractured ({sample.fracture_type})."
+    else:
+        message = "Correct: fractured (this data set does not record the type)."
+    return Grade(fracture_correct, type_scored, type_correct, message)

@@ -1,0 +1,57 @@
+"""About: what the tool does and does not do, how to read a Grad-CAM heat map, and the notice."""
+
+import streamlit as st
+
+from fracture_app import config, ui
+
+
+def main() -> None:
+    ui.page_frame()
+    st.title("About this reading aid")
+    st.warning(f"**{config.NOTICE}**", icon=":material/info:")
+    st.markdown("""
+This tool helps clinicians in training practise reading musculoskeletal radiographs. Two neural networks
+look at an X-ray:
+
+- the **fracture model** answers *fractured or not fractured*, with a calibrated probability and a plain-language
+  reading (*likely fracture*, *possible fracture — look closely*, *no fracture seen*) taken from the operating
+  points on its model card;
+- the **fracture-type model** guesses which of ten fracture types it is (avulsion, comminuted, fracture
+  dislocation, greenstick, hairline, impacted, longitudinal, oblique, pathological, spiral). It was trained only on
+  fractured images, so **its guess means something only when a fracture is present**.
+
+### What it does not do
+- It does not diagnose. It is not a medical device and has no regulatory clearance.
+- It does not localise or measure a fracture, grade displacement, or look at soft tissue, joints or implants.
+- It has not been validated outside the public data sets it learned from. On images from other hospitals,
+  devices, age groups or body regions it will be wrong more often, and it does not know when.
+- It cannot tell a radiograph from another picture reliably; a colour photo is flagged, but the answer on any
+  image that is not an X-ray is meaningless.
+
+### How to read a Grad-CAM heat map
+Grad-CAM (Selvaraju et al., 2017) colours the regions whose features most **raised** the chosen model's score:
+red and yellow most, blue not at all. Use the opacity slider to compare it with the original, and switch between
+the two models' maps.
+
+- It is **coarse**: it comes from the network's last feature map (a grid of a few dozen cells), stretched over the
+  image. It points at a neighbourhood, not at a fracture line.
+- It is **not a segmentation** and not proof. A hot spot on a plate, a screw, a cast, a text label or the image
+  border means the model used that, which is a reason for doubt, not for confidence.
+- A cold map does not mean the bone is intact; a hot map does not mean it is broken.
+- The fracture model's map always explains the *fracture* score, even when that score is low.
+
+### Where the models come from
+Both models were trained from public, CC BY 4.0 data sets; see the **Model card** page for the data, the
+test-split metrics, the operating points, the limitations and how they were trained.
+""")
+    for source in config.DATA_ATTRIBUTION.values():
+        st.caption(source)
+    st.markdown("""
+### Privacy
+Uploaded files are read in memory and are not written to disk; the readings live only in your browser session
+and disappear when it ends. From a DICOM header only technical fields (body part, view, modality and the like)
+are kept; patient names, identifiers and dates are neither shown nor stored.
+""")
+
+
+main()

@@ -1,0 +1,44 @@
+"""Diagnose: upload X-rays, get a verdict, the type model's guess and a Grad-CAM heat map for each."""
+
+import streamlit as st
+
+from fracture_app import ui
+
+
+def main() -> None:
+    ui.page_frame()
+    st.title("Diagnose")
+    st.caption("Upload one or more X-rays. Each gets the fracture model's verdict, the type model's guess and a "
+               "heat map of where the models looked. Files are read in memory and never saved.")
+    models = ui.load_models()
+    ui.require_models(models)
+    # type=None: DICOM files often have no extension, and the reader decides by content, not by name.
+    uploads = st.file_uploader(f"X-ray images: {ui.UPLOAD_TYPES_TEXT}", type=None, accept_multiple_files=True,
+                               key="diagnose_uploads", help="Up to 50 MB per file. Several files can be chosen at once.")
+    if not uploads:
+        st.info("Drop X-ray files above to begin. No X-ray at hand? Try the **Samples** page.",
+                icon=":material/upload_file:")
+        return
+    results = ui.read_uploads(models, uploads)
+    for name, reading in results:
+        if isinstance(reading, str):
+            st.error(f"**{name}** could not be read: {reading}", icon=":material/error:")
+    readable = [(name, reading) for name, reading in results if not isinstance(reading, str)]
+    if len(results) > 1:
+        st.subheader("Results")
+        ui.render_results_table(results, key="diagnose")
+    if not readable:
+        return
+    if len(readable) > 1:
+        st.subheader("One image in detail")
+        index = st.selectbox("Image", range(len(readable)), format_func=lambda i: f"{i + 1}. {readable[i][0]}",
+                             key="diagnose_detail")
+    else:
+        index = 0
+    name, diagnosis = readable[index]
+    if len(readable) == 1:
+        st.subheader(name)
+    ui.render_diagnosis(diagnosis, key="diagnose")
+
+
+main()

@@ -1,0 +1,49 @@
+"""Samples: a random X-ray with a known answer, the model's answer beside it, and the heat map."""
+
+import streamlit as st
+
+from fracture_app import ui
+from fracture_app.samples import filter_options, filter_samples, pick
+
+CURRENT = "samples_current"
+
+
+def main() -> None:
+    ui.page_frame()
+    st.title("Samples")
+    st.caption("X-rays whose answer is known. Compare the ground truth with the model's answer and see where it "
+               "looked.")
+    models = ui.load_models()
+    ui.require_models(models)
+    sample_set = ui.load_samples()
+    if not sample_set.samples:
+        ui.no_samples_message(sample_set)
+        return
+    controls = st.columns([3, 1], vertical_alignment="bottom")
+    choice = controls[0].selectbox("Show", filter_options(sample_set.samples), key="samples_filter")
+    pool = filter_samples(sample_set.samples, choice)
+    by_path = {str(sample.path): sample for sample in pool}
+    current = by_path.get(st.session_state.get(CURRENT, ""))
+    if controls[1].button("Another sample", icon=":material/shuffle:", width="stretch", key="samples_next") \
+            or current is None:
+        current = pick(pool, avoid=current.path if current else None)
+        st.session_state[CURRENT] = str(current.path)
+    st.caption(f"{len(pool)} of {len(sample_set.samples)} samples match · {current.name}"
+               + (f" · {current.source}" if current.source else ""))
+
+    reading = ui.sample_reading(models, current.path)
+    if isinstance(reading, str):
+        st.error(f"**{current.name}** could not be read: {reading}", icon=":material/error:")
+        return
+    agrees = reading.fractured is not None and reading.fractured == current.fractured
+    if reading.fractured is None:
+        pass
+    elif agrees:
+        st.success(f"The model agrees with the ground truth ({current.ground_truth}).", icon=":material/check_circle:")
+    else:
+        st.error(f"The model disagrees with the ground truth ({current.ground_truth}): a case worth studying.",
+                 icon=":material/compare_arrows:")
+    ui.render_diagnosis(reading, key="samples", ground_truth=current.ground_truth)
+
+
+main()

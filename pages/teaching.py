@@ -1,0 +1,102 @@
+"""Teaching mode: read a sample X-ray yourself, commit, then see the truth, the model's answer and the heat map."""
+
+import streamlit as st
+
+from fracture_app import config, ui
+from fracture_app.samples import grade, pick
+
+CASE, COMMITTED, GRADE, GUESS, SCORE = "teach_case", "teach_committed", "teach_grade", "teach_guess", "teach_score"
+NOT_SURE = "Not sure / not applicable"
+FRACTURE_CHOICES = ("Fractured", "Not fractured")
+
+
+def new_score() -> dict:
+    return {"cases": 0, "fracture_correct": 0, "types_scored": 0, "types_correct": 0}
+
+
+def next_case(pool, avoid=None) -> None:
+    st.session_state[CASE] = str(pick(pool, avoid=avoid).path)
+    st.session_state[COMMITTED] = False
+    st.session_state.pop(GRADE, None)
+    st.session_state.pop(GUESS, None)
+
+
+def score_panel() -> None:
+    score = st.session_state.setdefault(SCORE, new_score())
+    columns = st.columns([1, 1, 1, 1], vertical_alignment="bottom")
+    columns[0].metric("Cases read", score["cases"])
+    fracture = f"{score['fracture_correct']} / {score['cases']}" if score["cases"] else "–"
+    columns[1].metric("Fracture calls right", fracture)
+    types = f"{score['types_correct']} / {score['types_scored']}" if score["types_scored"] else "–"
+    columns[2].metric("Types right", types, help="Counted when the sample's type is known and you named one.")
+    if columns[3].button("Reset score", icon=":material/restart_alt:", key="teach_reset", width="stretch"):
+        st.session_state[SCORE] = new_score()
+        st.rerun()
+
+
+def main() -> None:
+    ui.page_frame()
+    st.title("Teaching mode")
+    st.caption("Read the X-ray, commit your answer, then compare it with the ground truth and with the model.")
+    models = ui.load_models()
+    ui.require_models(models)
+    sample_set = ui.load_samples()
+    if not sample_set.samples:
+        ui.no_samples_message(sample_set)
+        return
+    score_panel()
+    by_path = {str(sample.path): sample for sample in sample_set.samples}
+    if st.session_state.get(CASE) not in by_path:
+        next_case(sample_set.samples)
+    case = by_path[st.session_state[CASE]]
+    reading = ui.sample_reading(models, case.path)  # computed now, shown only after the guess
+    if isinstance(reading, str):
+        st.error(f"This case could not be read: {reading}", icon=":material/error:")
+        if st.button("Next case", key="teach_skip"):
+            next_case(sample_set.samples, avoid=case.path)
+            st.rerun()
+        return
+
+    if not st.session_state.get(COMMITTED):
+        image_col, form_col = st.columns([3, 2])
+        with image_col:
+            ui.render_warnings(reading)
+            height, width = reading.xray.pixels.shape
+            share = min(1.0, width / height)  # a tall radiograph: no taller than the column is wide
+            columns = st.columns([(1 - share) / 2 + 1e-3, share, (1 - share) / 2 + 1e-3])
+            columns[1].image((reading.xray.pixels * 255).astype("uint8"), caption="Case to read", width="stretch")
+        with form_col.form("teach_form", border=True):
+            st.markdown("**Your reading**")
+            fractured = st.radio("Is there a fracture?", FRACTURE_CHOICES, index=None, key="teach_fractured")
+            kind = st.selectbox("If so, which type?", (NOT_SURE, *config.FRACTURE_TYPES), key="teach_type")
+            submitted = st.form_submit_button("Commit my reading", type="primary", icon=":material/check:")
+        if submitted:
+            if fractured is None:
+                form_col.warning("Choose “Fractured” or “Not fractured” first.")
+                return
+            guessed_type = None if kind == NOT_SURE else kind
+            result = grade(case, fractured == "Fractured", guessed_type)
+            score = st.session_state[SCORE]
+            score["cases"] += 1
+            score["fracture_correct"] += result.fracture_correct
+            score["types_scored"] += result.type_scored
+            score["types_correct"] += result.type_correct
+            st.session_state[GRADE] = result
+            st.session_state[GUESS] = fractured + (f" ({guessed_type})" if guessed_type and fractured == "Fractured" else "")
+            st.session_state[COMMITTED] = True
+            st.rerun()
+        return
+
+    result = st.session_state[GRADE]
+    (st.success if result.fracture_correct and (result.type_correct or not result.type_scored) else st.error)(
+        result.message, icon=":material/school:")
+    guess_col, next_col = st.columns([3, 1], vertical_alignment="bottom")
+    guess_col.markdown(f"Your reading: **{st.session_state.get(GUESS, '')}** · ground truth: **{case.ground_truth}**")
+    if next_col.button("Next case", type="primary", icon=":material/arrow_forward:", key="teach_next", width="stretch"):
+        next_case(sample_set.samples, avoid=case.path)
+        st.rerun()
+    st.markdown("##### What the model says")
+    ui.render_diagnosis(reading, key="teach", report=False, ground_truth=case.ground_truth)
+
+
+main()

@@ -1,0 +1,206 @@
+"""The Diagnose page and the app's frame (navigation, sidebar), driven by Streamlit's AppTest.
+
+AppTest runs the real app.py in this process; its file uploader takes bytes as a browser would send them.
+The models are the tiny ones trained by the conftest fixture, found through FRACTURE_MODELS_DIR.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import pytest
+from PIL import Image
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+from streamlit.testing.v1 import AppTest
+
+from fracture_app import config
+
+REPO = Path(__file__).resolve().parent.parent
+APP = str(REPO / "app.py")
+FIXTURES = Path(__file__).parent / "fixtures"
+PERCENT = re.compile(r"^(<0\.1|>99\.9|\d{1,2}\.\d|100\.0)%$")
+TIMEOUT = 180  # the first run loads TensorFlow and the models
+
+
+@pytest.fixture(scope="module", autouse=True)
+def app_environment(tiny_models_dir):
+    """Point the app at the tiny models and the fixture samples (read when a page runs, not at import)."""
+    patch = pytest.MonkeyPatch()
+    patch.setenv("FRACTURE_MODELS_DIR", str(tiny_models_dir))
+    patch.setenv("FRACTURE_SAMPLES_DIR", str(FIXTURES))
+    yield
+    patch.undo()
+
+
+def run_app(page: str | None = None) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
+    if page:
+        at.switch_page(page).run()
+    return at
+
+
+def assert_clean(at: AppTest) -> None:
+    assert not at.exception, [e.value for e in at.exception]
+
+
+def metrics(at: AppTest) -> dict[str, str]:
+    return {metric.label: metric.value for metric in at.metric}
+
+
+def upload(at: AppTest, *files: tuple[str, bytes]) -> AppTest:
+    at.file_uploader(key="diagnose_uploads").set_value([(name, data, "application/octet-stream") for name, data in files])
+    return at.run()
+
+
+def fixture_bytes(path: Path) -> tuple[str, bytes]:
+    return path.name, path.read_bytes()
+
+
+def dicom_bytes(source: Path) -> bytes:
+    """A real X-ray wrapped as an uncompressed 12-bit DX DICOM with a body part and a view."""
+    grey = np.asarray(Image.open(source).convert("L"), dtype=np.uint16) * 16
+    ds = Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID = "1.2.840.10008.5.1.4.1.1.1.1"
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID = generate_uid()
+    ds.Modality, ds.BodyPartExamined, ds.ViewPosition = "DX", "HAND", "PA"
+    ds.PatientName, ds.PatientID = "Doe^Jane", "SECRET-123"
+    ds.Rows, ds.Columns = grey.shape
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
+    ds.PixelData = grey.astype("<u2").tobytes()
+    buffer = io.BytesIO()
+    ds.save_as(buffer, enforce_file_format=True)
+    return buffer.getvalue()
+
+
+def test_landing_page_is_diagnose_with_notice_and_model_versions(tiny_models_dir):
+    at = run_app()
+    assert_clean(at)
+    assert at.title[0].value == "Diagnose"
+    assert at.file_uploader(key="diagnose_uploads").accept_multiple_files
+    assert at.file_uploader(key="diagnose_uploads").allowed_type == []  # extension-less DICOM must pass
+    sidebar = " ".join(element.value for element in at.sidebar.warning) + " ".join(c.value for c in at.sidebar.caption)
+    assert config.NOTICE in sidebar
+    from fracture_app.models import read_card, model_path_for
+
+    for task in config.TASKS:
+        assert read_card(model_path_for(task, tiny_models_dir)).version in sidebar
+
+
+def test_uploaded_xray_gets_the_same_verdict_as_the_core(fractured_xray_path, tiny_models_dir):
+    from fracture_app import ui
+    from fracture_app.imaging import read_image
+    from fracture_app.report import percent
+
+    at = upload(run_app(), fixture_bytes(fractured_xray_path))
+    assert_clean(at)
+    assert not [e.value for e in at.error if "could not" in e.value]
+    shown = metrics(at)
+    diagnoser = ui.load_models().diagnoser  # the process-wide cached one: Diagnoser.from_dir(tiny_models_dir)
+    assert set(diagnoser.models) == set(config.TASKS)
+    expected = diagnoser.diagnose(read_image(fractured_xray_path))
+    assert shown["Verdict"] == expected.verdict
+    assert shown["Verdict"] in ("Fractured", "Not fractured")
+    assert PERCENT.match(shown["Fracture probability"]), shown
+    assert shown["Fracture probability"] == percent(expected.fracture_probability)
+    callouts = [element.value for element in (*at.success, *at.warning, *at.error)]
+    assert any(expected.band.capitalize() in text for text in callouts), callouts
+    captions = [caption for image in at.image for caption in image.captions]
+    assert any(caption.startswith("Original") for caption in captions)
+    assert any(caption.startswith("Grad-CAM") for caption in captions)
+    assert at.download_button(key="diagnose_report").label.startswith("Download the report")
+    assert "The type model's guess" in " ".join(m.value for m in at.markdown)
+
+
+def test_opacity_and_heatmap_choice_do_not_rerun_the_models(fractured_xray_path, monkeypatch):
+    from fracture_app.diagnosis import Diagnoser
+
+    calls = []
+    original = Diagnoser.diagnose
+
+    def counting(self, xray, *args, **kwargs):
+        calls.append(xray.source)
+        return original(self, xray, *args, **kwargs)
+
+    monkeypatch.setattr(Diagnoser, "diagnose", counting)
+    at = upload(run_app(), fixture_bytes(fractured_xray_path))
+    assert len(calls) == 1
+    at.slider(key="diagnose_opacity").set_value(0.8).run()
+    at.radio(key="diagnose_heat").set_value(config.TYPE_TASK).run()
+    at.radio(key="diagnose_report_format").set_value("PNG").run()
+    assert_clean(at)
+    assert len(calls) == 1
+    assert any(c.startswith("Grad-CAM of the fracture-type model") for image in at.image for c in image.captions)
+
+
+def test_a_broken_upload_shows_the_readers_message_and_the_others_are_still_read(fractured_xray_path):
+    others = sorted((FIXTURES / "fracatlas" / "images" / "Non_fractured").glob("*.jpg"))[:1]
+    at = upload(run_app(), fixture_bytes(fractured_xray_path), ("notes.pdf", b"%PDF-1.7 not an x-ray"),
+                ("cut.jpg", fractured_xray_path.read_bytes()[:200]), *map(fixture_bytes, others))
+    assert_clean(at)
+    errors = [element.value for element in at.error]
+    assert any("notes.pdf" in e and "PDF document" in e for e in errors), errors
+    assert any("cut.jpg" in e for e in errors), errors
+    table = at.dataframe[0].value
+    assert list(table["File"]) == [fractured_xray_path.name, "notes.pdf", "cut.jpg", others[0].name]
+    assert list(table["Verdict"][[1, 2]]) == ["Not read", "Not read"]
+    assert set(table["Verdict"][[0, 3]]) <= {"Fractured", "Not fractured"}
+    assert table["Image"][0].startswith("data:image/png;base64,")
+    assert at.download_button(key="diagnose_csv")
+    assert metrics(at)["Verdict"] in ("Fractured", "Not fractured")  # the detail view of a readable one
+    assert len(at.selectbox(key="diagnose_detail").options) == 2
+
+
+def test_extensionless_dicom_is_read_and_summarised(fractured_xray_path):
+    at = upload(run_app(), ("IM000001", dicom_bytes(fractured_xray_path)))
+    assert_clean(at)
+    assert not [e.value for e in at.error if "could not" in e.value]
+    assert metrics(at)["Verdict"] in ("Fractured", "Not fractured")
+    summary = " ".join(caption.value for caption in at.caption)
+    assert "HAND" in summary and "PA" in summary and "DX" in summary
+    assert "SECRET-123" not in summary and "Doe" not in summary
+
+
+def test_colour_photo_is_flagged_as_not_an_xray():
+    rng = np.random.default_rng(0)
+    photo = np.zeros((128, 128, 3), np.uint8)
+    photo[..., 0] = 220
+    photo[..., 1] = rng.integers(0, 255, (128, 128))
+    buffer = io.BytesIO()
+    Image.fromarray(photo).save(buffer, "PNG")
+    at = upload(run_app(), ("holiday.png", buffer.getvalue()))
+    assert_clean(at)
+    assert any("does not look like an X-ray" in w.value for w in at.warning)
+
+
+def test_missing_models_give_a_clear_message_and_about_still_works(tmp_path, monkeypatch):
+    monkeypatch.setenv("FRACTURE_MODELS_DIR", str(tmp_path / "no_models_here"))
+    at = run_app()
+    assert_clean(at)
+    assert any("models are not available" in e.value for e in at.error)
+    assert not at.file_uploader
+    assert any("None loaded" in c.value for c in at.sidebar.caption)
+    at.switch_page("pages/about.py").run()
+    assert_clean(at)
+    assert not at.error
+    assert at.title[0].value == "About this reading aid"
+
+
+def test_corrupt_model_file_is_reported(tmp_path, monkeypatch, tiny_models_dir):
+    import shutil
+
+    for path in tiny_models_dir.glob("fracture_binary*"):
+        shutil.copy(path, tmp_path / path.name)
+    model = tmp_path / config.MODEL_FILES[config.BINARY_TASK]
+    model.write_bytes(model.read_bytes()[:1000])
+    monkeypatch.setenv("FRACTURE_MODELS_DIR", str(tmp_path))
+    at = run_app()
+    assert_clean(at)
+    assert any("does not match its model card" in e.value for e in at.error)

@@ -1,0 +1,128 @@
+"""Samples, Teaching mode, Model card and About pages, driven by Streamlit's AppTest."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from fracture_app import config
+from fracture_app.samples import ALL, NOT_FRACTURED, list_samples
+
+REPO = Path(__file__).resolve().parent.parent
+APP = str(REPO / "app.py")
+FIXTURES = Path(__file__).parent / "fixtures"
+TIMEOUT = 180
+
+
+@pytest.fixture(scope="module", autouse=True)
+def app_environment(tiny_models_dir):
+    patch = pytest.MonkeyPatch()
+    patch.setenv("FRACTURE_MODELS_DIR", str(tiny_models_dir))
+    patch.setenv("FRACTURE_SAMPLES_DIR", str(FIXTURES))
+    yield
+    patch.undo()
+
+
+def open_page(page: str) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
+    at.switch_page(page).run()
+    assert_clean(at)
+    return at
+
+
+def assert_clean(at: AppTest) -> None:
+    assert not at.exception, [e.value for e in at.exception]
+
+
+def metrics(at: AppTest) -> dict[str, str]:
+    return {metric.label: metric.value for metric in at.metric}
+
+
+def test_samples_page_shows_truth_beside_the_models_answer():
+    at = open_page("pages/samples.py")
+    shown = metrics(at)
+    truths = {sample.ground_truth for sample in list_samples(FIXTURES).samples}
+    assert shown["Ground truth"] in truths
+    assert shown["Verdict"] in ("Fractured", "Not fractured")
+    assert any(c.startswith("Grad-CAM") for image in at.image for c in image.captions)
+    agreement = [e.value for e in (*at.success, *at.error) if "ground truth" in e.value]
+    assert agreement and ("agrees" in agreement[0] or "disagrees" in agreement[0])
+
+    before = at.session_state["samples_current"]
+    at.button(key="samples_next").click().run()
+    assert_clean(at)
+    assert at.session_state["samples_current"] != before
+
+    at.selectbox(key="samples_filter").set_value(NOT_FRACTURED).run()
+    assert_clean(at)
+    assert metrics(at)["Ground truth"] == NOT_FRACTURED
+    at.selectbox(key="samples_filter").set_value("Oblique fracture").run()
+    assert metrics(at)["Ground truth"] == "Oblique fracture"
+    assert at.selectbox(key="samples_filter").options[0] == ALL
+
+
+def test_samples_and_teaching_explain_an_empty_sample_folder(tmp_path, monkeypatch):
+    monkeypatch.setenv("FRACTURE_SAMPLES_DIR", str(tmp_path))
+    for page in ("pages/samples.py", "pages/teaching.py"):
+        at = open_page(page)
+        assert any("No sample X-rays found" in info.value for info in at.info), page
+
+
+def test_teaching_mode_hides_the_answer_until_the_guess_then_scores_it():
+    at = open_page("pages/teaching.py")
+    assert metrics(at) == {"Cases read": "0", "Fracture calls right": "–", "Types right": "–"}
+    assert "Ground truth" not in metrics(at) and "Verdict" not in metrics(at)
+    assert not any(c.startswith("Grad-CAM") for image in at.image for c in image.captions)
+    case = Path(at.session_state["teach_case"])
+    truth = {str(s.path): s for s in list_samples(FIXTURES).samples}[str(case)]
+
+    at.form_submit_button[0].click().run()  # no answer chosen yet
+    assert any("first" in w.value for w in at.warning)
+    assert metrics(at)["Cases read"] == "0"
+
+    at.radio(key="teach_fractured").set_value("Fractured")
+    at.selectbox(key="teach_type").set_value(truth.fracture_type or config.FRACTURE_TYPES[0])
+    at.form_submit_button[0].click().run()
+    assert_clean(at)
+    shown = metrics(at)
+    assert shown["Cases read"] == "1"
+    assert shown["Fracture calls right"] == ("1 / 1" if truth.fractured else "0 / 1")
+    if truth.fracture_type:
+        assert shown["Types right"] == "1 / 1"
+    assert shown["Ground truth"] == truth.ground_truth
+    assert shown["Verdict"] in ("Fractured", "Not fractured")
+    assert any(c.startswith("Grad-CAM") for image in at.image for c in image.captions)
+    feedback = [e.value for e in (*at.success, *at.error) if "Correct" in e.value or "Not quite" in e.value]
+    assert feedback
+
+    at.button(key="teach_next").click().run()
+    assert_clean(at)
+    assert at.session_state["teach_committed"] is False
+    assert at.session_state["teach_case"] != str(case)
+    assert metrics(at)["Cases read"] == "1"
+    at.button(key="teach_reset").click().run()
+    assert metrics(at)["Cases read"] == "0"
+
+
+def test_model_card_page_shows_metrics_plots_and_provenance(tiny_models_dir):
+    at = open_page("pages/model_card.py")
+    shown = metrics(at)
+    for label in ("AUROC", "Sensitivity", "Specificity", "Top-1 accuracy", "Top-3 accuracy", "Macro F1"):
+        assert label in shown
+    captions = [c for image in at.image for c in image.captions]
+    for expected in ("ROC curve", "Confusion matrix", "Training curves"):
+        assert any(c.startswith(expected) for c in captions), captions
+    text = " ".join(m.value for m in (*at.markdown, *at.caption, *at.info))
+    assert "FracAtlas" in text and "Bone Break" in text
+    assert "Intended use" in text and "Limitations" in text and "CPU only" in text
+    assert any("High sensitivity" in v for v in at.dataframe[0].value["Operating point"])
+
+
+def test_about_page_explains_the_tool_and_the_heat_map():
+    at = open_page("pages/about.py")
+    text = " ".join(m.value for m in (*at.markdown, *at.warning))
+    assert config.NOTICE in text
+    assert "How to read a Grad-CAM heat map" in text
+    assert "not a segmentation" in text

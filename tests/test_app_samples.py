@@ -1,0 +1,99 @@
+"""Where the Samples and Teaching pages get their X-rays and ground truth, and how a reading is marked."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import pytest
+
+from fracture_app import config
+from fracture_app.samples import (ALL, ANY_FRACTURE, NOT_FRACTURED, SampleImage, canonical_truth, filter_options,
+                                  filter_samples, grade, list_samples, pick, samples_dir)
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def test_a_folder_of_data_sets_is_read_in_each_ones_layout():
+    found = list_samples(FIXTURES)
+    truths = [s.ground_truth for s in found.samples]
+    assert truths.count(NOT_FRACTURED) == 6 and truths.count("Fractured") == 6  # FracAtlas: every image
+    assert {t for t in truths if t in config.FRACTURE_TYPES} == set(config.FRACTURE_TYPES)
+    assert all("Test" in s.path.parts for s in found.samples if s.fracture_type)  # Bone Break: its Test folders only
+    assert {s.source for s in found.samples} == {"fracatlas", "bone_break"}
+    assert not found.problems
+
+
+def test_labels_csv_wins_and_bad_rows_are_reported(tmp_path):
+    image = next((FIXTURES / "fracatlas" / "images" / "Fractured").glob("*.jpg"))
+    (tmp_path / "a.jpg").write_bytes(image.read_bytes())
+    (tmp_path / "images").mkdir()
+    (tmp_path / "labels.csv").write_text(
+        "file,source,ground_truth\n"
+        "a.jpg,fracatlas,fractured\n"
+        "a.jpg,bone_break,oblique FRACTURE\n"
+        "a.jpg,x,Not_fractured\n"
+        "missing.jpg,x,Fractured\n"
+        "a.jpg,x,broken-ish\n"
+        f"../{tmp_path.name}/../etc.jpg,x,Fractured\n", encoding="utf-8")
+    found = list_samples(tmp_path)
+    assert found.origin == "labels.csv"
+    assert [s.ground_truth for s in found.samples] == ["Fractured", "Oblique fracture", NOT_FRACTURED]
+    assert [s.source for s in found.samples] == ["fracatlas", "bone_break", "x"]
+    assert len(found.problems) == 3
+    assert any("outside the sample folder" in p for p in found.problems)
+
+
+@pytest.mark.parametrize("folder", ["missing", "empty"])
+def test_an_absent_or_empty_folder_gives_no_samples_and_a_reason(tmp_path, folder):
+    root = tmp_path / folder
+    if folder == "empty":
+        root.mkdir()
+    found = list_samples(root)
+    assert found.samples == [] and found.problems
+
+
+def test_the_samples_folder_comes_from_the_environment(monkeypatch, tmp_path):
+    monkeypatch.delenv("FRACTURE_SAMPLES_DIR", raising=False)
+    assert samples_dir() == config.SAMPLE_IMAGES_DIR
+    monkeypatch.setenv("FRACTURE_SAMPLES_DIR", str(tmp_path))
+    assert samples_dir() == tmp_path
+
+
+def test_filters_and_random_picks():
+    samples = list_samples(FIXTURES).samples
+    options = filter_options(samples)
+    assert options[:3] == [ALL, ANY_FRACTURE, NOT_FRACTURED]
+    assert len(filter_samples(samples, ALL)) == len(samples)
+    assert all(s.fractured for s in filter_samples(samples, ANY_FRACTURE))
+    assert all(s.ground_truth == "Spiral Fracture" for s in filter_samples(samples, "Spiral Fracture"))
+    rng = random.Random(3)
+    first = pick(samples, rng)
+    assert all(pick(samples, rng, avoid=first.path) != first for _ in range(20))
+    assert pick([], rng) is None
+    assert pick([first], rng, avoid=first.path) == first
+
+
+def test_grading_a_reading():
+    oblique = SampleImage(Path("x.jpg"), "Oblique fracture")
+    fractured = SampleImage(Path("y.jpg"), "Fractured")
+    normal = SampleImage(Path("z.jpg"), NOT_FRACTURED)
+    right = grade(oblique, True, "Oblique fracture")
+    assert right.fracture_correct and right.type_scored and right.type_correct
+    wrong_type = grade(oblique, True, "Spiral Fracture")
+    assert wrong_type.fracture_correct and wrong_type.type_scored and not wrong_type.type_correct
+    assert "Oblique fracture" in wrong_type.message
+    unsure = grade(oblique, True, None)
+    assert unsure.fracture_correct and not unsure.type_scored
+    untyped = grade(fractured, True, "Spiral Fracture")
+    assert untyped.fracture_correct and not untyped.type_scored
+    missed = grade(normal, True, None)
+    assert not missed.fracture_correct and "no fracture" in missed.message
+    assert grade(normal, False, None).fracture_correct
+    assert "Oblique fracture" in grade(oblique, False, None).message
+
+
+def test_canonical_truth_names():
+    assert canonical_truth("non_fractured") == NOT_FRACTURED
+    assert canonical_truth(" spiral   fracture ") == "Spiral Fracture"
+    assert canonical_truth("maybe") is None

@@ -1,0 +1,105 @@
+"""Per-image reports: valid PNG and PDF bytes, made in memory, carrying the verdict, versions and notice."""
+
+from __future__ import annotations
+
+import io
+import re
+import zlib
+from datetime import datetime, timezone
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from fracture_app import config
+from fracture_app.diagnosis import NOT_SEEN, POSSIBLE, Diagnosis
+from fracture_app.imaging import XRay, read_image
+from fracture_app.report import dicom_summary, findings, percent, report_pdf, report_png
+
+WHEN = datetime(2026, 1, 2, 3, 4, tzinfo=timezone.utc)
+
+
+def make_diagnosis(probability=0.42, band=POSSIBLE, threshold=0.3, pixels=None, metadata=None, heat=True) -> Diagnosis:
+    if pixels is None:
+        pixels = np.tile(np.linspace(0, 1, 300, dtype=np.float32), (200, 1))
+    xray = XRay(pixels, "wrist — left.png", "PNG", 0.0, {"original_size": pixels.shape, **(metadata or {})})
+    heatmaps = {}
+    if heat:
+        heatmaps = {config.BINARY_TASK: np.outer(np.hanning(pixels.shape[0]), np.hanning(pixels.shape[1])).astype(np.float32),
+                    config.TYPE_TASK: np.full(pixels.shape, 0.5, np.float32)}
+    types = {"Oblique fracture": 0.6, "Spiral Fracture": 0.3, "Hairline Fracture": 0.05, "Avulsion fracture": 0.05}
+    return Diagnosis(xray, probability, threshold, band, types, heatmaps,
+                     {config.BINARY_TASK: "2026.01.01-0001", config.TYPE_TASK: "2026.01.01-0002"})
+
+
+def pdf_text(data: bytes) -> str:
+    """The text drawn on the page: fpdf2 writes it into deflated content streams with a built-in font."""
+    texts = []
+    for match in re.finditer(rb"stream\r?\n(.*?)\r?\nendstream", data, re.S):
+        try:
+            content = zlib.decompress(match.group(1))
+        except zlib.error:
+            content = match.group(1)
+        texts += [t.replace(rb"\(", b"(").replace(rb"\)", b")") for t in re.findall(rb"\(((?:[^()\\]|\\.)*)\) Tj", content)]
+    return b" ".join(texts).decode("latin-1")
+
+
+def test_png_report_is_a_valid_png_with_the_verdict():
+    data = report_png(make_diagnosis(), generated_at=WHEN)
+    image = Image.open(io.BytesIO(data))
+    image.load()
+    assert image.format == "PNG" and image.width > 800 and image.height > 600
+    assert image.text["Title"] == "Fracture X-ray reading: Fractured"
+    description = image.text["Description"]
+    assert "Fractured (fracture probability 42.0%)" in description
+    assert "Oblique fracture 60.0%" in description and "2026.01.01-0002" in description
+    assert image.text["Disclaimer"] == config.NOTICE
+    colours = np.asarray(image.convert("RGB"))
+    assert colours.std() > 10  # pictures and text, not a blank page
+
+
+def test_pdf_report_is_a_valid_pdf_with_the_verdict_versions_and_notice():
+    data = report_pdf(make_diagnosis(), config.TYPE_TASK, 0.7, generated_at=WHEN)
+    assert data.startswith(b"%PDF-") and data.rstrip().endswith(b"%%EOF")
+    assert b"/Type /Page" in data and data.count(b"/Subtype /Image") >= 2
+    text = pdf_text(data)
+    assert "Fractured (fracture probability 42.0%)" in text
+    assert "possible fracture - look closely" in text  # the em dash, in the PDF's Latin-1 font
+    assert "Oblique fracture 60.0%" in text
+    assert "fracture-type model, opacity 70%" in text
+    assert "2026.01.01-0001" in text and "2026-01-02 03:04 UTC" in text
+    assert "For education and research only" in text
+    assert "wrist - left.png" in text
+
+
+def test_not_fractured_report_and_a_reading_without_heat_maps():
+    diagnosis = make_diagnosis(probability=0.01, band=NOT_SEEN, heat=False)
+    assert "Not fractured (fracture probability 1.0%)" in pdf_text(report_pdf(diagnosis))
+    assert Image.open(io.BytesIO(report_png(diagnosis))).text["Title"].endswith("Not fractured")
+
+
+def test_a_large_image_is_shrunk_and_a_dicom_is_summarised():
+    pixels = np.random.default_rng(1).random((3000, 2400), dtype=np.float32)
+    diagnosis = make_diagnosis(pixels=pixels, metadata={"Modality": "DX", "BodyPartExamined": "WRIST", "ViewPosition": "PA"})
+    assert dicom_summary(diagnosis) == {"Body part": "WRIST", "View": "PA", "Modality": "DX"}
+    pdf = report_pdf(diagnosis)
+    assert len(pdf) < 3_000_000
+    assert "WRIST" in pdf_text(pdf)
+    assert ("DICOM body part", "WRIST") in findings(diagnosis)
+
+
+def test_report_of_a_real_xray_through_the_real_models(fractured_xray_path, tiny_models_dir, monkeypatch):
+    from fracture_app import ui
+
+    monkeypatch.setenv("FRACTURE_MODELS_DIR", str(tiny_models_dir))
+    diagnoser = ui.load_models().diagnoser  # Diagnoser.from_dir, cached per process (shared with the app tests)
+    diagnosis = ui.for_display(diagnoser.diagnose(read_image(fractured_xray_path)))
+    text = pdf_text(report_pdf(diagnosis))
+    assert f"{diagnosis.verdict} (fracture probability {percent(diagnosis.fracture_probability)})" in text
+    assert Image.open(io.BytesIO(report_png(diagnosis))).text["Title"].endswith(diagnosis.verdict)
+
+
+@pytest.mark.parametrize("value, shown", [(None, "n/a"), (0.0, "<0.1%"), (0.0004, "<0.1%"), (0.5, "50.0%"),
+                                          (0.9994, ">99.9%"), (1.0, ">99.9%"), (0.999, "99.9%")])
+def test_percent_never_claims_certainty(value, shown):
+    assert percent(value) == shown
