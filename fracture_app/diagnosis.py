@@ -20,8 +20,9 @@ LIKELY = "likely fracture"
 POSSIBLE = "possible fracture — look closely"
 NOT_SEEN = "no fracture seen"
 
-# Colourfulness (Hasler–Süsstrunk) above this means a colour picture, not a radiograph.
-XRAY_COLOURFULNESS_LIMIT = 12.0
+# More than this share of coloured pixels means a photograph or drawing, not a radiograph. Measured on
+# the data sets: 0% of FracAtlas and about 4% of Bone Break journal figures exceed it; photographs do.
+XRAY_COLOUR_FRACTION_LIMIT = 0.2
 TYPE_TOP_K = 3
 
 
@@ -53,7 +54,7 @@ class Diagnosis:
 
 
 def looks_like_xray(xray: XRay) -> bool:
-    return xray.colourfulness <= XRAY_COLOURFULNESS_LIMIT
+    return xray.colour_fraction <= XRAY_COLOUR_FRACTION_LIMIT
 
 
 def confidence_band(probability: float, operating_points: dict, threshold: float) -> str:

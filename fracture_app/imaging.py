@@ -29,6 +29,8 @@ Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS
 
 # Wider than any real radiograph in the data sets (at most 7:1); beyond this it is a strip or a banner.
 MAX_ASPECT_RATIO = 10
+# Channel spread (on [0, 1]) above which a pixel counts as coloured; JPEG noise on grey stays below it.
+COLOUR_SPREAD = 0.08
 # A truncated JPEG decodes with the missing part mid-grey. FracAtlas has files missing up to half of the
 # picture that training still reads; below 40% present (a file cut to a quarter) it is refused.
 MAX_MISSING_FRACTION = 0.6
@@ -62,7 +64,7 @@ class XRay:
     pixels: np.ndarray  # 2-D float32 in [0, 1], grayscale, orientation applied
     source: str  # file name or "upload"
     format: str  # "JPEG", "PNG", "BMP", "TIFF", "GIF", "WEBP", "DICOM", ...
-    colourfulness: float  # Hasler–Süsstrunk M on the 0–255 scale; 0.0 for grayscale inputs
+    colour_fraction: float  # share of pixels with visible colour (RGB spread > COLOUR_SPREAD); 0.0 for grey
     metadata: dict = field(default_factory=dict)  # always "original_size": (height, width)
 
 
@@ -202,9 +204,9 @@ def _read_pillow(data: bytes, label: str, kind: str) -> XRay:
         im = ImageOps.exif_transpose(im)
     except Exception:
         pass  # an unreadable orientation tag should not cost the reading; show the image as stored
-    pixels, colourfulness = _to_grey(im)
+    pixels, colour = _to_grey(im)
     metadata["original_size"] = pixels.shape
-    return XRay(pixels, label, fmt, colourfulness, metadata)
+    return XRay(pixels, label, fmt, colour, metadata)
 
 
 def _missing_rows(im: Image.Image) -> int:
@@ -237,7 +239,7 @@ def _to_grey(im: Image.Image) -> tuple[np.ndarray, float]:
     if im.mode in ("RGBA", "LA"):  # composite over black, the background of a radiograph
         grey *= arr[..., -1] / np.float32(255)
         sample *= arr[::step, ::step, -1:] / 255
-    return _finish(grey), (colourfulness(sample) if colour.shape[-1] == 3 else 0.0)
+    return _finish(grey), (colour_fraction(sample) if colour.shape[-1] == 3 else 0.0)
 
 
 def _scale_to_unit(arr: np.ndarray) -> np.ndarray:
@@ -262,13 +264,17 @@ def _grid_step(arr: np.ndarray) -> int:
     return max(1, int(np.sqrt(arr.shape[0] * arr.shape[1] / 1_000_000)))
 
 
-def colourfulness(rgb: np.ndarray) -> float:
-    """Hasler & Süsstrunk (2003) M of RGB in [0, 1], on their 0–255 scale: 0 for grey, >15 visibly coloured."""
+def colour_fraction(rgb: np.ndarray) -> float:
+    """Share of pixels whose channels differ by more than COLOUR_SPREAD.
+
+    A radiograph is grey; journal figures add small coloured arrows (a few % of pixels), while a
+    photograph is coloured almost everywhere, so the share separates them better than a global
+    colourfulness score does.
+    """
     step = _grid_step(rgb)
-    sample = rgb[::step, ::step, :3].astype(np.float64) * 255.0
-    r, g, b = sample[..., 0], sample[..., 1], sample[..., 2]
-    rg, yb = r - g, 0.5 * (r + g) - b
-    return float(np.hypot(rg.std(), yb.std()) + 0.3 * np.hypot(rg.mean(), yb.mean()))
+    sample = rgb[::step, ::step, :3].astype(np.float32)
+    spread = sample.max(axis=-1) - sample.min(axis=-1)
+    return float(np.mean(spread > COLOUR_SPREAD)) if spread.size else 0.0
 
 
 def _finish(grey: np.ndarray) -> np.ndarray:
@@ -318,7 +324,7 @@ def _read_dicom(data: bytes, label: str, forced: bool) -> XRay:
         arr = apply_color_lut(arr, ds)
     if arr.ndim == 3:  # colour (pydicom has already turned YBR into RGB)
         rgb = _scale_to_unit(arr)
-        pixels, colour = _finish(_luma(rgb)), colourfulness(rgb)
+        pixels, colour = _finish(_luma(rgb)), colour_fraction(rgb)
     else:
         pixels, colour = _finish(_dicom_grey(arr, ds, photometric)), 0.0
 

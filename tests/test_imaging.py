@@ -94,13 +94,13 @@ def test_every_fixture_reads_as_grey_float(path):
     assert isinstance(xray, XRay) and xray.format == "JPEG" and xray.source == path.name
     assert xray.pixels.dtype == np.float32 and xray.pixels.shape == (h, w) == xray.metadata["original_size"]
     assert 0.0 <= xray.pixels.min() < xray.pixels.max() <= 1.0
-    assert xray.colourfulness >= 0.0
+    assert 0.0 <= xray.colour_fraction <= 1.0
 
 
 def test_jpeg_matches_pillow_decoding(expected):
     xray = read_image(XRAY)
     np.testing.assert_allclose(xray.pixels, expected, atol=1e-6)
-    assert xray.colourfulness == 0.0 and xray.metadata == {"original_size": expected.shape}
+    assert xray.colour_fraction == 0.0 and xray.metadata == {"original_size": expected.shape}
 
 
 def test_truncated_fracatlas_jpeg_is_read():
@@ -147,15 +147,15 @@ def test_12_bit_values_in_16_bit_png_are_scaled_by_their_depth(grey8, expected):
 def test_rgb_grey_png_has_no_colour(grey8, expected):
     xray = read_image(encode(Image.fromarray(np.dstack([grey8] * 3)), "PNG"))
     np.testing.assert_allclose(xray.pixels, expected, atol=1e-6)
-    assert xray.colourfulness == pytest.approx(0.0, abs=1e-6)
+    assert xray.colour_fraction == pytest.approx(0.0, abs=1e-6)
 
 
-def test_coloured_png_uses_bt601_luma_and_scores_colourful(grey8):
+def test_coloured_png_uses_bt601_luma_and_scores_coloured(grey8):
     rgb = np.dstack([grey8, grey8 // 2, np.full_like(grey8, 40)])
     xray = read_image(encode(Image.fromarray(rgb), "PNG"))
     luma = (0.299 * rgb[..., 0] + 0.587 * rgb[..., 1] + 0.114 * rgb[..., 2]) / 255
     np.testing.assert_allclose(xray.pixels, luma, atol=1e-5)
-    assert xray.colourfulness > 15
+    assert xray.colour_fraction > 0.5
 
 
 def test_rgba_is_composited_over_black(grey8, expected):
@@ -244,7 +244,7 @@ def stored(grey8) -> np.ndarray:
 
 def test_dicom_monochrome2_min_max(stored):
     xray = read_image(make_dicom(stored, BodyPartExamined="HAND", ViewPosition="PA"), name="hand.dcm")
-    assert xray.format == "DICOM" and xray.source == "hand.dcm" and xray.colourfulness == 0.0
+    assert xray.format == "DICOM" and xray.source == "hand.dcm" and xray.colour_fraction == 0.0
     lo, hi = stored.min(), stored.max()
     np.testing.assert_allclose(xray.pixels, (stored - lo) / (hi - lo), atol=1e-6)
     meta = xray.metadata
@@ -298,7 +298,7 @@ def test_dicom_multiframe_takes_the_first_frame(stored):
 def test_dicom_rgb_becomes_grey(grey8, expected):
     xray = read_image(make_dicom(np.dstack([grey8] * 3), photometric="RGB", bits=8))
     np.testing.assert_allclose(xray.pixels, expected, atol=1e-5)
-    assert xray.colourfulness == pytest.approx(0.0, abs=1e-6)
+    assert xray.colour_fraction == pytest.approx(0.0, abs=1e-6)
 
 
 def test_dicom_without_preamble(stored):
