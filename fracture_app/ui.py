@@ -43,7 +43,8 @@ MAX_READINGS_KEPT = 48  # per session; the oldest are dropped first
 BAND_STYLE = {LIKELY: ("error", ":material/emergency:"), POSSIBLE: ("warning", ":material/visibility:"),
               NOT_SEEN: ("success", ":material/check_circle:")}
 BAND_ADVICE = {
-    LIKELY: "The model is confident it sees a fracture.",
+    LIKELY: "The score is at or above the model's high-specificity operating point: few X-rays without a "
+            "fracture score this high.",
     POSSIBLE: "The score sits between the model's high-sensitivity and high-specificity operating points: look closely.",
     NOT_SEEN: "The score is below the model's high-sensitivity operating point.",
 }
@@ -206,10 +207,18 @@ def read_and_diagnose(diagnoser: Diagnoser, data: bytes, name: str) -> Diagnosis
     return for_display(diagnosis)
 
 
+def _reading_key(models: LoadedModels, data: bytes, name: str) -> str:
+    return f"{models.fingerprint}:{hashlib.sha256(data).hexdigest()}:{name}"
+
+
+def _readings() -> OrderedDict:
+    return st.session_state.setdefault(READINGS_KEY, OrderedDict())
+
+
 def cached_reading(models: LoadedModels, data: bytes, name: str) -> Diagnosis | str:
     """Read once per session per (file content, name, models): moving a slider does not rerun the models."""
-    key = f"{models.fingerprint}:{hashlib.sha256(data).hexdigest()}:{name}"
-    readings = st.session_state.setdefault(READINGS_KEY, OrderedDict())
+    key = _reading_key(models, data, name)
+    readings = _readings()
     if key not in readings:
         readings[key] = read_and_diagnose(models.diagnoser, data, name)
         while len(readings) > MAX_READINGS_KEPT:
@@ -219,16 +228,15 @@ def cached_reading(models: LoadedModels, data: bytes, name: str) -> Diagnosis | 
 
 
 def read_uploads(models: LoadedModels, uploads) -> list[tuple[str, Diagnosis | str]]:
-    """(file name, reading or error) for each upload, in order, with a progress bar for new ones."""
+    """(file name, reading or error) for each upload, in order; a progress bar while new ones are read."""
+    files = [(upload.name, upload.getvalue()) for upload in uploads]  # in memory; never written to disk
+    new = [name for name, data in files if _reading_key(models, data, name) not in _readings()]
+    progress = st.progress(0.0, text="Reading the X-rays…") if len(new) > 1 else None
     results = []
-    progress = None
-    for index, upload in enumerate(uploads):
-        data = upload.getvalue()  # in memory; never written to disk
-        if progress is None and len(uploads) > 1:
-            progress = st.progress(0.0, text="Reading the X-rays…")
+    for index, (name, data) in enumerate(files):
         if progress is not None:
-            progress.progress(index / len(uploads), text=f"Reading {upload.name} ({index + 1} of {len(uploads)})…")
-        results.append((upload.name, cached_reading(models, data, upload.name)))
+            progress.progress(index / len(files), text=f"Reading {name} ({index + 1} of {len(files)})…")
+        results.append((name, cached_reading(models, data, name)))
     if progress is not None:
         progress.empty()
     return results

@@ -11,7 +11,6 @@ import re
 from pathlib import Path
 
 import numpy as np
-import pydicom
 import pytest
 from PIL import Image
 from pydicom.dataset import Dataset, FileMetaDataset
