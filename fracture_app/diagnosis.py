@@ -21,7 +21,7 @@ POSSIBLE = "possible fracture — look closely"
 NOT_SEEN = "no fracture seen"
 
 # More than this share of coloured pixels means a photograph or drawing, not a radiograph. Measured on
-# the data sets: 0% of FracAtlas and about 4% of Bone Break journal figures exceed it; photographs do.
+# the data sets: no FracAtlas image and under 1% of Bone Break journal figures exceed it; photographs do.
 XRAY_COLOUR_FRACTION_LIMIT = 0.2
 TYPE_TOP_K = 3
 

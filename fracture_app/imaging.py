@@ -265,16 +265,20 @@ def _grid_step(arr: np.ndarray) -> int:
 
 
 def colour_fraction(rgb: np.ndarray) -> float:
-    """Share of pixels whose channels differ by more than COLOUR_SPREAD.
+    """Share of pixels whose colour differs from a plain tint of their brightness by more than COLOUR_SPREAD.
 
-    A radiograph is grey; journal figures add small coloured arrows (a few % of pixels), while a
-    photograph is coloured almost everywhere, so the share separates them better than a global
-    colourfulness score does.
+    A radiograph is grey, or one tint of grey when photographed off a monitor; journal figures add small
+    coloured arrows (a few % of pixels); a photograph is coloured almost everywhere. So each channel is
+    first fitted as a linear function of brightness (removing any tint) and only what is left counts.
     """
     step = _grid_step(rgb)
-    sample = rgb[::step, ::step, :3].astype(np.float32)
-    spread = sample.max(axis=-1) - sample.min(axis=-1)
-    return float(np.mean(spread > COLOUR_SPREAD)) if spread.size else 0.0
+    sample = rgb[::step, ::step, :3].reshape(-1, 3).astype(np.float64)
+    if len(sample) == 0:
+        return 0.0
+    brightness = np.stack([_luma(sample), np.ones(len(sample))], axis=1)
+    tint, *_ = np.linalg.lstsq(brightness, sample, rcond=None)
+    residual = sample - brightness @ tint
+    return float(np.mean(residual.max(axis=1) - residual.min(axis=1) > COLOUR_SPREAD))
 
 
 def _finish(grey: np.ndarray) -> np.ndarray:

@@ -151,11 +151,17 @@ def test_rgb_grey_png_has_no_colour(grey8, expected):
 
 
 def test_coloured_png_uses_bt601_luma_and_scores_coloured(grey8):
-    rgb = np.dstack([grey8, grey8 // 2, np.full_like(grey8, 40)])
+    rgb = np.dstack([grey8, np.roll(grey8, 40, axis=1), np.full_like(grey8, 40)])
     xray = read_image(encode(Image.fromarray(rgb), "PNG"))
     luma = (0.299 * rgb[..., 0] + 0.587 * rgb[..., 1] + 0.114 * rgb[..., 2]) / 255
     np.testing.assert_allclose(xray.pixels, luma, atol=1e-5)
     assert xray.colour_fraction > 0.5
+
+
+def test_a_tinted_radiograph_is_not_coloured(grey8):
+    """A sepia or monitor-tinted X-ray is still grey in substance: each channel a function of brightness."""
+    tinted = np.dstack([grey8, (grey8 * 0.8).astype(np.uint8), (grey8 * 0.6).astype(np.uint8)])
+    assert read_image(encode(Image.fromarray(tinted), "PNG")).colour_fraction < 0.05
 
 
 def test_rgba_is_composited_over_black(grey8, expected):

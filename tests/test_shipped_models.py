@@ -1,0 +1,69 @@
+"""The models in models/ are the ones their cards describe, and they work on the shipped sample X-rays."""
+
+import csv
+import json
+
+import pytest
+
+from fracture_app import config
+from fracture_app.diagnosis import Diagnoser
+from fracture_app.imaging import read_image
+from fracture_app.models import load_model, model_path_for
+from training import evaluate
+from training.card import artifact_paths
+from training.datasets import read_manifest
+
+SOURCE_FOLDER = {config.BINARY_TASK: "fracatlas", config.TYPE_TASK: "bone_break"}
+MAX_MODEL_BYTES = 100 * 1024 * 1024
+
+
+@pytest.fixture(scope="module")
+def samples():
+    with open(config.SAMPLE_IMAGES_DIR / "labels.csv", newline="", encoding="utf-8") as handle:
+        return list(csv.DictReader(handle))
+
+
+@pytest.mark.parametrize("task", config.TASKS)
+def test_shipped_model_matches_its_card_and_is_small_enough(task):
+    path = model_path_for(task, config.REPO_ROOT / "models")
+    assert path.stat().st_size < MAX_MODEL_BYTES
+    model = load_model(path)  # checks the sha256 recorded in the card
+    assert model.classes == config.CLASSES[task]
+    assert model.card.data["metrics"]["test"]["n"] > 0
+
+
+def test_sample_images_come_from_the_test_splits_only(samples):
+    assert len(samples) >= 24
+    truths = {row["ground_truth"] for row in samples}
+    assert set(config.BINARY_CLASSES) <= truths and set(config.FRACTURE_TYPES) <= truths
+    models_dir = config.REPO_ROOT / "models"
+    for task, folder in SOURCE_FOLDER.items():
+        split_of = {s.path.as_posix(): s.split for s in
+                    read_manifest(artifact_paths(models_dir, task)["manifest"], folder)}
+        for row in samples:
+            if row["source"] == folder:
+                assert split_of[row["original"]] == "test", row["file"]
+
+
+def test_shipped_models_classify_every_sample_into_the_card_classes(samples):
+    diagnoser = Diagnoser.from_dir(config.REPO_ROOT / "models")
+    assert not diagnoser.problems
+    xrays = [read_image(config.SAMPLE_IMAGES_DIR / row["file"]) for row in samples]
+    for diagnosis in diagnoser.diagnose_batch(xrays):
+        assert diagnosis.verdict in config.BINARY_CLASSES
+        assert 0.0 <= diagnosis.fracture_probability <= 1.0
+        assert diagnosis.type_top[0][0] in config.FRACTURE_TYPES
+
+
+@pytest.mark.parametrize("task", config.TASKS)
+def test_evaluate_reproduces_the_shipped_card(task, full_data_dir, capsys):
+    model_path = model_path_for(task, config.REPO_ROOT / "models")
+    data = full_data_dir / SOURCE_FOLDER[task]
+    assert evaluate.main(["--model", str(model_path), "--data", str(data), "--json"]) == 0
+    measured = json.loads(capsys.readouterr().out)
+    stored = json.loads(artifact_paths(model_path.parent, task)["card"].read_text())["metrics"]["test"]
+    keys = ("auroc", "sensitivity", "specificity", "ece") if task == config.BINARY_TASK else ("top1", "top3", "macro_f1")
+    for key in keys:
+        assert measured[key] == pytest.approx(stored[key], abs=0.01), key
+    if task == config.BINARY_TASK:
+        assert measured["pointing_game"]["hit_rate"] == pytest.approx(stored["pointing_game"]["hit_rate"], abs=0.01)
