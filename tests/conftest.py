@@ -49,3 +49,13 @@ def full_data_dir() -> Path:
     if not (path / "fracatlas").is_dir() or not (path / "bone_break").is_dir():
         pytest.skip(f"{config.DATA_DIR_ENV}={value} does not hold fracatlas/ and bone_break/")
     return path
+
+
+@pytest.fixture(scope="module")
+def app_environment(tiny_models_dir):
+    """Point the app at the tiny models and the fixture samples (read when a page runs, not at import)."""
+    patch = pytest.MonkeyPatch()
+    patch.setenv("FRACTURE_MODELS_DIR", str(tiny_models_dir))
+    patch.setenv("FRACTURE_SAMPLES_DIR", str(FIXTURES))
+    yield
+    patch.undo()

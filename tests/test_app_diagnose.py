@@ -26,14 +26,7 @@ PERCENT = re.compile(r"^(<0\.1|>99\.9|\d{1,2}\.\d|100\.0)%$")
 TIMEOUT = 180  # the first run loads TensorFlow and the models
 
 
-@pytest.fixture(scope="module", autouse=True)
-def app_environment(tiny_models_dir):
-    """Point the app at the tiny models and the fixture samples (read when a page runs, not at import)."""
-    patch = pytest.MonkeyPatch()
-    patch.setenv("FRACTURE_MODELS_DIR", str(tiny_models_dir))
-    patch.setenv("FRACTURE_SAMPLES_DIR", str(FIXTURES))
-    yield
-    patch.undo()
+pytestmark = pytest.mark.usefixtures("app_environment")
 
 
 def run_app(page: str | None = None) -> AppTest:

@@ -16,13 +16,7 @@ FIXTURES = Path(__file__).parent / "fixtures"
 TIMEOUT = 180
 
 
-@pytest.fixture(scope="module", autouse=True)
-def app_environment(tiny_models_dir):
-    patch = pytest.MonkeyPatch()
-    patch.setenv("FRACTURE_MODELS_DIR", str(tiny_models_dir))
-    patch.setenv("FRACTURE_SAMPLES_DIR", str(FIXTURES))
-    yield
-    patch.undo()
+pytestmark = pytest.mark.usefixtures("app_environment")
 
 
 def open_page(page: str) -> AppTest:

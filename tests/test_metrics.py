@@ -60,3 +60,9 @@ def test_multiclass_metrics_top_k_and_macro_f1():
     assert result["confusion_matrix"] == [[1, 0, 0], [1, 0, 0], [0, 1, 1]]
     # F1: a = 2/3, b = 0, c = 2/3
     assert result["macro_f1"] == pytest.approx((2 / 3 + 0 + 2 / 3) / 3)
+
+
+def test_undefined_figures_are_nan_not_zero():
+    result = metrics.binary_metrics([1, 1], [0.2, 0.9], threshold=0.5)
+    assert np.isnan(result["auroc"]) and np.isnan(result["specificity"])
+    assert result["sensitivity"] == pytest.approx(0.5)

@@ -1,6 +1,7 @@
 """Writing a trained model and everything that describes it, atomically, into the output folder."""
 
 import json
+import math
 import os
 import platform
 import shutil
@@ -50,6 +51,17 @@ def hardware_description() -> str:
     return f"CPU only: {os.cpu_count()} cores, {platform.processor() or platform.machine()}"
 
 
+def without_nan(value):
+    """Undefined figures (e.g. AUROC of a split with one class) become JSON null, not invalid NaN."""
+    if isinstance(value, dict):
+        return {key: without_nan(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [without_nan(item) for item in value]
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    return value
+
+
 def write_atomically(model, card: dict, staged_files: dict[str, Path], paths: dict[str, Path]) -> None:
     """Save into a scratch folder inside `out`, then rename into place: a killed run leaves no half file."""
     out_dir = paths["model"].parent
@@ -60,7 +72,8 @@ def write_atomically(model, card: dict, staged_files: dict[str, Path], paths: di
         model.save(staged_model)
         card["sha256"] = sha256_of(staged_model)
         staged_card = scratch / paths["card"].name
-        staged_card.write_text(json.dumps(card, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        text = json.dumps(without_nan(card), indent=2, ensure_ascii=False, allow_nan=False)
+        staged_card.write_text(text + "\n", encoding="utf-8")
         for kind, staged in staged_files.items():
             os.replace(staged, paths[kind])
         # The card goes last but one, the model last: a reader that sees the model sees its card too.

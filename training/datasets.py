@@ -233,8 +233,15 @@ def _deal_stratified(groups: list[list[Sample]], fractions: dict, rng: random.Ra
         rng.shuffle(label_groups)
         total = sum(len(members) for members in label_groups)
         counts = Counter()
-        for members in label_groups:
-            split = max(SPLITS, key=lambda name: fractions[name] * total - counts[name])
+        # Every split gets at least one group of each class when there are enough groups, so that
+        # even small data sets measure every class on validation and test.
+        first = [name for name in ("val", "test", "train") if fractions[name] > 0]
+        first = first if len(label_groups) >= len(first) else []
+        for index, members in enumerate(label_groups):
+            if index < len(first):
+                split = first[index]
+            else:
+                split = max(SPLITS, key=lambda name: fractions[name] * total - counts[name])
             for sample in members:
                 sample.split = split
             counts[split] += len(members)

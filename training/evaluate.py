@@ -19,7 +19,7 @@ from fracture_app.errors import FractureAppError
 from fracture_app.imaging import read_image
 from fracture_app.preprocess import prepare, prepare_batch
 from training import datasets, metrics
-from training.card import artifact_paths
+from training.card import artifact_paths, without_nan
 
 BATCH_SIZE = 32
 HEADLINE = {config.BINARY_TASK: ("auroc", "accuracy", "sensitivity", "specificity", "precision", "f1", "ece"),
@@ -127,7 +127,7 @@ def main(argv=None) -> int:
         result["pointing_game"] = pointing_game(model.keras_model, model.spec, args.data, positives)
     result["skipped"] = skipped
     if args.json:
-        print(json.dumps({k: v for k, v in result.items() if k != "roc"}, indent=2))
+        print(json.dumps(without_nan({k: v for k, v in result.items() if k != "roc"}), indent=2))
     else:
         print_comparison(result, model.card.data.get("metrics", {}).get(args.split), model.task, args.split)
     return 0

@@ -26,8 +26,16 @@ def roc_curve(labels: np.ndarray, scores: np.ndarray):
 
 
 def auroc(labels, scores) -> float:
+    """Area under the ROC curve; NaN when only one class is present (it is undefined there)."""
+    labels = np.asarray(labels, bool)
+    if labels.all() or not labels.any():
+        return float("nan")
     fpr, tpr, _ = roc_curve(labels, scores)
     return float(np.trapezoid(tpr, fpr))
+
+
+def _ratio(numerator: int, denominator: int) -> float:
+    return numerator / denominator if denominator else float("nan")
 
 
 def threshold_for_sensitivity(labels, scores, sensitivity: float) -> float:
@@ -52,18 +60,18 @@ def binary_metrics(labels, probabilities, threshold: float) -> dict:
     tn = int(np.sum(~predicted & (labels == 0)))
     fp = int(np.sum(predicted & (labels == 0)))
     fn = int(np.sum(~predicted & (labels == 1)))
-    sensitivity = tp / max(tp + fn, 1)
-    precision = tp / max(tp + fp, 1)
+    sensitivity = _ratio(tp, tp + fn)
+    precision = _ratio(tp, tp + fp)
     fpr, tpr, thresholds = roc_curve(labels, probabilities)
     keep = np.unique(np.linspace(0, len(fpr) - 1, min(len(fpr), ROC_POINTS_KEPT)).astype(int))
     return {
         "n": int(len(labels)),
         "auroc": auroc(labels, probabilities),
-        "accuracy": (tp + tn) / max(len(labels), 1),
+        "accuracy": _ratio(tp + tn, len(labels)),
         "sensitivity": sensitivity,
-        "specificity": tn / max(tn + fp, 1),
+        "specificity": _ratio(tn, tn + fp),
         "precision": precision,
-        "f1": 2 * precision * sensitivity / max(precision + sensitivity, 1e-12),
+        "f1": _ratio(2 * tp, 2 * tp + fp + fn),
         "confusion_matrix": [[tn, fp], [fn, tp]],  # rows: truth (not fractured, fractured)
         "threshold": float(threshold),
         "ece": expected_calibration_error(labels, probabilities),

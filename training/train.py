@@ -206,8 +206,10 @@ def fit(model, arrays, args, dataset, scratch: Path, strategy):
         for key, values in result.history.items():
             history.setdefault(key, []).extend(float(v) for v in values)
         done = len(history.get("loss", []))
-    model.load_weights(checkpoint)
-    best_epoch = int(np.argmax(history[monitor])) + 1
+    scores = np.array(history[monitor], dtype=float)
+    if checkpoint.is_file():  # absent only when validation could never be scored (one class in it)
+        model.load_weights(checkpoint)
+    best_epoch = int(np.nanargmax(scores)) + 1 if np.isfinite(scores).any() else len(scores)
     return history, best_epoch
 
 
