@@ -27,6 +27,7 @@ NEGATIVE_WORDS = re.compile(r"\b(normal|not|non|no|negative|healthy)\b")
 AUGMENTED_COPY = re.compile(r"^(?P<stem>.+?)_(jpe?g|png|bmp)[._]?rf[._]?[0-9a-f]*$", re.IGNORECASE)
 # Perceptual hashes this close (bits of 64) are the same picture re-encoded, resized or lightly edited.
 NEAR_DUPLICATE_BITS = 6
+SMALL_CLASS_GROUPS = 20
 
 
 class DatasetError(ValueError):
@@ -233,10 +234,10 @@ def _deal_stratified(groups: list[list[Sample]], fractions: dict, rng: random.Ra
         rng.shuffle(label_groups)
         total = sum(len(members) for members in label_groups)
         counts = Counter()
-        # Every split gets at least one group of each class when there are enough groups, so that
-        # even small data sets measure every class on validation and test.
+        # A small class gets one group in every split first, so that even a tiny data set measures
+        # every class on validation and test; large classes are dealt by share alone.
         first = [name for name in ("val", "test", "train") if fractions[name] > 0]
-        first = first if len(label_groups) >= len(first) else []
+        first = first if len(first) <= len(label_groups) < SMALL_CLASS_GROUPS else []
         for index, members in enumerate(label_groups):
             if index < len(first):
                 split = first[index]
