@@ -161,13 +161,10 @@ def test_extensionless_dicom_is_read_and_summarised(fractured_xray_path):
 
 
 def test_colour_photo_is_flagged_as_not_an_xray():
-    rng = np.random.default_rng(0)
-    photo = np.zeros((128, 128, 3), np.uint8)
-    photo[..., 0] = 220
-    photo[..., 1] = rng.integers(0, 255, (128, 128))
-    buffer = io.BytesIO()
-    Image.fromarray(photo).save(buffer, "PNG")
-    at = upload(run_app(), ("holiday.png", buffer.getvalue()))
+    import matplotlib
+
+    photo = Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg"  # a real colour photograph
+    at = upload(run_app(), ("holiday.jpg", photo.read_bytes()))
     assert_clean(at)
     assert any("does not look like an X-ray" in w.value for w in at.warning)
 
