@@ -142,3 +142,25 @@ def test_pretrained_run_trains_in_two_phases(tiny_models_dir, tmp_path):
     written = card(out, config.TYPE_TASK)
     assert written["weights_init"] == str(donor_path)
     assert written["training"]["epochs_run"] == 2  # one frozen-backbone epoch, then one fine-tuning epoch
+
+
+def test_an_interrupted_run_resumes_from_its_checkpoint(tmp_path, monkeypatch):
+    import training.train as train_module
+
+    out = tmp_path / "out"
+    arguments = ["--task", "binary", "--data", str(FRACATLAS_FIXTURES), "--img-size", "32", "--epochs", "1",
+                 "--batch-size", "8", "--out", str(out), "--quiet"]
+
+    def interrupted(*_args, **_kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(train_module, "evaluate_splits", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        train(arguments)
+    monkeypatch.undo()
+    assert not (out / config.MODEL_FILES[config.BINARY_TASK]).exists()  # nothing half-written
+    (checkpoint_dir,) = out.glob(".training-*")
+    assert train([*arguments, "--resume", str(checkpoint_dir)]) == 0
+    written = card(out, config.BINARY_TASK)
+    assert written["training"]["resumed_from_checkpoint"] and written["training"]["epochs_run"] == 1
+    assert not list(out.glob(".training-*"))

@@ -5,6 +5,7 @@
 """
 
 import argparse
+import csv
 import logging
 import sys
 import tempfile
@@ -49,12 +50,17 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--resplit", action="store_true",
                         help="ignore split folders in the data and make grouped splits from all images")
+    parser.add_argument("--resume", type=Path, metavar="DIR",
+                        help="carry on from the checkpoint folder (<out>/.training-*) an interrupted run left, "
+                             "with the same other arguments")
     parser.add_argument("--quiet", action="store_true", help="no progress bars (logs only)")
     args = parser.parse_args(argv)
     args.arch = args.arch or config.DEFAULT_ARCHITECTURE[args.task]
     args.img_size = args.img_size or config.DEFAULT_IMG_SIZE[args.task]
     if args.weights not in ("imagenet", "none") and not Path(args.weights).is_file():
         parser.error(f"--weights: no such file {args.weights}")
+    if args.resume and not (args.resume / "best.weights.h5").is_file():
+        parser.error(f"--resume: no checkpoint (best.weights.h5) in {args.resume}")
     if args.epochs < 1 or args.batch_size < 1 or args.img_size < 32:
         parser.error("--epochs and --batch-size must be positive and --img-size at least 32")
     return args
@@ -107,7 +113,7 @@ def train_model(args, dataset: datasets.Dataset) -> dict:
 
     strategy = configure_hardware()
     paths = artifact_paths(args.out, args.task)
-    scratch = Path(tempfile.mkdtemp(prefix=".training-", dir=_ensure(args.out)))
+    scratch = args.resume or Path(tempfile.mkdtemp(prefix=".training-", dir=_ensure(args.out)))
     with strategy.scope():
         model = architectures.build(args.arch, spec, _outputs(args.task, dataset), args.weights)
     history, best_epoch = fit(model, arrays, args, dataset, scratch, strategy)
@@ -180,12 +186,20 @@ def fit(model, arrays, args, dataset, scratch: Path, strategy):
             logits = self.model.predict(val_x, batch_size=args.batch_size, verbose=0)
             logs[monitor] = validation_score(args.task, val_y, np.asarray(logits, np.float32))
 
+    # A resumed run starts from the interrupted run's best weights and history, with a fresh optimizer.
+    history = read_history(scratch / "history.csv")
+    done = len(history.get("loss", []))
+    if done:
+        model.load_weights(checkpoint)
+        log.info("resuming after %d epochs from %s", done, checkpoint)
+    best_so_far = max((v for v in history.get(monitor, []) if np.isfinite(v)), default=None)
     callbacks = [
         ValidationScore(),
-        keras.callbacks.ModelCheckpoint(checkpoint, monitor=monitor, mode="max", save_best_only=True, save_weights_only=True),
+        keras.callbacks.ModelCheckpoint(checkpoint, monitor=monitor, mode="max", save_best_only=True,
+                                        save_weights_only=True, initial_value_threshold=best_so_far),
         keras.callbacks.EarlyStopping(monitor=monitor, mode="max", patience=EARLY_STOP_PATIENCE),
         keras.callbacks.ReduceLROnPlateau(monitor=monitor, mode="max", factor=0.5, patience=LR_PATIENCE, min_lr=1e-6),
-        keras.callbacks.CSVLogger(scratch / "history.csv"),
+        keras.callbacks.CSVLogger(scratch / "history.csv", append=done > 0),
     ]
     backbone = architectures.find_backbone(model)
     pretrained = backbone is not None and args.weights != "none"
@@ -193,9 +207,9 @@ def fit(model, arrays, args, dataset, scratch: Path, strategy):
     if pretrained:
         frozen = max(1, round(args.epochs * FROZEN_EPOCH_SHARE))
         phases = [(frozen, LEARNING_RATE, 0.0), (args.epochs, FINE_TUNE_LEARNING_RATE, FINE_TUNE_LAYER_SHARE)]
-    history: dict[str, list[float]] = {}
-    done = 0
     for epochs, learning_rate, trainable_share in phases:
+        if epochs <= done:
+            continue
         if trainable_share is not None:
             _set_trainable_top(backbone, trainable_share)
         with strategy.scope():
@@ -211,6 +225,15 @@ def fit(model, arrays, args, dataset, scratch: Path, strategy):
         model.load_weights(checkpoint)
     best_epoch = int(np.nanargmax(scores)) + 1 if np.isfinite(scores).any() else len(scores)
     return history, best_epoch
+
+
+def read_history(path: Path) -> dict[str, list[float]]:
+    """The per-epoch log an (interrupted) run wrote: {metric: [value per epoch]}."""
+    if not path.is_file():
+        return {}
+    with open(path, newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    return {key: [float(row[key]) for row in rows] for key in (rows[0] if rows else {}) if key != "epoch"}
 
 
 def _loss(task: str):
@@ -298,6 +321,7 @@ def build_card(args, dataset, spec, split_report, loaded, evaluation, history, b
             "hardware": hardware_description(),
             "trained_at": now.isoformat(timespec="seconds"),
             "command": "python -m training.train " + " ".join(sys.argv[1:]),
+            "resumed_from_checkpoint": bool(args.resume),
         },
         **evaluation,
         "intended_use": INTENDED_USE,
