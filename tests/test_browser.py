@@ -122,7 +122,7 @@ def images_loaded(page) -> int:
                               .filter(img => img.complete && img.naturalWidth > 0).length""")
 
 
-def test_upload_diagnose_and_visit_every_page(server, browser_page, fractured_xray_path):
+def test_upload_diagnose_and_visit_every_page(server, browser_page, fractured_xray_path, tmp_path):
     from playwright.sync_api import expect
 
     page = browser_page
@@ -172,6 +172,14 @@ def test_upload_diagnose_and_visit_every_page(server, browser_page, fractured_xr
     expect(page.get_by_role("button", name="Download the table (CSV)")).to_be_visible()
     no_exceptions(page, "Diagnose (several files)")
     shot(page, "03_diagnose_several")
+
+    too_big = tmp_path / "huge_scan.dcm"
+    with open(too_big, "wb") as handle:  # sparse: 51 MB on paper, nothing on disk
+        handle.truncate(51 * 1024 * 1024)
+    page.set_input_files('[data-testid="stFileUploaderDropzoneInput"]', str(too_big))
+    expect(page.get_by_text(re.compile(r"must be 50(\.0)?\s?MB or smaller", re.I))).to_be_visible(timeout=RUN_TIMEOUT_MS)
+    no_exceptions(page, "Diagnose (over the upload limit)")
+    shot(page, "03b_upload_too_big")
 
     for link, heading in PAGES:
         page.locator('[data-testid="stSidebarNav"]').get_by_role("link", name=link).click()

@@ -212,3 +212,27 @@ def test_a_diagnosis_writes_no_file(diagnoser):
     finally:
         watching.clear()
     assert written == []
+
+
+def test_not_an_xray_flag_rates_on_the_test_splits(full_data_dir):
+    """Measured, then printed: how often real test-split X-rays are flagged, and how often colour pictures are."""
+    from fracture_app import config
+    from training.card import artifact_paths
+    from training.datasets import read_manifest
+
+    xray_paths = []
+    for task, folder in ((config.BINARY_TASK, "fracatlas"), (config.TYPE_TASK, "bone_break")):
+        manifest = artifact_paths(config.REPO_ROOT / "models", task)["manifest"]
+        xray_paths += [s.path for s in read_manifest(manifest, full_data_dir / folder) if s.split == "test"]
+    flagged = sum(not looks_like_xray(read_image(path)) for path in xray_paths)
+    rng = np.random.default_rng(11)
+    colour_pictures = [PHOTO.read_bytes(), (PHOTO.parent / "Minduka_Present_Blue_Pack.png").read_bytes()]
+    for _ in range(48):
+        palette = rng.integers(0, 256, (rng.integers(8, 64), 3), dtype=np.uint8)
+        blocks = rng.integers(0, len(palette), (rng.integers(4, 32), rng.integers(4, 32)))
+        picture = np.kron(palette[blocks], np.ones((8, 8, 1), np.uint8))
+        colour_pictures.append(encoded(Image.fromarray(picture), "PNG"))
+    caught = sum(not looks_like_xray(read_image(data)) for data in colour_pictures)
+    print(f"flagged {flagged}/{len(xray_paths)} real test-split X-rays; caught {caught}/{len(colour_pictures)} colour pictures")
+    assert flagged / len(xray_paths) <= 0.02
+    assert caught / len(colour_pictures) >= 0.95
