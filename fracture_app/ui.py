@@ -444,6 +444,15 @@ def load_samples() -> SampleSet:
     return _samples(str(samples_dir()))
 
 
+def samples_or_explain() -> SampleSet | None:
+    """The sample set, or None after saying on the page why there is none."""
+    sample_set = load_samples()
+    if not sample_set.samples:
+        no_samples_message(sample_set)
+        return None
+    return sample_set
+
+
 def sample_reading(models: LoadedModels, path: Path) -> Diagnosis | str:
     try:
         data = Path(path).read_bytes()

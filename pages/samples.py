@@ -15,9 +15,8 @@ def main() -> None:
                "looked.")
     models = ui.load_models()
     ui.require_models(models)
-    sample_set = ui.load_samples()
-    if not sample_set.samples:
-        ui.no_samples_message(sample_set)
+    sample_set = ui.samples_or_explain()
+    if sample_set is None:
         return
     controls = st.columns([3, 1], vertical_alignment="bottom")
     choice = controls[0].selectbox("Show", filter_options(sample_set.samples), key="samples_filter")

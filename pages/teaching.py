@@ -40,9 +40,8 @@ def main() -> None:
     st.caption("Read the X-ray, commit your answer, then compare it with the ground truth and with the model.")
     models = ui.load_models()
     ui.require_models(models)
-    sample_set = ui.load_samples()
-    if not sample_set.samples:
-        ui.no_samples_message(sample_set)
+    sample_set = ui.samples_or_explain()
+    if sample_set is None:
         return
     score_panel()
     by_path = {str(sample.path): sample for sample in sample_set.samples}
