@@ -45,6 +45,9 @@ MODEL_FILES = {
 DEFAULT_ARCHITECTURE = {BINARY_TASK: "custom_cnn", TYPE_TASK: "resnet50"}
 DEFAULT_IMG_SIZE = {BINARY_TASK: 256, TYPE_TASK: 224}
 
+# File endings searched for when a folder is given (the reader itself decides the format by content).
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".gif", ".dcm", ".dicom"})
+
 # Images larger than this are refused before decoding (decompression bombs, absurd scans).
 MAX_IMAGE_PIXELS = 60_000_000
 # Files larger than this are refused before reading (matches the app's upload limit).

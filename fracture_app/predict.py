@@ -22,7 +22,6 @@ BATCH_SIZE = 16
 DECODE_WORKERS = 2
 DECODE_AHEAD = 2 * BATCH_SIZE  # images read ahead of the models, so the CPU never waits for the disk
 PROGRESS_MIN_FILES = 20
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".gif", ".dcm", ".dicom"}
 
 
 def expand(paths: list[Path]) -> list[Path]:
@@ -31,7 +30,7 @@ def expand(paths: list[Path]) -> list[Path]:
     for path in paths:
         if path.is_dir():
             files.extend(sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith(".")
-                                and (p.suffix.lower() in IMAGE_SUFFIXES or not p.suffix)))
+                                and (p.suffix.lower() in config.IMAGE_SUFFIXES or not p.suffix)))
         else:
             files.append(path)
     return files
