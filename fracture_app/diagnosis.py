@@ -100,7 +100,8 @@ class Diagnoser:
     def gradcam(self, task: str) -> GradCam:
         with self._gradcam_lock:
             if task not in self._gradcams:
-                self._gradcams[task] = GradCam(self.models[task].keras_model)
+                model = self.models[task]
+                self._gradcams[task] = GradCam(model.keras_model, model.card.gradcam_layer)
             return self._gradcams[task]
 
     def diagnose(self, xray: XRay, heatmap_tasks: tuple[str, ...] = config.TASKS) -> Diagnosis:

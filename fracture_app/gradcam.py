@@ -12,23 +12,38 @@ DEFAULT_OPACITY = 0.4
 COLORMAP = cv2.COLORMAP_JET
 
 
-def last_conv_layer(model):
-    """The last layer with a 4-D output: the finest-level spatial features. Returns (owner, layer)."""
+def feature_layers(model) -> list[tuple[object, object]]:
+    """Every layer with a 4-D output, outermost model first, as (owner, layer): the Grad-CAM candidates."""
     import keras
 
-    for layer in reversed(model.layers):
+    found = []
+    for layer in model.layers[1:]:
         if isinstance(layer, keras.Model):
-            return last_conv_layer(layer)
-        if len(layer.output.shape) == 4:
-            return model, layer
-    raise ValueError(f"{model.name} has no convolutional feature map for Grad-CAM")
+            found.extend(feature_layers(layer))
+        elif len(layer.output.shape) == 4:
+            found.append((model, layer))
+    return found
 
 
-def _features_and_logits(model):
+def find_layer(model, layer_name: str | None = None):
+    """(owner, layer) for `layer_name`, looking inside a nested backbone; when None, the last 4-D layer:
+    the most abstract features and the coarsest map."""
+    candidates = feature_layers(model)
+    if not candidates:
+        raise ValueError(f"{model.name} has no convolutional feature map for Grad-CAM")
+    if layer_name is None:
+        return candidates[-1]
+    for owner, layer in candidates:
+        if layer.name == layer_name:
+            return owner, layer
+    raise ValueError(f"{model.name} has no 4-D layer named {layer_name!r} for Grad-CAM")
+
+
+def _features_and_logits(model, layer_name: str | None = None):
     """A callable batch → (feature map, logits) that avoids the nested-model graph pitfall."""
     import keras
 
-    owner, target = last_conv_layer(model)
+    owner, target = find_layer(model, layer_name)
     if owner is model:
         probe = keras.Model(model.inputs, [target.output, model.output])
         return lambda batch: probe(batch, training=False)
@@ -50,12 +65,16 @@ def _features_and_logits(model):
 
 
 class GradCam:
-    """Grad-CAM for one model; build once, call per image. Thread-safe (no mutable state)."""
+    """Grad-CAM for one model; build once, call per image. Thread-safe (no mutable state).
 
-    def __init__(self, keras_model):
+    `layer_name` picks the feature map; the default, the last one, is the coarsest. A model card may name a
+    finer layer chosen on validation images (see training.evaluate.choose_gradcam_layer).
+    """
+
+    def __init__(self, keras_model, layer_name: str | None = None):
         import tensorflow as tf
 
-        forward = _features_and_logits(keras_model)
+        forward = _features_and_logits(keras_model, layer_name)
         shape = keras_model.inputs[0].shape
 
         @tf.function(input_signature=[tf.TensorSpec([1, *shape[1:]], tf.float32), tf.TensorSpec([], tf.int32)])

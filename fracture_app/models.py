@@ -60,6 +60,11 @@ class ModelCard:
         return self.data.get("version", "unversioned")
 
     @property
+    def gradcam_layer(self) -> str | None:
+        """The feature map the heat map is drawn from; None means the last (coarsest) one."""
+        return self.data.get("gradcam", {}).get("layer")
+
+    @property
     def calibration(self) -> dict:
         return self.data.get("calibration", {"method": "none"})
 

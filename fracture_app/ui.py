@@ -537,7 +537,8 @@ def render_card(card, directory: Path, task: str) -> None:
         if game:
             st.caption(f"Grad-CAM pointing game: the hottest point fell inside an annotated fracture box on "
                        f"{game.get('hits', 0)} of {game.get('images', 0)} fractured test images "
-                       f"({_number(game.get('hit_rate'), 'percent')}).")
+                       f"({_number(game.get('hit_rate'), 'percent')}); heat map from layer "
+                       f"`{game.get('layer', 'last')}`, chosen on the validation split.")
     else:
         _metric_row(test, TYPE_METRICS)
         if test.get("per_class"):

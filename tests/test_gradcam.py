@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from fracture_app import config
-from fracture_app.gradcam import GradCam, heatmap_on_image, last_conv_layer, overlay
+from fracture_app.gradcam import GradCam, find_layer, heatmap_on_image, overlay
 from fracture_app.imaging import read_image
 from fracture_app.models import load_model
 from fracture_app.preprocess import PreprocessSpec, prepare
@@ -34,10 +34,23 @@ def test_nested_backbone_does_not_hit_graph_disconnected(xrays):
     """The classic Keras 3 pitfall: the conv layer sits inside a nested ResNet50."""
     spec = PreprocessSpec(size=64, channels=3)
     model = architectures.build("resnet50", spec, 10, "none")
-    owner, layer = last_conv_layer(model)
+    owner, layer = find_layer(model)
     assert owner is not model and owner.name == "resnet50"
     heat = GradCam(model).heatmap(prepare(xrays[0], spec), 3)
     assert heat.shape == (2, 2) and np.isfinite(heat).all()
+    finer = GradCam(model, "conv3_block4_out").heatmap(prepare(xrays[0], spec), 3)
+    assert finer.shape == (8, 8) and np.isfinite(finer).all()
+
+
+def test_a_named_finer_layer_gives_a_finer_map(tiny_models_dir, xrays):
+    model = load_model(artifact_paths(tiny_models_dir, config.BINARY_TASK)["model"])
+    owner, coarsest = find_layer(model.keras_model)
+    finer_name = "block2_out"
+    heat = GradCam(model.keras_model, finer_name).heatmap(prepare(xrays[0], model.spec), 1)
+    assert heat.shape == (model.spec.size // 8, model.spec.size // 8)
+    assert coarsest.name != finer_name
+    with pytest.raises(ValueError, match="no 4-D layer named"):
+        GradCam(model.keras_model, "no_such_layer")
 
 
 def test_heatmap_maps_back_onto_the_original_picture(xrays):

@@ -42,6 +42,9 @@ def test_training_writes_a_loadable_model_with_a_complete_card(tiny_models_dir, 
     assert keys <= set(written["metrics"]["test"])
     if task == config.BINARY_TASK:
         assert set(written["operating_points"]) == {"high_sensitivity", "high_specificity"}
+        assert written["gradcam"]["chosen_on"] == "validation pointing game"
+        assert written["gradcam"]["layer"] in written["gradcam"]["validation_hit_rates"]
+        assert written["metrics"]["test"]["pointing_game"]["layer"] == written["gradcam"]["layer"]
     model = load_model(paths["model"])
     assert model.task == task
     assert not list(tiny_models_dir.glob(".training-*")) and not list(tiny_models_dir.glob(".writing-*"))
@@ -67,6 +70,20 @@ def test_evaluate_on_a_new_data_set(tiny_models_dir, capsys):
     model_path = artifact_paths(tiny_models_dir, config.BINARY_TASK)["model"]
     assert evaluate.main(["--model", str(model_path), "--data", str(FRACATLAS_FIXTURES), "--split", "all"]) == 0
     assert "images: 12 (all split)" in capsys.readouterr().out
+
+
+def test_choosing_the_gradcam_layer_rewrites_only_the_card(tiny_models_dir, tmp_path, capsys):
+    copy = tmp_path / "models"
+    shutil.copytree(tiny_models_dir, copy)
+    model_path = artifact_paths(copy, config.BINARY_TASK)["model"]
+    before = card(copy, config.BINARY_TASK)
+    args = ["--model", str(model_path), "--data", str(FRACATLAS_FIXTURES), "--choose-gradcam-layer"]
+    assert evaluate.main(args) == 0
+    after = card(copy, config.BINARY_TASK)
+    assert after["sha256"] == sha256_of(model_path) == before["sha256"]
+    assert after["gradcam"]["layer"] in after["gradcam"]["validation_hit_rates"]
+    assert load_model(model_path).card.gradcam_layer == after["gradcam"]["layer"]
+    assert f"layer {after['gradcam']['layer']}" in capsys.readouterr().out
 
 
 def test_tflite_export_agrees_with_keras(tiny_models_dir, tmp_path, capsys):

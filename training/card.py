@@ -62,6 +62,22 @@ def without_nan(value):
     return value
 
 
+def card_text(card: dict) -> str:
+    return json.dumps(without_nan(card), indent=2, ensure_ascii=False, allow_nan=False) + "\n"
+
+
+def update_card(model_path: Path, fields: dict, test_metrics: dict | None = None) -> dict:
+    """Add figures measured after training (e.g. the Grad-CAM layer choice) to a card, atomically."""
+    path = card_path_for(model_path)
+    card = json.loads(path.read_text(encoding="utf-8"))
+    card.update(fields)
+    card.setdefault("metrics", {}).setdefault("test", {}).update(test_metrics or {})
+    staged = path.with_name(f".{path.name}.writing")
+    staged.write_text(card_text(card), encoding="utf-8")
+    os.replace(staged, path)
+    return card
+
+
 def write_atomically(model, card: dict, staged_files: dict[str, Path], paths: dict[str, Path]) -> None:
     """Save into a scratch folder inside `out`, then rename into place: a killed run leaves no half file."""
     out_dir = paths["model"].parent
@@ -72,8 +88,7 @@ def write_atomically(model, card: dict, staged_files: dict[str, Path], paths: di
         model.save(staged_model)
         card["sha256"] = sha256_of(staged_model)
         staged_card = scratch / paths["card"].name
-        text = json.dumps(without_nan(card), indent=2, ensure_ascii=False, allow_nan=False)
-        staged_card.write_text(text + "\n", encoding="utf-8")
+        staged_card.write_text(card_text(card), encoding="utf-8")
         for kind, staged in staged_files.items():
             os.replace(staged, paths[kind])
         # The card goes last but one, the model last: a reader that sees the model sees its card too.

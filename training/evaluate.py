@@ -2,6 +2,7 @@
 
     python -m training.evaluate --model models/fracture_binary.keras --data ../shared/data/fracatlas
     python -m training.evaluate --model models/fracture_type.keras --data my_xrays/ --split all
+    python -m training.evaluate --model models/fracture_binary.keras --data ../shared/data/fracatlas --choose-gradcam-layer
 
 Images take exactly the app's road (read_image → prepare → calibrated model), so a card's figures are
 what a user of the app gets.
@@ -19,7 +20,8 @@ from fracture_app.errors import FractureAppError
 from fracture_app.imaging import read_image
 from fracture_app.preprocess import prepare, prepare_batch
 from training import datasets, metrics
-from training.card import artifact_paths, without_nan
+from training.card import artifact_paths, update_card, without_nan
+from training.localisation import choose_gradcam_layer, pointing_game
 
 BATCH_SIZE = 32
 HEADLINE = {config.BINARY_TASK: ("auroc", "accuracy", "sensitivity", "specificity", "precision", "f1", "ece"),
@@ -74,36 +76,6 @@ def measure(model, labels, probabilities) -> dict:
     return metrics.multiclass_metrics(labels, probabilities, model.classes)
 
 
-def yolo_boxes(data_dir: Path, image_path: Path) -> list[tuple[float, float, float, float]]:
-    """FracAtlas fracture boxes as (x_centre, y_centre, width, height), relative to the image."""
-    label_file = Path(data_dir) / "annotations_yolo" / f"{image_path.stem}.txt"
-    if not label_file.is_file():
-        return []
-    rows = [line.split() for line in label_file.read_text().splitlines() if line.strip()]
-    return [tuple(float(v) for v in row[1:5]) for row in rows if len(row) >= 5]
-
-
-def pointing_game(keras_model, spec, data_dir: Path, samples) -> dict:
-    """Share of boxed fractures where the Grad-CAM peak falls inside a box (Zhang et al., 2018)."""
-    from fracture_app.gradcam import GradCam, heatmap_on_image, peak_location
-
-    gradcam, hits, total = GradCam(keras_model), 0, 0
-    for sample in samples:
-        boxes = yolo_boxes(data_dir, sample.path)
-        if not boxes:
-            continue
-        try:
-            pixels = read_image(sample.path).pixels
-        except FractureAppError:
-            continue
-        heat = heatmap_on_image(gradcam.heatmap(prepare(pixels, spec), 1), pixels.shape, spec.size)
-        row, column = peak_location(heat)
-        y, x = (row + 0.5) / pixels.shape[0], (column + 0.5) / pixels.shape[1]
-        hits += any(abs(x - bx) <= bw / 2 and abs(y - by) <= bh / 2 for bx, by, bw, bh in boxes)
-        total += 1
-    return {"images": total, "hits": hits, "hit_rate": hits / total if total else None}
-
-
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m training.evaluate", description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", type=Path, required=True, help="a .keras file with its model card beside it")
@@ -111,6 +83,9 @@ def main(argv=None) -> int:
     parser.add_argument("--split", default="test", choices=("test", "val", "train", "all"),
                         help="a stored split from the model's manifest (default test), or all images of --data")
     parser.add_argument("--json", action="store_true", help="print the metrics as JSON")
+    parser.add_argument("--choose-gradcam-layer", action="store_true",
+                        help="binary model on FracAtlas: pick the heat-map layer by the validation pointing game, "
+                             "then write it and the test pointing game into the model card")
     args = parser.parse_args(argv)
     from fracture_app.models import load_model
 
@@ -122,9 +97,17 @@ def main(argv=None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     result = measure(model, labels, probabilities)
-    if model.task == config.BINARY_TASK and (args.data / "annotations_yolo").is_dir():
+    boxed = model.task == config.BINARY_TASK and (args.data / "annotations_yolo").is_dir()
+    if args.choose_gradcam_layer:
+        if not boxed:
+            print("error: --choose-gradcam-layer needs the binary model and FracAtlas boxes", file=sys.stderr)
+            return 2
+        write_gradcam_choice(args.model, model, args.data)
+        model = load_model(args.model)
+    if boxed:
         positives = [s for s in samples if s.label == 1]
-        result["pointing_game"] = pointing_game(model.keras_model, model.spec, args.data, positives)
+        result["pointing_game"] = pointing_game(model.keras_model, model.spec, args.data, positives,
+                                                model.card.gradcam_layer)
     result["skipped"] = skipped
     if args.json:
         print(json.dumps(without_nan({k: v for k, v in result.items() if k != "roc"}), indent=2))
@@ -133,16 +116,29 @@ def main(argv=None) -> int:
     return 0
 
 
+def write_gradcam_choice(model_path: Path, model, data_dir: Path) -> dict:
+    """Choose the Grad-CAM layer on the validation split; record it and the test pointing game in the card."""
+    rows = datasets.read_manifest(artifact_paths(model_path.parent, model.task)["manifest"], data_dir)
+    fractured = {split: [s for s in rows if s.split == split and s.label == 1] for split in ("val", "test")}
+    choice = choose_gradcam_layer(model.keras_model, model.spec, data_dir, fractured["val"])
+    game = pointing_game(model.keras_model, model.spec, data_dir, fractured["test"], choice["layer"])
+    update_card(model_path, {"gradcam": choice}, test_metrics={"pointing_game": game})
+    print(f"Grad-CAM layer {choice['layer']} (validation hit rates {choice['validation_hit_rates']})")
+    return choice
+
+
 def print_comparison(result: dict, card_metrics: dict | None, task: str, split: str) -> None:
     print(f"{'metric':<14}{'measured':>10}{'card':>10}")
     for key in HEADLINE[task]:
-        card_value = f"{card_metrics[key]:.4f}" if card_metrics and key in card_metrics else "—"
+        stored = (card_metrics or {}).get(key)
+        card_value = "—" if stored is None else f"{stored:.4f}"  # None: absent, or undefined on that split
         print(f"{key:<14}{result[key]:>10.4f}{card_value:>10}")
     print(f"images: {result['n']} ({split} split), skipped: {len(result['skipped'])}")
     if "pointing_game" in result:
         game = result["pointing_game"]
         rate = "—" if game["hit_rate"] is None else f"{game['hit_rate']:.3f}"
-        print(f"pointing game: {game['hits']}/{game['images']} peaks inside a fracture box ({rate})")
+        print(f"pointing game: {game['hits']}/{game['images']} peaks inside a fracture box ({rate}), "
+              f"layer {game['layer']}")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,98 @@
+"""Does the heat map point at the fracture? The pointing game on FracAtlas boxes, and the Grad-CAM layer choice.
+
+The pointing game (Zhang et al., 2018) counts a hit when the hottest pixel of the heat map falls inside an
+annotated fracture box. FracAtlas boxes are small (often 5% of the image side), so the last, coarsest feature
+map (8×8 for a 256-px input) can hardly hit them; a finer map may. Which map to show is chosen on the
+validation split, never on the test split, and saved in the model card.
+"""
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from fracture_app.errors import FractureAppError
+from fracture_app.imaging import read_image
+from fracture_app.preprocess import prepare
+
+FINEST_MAP_SHARE = 1 / 8  # finer maps than input/8 are edge detectors, not evidence for the answer
+FRACTURED = 1
+
+
+@dataclass(frozen=True)
+class BoxedImage:
+    shape: tuple[int, int]
+    model_input: np.ndarray
+    boxes: list[tuple[float, float, float, float]]
+
+
+def fracture_boxes(data_dir: Path, image_path: Path) -> list[tuple[float, float, float, float]]:
+    """FracAtlas fracture boxes as (x_centre, y_centre, width, height), relative to the image."""
+    label_file = Path(data_dir) / "annotations_yolo" / f"{Path(image_path).stem}.txt"
+    if not label_file.is_file():
+        return []
+    rows = [line.split() for line in label_file.read_text().splitlines() if line.strip()]
+    return [tuple(float(v) for v in row[1:5]) for row in rows if len(row) >= 5]
+
+
+def boxed_images(data_dir: Path, samples, spec) -> list[BoxedImage]:
+    """The readable samples that have at least one fracture box, prepared once for every layer tried."""
+    found = []
+    for sample in samples:
+        boxes = fracture_boxes(data_dir, sample.path)
+        if not boxes:
+            continue
+        try:
+            pixels = read_image(sample.path).pixels
+        except FractureAppError:
+            continue
+        found.append(BoxedImage(pixels.shape, prepare(pixels, spec), boxes))
+    return found
+
+
+def peak_in_a_box(heat: np.ndarray, boxes) -> bool:
+    from fracture_app.gradcam import peak_location
+
+    row, column = peak_location(heat)
+    y, x = (row + 0.5) / heat.shape[0], (column + 0.5) / heat.shape[1]
+    return any(abs(x - bx) <= bw / 2 and abs(y - by) <= bh / 2 for bx, by, bw, bh in boxes)
+
+
+def hit_count(keras_model, spec, images: list[BoxedImage], layer_name: str | None = None) -> int:
+    from fracture_app.gradcam import GradCam, heatmap_on_image
+
+    gradcam = GradCam(keras_model, layer_name)
+    return sum(
+        peak_in_a_box(heatmap_on_image(gradcam.heatmap(image.model_input, FRACTURED), image.shape, spec.size),
+                      image.boxes)
+        for image in images
+    )
+
+
+def pointing_game(keras_model, spec, data_dir: Path, samples, layer_name: str | None = None) -> dict:
+    """Share of boxed fractures whose Grad-CAM peak falls inside a box."""
+    images = boxed_images(data_dir, samples, spec)
+    hits = hit_count(keras_model, spec, images, layer_name)
+    return {"images": len(images), "hits": hits, "hit_rate": hits / len(images) if images else None,
+            "layer": layer_name or "last"}
+
+
+def candidate_layers(keras_model, input_size: int) -> list[str]:
+    """The deepest layer at each spatial resolution, from coarsest to finest, down to input/8."""
+    from fracture_app.gradcam import feature_layers
+
+    deepest = {}
+    for _, layer in feature_layers(keras_model):
+        side = layer.output.shape[1]
+        if side is not None and side <= input_size * FINEST_MAP_SHARE:
+            deepest[side] = layer.name
+    return [deepest[side] for side in sorted(deepest)]
+
+
+def choose_gradcam_layer(keras_model, spec, data_dir: Path, validation_samples) -> dict:
+    """The candidate layer with the most validation hits (ties go to the coarser, more abstract one)."""
+    images = boxed_images(data_dir, validation_samples, spec)
+    hits = {name: hit_count(keras_model, spec, images, name) for name in candidate_layers(keras_model, spec.size)}
+    best = max(hits, key=hits.get)  # dicts keep insertion order: coarsest first wins a tie
+    return {"layer": best, "chosen_on": "validation pointing game", "validation_images": len(images),
+            "validation_hit_rates": {name: count / len(images) if images else None for name, count in hits.items()}}
