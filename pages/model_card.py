@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from fracture_app import config, ui
+from fracture_app import card_view, config, ui
 
 
 def main() -> None:
@@ -20,7 +20,7 @@ def main() -> None:
                 st.warning(f"The {ui.TASK_TITLES[task].lower()} is not loaded: "
                            + ("; ".join(models.problems) or "no model file"), icon=":material/warning:")
                 continue
-            ui.render_card(model.card, models.directory, task)
+            card_view.render_card(model.card, models.directory, task)
 
 
 main()

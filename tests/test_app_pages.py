@@ -120,3 +120,21 @@ def test_about_page_explains_the_tool_and_the_heat_map():
     assert config.NOTICE in text
     assert "How to read a Grad-CAM heat map" in text
     assert "not a segmentation" in text
+
+
+def test_model_card_lists_the_runs_compared_without_their_commands():
+    def page():
+        from fracture_app.card_view import render_compared_runs
+
+        render_compared_runs([
+            {"run": "shipped", "architecture": "custom_cnn", "val_macro_f1": 0.138, "command": "python -m …",
+             "shipped": True},
+            {"run": "resnet50_domain", "architecture": "resnet50", "val_macro_f1": 0.05, "command": "python -m …",
+             "shipped": False},
+        ])
+
+    at = AppTest.from_function(page).run()
+    assert_clean(at)
+    assert any("Runs compared" in m.value for m in at.markdown)
+    table = at.dataframe[0].value
+    assert list(table["run"]) == ["shipped", "resnet50_domain"] and "command" not in table.columns

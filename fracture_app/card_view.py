@@ -1,0 +1,151 @@
+"""The Model card page's view of a card: what a model is, how it was made, how good it measured."""
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from fracture_app import config
+from fracture_app.report import percent
+
+def _number(value, style: str = "ratio") -> str:
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return "n/a"
+    return f"{100 * float(value):.1f}%" if style == "percent" else f"{float(value):.3f}"
+
+
+def _duration(seconds) -> str:
+    if not seconds:
+        return "n/a"
+    minutes, secs = divmod(int(round(float(seconds))), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes} min" if hours else (f"{minutes} min {secs} s" if minutes else f"{secs} s")
+
+
+BINARY_METRICS = (("auroc", "AUROC", "ratio"), ("sensitivity", "Sensitivity", "percent"),
+                  ("specificity", "Specificity", "percent"), ("accuracy", "Accuracy", "percent"),
+                  ("precision", "Precision", "percent"), ("ece", "Calibration error (ECE)", "ratio"))
+TYPE_METRICS = (("top1", "Top-1 accuracy", "percent"), ("top3", "Top-3 accuracy", "percent"),
+                ("macro_f1", "Macro F1", "ratio"), ("ece", "Calibration error (ECE)", "ratio"))
+DATA_NAMES = {"fracatlas": "FracAtlas", "bone_break": "Bone Break Classification", "custom": "custom data set"}
+POINT_NAMES = {"high_sensitivity": "High sensitivity (lower bound of “possible fracture”)",
+               "high_specificity": "High specificity (lower bound of “likely fracture”)"}
+
+
+def _metric_row(values: dict, spec) -> None:
+    columns = st.columns(len(spec))
+    for column, (key, label, style) in zip(columns, spec):
+        column.metric(label, _number(values.get(key), style))
+
+
+def _plot(path: Path, caption: str) -> None:
+    if path.is_file():
+        st.image(str(path), caption=caption, width="stretch")
+    else:
+        st.caption(f"{caption}: plot not found ({path.name}).")
+
+
+def render_card(card, directory: Path, task: str) -> None:
+    """The model card (the JSON beside the model) and the plots training wrote beside it."""
+    from training.card import artifact_paths
+
+    data = card.data
+    pre, training, source = data.get("preprocessing", {}), data.get("training", {}), data.get("data", {})
+    st.subheader(f"{data.get('name', task)} · version {card.version}")
+    size = pre.get("size", "?")
+    fit = "letterboxed (aspect kept)" if pre.get("keep_aspect", True) else "stretched"
+    st.caption(f"Architecture **{data.get('architecture', 'unknown')}** · input {size}×{size} px, {fit}, "
+               f"{pre.get('channels', 1)} channel(s) · initial weights: {data.get('weights_init', 'unknown')} · "
+               f"{len(card.classes)} classes: {', '.join(card.classes)}")
+    if data.get("intended_use"):
+        st.info(f"**Intended use.** {data['intended_use']}", icon=":material/school:")
+
+    test = data.get("metrics", {}).get("test", {})
+    count = test.get("n", "?")
+    st.markdown(f"#### Test split ({count} image{'' if count == 1 else 's'} never used in training)")
+    if task == config.BINARY_TASK:
+        _metric_row(test, BINARY_METRICS)
+        game = test.get("pointing_game")
+        if game:
+            st.caption(f"Grad-CAM pointing game: the hottest point fell inside an annotated fracture box on "
+                       f"{game.get('hits', 0)} of {game.get('images', 0)} fractured test images "
+                       f"({_number(game.get('hit_rate'), 'percent')})"
+                       + (f"; heat map from layer `{game['layer']}`, chosen on the validation split."
+                          if data.get("gradcam") else "; heat map from the last convolutional layer."))
+    else:
+        _metric_row(test, TYPE_METRICS)
+        if test.get("per_class"):
+            with st.expander("Per-class precision, recall and F1 (test split)"):
+                frame = pd.DataFrame(test["per_class"]).T.rename_axis("Fracture type").reset_index()
+                st.dataframe(frame, hide_index=True)
+
+    paths = artifact_paths(directory, task)
+    plots = st.columns(2)
+    with plots[0]:
+        if task == config.BINARY_TASK:
+            _plot(paths["roc"], "ROC curve (test split) with the operating points")
+        else:
+            st.caption("A ROC curve belongs to the binary model; the type model is judged by the confusion matrix.")
+    with plots[1]:
+        _plot(paths["confusion"], "Confusion matrix (test split)")
+    _plot(paths["curves"], "Training curves")
+
+    if task == config.BINARY_TASK:
+        st.markdown("#### Operating points")
+        rows = [{"Operating point": "Decision threshold (verdict “Fractured”)", "Threshold": percent(card.threshold),
+                 "Test sensitivity": _number(test.get("sensitivity"), "percent"),
+                 "Test specificity": _number(test.get("specificity"), "percent"),
+                 "Validation sensitivity": "", "Validation specificity": ""}]
+        for name, point in card.operating_points.items():
+            at_test, at_val = point.get("test", {}), point.get("validation", {})
+            rows.append({"Operating point": POINT_NAMES.get(name, name.replace("_", " ")),
+                         "Threshold": percent(point.get("threshold")),
+                         "Test sensitivity": _number(at_test.get("sensitivity"), "percent"),
+                         "Test specificity": _number(at_test.get("specificity"), "percent"),
+                         "Validation sensitivity": _number(at_val.get("sensitivity"), "percent"),
+                         "Validation specificity": _number(at_val.get("specificity"), "percent")})
+        st.dataframe(pd.DataFrame(rows), hide_index=True)
+        st.caption("Thresholds are chosen on the validation split and reported on the test split.")
+
+    st.markdown("#### Data")
+    splits = source.get("split_sizes", {})
+    st.markdown(
+        f"- Source: **{DATA_NAMES.get(source.get('source'), source.get('source', 'unknown'))}** "
+        f"({source.get('layout', 'unknown layout')} layout), "
+        f"{source.get('images', '?')} images ({source.get('unreadable', 0)} unreadable skipped)\n"
+        f"- Splits: " + ", ".join(f"{name} {count}" for name, count in splits.items()) +
+        f" · {source.get('groups', '?')} groups of duplicates kept within one split"
+        + (f" · {source['groups_across_given_splits']} groups crossed the published split folders and were kept whole"
+           if source.get("groups_across_given_splits") else ""))
+    attribution = source.get("attribution") or config.DATA_ATTRIBUTION.get(source.get("source", ""), "")
+    if attribution:
+        st.caption(f"Attribution: {attribution}")
+
+    if data.get("limitations"):
+        st.markdown("#### Limitations")
+        st.markdown("\n".join(f"- {item}" for item in data["limitations"]))
+
+    st.markdown("#### Training")
+    calibration = card.calibration.get("method", "none")
+    st.markdown(
+        f"- Hardware: {training.get('hardware', 'unknown')}; time: {_duration(training.get('seconds'))}\n"
+        f"- Epochs: {training.get('epochs_run', '?')} of {training.get('epochs_requested', '?')} "
+        f"(best {training.get('best_epoch', '?')}), batch size {training.get('batch_size', '?')}\n"
+        f"- Calibration: {calibration} (fitted on the {card.calibration.get('fitted_on', 'validation')} split)\n"
+        f"- Trained at: {training.get('trained_at', 'unknown')}")
+    if training.get("command"):
+        st.code(training["command"], language="bash")
+    st.caption(f"Model file sha256: `{data.get('sha256', 'unknown')}`")
+    render_compared_runs(data.get("compared_runs"))
+
+
+def render_compared_runs(rows) -> None:
+    """Other runs tried for this task on the same split, as `python -m training.compare` recorded them."""
+    if not rows:
+        return
+    st.markdown("#### Runs compared")
+    frame = pd.DataFrame(rows).drop(columns=["command", "hardware"], errors="ignore")
+    st.dataframe(frame, hide_index=True)
+    st.caption("Each row's figures were measured by its own training run on this split. What ships was "
+               "chosen by the validation column; the test columns are for reading, not for choosing.")

@@ -1,0 +1,43 @@
+"""training.compare copies each run's measured figures into the shipped card, and only for the same split."""
+
+import json
+import shutil
+
+from fracture_app import config
+from fracture_app.models import load_model
+from training import compare
+from training.card import artifact_paths
+
+
+def copy_models(source, destination):
+    shutil.copytree(source, destination)
+    return artifact_paths(destination, config.TYPE_TASK)
+
+
+def test_runs_on_the_same_split_are_recorded_with_their_own_figures(tiny_models_dir, tmp_path):
+    shipped = copy_models(tiny_models_dir, tmp_path / "shipped")
+    other = copy_models(tiny_models_dir, tmp_path / "other_run")
+    other_card = json.loads(other["card"].read_text())
+    other_card["metrics"]["val"]["macro_f1"] = 0.123  # a different run measured something else
+    other["card"].write_text(json.dumps(other_card))
+
+    assert compare.main(["--model", str(shipped["model"]), str(other["card"])]) == 0
+    rows = json.loads(shipped["card"].read_text())["compared_runs"]
+    assert [row["run"] for row in rows] == ["shipped", "other_run"]
+    assert rows[0]["shipped"] and not rows[1]["shipped"]
+    assert rows[1]["val_macro_f1"] == 0.123
+    assert rows[0]["test_top1"] == other_card["metrics"]["test"]["top1"]
+    load_model(shipped["model"])  # the card still matches its model
+
+
+def test_a_run_on_another_split_is_refused(tiny_models_dir, tmp_path, capsys):
+    shipped = copy_models(tiny_models_dir, tmp_path / "shipped")
+    other = copy_models(tiny_models_dir, tmp_path / "resplit_run")
+    other_card = json.loads(other["card"].read_text())
+    other_card["data"]["split_seed"] += 1
+    other["card"].write_text(json.dumps(other_card))
+    before = shipped["card"].read_text()
+
+    assert compare.main(["--model", str(shipped["model"]), str(other["card"])]) == 2
+    assert "split differently (split_seed differ)" in capsys.readouterr().err
+    assert shipped["card"].read_text() == before

@@ -1,0 +1,79 @@
+"""Record in a shipped model's card the other runs tried for the same task, side by side.
+
+    python -m training.compare --model models/fracture_type.keras runs/*/fracture_type.json
+
+Every figure is copied from a run's own card, where `training.train` measured it on the same grouped split;
+runs on another split are refused, since their figures would not be comparable. Validation is the column
+that chose what ships; the test columns are for the reader.
+"""
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from fracture_app import config
+from fracture_app.models import card_path_for
+from training.card import update_card
+
+VALIDATION_SCORE = {config.BINARY_TASK: "auroc", config.TYPE_TASK: "macro_f1"}
+TEST_FIGURES = {config.BINARY_TASK: ("auroc", "sensitivity", "specificity"),
+                config.TYPE_TASK: ("top1", "top3", "macro_f1")}
+SAME_SPLIT_KEYS = ("source", "images", "split_seed", "split_sizes")
+
+
+class NotComparable(ValueError):
+    pass
+
+
+def summary(card: dict, label: str) -> dict:
+    """One row: how the run was made and what it measured."""
+    task, training, val, test = card["task"], card["training"], card["metrics"]["val"], card["metrics"]["test"]
+    return {
+        "run": label,
+        "architecture": card["architecture"],
+        "weights_init": card["weights_init"],
+        "input_size": card["preprocessing"]["size"],
+        "epochs_run": training["epochs_run"],
+        "minutes": round(training["seconds"] / 60, 1),
+        "hardware": training["hardware"],
+        "command": training["command"],
+        f"val_{VALIDATION_SCORE[task]}": val[VALIDATION_SCORE[task]],
+        **{f"test_{key}": test[key] for key in TEST_FIGURES[task]},
+    }
+
+
+def compare(shipped: dict, others: dict[str, dict]) -> list[dict]:
+    """Rows for the shipped card and each other card, after checking they share task and split."""
+    for label, card in others.items():
+        if card["task"] != shipped["task"]:
+            raise NotComparable(f"{label} is a {card['task']} model, the shipped one a {shipped['task']} model")
+        differing = [key for key in SAME_SPLIT_KEYS if card["data"].get(key) != shipped["data"].get(key)]
+        if differing:
+            raise NotComparable(f"{label} was split differently ({', '.join(differing)} differ)")
+    return [{**summary(shipped, "shipped"), "shipped": True}] + [
+        {**summary(card, label), "shipped": False} for label, card in others.items()]
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m training.compare", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", type=Path, required=True, help="the shipped .keras model whose card is updated")
+    parser.add_argument("cards", nargs="+", type=Path, help="model cards (.json) of the other runs")
+    args = parser.parse_args(argv)
+    try:
+        shipped = json.loads(card_path_for(args.model).read_text(encoding="utf-8"))
+        others = {path.parent.name: json.loads(path.read_text(encoding="utf-8")) for path in args.cards}
+        rows = compare(shipped, others)
+    except (OSError, ValueError, KeyError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    update_card(args.model, {"compared_runs": rows})
+    score = f"val_{VALIDATION_SCORE[shipped['task']]}"
+    for row in rows:
+        value = "—" if row[score] is None else f"{row[score]:.3f}"
+        print(f"{row['run']:<28}{row['architecture']:<13}{str(row['weights_init'])[:40]:<42}{score} {value}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
