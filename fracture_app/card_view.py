@@ -71,7 +71,7 @@ def render_card(card, directory: Path, task: str) -> None:
             st.caption(f"Grad-CAM pointing game: the hottest point fell inside an annotated fracture box on "
                        f"{game.get('hits', 0)} of {game.get('images', 0)} fractured test images "
                        f"({_number(game.get('hit_rate'), 'percent')})"
-                       + (f"; heat map from layer `{game['layer']}`, chosen on the validation split."
+                       + (f"; heat map from layer `{game.get('layer', 'last')}`, chosen on the validation split."
                           if data.get("gradcam") else "; heat map from the last convolutional layer."))
     else:
         _metric_row(test, TYPE_METRICS)

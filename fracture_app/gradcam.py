@@ -13,14 +13,21 @@ COLORMAP = cv2.COLORMAP_JET
 
 
 def feature_layers(model) -> list[tuple[object, object]]:
-    """Every layer with a 4-D output, outermost model first, as (owner, layer): the Grad-CAM candidates."""
+    """Every layer with a 4-D output, in graph order, as (owner, layer): the Grad-CAM candidates.
+
+    A nested backbone's layers are listed in its place, one level deep: that is all _features_and_logits runs.
+    """
     import keras
 
+    def four_d(owner):
+        return [(owner, layer) for layer in owner.layers
+                if not isinstance(layer, (keras.layers.InputLayer, keras.Model)) and len(layer.output.shape) == 4]
+
     found = []
-    for layer in model.layers[1:]:
+    for layer in model.layers:
         if isinstance(layer, keras.Model):
-            found.extend(feature_layers(layer))
-        elif len(layer.output.shape) == 4:
+            found.extend(four_d(layer))
+        elif not isinstance(layer, keras.layers.InputLayer) and len(layer.output.shape) == 4:
             found.append((model, layer))
     return found
 
@@ -68,7 +75,7 @@ class GradCam:
     """Grad-CAM for one model; build once, call per image. Thread-safe (no mutable state).
 
     `layer_name` picks the feature map; the default, the last one, is the coarsest. A model card may name a
-    finer layer chosen on validation images (see training.evaluate.choose_gradcam_layer).
+    finer layer chosen on validation images (see training.localisation.choose_gradcam_layer).
     """
 
     def __init__(self, keras_model, layer_name: str | None = None):

@@ -31,8 +31,8 @@ Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS
 MAX_ASPECT_RATIO = 10
 # Channel spread (on [0, 1]) above which a pixel counts as coloured; JPEG noise on grey stays below it.
 COLOUR_SPREAD = 0.08
-# The colour share is estimated on a grid of about this many pixels: its standard error stays under 0.3
-# percentage points, and the statistics no longer cost more than decoding the JPEG.
+# The colour share is estimated on a grid of at least this many pixels (fewer only in smaller images), so
+# its standard error stays under 0.3 percentage points while costing less than decoding the JPEG.
 COLOUR_SAMPLE_PIXELS = 40_000
 # A truncated JPEG decodes with the missing part mid-grey. FracAtlas has files missing up to half of the
 # picture that training still reads; below 40% present (a file cut to a quarter) it is refused.
@@ -264,7 +264,7 @@ def _luma(rgb: np.ndarray) -> np.ndarray:  # ITU-R BT.601, as Pillow's "L"
 
 def _grid_step(arr: np.ndarray) -> int:
     """Every n-th pixel in each direction, so colour statistics look at about COLOUR_SAMPLE_PIXELS pixels."""
-    return max(1, int(np.ceil(np.sqrt(arr.shape[0] * arr.shape[1] / COLOUR_SAMPLE_PIXELS))))
+    return max(1, int(np.sqrt(arr.shape[0] * arr.shape[1] / COLOUR_SAMPLE_PIXELS)))
 
 
 def colour_fraction(rgb: np.ndarray) -> float:

@@ -62,7 +62,7 @@ class ModelCard:
     @property
     def gradcam_layer(self) -> str | None:
         """The feature map the heat map is drawn from; None means the last (coarsest) one."""
-        return self.data.get("gradcam", {}).get("layer")
+        return (self.data.get("gradcam") or {}).get("layer")
 
     @property
     def calibration(self) -> dict:
@@ -153,6 +153,13 @@ def load_model(model_path: Path, verify_checksum: bool = True) -> FractureModel:
         keras_model = keras.saving.load_model(model_path, compile=False)
     except Exception as error:  # a damaged zip, an incompatible Keras: the user needs to know which file
         raise ModelLoadError(f"cannot load {model_path.name}: {error}") from error
+    if card.gradcam_layer is not None:
+        from fracture_app.gradcam import find_layer
+
+        try:
+            find_layer(keras_model, card.gradcam_layer)
+        except ValueError as error:  # a card edited by hand, or paired with another model
+            raise ModelLoadError(f"model card {card.path.name}: {error}") from error
     return FractureModel(keras_model, card)
 
 

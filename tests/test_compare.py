@@ -8,6 +8,8 @@ from fracture_app.models import load_model
 from training import compare
 from training.card import artifact_paths
 
+from conftest import TINY_SIZE
+
 
 def copy_models(source, destination):
     shutil.copytree(source, destination)
@@ -25,8 +27,9 @@ def test_runs_on_the_same_split_are_recorded_with_their_own_figures(tiny_models_
     rows = json.loads(shipped["card"].read_text())["compared_runs"]
     assert [row["run"] for row in rows] == ["shipped", "other_run"]
     assert rows[0]["shipped"] and not rows[1]["shipped"]
-    assert rows[1]["val_macro_f1"] == 0.123
-    assert rows[0]["test_top1"] == other_card["metrics"]["test"]["top1"]
+    assert rows[1]["val_macro_f1"] == 0.123 and rows[0]["val_macro_f1"] != 0.123
+    assert rows[1]["test_top1"] == other_card["metrics"]["test"]["top1"]
+    assert rows[1]["architecture"] == other_card["architecture"] and rows[1]["input_size"] == TINY_SIZE
     load_model(shipped["model"])  # the card still matches its model
 
 

@@ -10,7 +10,6 @@ import zlib
 from pathlib import Path
 
 import numpy as np
-import pydicom
 import pytest
 from PIL import Image, ImageFile
 from pydicom.dataset import Dataset, FileMetaDataset

@@ -65,3 +65,12 @@ def test_calibration_methods():
     multi = np.array([[1.0, 2.0, 3.0]])
     hot = calibrate(multi, {"method": "temperature", "temperature": 0.5})
     assert hot.sum() == pytest.approx(1.0) and hot[0, 2] > calibrate(multi, {"method": "none"})[0, 2]
+
+
+def test_a_card_naming_a_missing_gradcam_layer_is_refused_at_load_time(binary_copy):
+    card_path = binary_copy.with_suffix(".json")
+    card = json.loads(card_path.read_text())
+    card["gradcam"] = {"layer": "no_such_layer"}
+    card_path.write_text(json.dumps(card))
+    with pytest.raises(ModelLoadError, match="no 4-D layer named 'no_such_layer'"):
+        load_model(binary_copy)

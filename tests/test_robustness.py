@@ -2,7 +2,6 @@
 
 import io
 import os
-import shutil
 import struct
 import sys
 import threading

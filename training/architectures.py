@@ -45,8 +45,8 @@ def custom_cnn(spec: PreprocessSpec, num_outputs: int) -> keras.Model:
     """Two strided stem convolutions, then four residual blocks of two 3×3 convolutions.
 
     Plain convolutions, not separable ones: on a CPU their oneDNN kernels train several times faster,
-    and the 4× stem keeps the 256 px input affordable. The last block keeps 1/32 of the input size
-    (8×8 at 256 px) as the Grad-CAM resolution.
+    and the 4× stem keeps the 256 px input affordable. Each block's output (block1_out … block4_out, from
+    1/4 to 1/32 of the input) is a Grad-CAM candidate; training.localisation chooses among them.
     """
     inputs = keras.Input((spec.size, spec.size, spec.channels), name="xray")
     x = inputs
@@ -60,7 +60,7 @@ def custom_cnn(spec: PreprocessSpec, num_outputs: int) -> keras.Model:
         x = _conv_bn_relu(x, filters, f"block{block}_conv2", activation=False)
         x = layers.Add(name=f"block{block}_add")([x, shortcut])
         x = layers.Activation("relu", name=f"block{block}_out")(x)
-    outputs = _head(x, num_outputs)  # Grad-CAM looks at block4_out, the last 4-D output
+    outputs = _head(x, num_outputs)
     return keras.Model(inputs, outputs, name="custom_cnn")
 
 

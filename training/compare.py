@@ -35,7 +35,7 @@ def summary(card: dict, label: str) -> dict:
         "weights_init": card["weights_init"],
         "input_size": card["preprocessing"]["size"],
         "epochs_run": training["epochs_run"],
-        "minutes": round(training["seconds"] / 60, 1),
+        "minutes": round(training["seconds"] / 60, 1) if training.get("seconds") is not None else None,
         "hardware": training["hardware"],
         "command": training["command"],
         f"val_{VALIDATION_SCORE[task]}": val[VALIDATION_SCORE[task]],
@@ -62,7 +62,10 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     try:
         shipped = json.loads(card_path_for(args.model).read_text(encoding="utf-8"))
-        others = {path.parent.name: json.loads(path.read_text(encoding="utf-8")) for path in args.cards}
+        labels = [path.parent.name for path in args.cards]
+        if len(set(labels)) < len(labels):
+            raise NotComparable("two cards come from the same folder; each run needs a folder of its own")
+        others = {label: json.loads(path.read_text(encoding="utf-8")) for label, path in zip(labels, args.cards)}
         rows = compare(shipped, others)
     except (OSError, ValueError, KeyError) as error:
         print(f"error: {error}", file=sys.stderr)

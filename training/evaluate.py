@@ -18,10 +18,10 @@ import numpy as np
 from fracture_app import config
 from fracture_app.errors import FractureAppError
 from fracture_app.imaging import read_image
-from fracture_app.preprocess import prepare, prepare_batch
+from fracture_app.preprocess import prepare_batch
 from training import datasets, metrics
 from training.card import artifact_paths, update_card, without_nan
-from training.localisation import choose_gradcam_layer, pointing_game
+from training.localisation import choose_and_score, pointing_game
 
 BATCH_SIZE = 32
 HEADLINE = {config.BINARY_TASK: ("auroc", "accuracy", "sensitivity", "specificity", "precision", "f1", "ece"),
@@ -92,22 +92,23 @@ def main(argv=None) -> int:
     try:
         model = load_model(args.model)
         samples = test_samples(args.model, args.data, args.split, model.task, model.classes)
+        boxed = model.task == config.BINARY_TASK and (args.data / "annotations_yolo").is_dir()
+        chosen_game = None
+        if args.choose_gradcam_layer:
+            if not boxed:
+                raise FractureAppError("--choose-gradcam-layer needs the binary model and FracAtlas fracture boxes")
+            chosen_game = write_gradcam_choice(args.model, model, args.data)
+            model = load_model(args.model)
         labels, probabilities, skipped = predict_files(model, samples)
     except FractureAppError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     result = measure(model, labels, probabilities)
-    boxed = model.task == config.BINARY_TASK and (args.data / "annotations_yolo").is_dir()
-    if args.choose_gradcam_layer:
-        if not boxed:
-            print("error: --choose-gradcam-layer needs the binary model and FracAtlas boxes", file=sys.stderr)
-            return 2
-        write_gradcam_choice(args.model, model, args.data)
-        model = load_model(args.model)
     if boxed:
         positives = [s for s in samples if s.label == 1]
-        result["pointing_game"] = pointing_game(model.keras_model, model.spec, args.data, positives,
-                                                model.card.gradcam_layer)
+        result["pointing_game"] = (chosen_game if chosen_game and args.split == "test" else
+                                   pointing_game(model.keras_model, model.spec, args.data, positives,
+                                                 model.card.gradcam_layer))
     result["skipped"] = skipped
     if args.json:
         print(json.dumps(without_nan({k: v for k, v in result.items() if k != "roc"}), indent=2))
@@ -116,15 +117,13 @@ def main(argv=None) -> int:
     return 0
 
 
-def write_gradcam_choice(model_path: Path, model, data_dir: Path) -> dict:
+def write_gradcam_choice(model_path: Path, model, data_dir: Path) -> dict:  # returns the test pointing game
     """Choose the Grad-CAM layer on the validation split; record it and the test pointing game in the card."""
     rows = datasets.read_manifest(artifact_paths(model_path.parent, model.task)["manifest"], data_dir)
-    fractured = {split: [s for s in rows if s.split == split and s.label == 1] for split in ("val", "test")}
-    choice = choose_gradcam_layer(model.keras_model, model.spec, data_dir, fractured["val"])
-    game = pointing_game(model.keras_model, model.spec, data_dir, fractured["test"], choice["layer"])
+    choice, game = choose_and_score(model.keras_model, model.spec, data_dir, rows)
     update_card(model_path, {"gradcam": choice}, test_metrics={"pointing_game": game})
-    print(f"Grad-CAM layer {choice['layer']} (validation hit rates {choice['validation_hit_rates']})")
-    return choice
+    print(f"Grad-CAM layer {choice['layer'] or 'last'} (validation hit rates {choice['validation_hit_rates']})")
+    return game
 
 
 def print_comparison(result: dict, card_metrics: dict | None, task: str, split: str) -> None:

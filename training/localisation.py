@@ -90,9 +90,20 @@ def candidate_layers(keras_model, input_size: int) -> list[str]:
 
 
 def choose_gradcam_layer(keras_model, spec, data_dir: Path, validation_samples) -> dict:
-    """The candidate layer with the most validation hits (ties go to the coarser, more abstract one)."""
+    """The candidate layer with the most validation hits (ties go to the coarser, more abstract one).
+
+    Without candidates or validation boxes, the layer is None: the last feature map, as before any choice.
+    """
     images = boxed_images(data_dir, validation_samples, spec)
-    hits = {name: hit_count(keras_model, spec, images, name) for name in candidate_layers(keras_model, spec.size)}
-    best = max(hits, key=hits.get)  # dicts keep insertion order: coarsest first wins a tie
+    candidates = candidate_layers(keras_model, spec.size) if images else []
+    hits = {name: hit_count(keras_model, spec, images, name) for name in candidates}
+    best = max(hits, key=hits.get) if hits else None  # dicts keep insertion order: coarsest first wins a tie
     return {"layer": best, "chosen_on": "validation pointing game", "validation_images": len(images),
-            "validation_hit_rates": {name: count / len(images) if images else None for name, count in hits.items()}}
+            "validation_hit_rates": {name: count / len(images) for name, count in hits.items()}}
+
+
+def choose_and_score(keras_model, spec, data_dir: Path, samples) -> tuple[dict, dict]:
+    """Choose the layer on the fractured validation images, then play the pointing game on the test ones."""
+    fractured = {split: [s for s in samples if s.split == split and s.label == FRACTURED] for split in ("val", "test")}
+    choice = choose_gradcam_layer(keras_model, spec, data_dir, fractured["val"])
+    return choice, pointing_game(keras_model, spec, data_dir, fractured["test"], choice["layer"])

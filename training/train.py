@@ -123,12 +123,10 @@ def train_model(args, dataset: datasets.Dataset) -> dict:
     clean.set_weights(model.get_weights())
     evaluation = evaluate_splits(clean, arrays, args.task, dataset.classes)
     if args.task == config.BINARY_TASK and (dataset.root / "annotations_yolo").is_dir():
-        from training.localisation import choose_gradcam_layer, pointing_game
+        from training.localisation import choose_and_score
 
-        fractured = {split: [s for s in loaded.samples if s.split == split and s.label == 1] for split in ("val", "test")}
-        evaluation["gradcam"] = choose_gradcam_layer(clean, spec, dataset.root, fractured["val"])
-        evaluation["metrics"]["test"]["pointing_game"] = pointing_game(clean, spec, dataset.root, fractured["test"],
-                                                                       evaluation["gradcam"]["layer"])
+        evaluation["gradcam"], evaluation["metrics"]["test"]["pointing_game"] = choose_and_score(
+            clean, spec, dataset.root, loaded.samples)
     card = build_card(args, dataset, spec, split_report, loaded, evaluation, history, best_epoch, started)
     staged = write_plots_and_manifest(card, history, dataset, scratch, paths)
     write_atomically(clean, card, staged, paths)
