@@ -178,7 +178,10 @@ def test_an_interrupted_run_resumes_from_its_checkpoint(tmp_path, monkeypatch):
     monkeypatch.undo()
     assert not (out / config.MODEL_FILES[config.BINARY_TASK]).exists()  # nothing half-written
     (checkpoint_dir,) = out.glob(".training-*")
+    spent_before = float((checkpoint_dir / train_module.ELAPSED_FILE).read_text())
+    assert spent_before > 0
     assert train([*arguments, "--resume", str(checkpoint_dir)]) == 0
     written = card(out, config.BINARY_TASK)
     assert written["training"]["resumed_from_checkpoint"] and written["training"]["epochs_run"] == 1
+    assert written["training"]["seconds"] > spent_before, "the card counts the interrupted run's time too"
     assert not list(out.glob(".training-*"))

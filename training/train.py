@@ -27,6 +27,7 @@ FINE_TUNE_LEARNING_RATE = 1e-4
 FROZEN_EPOCH_SHARE = 0.25  # with pretrained weights: this share of epochs trains the head alone
 FINE_TUNE_LAYER_SHARE = 0.30  # then the top 30% of the backbone's layers learn too
 EARLY_STOP_PATIENCE = 8
+ELAPSED_FILE = "elapsed_seconds.txt"  # in the checkpoint folder, so --resume knows the time already spent
 LR_PATIENCE = 3
 LABEL_SMOOTHING = 0.05
 
@@ -114,9 +115,10 @@ def train_model(args, dataset: datasets.Dataset) -> dict:
     strategy = configure_hardware()
     paths = artifact_paths(args.out, args.task)
     scratch = args.resume or Path(tempfile.mkdtemp(prefix=".training-", dir=_ensure(args.out)))
+    started -= earlier_seconds(scratch)  # a resumed run's card counts the interrupted run's time too
     with strategy.scope():
         model = architectures.build(args.arch, spec, _outputs(args.task, dataset), args.weights)
-    history, best_epoch = fit(model, arrays, args, dataset, scratch, strategy)
+    history, best_epoch = fit(model, arrays, args, dataset, scratch, strategy, started)
 
     keras.mixed_precision.set_global_policy("float32")
     clean = architectures.build(args.arch, spec, _outputs(args.task, dataset), "none")  # no optimizer state
@@ -167,7 +169,7 @@ def validation_score(task: str, labels, logits) -> float:
     return metrics.macro_f1(labels, logits)
 
 
-def fit(model, arrays, args, dataset, scratch: Path, strategy):
+def fit(model, arrays, args, dataset, scratch: Path, strategy, started: float):
     """Adam, early stopping and best checkpoint on validation AUROC / macro-F1, LR reduction; two phases if pretrained."""
     import keras
 
@@ -200,6 +202,7 @@ def fit(model, arrays, args, dataset, scratch: Path, strategy):
         keras.callbacks.EarlyStopping(monitor=monitor, mode="max", patience=EARLY_STOP_PATIENCE),
         keras.callbacks.ReduceLROnPlateau(monitor=monitor, mode="max", factor=0.5, patience=LR_PATIENCE, min_lr=1e-6),
         keras.callbacks.CSVLogger(scratch / "history.csv", append=done > 0),
+        keras.callbacks.LambdaCallback(on_epoch_end=lambda *_: _record_seconds(scratch, started)),
     ]
     backbone = architectures.find_backbone(model)
     pretrained = backbone is not None and args.weights != "none"
@@ -225,6 +228,16 @@ def fit(model, arrays, args, dataset, scratch: Path, strategy):
         model.load_weights(checkpoint)
     best_epoch = int(np.nanargmax(scores)) + 1 if np.isfinite(scores).any() else len(scores)
     return history, best_epoch
+
+
+def earlier_seconds(scratch: Path) -> float:
+    """Seconds an interrupted run had spent up to its last finished epoch (0 for a fresh run)."""
+    path = scratch / ELAPSED_FILE
+    return float(path.read_text()) if path.is_file() else 0.0
+
+
+def _record_seconds(scratch: Path, started: float) -> None:
+    (scratch / ELAPSED_FILE).write_text(f"{time.time() - started:.1f}")
 
 
 def read_history(path: Path) -> dict[str, list[float]]:
