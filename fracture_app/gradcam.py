@@ -19,16 +19,11 @@ def feature_layers(model) -> list[tuple[object, object]]:
     """
     import keras
 
-    def four_d(owner):
-        return [(owner, layer) for layer in owner.layers
-                if not isinstance(layer, (keras.layers.InputLayer, keras.Model)) and len(layer.output.shape) == 4]
-
     found = []
     for layer in model.layers:
-        if isinstance(layer, keras.Model):
-            found.extend(four_d(layer))
-        elif not isinstance(layer, keras.layers.InputLayer) and len(layer.output.shape) == 4:
-            found.append((model, layer))
+        owned = [(layer, inner) for inner in layer.layers] if isinstance(layer, keras.Model) else [(model, layer)]
+        found.extend((owner, inner) for owner, inner in owned
+                     if not isinstance(inner, (keras.layers.InputLayer, keras.Model)) and len(inner.output.shape) == 4)
     return found
 
 

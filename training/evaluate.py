@@ -93,12 +93,11 @@ def main(argv=None) -> int:
         model = load_model(args.model)
         samples = test_samples(args.model, args.data, args.split, model.task, model.classes)
         boxed = model.task == config.BINARY_TASK and (args.data / "annotations_yolo").is_dir()
-        chosen_game = None
+        layer, chosen_game = model.card.gradcam_layer, None
         if args.choose_gradcam_layer:
             if not boxed:
                 raise FractureAppError("--choose-gradcam-layer needs the binary model and FracAtlas fracture boxes")
-            chosen_game = write_gradcam_choice(args.model, model, args.data)
-            model = load_model(args.model)
+            layer, chosen_game = write_gradcam_choice(args.model, model, args.data)
         labels, probabilities, skipped = predict_files(model, samples)
     except FractureAppError as error:
         print(f"error: {error}", file=sys.stderr)
@@ -107,8 +106,7 @@ def main(argv=None) -> int:
     if boxed:
         positives = [s for s in samples if s.label == 1]
         result["pointing_game"] = (chosen_game if chosen_game and args.split == "test" else
-                                   pointing_game(model.keras_model, model.spec, args.data, positives,
-                                                 model.card.gradcam_layer))
+                                   pointing_game(model.keras_model, model.spec, args.data, positives, layer))
     result["skipped"] = skipped
     if args.json:
         print(json.dumps(without_nan({k: v for k, v in result.items() if k != "roc"}), indent=2))
@@ -117,13 +115,15 @@ def main(argv=None) -> int:
     return 0
 
 
-def write_gradcam_choice(model_path: Path, model, data_dir: Path) -> dict:  # returns the test pointing game
-    """Choose the Grad-CAM layer on the validation split; record it and the test pointing game in the card."""
+def write_gradcam_choice(model_path: Path, model, data_dir: Path) -> tuple[str | None, dict]:
+    """Choose the Grad-CAM layer on the validation split; record it and the test pointing game in the card.
+
+    Returns the chosen layer and that test pointing game."""
     rows = datasets.read_manifest(artifact_paths(model_path.parent, model.task)["manifest"], data_dir)
     choice, game = choose_and_score(model.keras_model, model.spec, data_dir, rows)
     update_card(model_path, {"gradcam": choice}, test_metrics={"pointing_game": game})
     print(f"Grad-CAM layer {choice['layer'] or 'last'} (validation hit rates {choice['validation_hit_rates']})")
-    return game
+    return choice["layer"], game
 
 
 def print_comparison(result: dict, card_metrics: dict | None, task: str, split: str) -> None:
