@@ -21,9 +21,14 @@ BACKBONES = {
     "densenet121": (keras.applications.DenseNet121, "torch"),
     "mobilenetv2": (keras.applications.MobileNetV2, "tf"),
 }
-ARCHITECTURES = ("custom_cnn", *BACKBONES)
+ARCHITECTURES = ("custom_cnn", "custom_cnn_map", *BACKBONES)
 # Channels each architecture expects: pretrained backbones were made for RGB.
-CHANNELS = {"custom_cnn": 1, **{name: 3 for name in BACKBONES}}
+CHANNELS = {"custom_cnn": 1, "custom_cnn_map": 1, **{name: 3 for name in BACKBONES}}
+# The custom CNN with a fracture map: a per-cell fracture logit at 1/8 of the input, trained on the
+# FracAtlas boxes and pooled into the answer, so the Grad-CAM on it points where the model found a fracture.
+FRACTURE_MAP = "fracture_map"
+FRACTURE_MAP_BLOCK = "block3_out"
+FRACTURE_MAP_FILTERS = 64
 
 CUSTOM_CNN_STEM = (24, 32)
 CUSTOM_CNN_FILTERS = (32, 64, 128, 256)
@@ -32,21 +37,25 @@ HEAD_DROPOUT = 0.3
 
 def build(name: str, spec: PreprocessSpec, num_outputs: int, weights: str = "none") -> keras.Model:
     """A classifier returning logits: 1 for the binary task, one per class otherwise."""
-    if name == "custom_cnn":
-        if weights not in ("none", None):
-            warnings.warn("the custom CNN has no pretrained weights; starting from random initialisation")
-        return custom_cnn(spec, num_outputs)
+    if name in ("custom_cnn", "custom_cnn_map"):
+        model = custom_cnn(spec, num_outputs, fracture_map=name == "custom_cnn_map")
+        if weights == "imagenet":
+            warnings.warn("the custom CNN has no ImageNet weights; starting from random initialisation")
+        elif weights not in ("none", None):
+            copy_matching_weights(model, Path(weights))
+        return model
     if name not in BACKBONES:
         raise ValueError(f"unknown architecture {name!r}; choose one of {', '.join(ARCHITECTURES)}")
     return backbone_classifier(name, spec, num_outputs, weights)
 
 
-def custom_cnn(spec: PreprocessSpec, num_outputs: int) -> keras.Model:
+def custom_cnn(spec: PreprocessSpec, num_outputs: int, fracture_map: bool = False) -> keras.Model:
     """Two strided stem convolutions, then four residual blocks of two 3×3 convolutions.
 
     Plain convolutions, not separable ones: on a CPU their oneDNN kernels train several times faster,
     and the 4× stem keeps the 256 px input affordable. Each block's output (block1_out … block4_out, from
     1/4 to 1/32 of the input) is a Grad-CAM candidate; training.localisation chooses among them.
+    With `fracture_map`, see _fracture_map_head.
     """
     inputs = keras.Input((spec.size, spec.size, spec.channels), name="xray")
     x = inputs
@@ -60,8 +69,29 @@ def custom_cnn(spec: PreprocessSpec, num_outputs: int) -> keras.Model:
         x = _conv_bn_relu(x, filters, f"block{block}_conv2", activation=False)
         x = layers.Add(name=f"block{block}_add")([x, shortcut])
         x = layers.Activation("relu", name=f"block{block}_out")(x)
+    if fracture_map:
+        outputs = _fracture_map_head(x, keras.Model(inputs, x).get_layer(FRACTURE_MAP_BLOCK).output, num_outputs)
+        return keras.Model(inputs, outputs, name="custom_cnn_map")
     outputs = _head(x, num_outputs)
     return keras.Model(inputs, outputs, name="custom_cnn")
+
+
+def _fracture_map_head(features, map_features, num_outputs: int):
+    """The usual pooled head plus the max and mean of a one-channel fracture map, into one logit.
+
+    The map is what training supervises with the fracture boxes (training.pipeline). Its maximum enters
+    the answer, so a fracture found in one small place can carry the image, and Grad-CAM on the map is
+    the map itself wherever the answer leans on it.
+    """
+    x = _conv_bn_relu(map_features, FRACTURE_MAP_FILTERS, "map_features")
+    fracture_map = layers.Conv2D(1, 1, dtype="float32", name=FRACTURE_MAP)(x)
+    pooled = [
+        layers.Dropout(HEAD_DROPOUT, name="dropout")(layers.GlobalAveragePooling2D(name="pool")(features)),
+        layers.GlobalMaxPooling2D(name="map_max")(fracture_map),
+        layers.GlobalAveragePooling2D(name="map_mean")(fracture_map),
+    ]
+    joined = layers.Concatenate(name="evidence")(pooled)
+    return layers.Dense(num_outputs, dtype="float32", name="logits")(joined)
 
 
 def _conv_bn_relu(x, filters: int, name: str, strides: int = 1, activation: bool = True):
@@ -129,6 +159,27 @@ def load_backbone_weights(backbone: keras.Model, path: Path) -> None:
         backbone.set_weights(donors[0].get_weights())
     else:
         backbone.load_weights(path, skip_mismatch=True)
+
+
+def copy_matching_weights(model: keras.Model, path: Path) -> None:
+    """Start from one of our `.keras` models: every layer whose name and weight shapes match is copied.
+
+    How the binary custom CNN with a fracture map starts from the shipped custom CNN; layers new to
+    the architecture keep their random start.
+    """
+    if not path.is_file() or path.suffix != ".keras":
+        raise FileNotFoundError(f"a custom CNN starts only from one of our .keras models: {path}")
+    donor = {layer.name: layer for layer in keras.saving.load_model(path, compile=False).layers}
+    copied = 0
+    for layer in model.layers:
+        theirs = donor.get(layer.name)
+        if theirs is None or not layer.weights:
+            continue
+        if [w.shape for w in layer.get_weights()] == [w.shape for w in theirs.get_weights()]:
+            layer.set_weights(theirs.get_weights())
+            copied += 1
+    if not copied:
+        raise ValueError(f"{path.name} shares no layer with {model.name}: nothing to start from")
 
 
 def find_backbone(model: keras.Model) -> keras.Model | None:

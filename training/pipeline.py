@@ -31,6 +31,7 @@ class LoadedImages:
     samples: list[Sample]  # those that could be read, in the order of `inputs`
     inputs: np.ndarray  # (n, size, size, channels) float32, exactly what `prepare` returns
     hashes: list[int]
+    shapes: list[tuple[int, int]]  # each image's (height, width) before preprocessing
     failures: list[tuple[str, str]]  # (path, reason) for files the reader refused
 
 
@@ -41,30 +42,38 @@ def load_images(samples: list[Sample], spec: PreprocessSpec, progress: bool = Tr
         try:
             pixels = read_image(sample.path).pixels
         except FractureAppError as error:
-            return sample, None, None, str(error)
-        return sample, prepare(pixels, spec), perceptual_hash(pixels), None
+            return sample, None, None, None, str(error)
+        return sample, prepare(pixels, spec), perceptual_hash(pixels), pixels.shape[:2], None
 
-    kept, inputs, hashes, failures = [], [], [], []
+    kept, inputs, hashes, shapes, failures = [], [], [], [], []
     with ThreadPoolExecutor(DECODE_WORKERS) as pool:
         results = pool.map(one, samples)
         if progress:
             from tqdm import tqdm
 
             results = tqdm(results, total=len(samples), desc="decoding", unit="img", leave=False)
-        for sample, prepared, phash, error in results:
+        for sample, prepared, phash, shape, error in results:
             if error:
                 failures.append((str(sample.path), error))
                 continue
             kept.append(sample)
             inputs.append(prepared)
             hashes.append(phash)
+            shapes.append(shape)
     for path, reason in failures:
         log.warning("skipped %s: %s", path, reason)
     shape = (0, spec.size, spec.size, spec.channels)
-    return LoadedImages(kept, np.stack(inputs) if inputs else np.zeros(shape, np.float32), hashes, failures)
+    return LoadedImages(kept, np.stack(inputs) if inputs else np.zeros(shape, np.float32), hashes, shapes, failures)
 
 
 def augmenter(seed: int):
+    import keras
+
+    return keras.Sequential([geometric_augmenter(seed), photometric_augmenter(seed)], name="augment")
+
+
+def geometric_augmenter(seed: int):
+    """Moves pixels: applied to the image and its fracture-box mask together (training.box_supervision)."""
     import keras
     from keras import layers
 
@@ -74,10 +83,22 @@ def augmenter(seed: int):
             layers.RandomRotation(ROTATION, fill_mode="constant", seed=seed),
             layers.RandomZoom(ZOOM, fill_mode="constant", seed=seed),
             layers.RandomTranslation(SHIFT, SHIFT, fill_mode="constant", seed=seed),
+        ],
+        name="geometric",
+    )
+
+
+def photometric_augmenter(seed: int):
+    """Changes exposure only: applied to the image, never to a mask."""
+    import keras
+    from keras import layers
+
+    return keras.Sequential(
+        [
             layers.RandomBrightness(BRIGHTNESS, value_range=(0.0, 1.0), seed=seed),
             layers.RandomContrast(CONTRAST, seed=seed),
         ],
-        name="augment",
+        name="photometric",
     )
 
 

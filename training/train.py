@@ -45,8 +45,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--img-size", type=int, help="square input side in pixels; default: 256 (binary), 224 (type)")
     parser.add_argument("--epochs", type=int, default=30, help="most epochs; early stopping may end sooner (default 30)")
     parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--learning-rate", type=float,
+                        help=f"Adam's starting rate (default {LEARNING_RATE}; a pretrained backbone's second phase "
+                             f"uses {FINE_TUNE_LEARNING_RATE})")
     parser.add_argument("--weights", default="none",
-                        help="imagenet (downloads; falls back to random if offline), none, or a weights/.keras file")
+                        help="imagenet (downloads; falls back to random if offline), none, or a weights/.keras file; "
+                             "a custom CNN starts from the layers it shares with an earlier .keras model")
     parser.add_argument("--out", type=Path, default=config.MODELS_DIR, help="output folder (default: models/)")
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--resplit", action="store_true",
@@ -62,8 +66,8 @@ def parse_args(argv=None) -> argparse.Namespace:
         parser.error(f"--weights: no such file {args.weights}")
     if args.resume and not (args.resume / "best.weights.h5").is_file():
         parser.error(f"--resume: no checkpoint (best.weights.h5) in {args.resume}")
-    if args.epochs < 1 or args.batch_size < 1 or args.img_size < 32:
-        parser.error("--epochs and --batch-size must be positive and --img-size at least 32")
+    if args.epochs < 1 or args.batch_size < 1 or args.img_size < 32 or (args.learning_rate or 1) <= 0:
+        parser.error("--epochs, --batch-size and --learning-rate must be positive and --img-size at least 32")
     return args
 
 
@@ -118,7 +122,8 @@ def train_model(args, dataset: datasets.Dataset) -> dict:
     started -= earlier_seconds(scratch)  # a resumed run's card counts the interrupted run's time too
     with strategy.scope():
         model = architectures.build(args.arch, spec, _outputs(args.task, dataset), args.weights)
-    history, best_epoch = fit(model, arrays, args, dataset, scratch, strategy, started)
+    masks = fracture_masks(args, dataset, loaded, model)
+    history, best_epoch = fit(model, arrays, args, dataset, scratch, strategy, started, masks)
 
     keras.mixed_precision.set_global_policy("float32")
     clean = architectures.build(args.arch, spec, _outputs(args.task, dataset), "none")  # no optimizer state
@@ -148,6 +153,20 @@ def _cleanup(folder: Path) -> None:
     shutil.rmtree(folder, ignore_errors=True)
 
 
+def fracture_masks(args, dataset, loaded, model) -> dict[str, np.ndarray] | None:
+    """Per-split fracture-box masks, when the model has a fracture map and the data has FracAtlas boxes."""
+    if architectures.FRACTURE_MAP not in {layer.name for layer in model.layers}:
+        return None
+    if args.task != config.BINARY_TASK or not (dataset.root / "annotations_yolo").is_dir():
+        log.warning("no fracture boxes in %s: the fracture map trains from the labels alone", dataset.root)
+        return None
+    from training.box_supervision import box_masks
+
+    every = box_masks(dataset.root, loaded.samples, loaded.shapes, args.img_size)
+    log.info("fracture boxes: %d images have at least one", int((every.reshape(len(every), -1).max(1) > 0).sum()))
+    return {split: every[[i for i, s in enumerate(loaded.samples) if s.split == split]] for split in datasets.SPLITS}
+
+
 def _outputs(task: str, dataset: datasets.Dataset) -> int:
     return 1 if task == config.BINARY_TASK else len(dataset.classes)
 
@@ -169,24 +188,37 @@ def validation_score(task: str, labels, logits) -> float:
     return metrics.macro_f1(labels, logits)
 
 
-def fit(model, arrays, args, dataset, scratch: Path, strategy, started: float):
-    """Adam, early stopping and best checkpoint on validation AUROC / macro-F1, LR reduction; two phases if pretrained."""
-    import keras
+def fit(model, arrays, args, dataset, scratch: Path, strategy, started: float, masks=None):
+    """Adam, early stopping and best checkpoint on validation AUROC / macro-F1, LR reduction; two phases if pretrained.
 
-    from training.pipeline import batches, class_weights
+    With `masks`, the model's fracture map learns from the fracture boxes beside the answer
+    (training.box_supervision); the checkpoint and the returned model are the classifier alone.
+    """
+    import keras
 
     num_classes = len(dataset.classes)
     monitor = "val_auroc" if args.task == config.BINARY_TASK else "val_macro_f1"
-    (train_x, train_y), (val_x, val_y) = arrays["train"], arrays["val"]
-    train_data = batches(train_x, _targets(train_y, args.task, num_classes), args.batch_size, True, args.seed)
-    val_data = batches(val_x, _targets(val_y, args.task, num_classes), args.batch_size, False)
-    weights = class_weights(train_y, num_classes)
+    val_x, val_y = arrays["val"]
+    trained, loss, train_data, val_data, class_weight = _training_setup(model, arrays, args, num_classes, masks)
     checkpoint = scratch / "best.weights.h5"
 
     class ValidationScore(keras.callbacks.Callback):
         def on_epoch_end(self, epoch, logs=None):
-            logits = self.model.predict(val_x, batch_size=args.batch_size, verbose=0)
+            logits = model.predict(val_x, batch_size=args.batch_size, verbose=0)
             logs[monitor] = validation_score(args.task, val_y, np.asarray(logits, np.float32))
+
+    class SaveBest(keras.callbacks.Callback):
+        """The classifier's weights at its best validation score, whatever wrapper is being fitted."""
+
+        def __init__(self, best):
+            super().__init__()
+            self.best = best
+
+        def on_epoch_end(self, epoch, logs=None):
+            score = logs.get(monitor, np.nan)
+            if np.isfinite(score) and (self.best is None or score > self.best):
+                self.best = score
+                model.save_weights(checkpoint)
 
     # A resumed run starts from the interrupted run's best weights and history, with a fresh optimizer.
     history = read_history(scratch / "history.csv")
@@ -197,8 +229,7 @@ def fit(model, arrays, args, dataset, scratch: Path, strategy, started: float):
     best_so_far = max((v for v in history.get(monitor, []) if np.isfinite(v)), default=None)
     callbacks = [
         ValidationScore(),
-        keras.callbacks.ModelCheckpoint(checkpoint, monitor=monitor, mode="max", save_best_only=True,
-                                        save_weights_only=True, initial_value_threshold=best_so_far),
+        SaveBest(best_so_far),
         keras.callbacks.EarlyStopping(monitor=monitor, mode="max", patience=EARLY_STOP_PATIENCE),
         keras.callbacks.ReduceLROnPlateau(monitor=monitor, mode="max", factor=0.5, patience=LR_PATIENCE, min_lr=1e-6),
         keras.callbacks.CSVLogger(scratch / "history.csv", append=done > 0),
@@ -206,20 +237,22 @@ def fit(model, arrays, args, dataset, scratch: Path, strategy, started: float):
     ]
     backbone = architectures.find_backbone(model)
     pretrained = backbone is not None and args.weights != "none"
-    phases = [(args.epochs, LEARNING_RATE, None)]
+    learning_rate = args.learning_rate or LEARNING_RATE
+    phases = [(args.epochs, learning_rate, None)]
     if pretrained:
         frozen = max(1, round(args.epochs * FROZEN_EPOCH_SHARE))
-        phases = [(frozen, LEARNING_RATE, 0.0), (args.epochs, FINE_TUNE_LEARNING_RATE, FINE_TUNE_LAYER_SHARE)]
+        phases = [(frozen, learning_rate, 0.0), (args.epochs, FINE_TUNE_LEARNING_RATE, FINE_TUNE_LAYER_SHARE)]
     for epochs, learning_rate, trainable_share in phases:
         if epochs <= done:
             continue
         if trainable_share is not None:
             _set_trainable_top(backbone, trainable_share)
         with strategy.scope():
-            model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=_loss(args.task))
-        result = model.fit(train_data, validation_data=val_data, epochs=epochs, initial_epoch=done,
-                           class_weight=weights, callbacks=callbacks, shuffle=False,  # batches() shuffles
-                           verbose=2 if args.quiet else 1)
+            trained.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=loss,
+                            loss_weights=_loss_weights(masks))
+        result = trained.fit(train_data, validation_data=val_data, epochs=epochs, initial_epoch=done,
+                             class_weight=class_weight, callbacks=callbacks, shuffle=False,  # batches() shuffles
+                             verbose=2 if args.quiet else 1)
         for key, values in result.history.items():
             history.setdefault(key, []).extend(float(v) for v in values)
         done = len(history.get("loss", []))
@@ -228,6 +261,36 @@ def fit(model, arrays, args, dataset, scratch: Path, strategy, started: float):
         model.load_weights(checkpoint)
     best_epoch = int(np.nanargmax(scores)) + 1 if np.isfinite(scores).any() else len(scores)
     return history, best_epoch
+
+
+def _training_setup(model, arrays, args, num_classes: int, masks):
+    """(model to fit, its loss, training batches, validation batches, class_weight for fit)."""
+    import keras
+
+    from training.pipeline import batches, class_weights
+
+    (train_x, train_y), (val_x, val_y) = arrays["train"], arrays["val"]
+    weights = class_weights(train_y, num_classes)
+    if masks is None:
+        train_data = batches(train_x, _targets(train_y, args.task, num_classes), args.batch_size, True, args.seed)
+        val_data = batches(val_x, _targets(val_y, args.task, num_classes), args.batch_size, False)
+        return model, _loss(args.task), train_data, val_data, weights
+
+    from training.box_supervision import batches_with_boxes, fracture_map_loss
+
+    fracture_map = model.get_layer(architectures.FRACTURE_MAP).output
+    trained = keras.Model(model.inputs, {"logits": model.output, "fracture_map": fracture_map})
+    side = fracture_map.shape[1]
+    train_data = batches_with_boxes(train_x, train_y, masks["train"], weights, side, args.batch_size, True, args.seed)
+    unweighted = dict.fromkeys(range(num_classes), 1.0)
+    val_data = batches_with_boxes(val_x, val_y, masks["val"], unweighted, side, args.batch_size, False)
+    return trained, {"logits": _loss(args.task), "fracture_map": fracture_map_loss}, train_data, val_data, None
+
+
+def _loss_weights(masks):
+    from training.box_supervision import MAP_LOSS_WEIGHT
+
+    return None if masks is None else {"logits": 1.0, "fracture_map": MAP_LOSS_WEIGHT}
 
 
 def earlier_seconds(scratch: Path) -> float:

@@ -1,0 +1,90 @@
+"""Teach the fracture map where fractures are, from the FracAtlas boxes.
+
+Each training image carries a mask of its fracture boxes, drawn on the same letterboxed square the
+model sees. The mask moves with the image through the geometric augmentations, is pooled to the
+map's resolution, and becomes a target distribution over the map's cells: the loss is the cross-entropy
+between it and the softmax of the map, so the map's peak is pulled into a box. Images without a box
+(not fractured, or a box augmented out of view) add nothing to it.
+"""
+
+import numpy as np
+
+from fracture_app.preprocess import letterbox_box
+from training.localisation import fracture_boxes
+
+MAP_LOSS_WEIGHT = 0.25  # the map's cross-entropy starts near log(cells) ≈ 7; this keeps it beside the answer's
+MASK_THRESHOLD = 0.5  # a map cell is inside a box when the pooled (interpolated) mask reaches this
+
+
+def box_mask(image_shape: tuple[int, int], boxes, size: int) -> np.ndarray:
+    """uint8 (size, size): 1 inside any box, on the letterboxed square `prepare` makes of the image."""
+    top, left, height, width = letterbox_box(image_shape, size)
+    mask = np.zeros((size, size), np.uint8)
+    for x_centre, y_centre, box_width, box_height in boxes:
+        x0, x1 = left + (x_centre - box_width / 2) * width, left + (x_centre + box_width / 2) * width
+        y0, y1 = top + (y_centre - box_height / 2) * height, top + (y_centre + box_height / 2) * height
+        # At least one pixel, however thin the box.
+        columns = slice(max(0, int(np.floor(x0))), min(size, max(int(np.ceil(x1)), int(np.floor(x0)) + 1)))
+        rows = slice(max(0, int(np.floor(y0))), min(size, max(int(np.ceil(y1)), int(np.floor(y0)) + 1)))
+        mask[rows, columns] = 1
+    return mask
+
+
+def box_masks(data_dir, samples, shapes, size: int) -> np.ndarray:
+    """Masks for every sample, in order; all zeros where the sample has no box file or no box."""
+    return np.stack([box_mask(shape, fracture_boxes(data_dir, sample.path), size)
+                     for sample, shape in zip(samples, shapes)]) if samples else np.zeros((0, size, size), np.uint8)
+
+
+def fracture_map_loss(mask_cells, map_logits):
+    """Cross-entropy from the box cells (as a uniform distribution) to softmax(map); 0 without a box."""
+    from keras import ops
+
+    batch = ops.shape(map_logits)[0]
+    target = ops.reshape(ops.cast(mask_cells, "float32"), (batch, -1))
+    logits = ops.reshape(ops.cast(map_logits, "float32"), (batch, -1))
+    target = target / ops.maximum(ops.sum(target, axis=1, keepdims=True), 1.0)
+    return -ops.sum(target * ops.log_softmax(logits, axis=1), axis=1)
+
+
+def batches_with_boxes(inputs, labels, masks, class_weights: dict, map_side: int, batch_size: int,
+                       training: bool, seed: int = 0):
+    """Like pipeline.batches, for a model with a fracture map: (image, {logits, fracture_map}, weight).
+
+    Class balance comes as per-image weights, because Keras takes no class_weight for several outputs.
+    """
+    import tensorflow as tf
+
+    from training.pipeline import geometric_augmenter, photometric_augmenter
+
+    order_rng = np.random.default_rng(seed)
+    count, size, channels = len(inputs), inputs.shape[1], inputs.shape[-1]
+    weight_of = np.array([class_weights.get(i, 1.0) for i in range(max(class_weights, default=0) + 1)], np.float32)
+
+    def generate():
+        order = order_rng.permutation(count) if training else np.arange(count)
+        for start in range(0, count, batch_size):
+            chosen = np.sort(order[start : start + batch_size])
+            yield inputs[chosen], masks[chosen], labels[chosen]
+
+    signature = (
+        tf.TensorSpec((None, size, size, channels), tf.float32),
+        tf.TensorSpec((None, size, size), tf.uint8),
+        tf.TensorSpec((None,), tf.int64),
+    )
+    geometric, photometric = geometric_augmenter(seed), photometric_augmenter(seed)
+    pool = size // map_side
+
+    def to_model(images, mask, label):
+        mask = tf.cast(mask, tf.float32)[..., None]
+        if training:
+            moved = geometric(tf.concat([images, mask], axis=-1), training=True)
+            images, mask = moved[..., :channels], moved[..., channels:]
+            images = tf.clip_by_value(photometric(images, training=True), 0.0, 1.0)
+        cells = tf.cast(tf.nn.max_pool2d(mask, pool, pool, "VALID") >= MASK_THRESHOLD, tf.float32)
+        targets = {"logits": tf.cast(label, tf.float32)[:, None], "fracture_map": cells}
+        return images, targets, tf.gather(weight_of, label)
+
+    dataset = tf.data.Dataset.from_generator(generate, output_signature=signature)
+    dataset = dataset.apply(tf.data.experimental.assert_cardinality(-(-count // batch_size)))
+    return dataset.map(to_model, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
