@@ -104,3 +104,23 @@ def test_the_fracture_map_is_a_gradcam_candidate_and_starts_from_an_earlier_mode
     heat = GradCam(model, architectures.FRACTURE_MAP).heatmap(image, 1)
     assert expected.min() > 0
     assert np.unravel_index(np.argmax(heat), heat.shape) == np.unravel_index(np.argmax(expected), expected.shape)
+
+
+def test_the_training_command_makes_a_loadable_model_with_a_fracture_map(tiny_models_dir, tmp_path):
+    """From the tiny binary model, as the shipped one starts from the custom CNN before it."""
+    from fracture_app.models import load_model, sha256_of
+    from training.card import artifact_paths
+    from training.train import main as train
+
+    from conftest import TINY_SIZE
+
+    donor = artifact_paths(tiny_models_dir, "binary")["model"]
+    out = tmp_path / "out"
+    assert train(["--task", "binary", "--data", str(FRACATLAS_FIXTURES), "--arch", "custom_cnn_map",
+                  "--weights", str(donor), "--learning-rate", "3e-4", "--img-size", str(TINY_SIZE),
+                  "--epochs", "1", "--batch-size", "8", "--out", str(out), "--quiet"]) == 0
+    model = load_model(artifact_paths(out, "binary")["model"])
+    assert model.card.data["architecture"] == "custom_cnn_map"
+    assert model.card.data["weights_init_sha256"] == sha256_of(donor)
+    assert architectures.FRACTURE_MAP in model.card.data["gradcam"]["validation_hit_rates"]
+    assert model.keras_model.output.shape == (None, 1)

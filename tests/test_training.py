@@ -159,6 +159,7 @@ def test_pretrained_run_trains_in_two_phases(tiny_models_dir, tmp_path):
                   "--batch-size", "8", "--out", str(out), "--quiet"]) == 0
     written = card(out, config.TYPE_TASK)
     assert written["weights_init"] == str(donor_path)
+    assert written["weights_init_sha256"] == sha256_of(donor_path)
     assert written["training"]["epochs_run"] == 2  # one frozen-backbone epoch, then one fine-tuning epoch
 
 

@@ -374,6 +374,7 @@ def build_card(args, dataset, spec, split_report, loaded, evaluation, history, b
         "architecture": args.arch,
         "preprocessing": spec.to_dict(),
         "weights_init": str(args.weights),
+        **_starting_file_digest(args.weights),
         "output": "logits; probabilities come from `calibration`",
         "data": {
             "source": dataset.source,
@@ -404,6 +405,15 @@ def build_card(args, dataset, spec, split_report, loaded, evaluation, history, b
         "limitations": LIMITATIONS,
     }
     return card
+
+
+def _starting_file_digest(weights: str) -> dict:
+    """The sha256 of the file a run started from: a path alone cannot say which version of it."""
+    if weights in ("imagenet", "none", None):
+        return {}
+    from fracture_app.models import sha256_of
+
+    return {"weights_init_sha256": sha256_of(Path(weights))}
 
 
 def write_plots_and_manifest(card, history, dataset, scratch: Path, paths) -> dict[str, Path]:
