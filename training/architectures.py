@@ -77,21 +77,17 @@ def custom_cnn(spec: PreprocessSpec, num_outputs: int, fracture_map: bool = Fals
 
 
 def _fracture_map_head(features, map_features, num_outputs: int):
-    """The usual pooled head plus the max and mean of a one-channel fracture map, into one logit.
+    """The usual pooled head's logit plus the maximum of a fracture map (one channel per output).
 
-    The map is what training supervises with the fracture boxes (training.pipeline). Its maximum enters
-    the answer, so a fracture found in one small place can carry the image, and Grad-CAM on the map is
-    the map itself wherever the answer leans on it.
+    The map is what training supervises with the fracture boxes (training.box_supervision). Its
+    maximum is added with weight 1, not learned: the gradient of the answer on the map is then 1 at its
+    hottest cell and 0 elsewhere, so Grad-CAM on the map is the map itself (its positive part), and a
+    fracture found in one small place can carry the image.
     """
     x = _conv_bn_relu(map_features, FRACTURE_MAP_FILTERS, "map_features")
-    fracture_map = layers.Conv2D(1, 1, dtype="float32", name=FRACTURE_MAP)(x)
-    pooled = [
-        layers.Dropout(HEAD_DROPOUT, name="dropout")(layers.GlobalAveragePooling2D(name="pool")(features)),
-        layers.GlobalMaxPooling2D(name="map_max")(fracture_map),
-        layers.GlobalAveragePooling2D(name="map_mean")(fracture_map),
-    ]
-    joined = layers.Concatenate(name="evidence")(pooled)
-    return layers.Dense(num_outputs, dtype="float32", name="logits")(joined)
+    fracture_map = layers.Conv2D(num_outputs, 1, dtype="float32", name=FRACTURE_MAP)(x)
+    strongest = layers.GlobalMaxPooling2D(name="map_max")(fracture_map)
+    return layers.Add(dtype="float32", name="answer")([_head(features, num_outputs), strongest])
 
 
 def _conv_bn_relu(x, filters: int, name: str, strides: int = 1, activation: bool = True):

@@ -12,7 +12,7 @@ import numpy as np
 from fracture_app.preprocess import letterbox_box
 from training.localisation import fracture_boxes
 
-MAP_LOSS_WEIGHT = 0.25  # the map's cross-entropy starts near log(cells) ≈ 7; this keeps it beside the answer's
+MAP_LOSS_WEIGHT = 0.5  # the map's cross-entropy starts near log(cells) ≈ 7 on the few boxed images
 MASK_THRESHOLD = 0.5  # a map cell is inside a box when the pooled (interpolated) mask reaches this
 
 
