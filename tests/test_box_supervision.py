@@ -57,6 +57,7 @@ def test_the_mask_moves_with_the_augmented_image():
     cells = targets["fracture_map"].numpy()[..., 0]
     pooled = augmented.numpy()[..., 0].reshape(8, 8, 8, 8, 8).max(axis=(2, 4))
     assert cells.sum() > 0
+    assert not np.array_equal(augmented.numpy(), images), "the batch was augmented"
     # Photometric changes dim the box but keep it well above the black background.
     assert np.mean((cells > 0) == (pooled > 0.3)) > 0.97
     assert targets["logits"].shape == (8, 1) and weights.shape == (8,)
@@ -120,3 +121,5 @@ def test_the_training_command_makes_a_loadable_model_with_a_fracture_map(tiny_mo
     assert model.card.data["weights_init_sha256"] == sha256_of(donor)
     assert architectures.FRACTURE_MAP in model.card.data["gradcam"]["validation_hit_rates"]
     assert model.keras_model.output.shape == (None, 1)
+    history = artifact_paths(out, "binary")["history"].read_text().splitlines()[0]
+    assert "fracture_map_loss" in history, "the boxes trained the map"

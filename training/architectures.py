@@ -26,9 +26,11 @@ ARCHITECTURES = ("custom_cnn", "custom_cnn_map", *BACKBONES)
 CHANNELS = {"custom_cnn": 1, "custom_cnn_map": 1, **{name: 3 for name in BACKBONES}}
 # The custom CNN with a fracture map: a per-cell fracture logit at 1/8 of the input, trained on the
 # FracAtlas boxes and pooled into the answer, so the Grad-CAM on it points where the model found a fracture.
+# Its features join block2 (1/8, fine) with block3 (1/16, more context) brought up to 1/8.
 FRACTURE_MAP = "fracture_map"
-FRACTURE_MAP_BLOCK = "block3_out"
+FRACTURE_MAP_BLOCKS = ("block2_out", "block3_out")
 FRACTURE_MAP_FILTERS = 64
+MAP_SIZE_MULTIPLE = 32  # so block3's map, doubled, meets block2's exactly
 
 CUSTOM_CNN_STEM = (24, 32)
 CUSTOM_CNN_FILTERS = (32, 64, 128, 256)
@@ -70,13 +72,17 @@ def custom_cnn(spec: PreprocessSpec, num_outputs: int, fracture_map: bool = Fals
         x = layers.Add(name=f"block{block}_add")([x, shortcut])
         x = layers.Activation("relu", name=f"block{block}_out")(x)
     if fracture_map:
-        outputs = _fracture_map_head(x, keras.Model(inputs, x).get_layer(FRACTURE_MAP_BLOCK).output, num_outputs)
+        if spec.size % MAP_SIZE_MULTIPLE:
+            raise ValueError(f"custom_cnn_map needs an input size that is a multiple of {MAP_SIZE_MULTIPLE}")
+        trunk = keras.Model(inputs, x)
+        fine, coarse = (trunk.get_layer(name).output for name in FRACTURE_MAP_BLOCKS)
+        outputs = _fracture_map_head(x, fine, coarse, num_outputs)
         return keras.Model(inputs, outputs, name="custom_cnn_map")
     outputs = _head(x, num_outputs)
     return keras.Model(inputs, outputs, name="custom_cnn")
 
 
-def _fracture_map_head(features, map_features, num_outputs: int):
+def _fracture_map_head(features, fine, coarse, num_outputs: int):
     """The usual pooled head's logit plus the maximum of a fracture map (one channel per output).
 
     The map is what training supervises with the fracture boxes (training.box_supervision). Its
@@ -84,9 +90,11 @@ def _fracture_map_head(features, map_features, num_outputs: int):
     hottest cell and 0 elsewhere, so Grad-CAM on the map is the map itself (its positive part), and a
     fracture found in one small place can carry the image.
     """
-    x = _conv_bn_relu(map_features, FRACTURE_MAP_FILTERS, "map_features")
+    coarse = layers.UpSampling2D(2, interpolation="bilinear", name="map_upsample")(coarse)
+    x = layers.Concatenate(name="map_inputs")([fine, coarse])
+    x = _conv_bn_relu(x, FRACTURE_MAP_FILTERS, "map_features")
     fracture_map = layers.Conv2D(num_outputs, 1, dtype="float32", name=FRACTURE_MAP)(x)
-    strongest = layers.GlobalMaxPooling2D(name="map_max")(fracture_map)
+    strongest = layers.GlobalMaxPooling2D(dtype="float32", name="map_max")(fracture_map)
     return layers.Add(dtype="float32", name="answer")([_head(features, num_outputs), strongest])
 
 

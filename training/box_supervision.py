@@ -23,11 +23,15 @@ def box_mask(image_shape: tuple[int, int], boxes, size: int) -> np.ndarray:
     for x_centre, y_centre, box_width, box_height in boxes:
         x0, x1 = left + (x_centre - box_width / 2) * width, left + (x_centre + box_width / 2) * width
         y0, y1 = top + (y_centre - box_height / 2) * height, top + (y_centre + box_height / 2) * height
-        # At least one pixel, however thin the box.
-        columns = slice(max(0, int(np.floor(x0))), min(size, max(int(np.ceil(x1)), int(np.floor(x0)) + 1)))
-        rows = slice(max(0, int(np.floor(y0))), min(size, max(int(np.ceil(y1)), int(np.floor(y0)) + 1)))
-        mask[rows, columns] = 1
+        mask[_pixel_span(y0, y1, size), _pixel_span(x0, x1, size)] = 1
     return mask
+
+
+def _pixel_span(start: float, end: float, size: int) -> slice:
+    """The pixels a box edge-to-edge span covers, at least one however thin, clipped to the square."""
+    first = int(np.floor(start))
+    last = max(int(np.ceil(end)), first + 1)
+    return slice(min(max(0, first), size), min(max(0, last), size))
 
 
 def box_masks(data_dir, samples, shapes, size: int) -> np.ndarray:

@@ -73,16 +73,16 @@ def augmenter(seed: int):
 
 
 def geometric_augmenter(seed: int):
-    """Moves pixels: applied to the image and its fracture-box mask together (training.box_supervision)."""
+    """Moves pixels (each layer its own seed, or they would all draw the same numbers): applied to the image and its fracture-box mask together (training.box_supervision)."""
     import keras
     from keras import layers
 
     return keras.Sequential(
         [
             layers.RandomFlip("horizontal", seed=seed),
-            layers.RandomRotation(ROTATION, fill_mode="constant", seed=seed),
-            layers.RandomZoom(ZOOM, fill_mode="constant", seed=seed),
-            layers.RandomTranslation(SHIFT, SHIFT, fill_mode="constant", seed=seed),
+            layers.RandomRotation(ROTATION, fill_mode="constant", seed=seed + 1),
+            layers.RandomZoom(ZOOM, fill_mode="constant", seed=seed + 2),
+            layers.RandomTranslation(SHIFT, SHIFT, fill_mode="constant", seed=seed + 3),
         ],
         name="geometric",
     )
@@ -95,8 +95,8 @@ def photometric_augmenter(seed: int):
 
     return keras.Sequential(
         [
-            layers.RandomBrightness(BRIGHTNESS, value_range=(0.0, 1.0), seed=seed),
-            layers.RandomContrast(CONTRAST, seed=seed),
+            layers.RandomBrightness(BRIGHTNESS, value_range=(0.0, 1.0), seed=seed + 4),
+            layers.RandomContrast(CONTRAST, seed=seed + 5),
         ],
         name="photometric",
     )

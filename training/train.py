@@ -66,7 +66,8 @@ def parse_args(argv=None) -> argparse.Namespace:
         parser.error(f"--weights: no such file {args.weights}")
     if args.resume and not (args.resume / "best.weights.h5").is_file():
         parser.error(f"--resume: no checkpoint (best.weights.h5) in {args.resume}")
-    if args.epochs < 1 or args.batch_size < 1 or args.img_size < 32 or (args.learning_rate or 1) <= 0:
+    if args.epochs < 1 or args.batch_size < 1 or args.img_size < 32 or (
+            args.learning_rate is not None and not args.learning_rate > 0):
         parser.error("--epochs, --batch-size and --learning-rate must be positive and --img-size at least 32")
     return args
 
@@ -199,7 +200,8 @@ def fit(model, arrays, args, dataset, scratch: Path, strategy, started: float, m
     num_classes = len(dataset.classes)
     monitor = "val_auroc" if args.task == config.BINARY_TASK else "val_macro_f1"
     val_x, val_y = arrays["val"]
-    trained, loss, train_data, val_data, class_weight = _training_setup(model, arrays, args, num_classes, masks)
+    with strategy.scope():  # a wrapper with the box loss is a new model: it must live where the weights do
+        trained, loss, train_data, val_data, class_weight = _training_setup(model, arrays, args, num_classes, masks)
     checkpoint = scratch / "best.weights.h5"
 
     class ValidationScore(keras.callbacks.Callback):
