@@ -33,8 +33,10 @@ Grad-CAM (Selvaraju et al., 2017) colours the regions whose features most **rais
 red and yellow most, blue not at all. Use the opacity slider to compare it with the original, and switch between
 the two models' maps.
 
-- It is **coarse**: it comes from the network's last feature map (a grid of a few dozen cells), stretched over the
-  image. It points at a neighbourhood, not at a fracture line.
+- It is **coarse**: it comes from one feature map of the network (a grid of 8×8 to 32×32 cells; the Model card
+  page names the layer), stretched over the image. It points at a neighbourhood, not at a fracture line.
+- The fracture model's map was trained to point at the fracture boxes drawn on its training images, and the
+  Model card page says how often its hottest point fell inside a box on the test images: far from always.
 - It is **not a segmentation** and not proof. A hot spot on a plate, a screw, a cast, a text label or the image
   border means the model used that, which is a reason for doubt, not for confidence.
 - A cold map does not mean the bone is intact; a hot map does not mean it is broken.

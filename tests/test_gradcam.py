@@ -20,11 +20,15 @@ def xrays():
     return [read_image(path).pixels for path in paths[:2]]
 
 
-def test_heatmap_shape_range_and_response_to_the_image(tiny_models_dir, xrays):
-    model = load_model(artifact_paths(tiny_models_dir, config.BINARY_TASK)["model"])
-    gradcam = GradCam(model.keras_model)
-    first, second = (gradcam.heatmap(prepare(x, model.spec), 1) for x in xrays)
-    side = model.spec.size // 32
+def test_heatmap_shape_range_and_response_to_the_image(xrays):
+    """On a fixed-seed model: a briefly trained one can have an all-zero last map (every weight negative)."""
+    import keras
+
+    keras.utils.set_random_seed(7)
+    spec = PreprocessSpec(size=64)
+    gradcam = GradCam(architectures.build("custom_cnn", spec, 1))
+    first, second = (gradcam.heatmap(prepare(x, spec), 1) for x in xrays)
+    side = spec.size // 32
     assert first.shape == (side, side)
     assert first.min() >= 0 and first.max() <= 1 + 1e-6
     assert not np.allclose(first, second), "the heat map must depend on the image"

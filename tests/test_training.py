@@ -181,8 +181,10 @@ def test_an_interrupted_run_resumes_from_its_checkpoint(tmp_path, monkeypatch):
     (checkpoint_dir,) = out.glob(".training-*")
     spent_before = float((checkpoint_dir / train_module.ELAPSED_FILE).read_text())
     assert spent_before > 0
-    assert train([*arguments, "--resume", str(checkpoint_dir)]) == 0
+    assert train([*arguments, "--resume", str(checkpoint_dir), "--epochs", "2"]) == 0  # one epoch more
     written = card(out, config.BINARY_TASK)
-    assert written["training"]["resumed_from_checkpoint"] and written["training"]["epochs_run"] == 1
+    assert written["training"]["resumed_from_checkpoint"] and written["training"]["epochs_run"] == 2
+    history = artifact_paths(out, config.BINARY_TASK)["history"].read_text().splitlines()
+    assert len(history) == 3, "the resumed epoch is logged after the interrupted run's one"
     assert written["training"]["seconds"] > spent_before, "the card counts the interrupted run's time too"
     assert not list(out.glob(".training-*"))
