@@ -52,7 +52,8 @@ def test_the_mask_moves_with_the_augmented_image():
         masks[index, 8 + 4 * index : 24 + 4 * index, 10:30] = 1
     images = masks[..., None].astype(np.float32)
     labels = np.ones(8, np.int64)
-    data = batches_with_boxes(images, labels, masks, {0: 1.0, 1: 1.0}, map_side=8, batch_size=8, training=True)
+    data = batches_with_boxes(images, labels, masks, map_side=8, batch_size=8, training=True,
+                              class_weights={0: 1.0, 1: 1.0})
     augmented, targets, weights = next(iter(data))
     cells = targets["fracture_map"].numpy()[..., 0]
     pooled = augmented.numpy()[..., 0].reshape(8, 8, 8, 8, 8).max(axis=(2, 4))

@@ -51,9 +51,9 @@ def fracture_map_loss(mask_cells, map_logits):
     return -ops.sum(target * ops.log_softmax(logits, axis=1), axis=1)
 
 
-def batches_with_boxes(inputs, labels, masks, class_weights: dict, map_side: int, batch_size: int,
-                       training: bool, seed: int = 0):
-    """Like pipeline.batches, for a model with a fracture map: (image, {logits, fracture_map}, weight).
+def batches_with_boxes(inputs, labels, masks, map_side: int, batch_size: int, training: bool,
+                       seed: int = 0, class_weights: dict[int, float] | None = None):
+    """Like pipeline.batches, for a model with a fracture map: (image, {logits, fracture_map}[, weight]).
 
     Class balance comes as per-image weights, because Keras takes no class_weight for several outputs.
     Keras applies them to both losses, so a boxed (fractured) image's map loss counts with its class's
@@ -61,25 +61,13 @@ def batches_with_boxes(inputs, labels, masks, class_weights: dict, map_side: int
     """
     import tensorflow as tf
 
-    from training.pipeline import geometric_augmenter, photometric_augmenter
+    from training.pipeline import array_batches, geometric_augmenter, photometric_augmenter
 
-    order_rng = np.random.default_rng(seed)
-    count, size, channels = len(inputs), inputs.shape[1], inputs.shape[-1]
-    weight_of = np.array([class_weights.get(i, 1.0) for i in range(max(class_weights, default=0) + 1)], np.float32)
-
-    def generate():
-        order = order_rng.permutation(count) if training else np.arange(count)
-        for start in range(0, count, batch_size):
-            chosen = np.sort(order[start : start + batch_size])
-            yield inputs[chosen], masks[chosen], labels[chosen]
-
-    signature = (
-        tf.TensorSpec((None, size, size, channels), tf.float32),
-        tf.TensorSpec((None, size, size), tf.uint8),
-        tf.TensorSpec((None,), tf.int64),
-    )
+    channels = inputs.shape[-1]
     geometric, photometric = geometric_augmenter(seed), photometric_augmenter(seed)
-    pool = size // map_side
+    pool = inputs.shape[1] // map_side
+    weight_of = None if class_weights is None else tf.constant(
+        [class_weights[label] for label in sorted(class_weights)], tf.float32)
 
     def to_model(images, mask, label):
         mask = tf.cast(mask, tf.float32)[..., None]
@@ -89,8 +77,7 @@ def batches_with_boxes(inputs, labels, masks, class_weights: dict, map_side: int
             images = tf.clip_by_value(photometric(images, training=True), 0.0, 1.0)
         cells = tf.cast(tf.nn.max_pool2d(mask, pool, pool, "VALID") >= MASK_THRESHOLD, tf.float32)
         targets = {"logits": tf.cast(label, tf.float32)[:, None], "fracture_map": cells}
-        return images, targets, tf.gather(weight_of, label)
+        return (images, targets) if weight_of is None else (images, targets, tf.gather(weight_of, label))
 
-    dataset = tf.data.Dataset.from_generator(generate, output_signature=signature)
-    dataset = dataset.apply(tf.data.experimental.assert_cardinality(-(-count // batch_size)))
+    dataset = array_batches((inputs, masks, labels.astype(np.int64)), batch_size, training, seed)
     return dataset.map(to_model, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)

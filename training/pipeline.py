@@ -102,26 +102,33 @@ def photometric_augmenter(seed: int):
     )
 
 
+def array_batches(arrays: tuple[np.ndarray, ...], batch_size: int, shuffle: bool, seed: int = 0):
+    """A tf.data dataset of batches from same-length arrays (float32 unless uint8 or int64), in a new
+    random order each epoch when `shuffle`; the arrays stay in memory and are never copied whole."""
+    import tensorflow as tf
+
+    order_rng = np.random.default_rng(seed)
+    count = len(arrays[0])
+
+    def generate():
+        order = order_rng.permutation(count) if shuffle else np.arange(count)
+        for start in range(0, count, batch_size):
+            chosen = np.sort(order[start : start + batch_size])
+            yield tuple(array[chosen] for array in arrays)
+
+    kept_types = {np.dtype(np.uint8): tf.uint8, np.dtype(np.int64): tf.int64}
+    signature = tuple(tf.TensorSpec((None, *array.shape[1:]), kept_types.get(array.dtype, tf.float32))
+                      for array in arrays)
+    dataset = tf.data.Dataset.from_generator(generate, output_signature=signature)
+    # Tell Keras how many batches an epoch has, so progress bars and callbacks know where the end is.
+    return dataset.apply(tf.data.experimental.assert_cardinality(-(-count // batch_size)))
+
+
 def batches(inputs: np.ndarray, labels: np.ndarray, batch_size: int, training: bool, seed: int = 0):
     """A tf.data pipeline: shuffled and augmented for training, plain for evaluation; always prefetched."""
     import tensorflow as tf
 
-    order_rng = np.random.default_rng(seed)
-    count = len(inputs)
-
-    def generate():
-        order = order_rng.permutation(count) if training else np.arange(count)
-        for start in range(0, count, batch_size):
-            chosen = np.sort(order[start : start + batch_size])
-            yield inputs[chosen], labels[chosen]
-
-    signature = (
-        tf.TensorSpec((None, *inputs.shape[1:]), tf.float32),
-        tf.TensorSpec((None, *labels.shape[1:]), tf.float32),
-    )
-    dataset = tf.data.Dataset.from_generator(generate, output_signature=signature)
-    # Tell Keras how many batches an epoch has, so progress bars and callbacks know where the end is.
-    dataset = dataset.apply(tf.data.experimental.assert_cardinality(-(-count // batch_size)))
+    dataset = array_batches((inputs, labels), batch_size, training, seed)
     if training:
         augment = augmenter(seed)
         dataset = dataset.map(

@@ -165,15 +165,19 @@ def fracture_masks(args, dataset, loaded, model) -> dict[str, np.ndarray] | None
 
     every = box_masks(dataset.root, loaded.samples, loaded.shapes, args.img_size)
     log.info("fracture boxes: %d images have at least one", int((every.reshape(len(every), -1).max(1) > 0).sum()))
-    return {split: every[[i for i, s in enumerate(loaded.samples) if s.split == split]] for split in datasets.SPLITS}
+    return {split: every[_split_indices(loaded, split)] for split in datasets.SPLITS}
 
 
 def _outputs(task: str, dataset: datasets.Dataset) -> int:
     return 1 if task == config.BINARY_TASK else len(dataset.classes)
 
 
+def _split_indices(loaded, split: str) -> list[int]:
+    return [i for i, s in enumerate(loaded.samples) if s.split == split]
+
+
 def _split_arrays(loaded, split: str):
-    chosen = [i for i, s in enumerate(loaded.samples) if s.split == split]
+    chosen = _split_indices(loaded, split)
     return loaded.inputs[chosen], np.array([loaded.samples[i].label for i in chosen], dtype=np.int64)
 
 
@@ -201,7 +205,7 @@ def fit(model, arrays, args, dataset, scratch: Path, strategy, started: float, m
     monitor = "val_auroc" if args.task == config.BINARY_TASK else "val_macro_f1"
     val_x, val_y = arrays["val"]
     with strategy.scope():  # a wrapper with the box loss is a new model: it must live where the weights do
-        trained, loss, train_data, val_data, class_weight = _training_setup(model, arrays, args, num_classes, masks)
+        trained, losses, train_data, val_data, class_weight = _training_setup(model, arrays, args, num_classes, masks)
     checkpoint = scratch / "best.weights.h5"
 
     class ValidationScore(keras.callbacks.Callback):
@@ -250,8 +254,7 @@ def fit(model, arrays, args, dataset, scratch: Path, strategy, started: float, m
         if trainable_share is not None:
             _set_trainable_top(backbone, trainable_share)
         with strategy.scope():
-            trained.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=loss,
-                            loss_weights=_loss_weights(masks))
+            trained.compile(optimizer=keras.optimizers.Adam(learning_rate), **losses)
         result = trained.fit(train_data, validation_data=val_data, epochs=epochs, initial_epoch=done,
                              class_weight=class_weight, callbacks=callbacks, shuffle=False,  # batches() shuffles
                              verbose=2 if args.quiet else 1)
@@ -266,7 +269,7 @@ def fit(model, arrays, args, dataset, scratch: Path, strategy, started: float, m
 
 
 def _training_setup(model, arrays, args, num_classes: int, masks):
-    """(model to fit, its loss, training batches, validation batches, class_weight for fit)."""
+    """(model to fit, its loss arguments for compile, training batches, validation batches, class_weight for fit)."""
     import keras
 
     from training.pipeline import batches, class_weights
@@ -276,23 +279,18 @@ def _training_setup(model, arrays, args, num_classes: int, masks):
     if masks is None:
         train_data = batches(train_x, _targets(train_y, args.task, num_classes), args.batch_size, True, args.seed)
         val_data = batches(val_x, _targets(val_y, args.task, num_classes), args.batch_size, False)
-        return model, _loss(args.task), train_data, val_data, weights
+        return model, {"loss": _loss(args.task)}, train_data, val_data, weights
 
-    from training.box_supervision import batches_with_boxes, fracture_map_loss
+    from training.box_supervision import MAP_LOSS_WEIGHT, batches_with_boxes, fracture_map_loss
 
     fracture_map = model.get_layer(architectures.FRACTURE_MAP).output
     trained = keras.Model(model.inputs, {"logits": model.output, "fracture_map": fracture_map})
     side = fracture_map.shape[1]
-    train_data = batches_with_boxes(train_x, train_y, masks["train"], weights, side, args.batch_size, True, args.seed)
-    unweighted = dict.fromkeys(range(num_classes), 1.0)
-    val_data = batches_with_boxes(val_x, val_y, masks["val"], unweighted, side, args.batch_size, False)
-    return trained, {"logits": _loss(args.task), "fracture_map": fracture_map_loss}, train_data, val_data, None
-
-
-def _loss_weights(masks):
-    from training.box_supervision import MAP_LOSS_WEIGHT
-
-    return None if masks is None else {"logits": 1.0, "fracture_map": MAP_LOSS_WEIGHT}
+    train_data = batches_with_boxes(train_x, train_y, masks["train"], side, args.batch_size, True, args.seed, weights)
+    val_data = batches_with_boxes(val_x, val_y, masks["val"], side, args.batch_size, False)
+    losses = {"loss": {"logits": _loss(args.task), "fracture_map": fracture_map_loss},
+              "loss_weights": {"logits": 1.0, "fracture_map": MAP_LOSS_WEIGHT}}
+    return trained, losses, train_data, val_data, None
 
 
 def earlier_seconds(scratch: Path) -> float:
