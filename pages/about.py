@@ -33,7 +33,7 @@ Grad-CAM (Selvaraju et al., 2017) colours the regions whose features most **rais
 red and yellow most, blue not at all. Use the opacity slider to compare it with the original, and switch between
 the two models' maps.
 
-- It is **coarse**: it comes from one feature map of the network (a grid of 8×8 to 32×32 cells; the Model card
+- It is **coarse**: it comes from one feature map of the network (a grid of 8×8 to 48×48 cells; the Model card
   page names the layer), stretched over the image. It points at a neighbourhood, not at a fracture line.
 - The fracture model's map was trained to point at the fracture boxes drawn on its training images, and the
   Model card page says how often its hottest point fell inside a box on the test images: far from always.
