@@ -33,6 +33,12 @@ POINT_NAMES = {"high_sensitivity": "High sensitivity (lower bound of “possible
                "high_specificity": "High specificity (lower bound of “likely fracture”)"}
 
 
+def _initial_weights(data: dict) -> str:
+    """Where training started; a file of ours is named with its sha256, since the path is reused by each release."""
+    start, digest = data.get("weights_init", "unknown"), data.get("weights_init_sha256")
+    return f"{start} (sha256 {digest[:12]}…)" if digest else str(start)
+
+
 def _metric_row(values: dict, spec) -> None:
     columns = st.columns(len(spec))
     for column, (key, label, style) in zip(columns, spec):
@@ -56,7 +62,7 @@ def render_card(card, directory: Path, task: str) -> None:
     size = pre.get("size", "?")
     fit = "letterboxed (aspect kept)" if pre.get("keep_aspect", True) else "stretched"
     st.caption(f"Architecture **{data.get('architecture', 'unknown')}** · input {size}×{size} px, {fit}, "
-               f"{pre.get('channels', 1)} channel(s) · initial weights: {data.get('weights_init', 'unknown')} · "
+               f"{pre.get('channels', 1)} channel(s) · initial weights: {_initial_weights(data)} · "
                f"{len(card.classes)} classes: {', '.join(card.classes)}")
     if data.get("intended_use"):
         st.info(f"**Intended use.** {data['intended_use']}", icon=":material/school:")
@@ -134,6 +140,9 @@ def render_card(card, directory: Path, task: str) -> None:
         f"(best {training.get('best_epoch', '?')}), batch size {training.get('batch_size', '?')}\n"
         f"- Calibration: {calibration} (fitted on the {card.calibration.get('fitted_on', 'validation')} split)\n"
         f"- Trained at: {training.get('trained_at', 'unknown')}")
+    if training.get("time_note"):
+        # A run that starts from an earlier model of ours took more training than its own time says.
+        st.caption(f"Training time in all: {training['time_note']}")
     if training.get("command"):
         st.code(training["command"], language="bash")
     st.caption(f"Model file sha256: `{data.get('sha256', 'unknown')}`")

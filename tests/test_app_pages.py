@@ -138,3 +138,22 @@ def test_model_card_lists_the_runs_compared_without_their_commands():
     assert any("Runs compared" in m.value for m in at.markdown)
     table = at.dataframe[0].value
     assert list(table["run"]) == ["shipped", "resnet50_domain"] and "command" not in table.columns
+
+
+def test_model_card_says_which_file_training_started_from_and_the_time_in_all(tiny_models_dir):
+    from fracture_app.models import read_card
+
+    card = read_card(tiny_models_dir / config.MODEL_FILES[config.TYPE_TASK])
+    card.data.update(weights_init="models/fracture_binary.keras", weights_init_sha256="50ac208f26e2" + "0" * 52)
+    card.data["training"]["time_note"] = "this run started from the binary model"
+
+    def page(card, directory):
+        from fracture_app.card_view import render_card
+
+        render_card(card, directory, card.task)
+
+    at = AppTest.from_function(page, kwargs={"card": card, "directory": tiny_models_dir}).run()
+    assert_clean(at)
+    captions = " ".join(c.value for c in at.caption)
+    assert "initial weights: models/fracture_binary.keras (sha256 50ac208f26e2…)" in captions
+    assert "Training time in all: this run started from the binary model" in captions
