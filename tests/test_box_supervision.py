@@ -116,9 +116,11 @@ def test_the_training_command_makes_a_loadable_model_with_a_fracture_map(tiny_mo
     out = tmp_path / "out"
     assert train(["--task", "binary", "--data", str(FRACATLAS_FIXTURES), "--arch", "custom_cnn_map",
                   "--weights", str(donor), "--learning-rate", "3e-4", "--img-size", str(TINY_SIZE),
-                  "--epochs", "1", "--batch-size", "8", "--out", str(out), "--quiet"]) == 0
+                  "--epochs", "1", "--batch-size", "8", "--map-loss-weight", "1.5", "--out", str(out),
+                  "--quiet"]) == 0
     model = load_model(artifact_paths(out, "binary")["model"])
     assert model.card.data["architecture"] == "custom_cnn_map"
+    assert model.card.data["training"]["map_loss_weight"] == 1.5
     assert model.card.data["weights_init_sha256"] == sha256_of(donor)
     assert architectures.FRACTURE_MAP in model.card.data["gradcam"]["validation_hit_rates"]
     assert model.keras_model.output.shape == (None, 1)

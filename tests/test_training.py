@@ -102,12 +102,20 @@ def test_unknown_layout_is_a_usage_error(tmp_path, capsys):
     assert not (tmp_path / "out").exists()
 
 
+def test_a_negative_map_loss_weight_is_a_usage_error(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        train(["--task", "binary", "--data", str(tmp_path), "--map-loss-weight", "-1"])
+    assert exit_info.value.code == 2
+    assert "--map-loss-weight not negative" in capsys.readouterr().err
+
+
 def test_help_names_every_option(capsys):
     with pytest.raises(SystemExit) as exit_info:
         train(["--help"])
     assert exit_info.value.code == 0
     text = capsys.readouterr().out
-    for option in ("--task", "--data", "--arch", "--img-size", "--epochs", "--batch-size", "--weights", "--out", "--seed"):
+    for option in ("--task", "--data", "--arch", "--img-size", "--epochs", "--batch-size", "--weights", "--out", "--seed",
+                   "--map-loss-weight"):
         assert option in text
 
 

@@ -18,6 +18,7 @@ import numpy as np
 from fracture_app import config
 from fracture_app.preprocess import PreprocessSpec
 from training import architectures, datasets, metrics
+from training.box_supervision import MAP_LOSS_WEIGHT
 from training.card import INTENDED_USE, LIMITATIONS, artifact_paths, hardware_description, write_atomically
 
 log = logging.getLogger("training")
@@ -58,6 +59,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--resume", type=Path, metavar="DIR",
                         help="carry on from the checkpoint folder (<out>/.training-*) an interrupted run left, "
                              "with the same other arguments")
+    parser.add_argument("--map-loss-weight", type=float, default=MAP_LOSS_WEIGHT,
+                        help="custom_cnn_map only: weight of the fracture-box loss on the map beside the "
+                             f"answer's (default {MAP_LOSS_WEIGHT})")
     parser.add_argument("--quiet", action="store_true", help="no progress bars (logs only)")
     args = parser.parse_args(argv)
     args.arch = args.arch or config.DEFAULT_ARCHITECTURE[args.task]
@@ -67,8 +71,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     if args.resume and not (args.resume / "best.weights.h5").is_file():
         parser.error(f"--resume: no checkpoint (best.weights.h5) in {args.resume}")
     if args.epochs < 1 or args.batch_size < 1 or args.img_size < 32 or (
-            args.learning_rate is not None and not args.learning_rate > 0):
-        parser.error("--epochs, --batch-size and --learning-rate must be positive and --img-size at least 32")
+            args.learning_rate is not None and not args.learning_rate > 0) or args.map_loss_weight < 0:
+        parser.error("--epochs, --batch-size and --learning-rate must be positive, --map-loss-weight not negative "
+                     "and --img-size at least 32")
     return args
 
 
@@ -281,7 +286,7 @@ def _training_setup(model, arrays, args, num_classes: int, masks):
         val_data = batches(val_x, _targets(val_y, args.task, num_classes), args.batch_size, False)
         return model, {"loss": _loss(args.task)}, train_data, val_data, weights
 
-    from training.box_supervision import MAP_LOSS_WEIGHT, batches_with_boxes, fracture_map_loss
+    from training.box_supervision import batches_with_boxes, fracture_map_loss
 
     fracture_map = model.get_layer(architectures.FRACTURE_MAP).output
     trained = keras.Model(model.inputs, {"logits": model.output, "fracture_map": fracture_map})
@@ -289,7 +294,7 @@ def _training_setup(model, arrays, args, num_classes: int, masks):
     train_data = batches_with_boxes(train_x, train_y, masks["train"], side, args.batch_size, True, args.seed, weights)
     val_data = batches_with_boxes(val_x, val_y, masks["val"], side, args.batch_size, False)
     losses = {"loss": {"logits": _loss(args.task), "fracture_map": fracture_map_loss},
-              "loss_weights": {"logits": 1.0, "fracture_map": MAP_LOSS_WEIGHT}}
+              "loss_weights": {"logits": 1.0, "fracture_map": args.map_loss_weight}}
     return trained, losses, train_data, val_data, None
 
 
@@ -399,6 +404,7 @@ def build_card(args, dataset, spec, split_report, loaded, evaluation, history, b
             "trained_at": now.isoformat(timespec="seconds"),
             "command": "python -m training.train " + " ".join(sys.argv[1:]),
             "resumed_from_checkpoint": bool(args.resume),
+            **({"map_loss_weight": args.map_loss_weight} if args.arch == "custom_cnn_map" else {}),
         },
         **evaluation,
         "intended_use": INTENDED_USE,
