@@ -16,8 +16,11 @@ from fracture_app.imaging import XRay
 from fracture_app.models import FractureModel, load_model, model_path_for
 from fracture_app.preprocess import prepare, prepare_batch
 
+# The band refines the verdict, never contradicts it: the first two go with "Fractured", the last two
+# with "Not fractured".
 LIKELY = "likely fracture"
 POSSIBLE = "possible fracture — look closely"
+NOT_RULED_OUT = "fracture not ruled out — look closely"
 NOT_SEEN = "no fracture seen"
 
 # More than this share of coloured pixels means a photograph or drawing, not a radiograph. Measured on
@@ -58,13 +61,19 @@ def looks_like_xray(xray: XRay) -> bool:
 
 
 def confidence_band(probability: float, operating_points: dict, threshold: float) -> str:
-    """Plain words from the card's two operating points (high sensitivity below, high specificity above)."""
-    low = operating_points.get("high_sensitivity", {}).get("threshold", threshold)
-    high = operating_points.get("high_specificity", {}).get("threshold", threshold)
+    """Plain words from the decision threshold and the card's two other operating points.
+
+    The high-sensitivity point sits at or below the decision threshold and the high-specificity one at or
+    above it (clamped so, should a card disagree), so the band always agrees with the verdict.
+    """
+    low = min(operating_points.get("high_sensitivity", {}).get("threshold", threshold), threshold)
+    high = max(operating_points.get("high_specificity", {}).get("threshold", threshold), threshold)
     if probability >= high:
         return LIKELY
-    if probability >= low:
+    if probability >= threshold:
         return POSSIBLE
+    if probability >= low:
+        return NOT_RULED_OUT
     return NOT_SEEN
 
 

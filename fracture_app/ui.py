@@ -22,7 +22,7 @@ import pandas as pd
 import streamlit as st
 
 from fracture_app import config, import_tensorflow_quietly
-from fracture_app.diagnosis import LIKELY, NOT_SEEN, POSSIBLE, Diagnoser, Diagnosis
+from fracture_app.diagnosis import LIKELY, NOT_RULED_OUT, NOT_SEEN, POSSIBLE, Diagnoser, Diagnosis
 from fracture_app.errors import FractureAppError
 from fracture_app.gradcam import DEFAULT_OPACITY, overlay
 from fracture_app.imaging import read_image
@@ -41,12 +41,15 @@ EMPTY_HEATMAP = 0.01  # a Grad-CAM whose peak is below this has nothing to show
 READINGS_KEY = "_fracture_readings"
 MAX_READINGS_KEPT = 48  # per session; the oldest are dropped first
 BAND_STYLE = {LIKELY: ("error", ":material/emergency:"), POSSIBLE: ("warning", ":material/visibility:"),
-              NOT_SEEN: ("success", ":material/check_circle:")}
+              NOT_RULED_OUT: ("warning", ":material/visibility:"), NOT_SEEN: ("success", ":material/check_circle:")}
 BAND_ADVICE = {
     LIKELY: "The score is at or above the model's high-specificity operating point: few X-rays without a "
             "fracture score this high.",
-    POSSIBLE: "The score sits between the model's high-sensitivity and high-specificity operating points: look closely.",
-    NOT_SEEN: "The score is below the model's high-sensitivity operating point.",
+    POSSIBLE: "The score is at or above the decision threshold, hence “Fractured”, but below the "
+              "high-specificity operating point: many X-rays without a fracture score this high too.",
+    NOT_RULED_OUT: "The score is below the decision threshold, hence “Not fractured”, but at or above the "
+                   "high-sensitivity operating point: some fractured X-rays score this low too.",
+    NOT_SEEN: "The score is below the model's high-sensitivity operating point: few fractured X-rays score this low.",
 }
 
 

@@ -14,8 +14,8 @@ This tool helps clinicians in training practise reading musculoskeletal radiogra
 look at an X-ray:
 
 - the **fracture model** answers *fractured or not fractured*, with a calibrated probability and a plain-language
-  reading (*likely fracture*, *possible fracture — look closely*, *no fracture seen*) taken from the operating
-  points on its model card;
+  reading taken from the operating points on its model card: *likely fracture* or *possible fracture — look
+  closely* go with “Fractured”, *fracture not ruled out — look closely* or *no fracture seen* with “Not fractured”;
 - the **fracture-type model** guesses which of ten fracture types it is (avulsion, comminuted, fracture
   dislocation, greenstick, hairline, impacted, longitudinal, oblique, pathological, spiral). It was trained only on
   fractured images, so **its guess means something only when a fracture is present**.
@@ -33,8 +33,8 @@ Grad-CAM (Selvaraju et al., 2017) colours the regions whose features most **rais
 red and yellow most, blue not at all. Use the opacity slider to compare it with the original, and switch between
 the two models' maps.
 
-- It is **coarse**: it comes from one feature map of the network (a grid of 8×8 to 48×48 cells; the Model card
-  page names the layer), stretched over the image. It points at a neighbourhood, not at a fracture line.
+- It is **coarse**: it comes from one feature map of the network (a grid of cells 1/8 to 1/32 of the input's side:
+  48×48 to 5×5 cells for the shipped models; the Model card page names the layer), stretched over the image. It points at a neighbourhood, not at a fracture line.
 - The fracture model's map was trained to point at the fracture boxes drawn on its training images, and the
   Model card page says how often its hottest point fell inside a box on the test images: far from always.
 - It is **not a segmentation** and not proof. A hot spot on a plate, a screw, a cast, a text label or the image

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from fracture_app import config
-from fracture_app.diagnosis import LIKELY, NOT_SEEN, POSSIBLE, Diagnoser, confidence_band
+from fracture_app.diagnosis import LIKELY, NOT_RULED_OUT, NOT_SEEN, POSSIBLE, Diagnoser, confidence_band
 from fracture_app.imaging import read_image
 
 
@@ -13,12 +13,21 @@ def diagnoser(tiny_models_dir):
     return Diagnoser.from_dir(tiny_models_dir)
 
 
-def test_bands_follow_the_two_operating_points():
+def test_bands_follow_the_threshold_and_the_two_operating_points():
     points = {"high_sensitivity": {"threshold": 0.2}, "high_specificity": {"threshold": 0.7}}
     assert confidence_band(0.1, points, 0.4) == NOT_SEEN
-    assert confidence_band(0.2, points, 0.4) == POSSIBLE
+    assert confidence_band(0.2, points, 0.4) == NOT_RULED_OUT
+    assert confidence_band(0.39, points, 0.4) == NOT_RULED_OUT
+    assert confidence_band(0.4, points, 0.4) == POSSIBLE
     assert confidence_band(0.69, points, 0.4) == POSSIBLE
     assert confidence_band(0.7, points, 0.4) == LIKELY
+
+
+@pytest.mark.parametrize("probability", np.linspace(0, 1, 41))
+def test_the_band_never_contradicts_the_verdict_even_when_a_card_is_odd(probability):
+    odd_points = {"high_sensitivity": {"threshold": 0.6}, "high_specificity": {"threshold": 0.3}}
+    band = confidence_band(probability, odd_points, 0.45)
+    assert (band in (LIKELY, POSSIBLE)) == (probability >= 0.45)
 
 
 def test_a_real_upload_gets_a_full_diagnosis(diagnoser, fractured_xray_path):
