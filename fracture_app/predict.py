@@ -17,7 +17,8 @@ from pathlib import Path
 from fracture_app import config, import_tensorflow_quietly
 from fracture_app.errors import FractureAppError
 
-COLUMNS = ("path", "fractured", "fracture_probability", "fracture_type", "fracture_type_probability", "error")
+COLUMNS = ("path", "fractured", "fracture_probability", "reading", "fracture_type", "fracture_type_probability",
+           "warnings", "heatmaps", "error")
 BATCH_SIZE = 16
 DECODE_WORKERS = 2
 DECODE_AHEAD = 2 * BATCH_SIZE  # images read ahead of the models, so the CPU never waits for the disk
@@ -47,7 +48,7 @@ def read(path: Path):
         return None, f"cannot open file: {error.strerror or error}"
 
 
-def row_for(path: Path, diagnosis=None, error: str | None = None) -> dict:
+def row_for(path: Path, diagnosis=None, error: str | None = None, heatmaps: list[Path] = ()) -> dict:
     """Typed values (JSON keeps them); `csv_cell` turns them into text for CSV."""
     if diagnosis is None:
         empty = dict.fromkeys(COLUMNS[1:-1])
@@ -57,10 +58,25 @@ def row_for(path: Path, diagnosis=None, error: str | None = None) -> dict:
         "path": str(path),
         "fractured": diagnosis.fractured,
         "fracture_probability": _rounded(diagnosis.fracture_probability),
+        "reading": diagnosis.band,
         "fracture_type": best_type,
         "fracture_type_probability": _rounded(type_probability),
+        "warnings": "; ".join(warnings_for(diagnosis)),
+        "heatmaps": "; ".join(map(str, heatmaps)),
         "error": "",
     }
+
+
+def warnings_for(diagnosis) -> list[str]:
+    """What the app shows above a reading, in words a script can grep for."""
+    found = []
+    if not diagnosis.looks_like_xray:
+        found.append("not an X-ray: a colour image, the answer means nothing")
+    if diagnosis.xray.metadata.get("truncated"):
+        found.append(f"incomplete file: about {diagnosis.xray.metadata.get('missing_fraction', 0):.0%} missing")
+    if diagnosis.fractured is False and diagnosis.type_top:
+        found.append("no fracture seen: the type guess says little")
+    return found
 
 
 def _rounded(value):
@@ -89,7 +105,7 @@ def decoded_ahead(files: list[Path]):
 
 
 def diagnose_files(diagnoser, files: list[Path], gradcam_dir: Path | None, progress: bool):
-    """Yield (path, diagnosis or None, error) in input order, feeding the models in batches."""
+    """Yield (path, diagnosis or None, error, heat-map files written) in input order, in batches."""
     from fracture_app.gradcam import overlay
 
     bar = None
@@ -98,28 +114,42 @@ def diagnose_files(diagnoser, files: list[Path], gradcam_dir: Path | None, progr
 
         bar = tqdm(total=len(files), unit="img", file=sys.stderr, desc="diagnosing")
     stream = decoded_ahead(files)
+    names_taken: set[str] = set()
     while chunk := list(islice(stream, BATCH_SIZE)):
         readable = [(path, xray) for path, (xray, _) in chunk if xray is not None]
         diagnoses = dict(zip([p for p, _ in readable], diagnoser.diagnose_batch([x for _, x in readable])))
         for path, (_, error) in chunk:
-            diagnosis = diagnoses.get(path)
+            diagnosis, written = diagnoses.get(path), []
             if diagnosis is not None and gradcam_dir is not None:
-                _write_gradcam(diagnoser, diagnosis, gradcam_dir, path, overlay)
-            yield path, diagnosis, error
+                written = _write_gradcam(diagnoser, diagnosis, gradcam_dir, unique_stem(path, names_taken), overlay)
+            yield path, diagnosis, error, written
         if bar:
             bar.update(len(chunk))
     if bar:
         bar.close()
 
 
-def _write_gradcam(diagnoser, diagnosis, out_dir: Path, path: Path, overlay) -> None:
+def unique_stem(path: Path, taken: set[str]) -> str:
+    """The file's stem, numbered when an earlier input (a same-named file in another folder) took it."""
+    stem, number = path.stem, 1
+    while stem.casefold() in taken:
+        number += 1
+        stem = f"{path.stem}_{number}"
+    taken.add(stem.casefold())
+    return stem
+
+
+def _write_gradcam(diagnoser, diagnosis, out_dir: Path, stem: str, overlay) -> list[Path]:
     import cv2
 
     out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
     for task in diagnoser.models:
         heat = diagnoser.heatmap(diagnosis.xray, task, diagnosis)
         picture = overlay(diagnosis.xray.pixels, heat)
-        cv2.imwrite(str(out_dir / f"{path.stem}_{task}_gradcam.png"), cv2.cvtColor(picture, cv2.COLOR_RGB2BGR))
+        written.append(out_dir / f"{stem}_{task}_gradcam.png")
+        cv2.imwrite(str(written[-1]), cv2.cvtColor(picture, cv2.COLOR_RGB2BGR))
+    return written
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -150,7 +180,7 @@ def main(argv=None) -> int:
     for problem in diagnoser.problems:
         print(f"warning: {problem}", file=sys.stderr)
     progress = not args.no_progress and len(files) >= PROGRESS_MIN_FILES and sys.stderr.isatty()
-    rows = (row_for(path, diagnosis, error) for path, diagnosis, error in
+    rows = (row_for(path, diagnosis, error, heatmaps) for path, diagnosis, error, heatmaps in
             diagnose_files(diagnoser, files, args.gradcam, progress))
     failures = write_rows(rows, args.format, sys.stdout)
     return 1 if failures else 0

@@ -6,14 +6,18 @@ import json
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
+import numpy as np
 import pytest
 
 from fracture_app import predict
+from fracture_app.diagnosis import LIKELY, NOT_RULED_OUT, NOT_SEEN, POSSIBLE
 
 from conftest import FRACATLAS_FIXTURES
 
-HEADER = "path,fractured,fracture_probability,fracture_type,fracture_type_probability,error"
+HEADER = ("path,fractured,fracture_probability,reading,fracture_type,fracture_type_probability,warnings,heatmaps,"
+          "error")
 
 
 @pytest.fixture()
@@ -47,6 +51,8 @@ def test_csv_rows_for_good_and_broken_files(tiny_models_dir, mixed_folder, capsy
         assert row["error"] == "" and row["fractured"] in ("true", "false")
         assert 0 <= float(row["fracture_probability"]) <= 1
         assert row["fracture_type"] and 0 <= float(row["fracture_type_probability"]) <= 1
+        assert row["reading"] in (LIKELY, POSSIBLE, NOT_RULED_OUT, NOT_SEEN)
+        assert ("no fracture seen" in row["warnings"]) == (row["fractured"] == "false")
     assert "not an image" in rows["notes.png"]["error"]
     assert "empty" in rows["empty.jpg"]["error"]
     for name in ("notes.png", "empty.jpg", "half.jpg"):
@@ -71,6 +77,31 @@ def test_json_output_and_exit_zero_when_all_are_read(tiny_models_dir, tmp_path, 
     assert [row["path"] for row in rows] == [str(p) for p in good]
     assert all(isinstance(row["fractured"], bool) and row["error"] == "" for row in rows)
     assert len(list(out_dir.glob("*_gradcam.png"))) == 2 * len(good)
+    assert all(Path(name).is_file() for row in rows for name in row["heatmaps"].split("; "))
+
+
+def test_same_named_files_in_two_folders_get_two_sets_of_overlays(tiny_models_dir, tmp_path, capsys):
+    image = sorted((FRACATLAS_FIXTURES / "images" / "Fractured").glob("*.jpg"))[0]
+    for folder in ("a", "b"):
+        (tmp_path / "in" / folder).mkdir(parents=True)
+        shutil.copy(image, tmp_path / "in" / folder / "scan.jpg")
+    code, out, _ = run(["--format", "json", "--models", str(tiny_models_dir), "--gradcam", str(tmp_path / "cams"),
+                        str(tmp_path / "in")], capsys)
+    assert code == 0
+    written = [row["heatmaps"].split("; ") for row in json.loads(out)]
+    assert len(set(written[0]) | set(written[1])) == 4
+    assert sorted(p.name for p in (tmp_path / "cams").iterdir()) == [
+        "scan_2_binary_gradcam.png", "scan_2_type_gradcam.png", "scan_binary_gradcam.png", "scan_type_gradcam.png"]
+
+
+def test_a_colour_photograph_is_flagged_in_the_warnings_column(tiny_models_dir, tmp_path, capsys):
+    from PIL import Image
+
+    colours = np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    Image.fromarray(colours).save(tmp_path / "photo.png")
+    code, out, _ = run(["--format", "json", "--models", str(tiny_models_dir), str(tmp_path / "photo.png")], capsys)
+    assert code == 0
+    assert "not an X-ray" in json.loads(out)[0]["warnings"]
 
 
 def test_usage_errors_exit_2_without_a_traceback(tiny_models_dir, tmp_path):
