@@ -35,7 +35,8 @@ def tiny_models_dir(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("tiny_models")
     common = ["--img-size", str(TINY_SIZE), "--epochs", "1", "--batch-size", "8", "--out", str(out), "--quiet"]
     assert train(["--task", "binary", "--data", str(FRACATLAS_FIXTURES), *common]) == 0
-    assert train(["--task", "type", "--data", str(BONE_BREAK_FIXTURES), "--arch", "mobilenetv2", *common]) == 0
+    assert train(["--task", "type", "--data", str(BONE_BREAK_FIXTURES), "--arch", "mobilenetv2", "--weights", "none",
+                  *common]) == 0
     return out
 
 

@@ -9,7 +9,7 @@ import pytest
 from fracture_app import config
 from fracture_app.models import load_model, sha256_of
 from training import evaluate, export
-from training.card import artifact_paths
+from fracture_app.models import artifact_paths
 from training.train import main as train
 
 from conftest import FRACATLAS_FIXTURES, TINY_SIZE
@@ -102,6 +102,15 @@ def test_unknown_layout_is_a_usage_error(tmp_path, capsys):
     assert not (tmp_path / "out").exists()
 
 
+def test_weights_default_to_imagenet_only_where_imagenet_weights_exist(tmp_path):
+    from training.train import parse_args
+
+    common = ["--data", str(tmp_path)]
+    assert parse_args(["--task", "type", *common]).weights == "imagenet"  # the type default is a ResNet50
+    assert parse_args(["--task", "type", "--arch", "custom_cnn", *common]).weights == "none"
+    assert parse_args(["--task", "binary", *common]).weights == "none"
+
+
 def test_a_negative_map_loss_weight_is_a_usage_error(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
         train(["--task", "binary", "--data", str(tmp_path), "--map-loss-weight", "-1"])
@@ -155,6 +164,30 @@ def test_imagenet_weights_fall_back_with_a_clear_warning_when_offline():
 
     with pytest.warns(UserWarning, match="training from random initialisation"):
         assert architectures._download_or_none(offline, PreprocessSpec(size=64, channels=3)) is None
+
+
+def test_an_offline_imagenet_run_is_recorded_and_trained_as_from_scratch(tmp_path, monkeypatch):
+    """No frozen random backbone, and a card that does not claim ImageNet weights."""
+    from conftest import BONE_BREAK_FIXTURES
+    from training import architectures
+
+    real, mode = architectures.BACKBONES["mobilenetv2"]
+
+    def offline(weights=None, **kwargs):
+        if weights == "imagenet":
+            raise OSError("URL fetch failure: Name or service not known")
+        return real(weights=weights, **kwargs)
+
+    monkeypatch.setitem(architectures.BACKBONES, "mobilenetv2", (offline, mode))
+    out = tmp_path / "out"
+    with pytest.warns(UserWarning, match="could not be downloaded"):
+        assert train(["--task", "type", "--data", str(BONE_BREAK_FIXTURES), "--arch", "mobilenetv2",
+                      "--weights", "imagenet", "--img-size", str(TINY_SIZE), "--epochs", "1",
+                      "--batch-size", "8", "--out", str(out), "--quiet"]) == 0
+    written = card(out, config.TYPE_TASK)
+    assert written["weights_init"] == "none"
+    assert written["limitations"][0].startswith("Trained from random initialisation")
+    assert any("only on fractured images" in item for item in written["limitations"])
 
 
 def test_pretrained_run_trains_in_two_phases(tiny_models_dir, tmp_path):

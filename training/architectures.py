@@ -39,16 +39,31 @@ HEAD_DROPOUT = 0.3
 
 def build(name: str, spec: PreprocessSpec, num_outputs: int, weights: str = "none") -> keras.Model:
     """A classifier returning logits: 1 for the binary task, one per class otherwise."""
+    weights = available_weights(name, spec, weights)
     if name in ("custom_cnn", "custom_cnn_map"):
         model = custom_cnn(spec, num_outputs, fracture_map=name == "custom_cnn_map")
-        if weights == "imagenet":
-            warnings.warn("the custom CNN has no ImageNet weights; starting from random initialisation")
-        elif weights not in ("none", None):
+        if weights != "none":
             copy_matching_weights(model, Path(weights))
         return model
-    if name not in BACKBONES:
-        raise ValueError(f"unknown architecture {name!r}; choose one of {', '.join(ARCHITECTURES)}")
     return backbone_classifier(name, spec, num_outputs, weights)
+
+
+def available_weights(name: str, spec: PreprocessSpec, weights: str | None) -> str:
+    """`weights` as a run can really start: "imagenet" becomes "none", with a plain warning, where it cannot.
+
+    Training asks this before it builds, so an offline run neither freezes a random backbone as if it were
+    pretrained nor records ImageNet in its card.
+    """
+    if name not in ARCHITECTURES:
+        raise ValueError(f"unknown architecture {name!r}; choose one of {', '.join(ARCHITECTURES)}")
+    if weights in ("none", None):
+        return "none"
+    if weights != "imagenet":
+        return weights
+    if name not in BACKBONES:
+        warnings.warn("the custom CNN has no ImageNet weights; starting from random initialisation")
+        return "none"
+    return _download_or_none(BACKBONES[name][0], spec) or "none"
 
 
 def custom_cnn(spec: PreprocessSpec, num_outputs: int, fracture_map: bool = False) -> keras.Model:
@@ -110,11 +125,11 @@ def backbone_classifier(name: str, spec: PreprocessSpec, num_outputs: int, weigh
         raise ValueError(f"{name} expects 3 input channels (gray repeated); the spec has {spec.channels}")
     backbone = constructor(
         include_top=False,
-        weights=_download_or_none(constructor, spec) if weights == "imagenet" else None,
+        weights="imagenet" if weights == "imagenet" else None,
         input_shape=(spec.size, spec.size, 3),
     )
     backbone.name = name
-    if weights not in ("imagenet", "none", None):
+    if weights not in ("imagenet", "none"):
         load_backbone_weights(backbone, Path(weights))
     inputs = keras.Input((spec.size, spec.size, 3), name="xray")
     x = _normaliser(mode)(inputs)

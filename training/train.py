@@ -16,10 +16,11 @@ from pathlib import Path
 import numpy as np
 
 from fracture_app import config
+from fracture_app.models import artifact_paths
 from fracture_app.preprocess import PreprocessSpec
 from training import architectures, datasets, metrics
 from training.box_supervision import MAP_LOSS_WEIGHT
-from training.card import INTENDED_USE, LIMITATIONS, artifact_paths, hardware_description, write_atomically
+from training.card import INTENDED_USE, hardware_description, limitations, write_atomically
 
 log = logging.getLogger("training")
 
@@ -49,9 +50,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--learning-rate", type=float,
                         help=f"Adam's starting rate (default {LEARNING_RATE}; a pretrained backbone's second phase "
                              f"uses {FINE_TUNE_LEARNING_RATE})")
-    parser.add_argument("--weights", default="none",
+    parser.add_argument("--weights",
                         help="imagenet (downloads; falls back to random if offline), none, or a weights/.keras file; "
-                             "a custom CNN starts from the layers it shares with an earlier .keras model")
+                             "a custom CNN starts from the layers it shares with an earlier .keras model "
+                             "(default: imagenet for resnet50, densenet121 and mobilenetv2; none for the custom CNNs)")
     parser.add_argument("--out", type=Path, default=config.MODELS_DIR, help="output folder (default: models/)")
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--resplit", action="store_true",
@@ -66,6 +68,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     args.arch = args.arch or config.DEFAULT_ARCHITECTURE[args.task]
     args.img_size = args.img_size or config.DEFAULT_IMG_SIZE[args.task]
+    args.weights = args.weights or ("imagenet" if args.arch in architectures.BACKBONES else "none")
     if args.weights not in ("imagenet", "none") and not Path(args.weights).is_file():
         parser.error(f"--weights: no such file {args.weights}")
     if args.resume and not (args.resume / "best.weights.h5").is_file():
@@ -126,6 +129,7 @@ def train_model(args, dataset: datasets.Dataset) -> dict:
     paths = artifact_paths(args.out, args.task)
     scratch = args.resume or Path(tempfile.mkdtemp(prefix=".training-", dir=_ensure(args.out)))
     started -= earlier_seconds(scratch)  # a resumed run's card counts the interrupted run's time too
+    args.weights = architectures.available_weights(args.arch, spec, args.weights)
     with strategy.scope():
         model = architectures.build(args.arch, spec, _outputs(args.task, dataset), args.weights)
     masks = fracture_masks(args, dataset, loaded, model)
@@ -408,7 +412,8 @@ def build_card(args, dataset, spec, split_report, loaded, evaluation, history, b
         },
         **evaluation,
         "intended_use": INTENDED_USE,
-        "limitations": LIMITATIONS,
+        "limitations": limitations(args.task, str(args.weights), len(loaded.samples),
+                                   _starting_file_digest(args.weights).get("weights_init_sha256")),
     }
     return card
 
