@@ -107,7 +107,7 @@ def test_the_fracture_map_is_a_gradcam_candidate_and_starts_from_an_earlier_mode
 def test_the_training_command_makes_a_loadable_model_with_a_fracture_map(tiny_models_dir, tmp_path):
     """From the tiny binary model, as the shipped one starts from the custom CNN before it."""
     from fracture_app.models import load_model, sha256_of
-    from training.card import artifact_paths
+    from fracture_app.models import artifact_paths
     from training.train import main as train
 
     from conftest import TINY_SIZE
@@ -122,6 +122,8 @@ def test_the_training_command_makes_a_loadable_model_with_a_fracture_map(tiny_mo
     assert model.card.data["architecture"] == "custom_cnn_map"
     assert model.card.data["training"]["map_loss_weight"] == 1.5
     assert model.card.data["weights_init_sha256"] == sha256_of(donor)
+    assert model.card.data["limitations"][0].startswith(
+        f"Started from the layers it shares with an earlier model, {donor.name} (sha256 {sha256_of(donor)[:12]}")
     assert architectures.FRACTURE_MAP in model.card.data["gradcam"]["validation_hit_rates"]
     assert model.keras_model.output.shape == (None, 1)
     history = artifact_paths(out, "binary")["history"].read_text().splitlines()[0]

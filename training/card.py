@@ -15,30 +15,29 @@ INTENDED_USE = (
     "Education and research: helps clinicians in training practise reading musculoskeletal radiographs "
     "and see where a model looks. Not a medical device; not for diagnosis or treatment decisions."
 )
-LIMITATIONS = [
-    "Trained from random initialisation on a few thousand public images; far smaller than clinical data sets.",
+GENERAL_LIMITATIONS = [
     "Evaluated on a held-out split of the same public data sets: performance on other hospitals, devices, "
     "populations and body regions is unknown and likely lower.",
     "Grad-CAM shows which regions raised the score, at coarse resolution; it is not a segmentation and can "
     "highlight hardware, text or borders.",
-    "The fracture-type model was trained only on fractured images from journals and web pages (some with "
-    "arrows or text); its guess is meaningful only when a fracture is present.",
 ]
+TYPE_LIMITATION = (
+    "Trained only on fractured images from journals and web pages (some with arrows or text); its guess is "
+    "meaningful only when a fracture is present."
+)
 
 
-def artifact_paths(out_dir: Path, task: str) -> dict[str, Path]:
-    """Every file a training run writes, named after the model file so they travel together."""
-    model = Path(out_dir) / config.MODEL_FILES[task]
-    stem = model.with_suffix("")
-    return {
-        "model": model,
-        "card": card_path_for(model),
-        "manifest": Path(f"{stem}_split.csv"),
-        "history": Path(f"{stem}_history.csv"),
-        "curves": Path(f"{stem}_curves.png"),
-        "roc": Path(f"{stem}_roc.png"),
-        "confusion": Path(f"{stem}_confusion.png"),
-    }
+def limitations(task: str, weights_init: str, images: int, weights_sha256: str | None = None) -> list[str]:
+    """The card's limitations, true to how this model started and what it is for."""
+    if weights_init == "none":
+        start = "Trained from random initialisation"
+    elif weights_init == "imagenet":
+        start = "Started from ImageNet weights (photographs, not radiographs), then trained"
+    else:
+        digest = f" (sha256 {weights_sha256[:12]}…)" if weights_sha256 else ""
+        start = f"Started from the layers it shares with an earlier model, {Path(weights_init).name}{digest}, then trained"
+    items = [f"{start} on {images} public images; far smaller than clinical data sets.", *GENERAL_LIMITATIONS]
+    return items + [TYPE_LIMITATION] if task == config.TYPE_TASK else items
 
 
 def hardware_description() -> str:
