@@ -7,7 +7,9 @@ import pandas as pd
 import streamlit as st
 
 from fracture_app import config
+from fracture_app.models import artifact_paths
 from fracture_app.report import percent
+
 
 def _number(value, style: str = "ratio") -> str:
     if value is None or (isinstance(value, float) and np.isnan(value)):
@@ -54,8 +56,6 @@ def _plot(path: Path, caption: str) -> None:
 
 def render_card(card, directory: Path, task: str) -> None:
     """The model card (the JSON beside the model) and the plots training wrote beside it."""
-    from training.card import artifact_paths
-
     data = card.data
     pre, training, source = data.get("preprocessing", {}), data.get("training", {}), data.get("data", {})
     st.subheader(f"{data.get('name', task)} · version {card.version}")

@@ -22,6 +22,21 @@ def card_path_for(model_path: Path) -> Path:
     return Path(model_path).with_suffix(".json")
 
 
+def artifact_paths(out_dir: Path, task: str) -> dict[str, Path]:
+    """Every file a training run writes, named after the model file so they travel together."""
+    model = Path(out_dir) / config.MODEL_FILES[task]
+    stem = model.with_suffix("")
+    return {
+        "model": model,
+        "card": card_path_for(model),
+        "manifest": Path(f"{stem}_split.csv"),
+        "history": Path(f"{stem}_history.csv"),
+        "curves": Path(f"{stem}_curves.png"),
+        "roc": Path(f"{stem}_roc.png"),
+        "confusion": Path(f"{stem}_confusion.png"),
+    }
+
+
 def sha256_of(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:

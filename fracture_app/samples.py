@@ -132,7 +132,7 @@ def _from_datasets(folder: Path, depth: int) -> tuple[list[SampleImage], list[st
 
 
 def _from_dataset(folder: Path) -> tuple[list[SampleImage], list[str]] | None:
-    from training.datasets import DatasetError, discover
+    from fracture_app.data_layout import DatasetError, discover
 
     for task in config.TASKS:
         try:
@@ -173,12 +173,18 @@ def filter_samples(samples: list[SampleImage], choice: str) -> list[SampleImage]
 
 def pick(samples: list[SampleImage], rng: random.Random | None = None,
          avoid: Path | str | None = None) -> SampleImage | None:
-    """A random sample, a different one from `avoid` when there is a choice."""
+    """A random sample, a different one from `avoid` when there is a choice.
+
+    Fractured and not-fractured X-rays come up equally often when both are there, whatever their numbers,
+    so a trainee who always answers the same way scores about half, not the pool's share of fractures.
+    """
     if not samples:
         return None
     rng = rng or random.Random()
     candidates = [s for s in samples if str(s.path) != str(avoid)] or samples
-    return rng.choice(candidates)
+    by_truth = [group for group in ([s for s in candidates if s.fractured], [s for s in candidates if not s.fractured])
+                if group]
+    return rng.choice(rng.choice(by_truth))
 
 
 @dataclass(frozen=True)

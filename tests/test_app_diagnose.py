@@ -108,6 +108,9 @@ def test_uploaded_xray_gets_the_same_verdict_as_the_core(fractured_xray_path, ti
     assert any(caption.startswith("Original") for caption in captions)
     assert any(caption.startswith("Grad-CAM") for caption in captions)
     assert at.download_button(key="diagnose_report").label.startswith("Download the report")
+    kept = list(at.session_state[ui.READINGS_KEY].values())
+    assert len(kept) == 1 and kept[0].xray.pixels.dtype == np.float16, "readings are kept small in the session"
+    assert all(heat.dtype == np.float16 for heat in kept[0].heatmaps.values())
     assert "The type model's guess" in " ".join(m.value for m in at.markdown)
 
 

@@ -24,6 +24,23 @@ def test_a_folder_of_data_sets_is_read_in_each_ones_layout():
     assert not found.problems
 
 
+def test_the_app_reads_data_sets_and_cards_without_the_training_package():
+    """The app may be deployed without training/: nothing it runs may import from it."""
+    import subprocess
+    import sys
+
+    script = (
+        "import sys; sys.modules['training'] = None\n"  # any `import training…` now fails
+        "from fracture_app import card_view, ui\n"
+        "from fracture_app.samples import list_samples\n"
+        f"found = list_samples({str(FIXTURES)!r})\n"
+        "assert len(found.samples) > 12 and not found.problems, found.problems\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            cwd=Path(__file__).resolve().parent.parent)
+    assert result.returncode == 0, result.stderr[-2000:]
+
+
 def test_labels_csv_wins_and_bad_rows_are_reported(tmp_path):
     image = next((FIXTURES / "fracatlas" / "images" / "Fractured").glob("*.jpg"))
     (tmp_path / "a.jpg").write_bytes(image.read_bytes())
@@ -72,6 +89,16 @@ def test_filters_and_random_picks():
     assert all(pick(samples, rng, avoid=first.path) != first for _ in range(20))
     assert pick([], rng) is None
     assert pick([first], rng, avoid=first.path) == first
+
+
+def test_fractured_and_not_fractured_come_up_equally_often():
+    """The shipped pool is mostly fractured; always answering "Fractured" must not score that share."""
+    pool = [SampleImage(Path(f"f{index}.jpg"), "Fractured", "fracatlas") for index in range(9)]
+    pool.append(SampleImage(Path("n.jpg"), NOT_FRACTURED, "fracatlas"))
+    rng = random.Random(3)
+    picks = [pick(pool, rng) for _ in range(4000)]
+    assert 0.45 < sum(not sample.fractured for sample in picks) / len(picks) < 0.55
+    assert len({sample.path for sample in picks}) == len(pool)
 
 
 def test_grading_a_reading():

@@ -6,7 +6,7 @@ import shutil
 from fracture_app import config
 from fracture_app.models import load_model
 from training import compare
-from training.card import artifact_paths
+from fracture_app.models import artifact_paths
 
 from conftest import TINY_SIZE
 

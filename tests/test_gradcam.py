@@ -9,7 +9,7 @@ from fracture_app.imaging import read_image
 from fracture_app.models import load_model
 from fracture_app.preprocess import PreprocessSpec, prepare
 from training import architectures
-from training.card import artifact_paths
+from fracture_app.models import artifact_paths
 
 from conftest import FRACATLAS_FIXTURES
 

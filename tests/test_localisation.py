@@ -4,7 +4,7 @@ import numpy as np
 
 from fracture_app import config
 from fracture_app.models import load_model
-from training.card import artifact_paths
+from fracture_app.models import artifact_paths
 from training.localisation import candidate_layers, fracture_boxes, peak_in_a_box
 
 from conftest import FRACATLAS_FIXTURES

@@ -9,7 +9,7 @@ import pytest
 from fracture_app import config
 from fracture_app.errors import ModelLoadError
 from fracture_app.models import calibrate, load_model, read_card
-from training.card import artifact_paths
+from fracture_app.models import artifact_paths
 
 
 @pytest.fixture()

@@ -222,7 +222,7 @@ def test_a_diagnosis_writes_no_file(diagnoser):
 def test_not_an_xray_flag_rates_on_the_test_splits(full_data_dir):
     """Measured, then printed: how often real test-split X-rays are flagged, and how often colour pictures are."""
     from fracture_app import config
-    from training.card import artifact_paths
+    from fracture_app.models import artifact_paths
     from training.datasets import read_manifest
 
     xray_paths = []

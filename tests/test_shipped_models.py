@@ -10,7 +10,7 @@ from fracture_app.diagnosis import Diagnoser
 from fracture_app.imaging import read_image
 from fracture_app.models import load_model, model_path_for
 from training import evaluate
-from training.card import artifact_paths
+from fracture_app.models import artifact_paths
 from training.datasets import read_manifest
 
 SOURCE_FOLDER = {config.BINARY_TASK: "fracatlas", config.TYPE_TASK: "bone_break"}

@@ -1,136 +1,34 @@
-"""Find a data set's layout, list (file, label), group duplicates, split without leaks, write the manifest.
+"""Group duplicates, split without leaks, write and read the split manifest.
 
-Layouts recognised without being told:
-  FracAtlas   images/Fractured, images/Non_fractured (+ dataset.csv)              → binary
-  Bone Break  <class>/Train, <class>/Test                                        → classes, given split
-  folders     [train|val|valid|validation|test/]<class>/                         → classes, given split
+The layouts themselves are recognised in fracture_app.data_layout, which the app's sample demo uses too; its
+names are re-exported here so training code has one module for its data.
 """
 
 import csv
 import random
 import re
 from collections import Counter, defaultdict
-from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from fracture_app import config
+from fracture_app.data_layout import (  # noqa: F401 (re-exported)
+    SPLIT_NAMES,
+    SPLITS,
+    Dataset,
+    DatasetError,
+    Sample,
+    discover,
+    normalise,
+)
 
-SPLIT_NAMES = {"train": "train", "val": "val", "valid": "val", "validation": "val", "test": "test"}
-SPLITS = ("train", "val", "test")
 DEFAULT_FRACTIONS = {"train": 0.70, "val": 0.15, "test": 0.15}
-NEGATIVE_WORDS = re.compile(r"\b(normal|not|non|no|negative|healthy)\b")
 # Roboflow exports name augmented copies "<source>_jpg.rf.<hash>.jpg": same source → same group.
 AUGMENTED_COPY = re.compile(r"^(?P<stem>.+?)_(jpe?g|png|bmp)[._]?rf[._]?[0-9a-f]*$", re.IGNORECASE)
 # Perceptual hashes this close (bits of 64) are the same picture re-encoded, resized or lightly edited.
 NEAR_DUPLICATE_BITS = 6
 SMALL_CLASS_GROUPS = 20
-
-
-class DatasetError(ValueError):
-    """The data folder is empty or laid out in a way we do not recognise."""
-
-
-@dataclass
-class Sample:
-    path: Path
-    label: int
-    given_split: str | None = None
-    split: str | None = None
-    group: int = -1
-
-
-@dataclass
-class Dataset:
-    root: Path
-    layout: str
-    classes: tuple[str, ...]
-    samples: list[Sample]
-    source: str  # key into config.DATA_ATTRIBUTION, or "custom"
-
-
-def normalise(name: str) -> str:
-    return re.sub(r"[\s_\-]+", " ", name.strip().lower())
-
-
-def _images_in(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in config.IMAGE_SUFFIXES)
-
-
-def _subdirs(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
-
-
-def discover(root: Path, task: str) -> Dataset:
-    """Recognise the layout under `root` and list every image with its label."""
-    root = Path(root)
-    if not root.is_dir():
-        raise DatasetError(f"data folder not found: {root}")
-    by_name = {normalise(d.name): d for d in _subdirs(root)}
-    if "images" in by_name:
-        inner = {normalise(d.name): d for d in _subdirs(by_name["images"])}
-        if "fractured" in inner and ("non fractured" in inner or "not fractured" in inner):
-            folders = {"fractured": inner["fractured"], "not fractured": inner.get("non fractured") or inner["not fractured"]}
-            return _from_class_folders(root, "fracatlas", {k: [(v, None)] for k, v in folders.items()}, task, "fracatlas")
-    split_dirs = {SPLIT_NAMES[n]: d for n, d in by_name.items() if n in SPLIT_NAMES}
-    if split_dirs:
-        class_dirs = defaultdict(list)
-        for split, folder in split_dirs.items():
-            for class_dir in _subdirs(folder):
-                class_dirs[normalise(class_dir.name)].append((class_dir, split))
-        return _from_class_folders(root, "split folders", class_dirs, task, "custom")
-    class_dirs = {}
-    for name, folder in by_name.items():
-        inner = {normalise(d.name): d for d in _subdirs(folder) if normalise(d.name) in SPLIT_NAMES}
-        class_dirs[name] = [(d, SPLIT_NAMES[n]) for n, d in inner.items()] or [(folder, None)]
-    layout = "class folders with Train/Test" if any(s for v in class_dirs.values() for _, s in v) else "class folders"
-    source = "bone_break" if _matches_fracture_types(class_dirs) else "custom"
-    return _from_class_folders(root, layout, class_dirs, task, source)
-
-
-def _matches_fracture_types(class_dirs: dict) -> bool:
-    return set(class_dirs) == {normalise(name) for name in config.FRACTURE_TYPES}
-
-
-def _from_class_folders(root, layout, class_dirs: dict, task: str, source: str) -> Dataset:
-    class_dirs = {name: entries for name, entries in class_dirs.items() if any(_images_in(d) for d, _ in entries)}
-    if len(class_dirs) < 2:
-        raise DatasetError(
-            f"no usable layout in {root}: expected at least two class folders with images, e.g. "
-            "`fractured/` and `not fractured/` (optionally inside train/val/test), `<class>/Train` and "
-            "`<class>/Test` (Bone Break), or FracAtlas's `images/Fractured` and `images/Non_fractured`; "
-            f"found {sorted(class_dirs) or 'nothing'}"
-        )
-    names = _class_order(list(class_dirs), task)
-    samples = [
-        Sample(path, names.index(name), split)
-        for name, entries in class_dirs.items()
-        for folder, split in entries
-        for path in _images_in(folder)
-    ]
-    display = tuple(_display_name(name, task) for name in names)
-    return Dataset(Path(root), layout, display, samples, source)
-
-
-def _class_order(names: list[str], task: str) -> list[str]:
-    if task == config.BINARY_TASK:
-        negatives = [name for name in names if NEGATIVE_WORDS.search(name)]
-        if len(names) != 2 or len(negatives) != 1:
-            raise DatasetError(
-                f"the binary task needs exactly two class folders, one named normal/not/non (the negative); "
-                f"found {sorted(names)}"
-            )
-        return [negatives[0], next(name for name in names if name != negatives[0])]
-    return sorted(names)
-
-
-def _display_name(name: str, task: str) -> str:
-    if task == config.BINARY_TASK:
-        return config.BINARY_CLASSES[0] if NEGATIVE_WORDS.search(name) else config.BINARY_CLASSES[1]
-    known = {normalise(display): display for display in config.FRACTURE_TYPES}
-    return known.get(name, name.capitalize())
 
 
 # ---- grouping -------------------------------------------------------------------------------------------

@@ -18,9 +18,10 @@ import numpy as np
 from fracture_app import config
 from fracture_app.errors import FractureAppError
 from fracture_app.imaging import read_image
+from fracture_app.models import artifact_paths
 from fracture_app.preprocess import prepare_batch
 from training import datasets, metrics
-from training.card import artifact_paths, update_card, without_nan
+from training.card import update_card, without_nan
 from training.localisation import choose_and_score, pointing_game
 
 BATCH_SIZE = 32

@@ -16,7 +16,7 @@ from pathlib import Path
 from PIL import Image, ImageOps
 
 from fracture_app import config
-from training.card import artifact_paths
+from fracture_app.models import artifact_paths
 from training.datasets import read_manifest
 
 PER_BINARY_CLASS = 8
