@@ -39,7 +39,9 @@ DISPLAY_MAX_SIDE = REPORT_MAX_SIDE  # readings kept in the session are shrunk to
 THUMBNAIL_SIDE = 96
 EMPTY_HEATMAP = 0.01  # a Grad-CAM whose peak is below this has nothing to show
 READINGS_KEY = "_fracture_readings"
-MAX_READINGS_KEPT = 48  # per session; the oldest are dropped first
+MAX_READINGS_KEPT = 32  # per session; the oldest are dropped first
+# Kept readings hold their picture and heat maps as float16: at most 32 × 3 × 1024² × 2 B ≈ 200 MB a session.
+STORED_DTYPE = np.float16
 BAND_STYLE = {LIKELY: ("error", ":material/emergency:"), POSSIBLE: ("warning", ":material/visibility:"),
               NOT_RULED_OUT: ("warning", ":material/visibility:"), NOT_SEEN: ("success", ":material/check_circle:")}
 BAND_ADVICE = {
@@ -223,11 +225,20 @@ def cached_reading(models: LoadedModels, data: bytes, name: str) -> Diagnosis | 
     key = _reading_key(models, data, name)
     readings = _readings()
     if key not in readings:
-        readings[key] = read_and_diagnose(models.diagnoser, data, name)
+        readings[key] = with_arrays_as(read_and_diagnose(models.diagnoser, data, name), STORED_DTYPE)
         while len(readings) > MAX_READINGS_KEPT:
             readings.popitem(last=False)
     readings.move_to_end(key)
-    return readings[key]
+    return with_arrays_as(readings[key], np.float32)
+
+
+def with_arrays_as(reading: Diagnosis | str, dtype) -> Diagnosis | str:
+    """The reading with its picture and heat maps in `dtype`; an error message passes through."""
+    if isinstance(reading, str):
+        return reading
+    xray = dataclasses.replace(reading.xray, pixels=reading.xray.pixels.astype(dtype, copy=False))
+    heatmaps = {task: heat.astype(dtype, copy=False) for task, heat in reading.heatmaps.items()}
+    return dataclasses.replace(reading, xray=xray, heatmaps=heatmaps)
 
 
 def read_uploads(models: LoadedModels, uploads) -> list[tuple[str, Diagnosis | str]]:
