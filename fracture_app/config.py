@@ -8,7 +8,17 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 # FRACTURE_MODELS_DIR lets tests and deployments point the app at other model files.
-MODELS_DIR = Path(os.environ.get("FRACTURE_MODELS_DIR", REPO_ROOT / "models"))
+MODELS_DIR_ENV = "FRACTURE_MODELS_DIR"
+SHIPPED_MODELS_DIR = REPO_ROOT / "models"
+
+
+def models_dir() -> Path:
+    """FRACTURE_MODELS_DIR as it is now (tests set it after import), else the shipped models/."""
+    value = os.environ.get(MODELS_DIR_ENV, "").strip()
+    return Path(value).expanduser() if value else SHIPPED_MODELS_DIR
+
+
+MODELS_DIR = models_dir()  # the default for the command lines, read once at start
 SAMPLE_IMAGES_DIR = REPO_ROOT / "sample_images"
 
 # Environment variable naming the folder that holds the full data sets (FracAtlas, Bone Break).

@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import dataclasses
 import hashlib
-import os
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -31,7 +30,6 @@ from fracture_app.report import (REPORT_MAX_SIDE, TYPE_GUESS_CAVEAT, dicom_summa
                                  report_png, shrink)
 from fracture_app.samples import SampleSet, list_samples, samples_dir
 
-MODELS_DIR_ENV = "FRACTURE_MODELS_DIR"
 TASK_TITLES = {config.BINARY_TASK: "Fracture model", config.TYPE_TASK: "Fracture-type model"}
 TASK_HELP = {config.BINARY_TASK: "fractured or not", config.TYPE_TASK: "which of ten fracture types"}
 UPLOAD_TYPES_TEXT = "JPEG, PNG, BMP, TIFF, GIF or DICOM (.dcm, .dicom or no extension)"
@@ -75,12 +73,6 @@ class LoadedModels:
         return self.diagnoser.model_versions if self.diagnoser else {}
 
 
-def models_dir() -> Path:
-    """FRACTURE_MODELS_DIR as it is now (tests set it after import), else `config.MODELS_DIR`."""
-    value = os.environ.get(MODELS_DIR_ENV, "").strip()
-    return Path(value).expanduser() if value else config.MODELS_DIR
-
-
 def _fingerprint(directory: Path) -> str:
     parts = []
     for task in config.TASKS:
@@ -109,7 +101,7 @@ def _load_models(directory: str, fingerprint: str) -> LoadedModels:
 
 
 def load_models() -> LoadedModels:
-    directory = models_dir().resolve()
+    directory = config.models_dir().resolve()
     return _load_models(str(directory), _fingerprint(directory))
 
 
@@ -118,7 +110,7 @@ def require_models(models: LoadedModels) -> Diagnoser:
     if models.diagnoser is None:
         st.error(f"**The models are not available**, so this page cannot work: {models.error}", icon=":material/error:")
         st.markdown(
-            f"Models are read from `{models.directory}` (set the environment variable `{MODELS_DIR_ENV}` to use "
+            f"Models are read from `{models.directory}` (set the environment variable `{config.MODELS_DIR_ENV}` to use "
             "another folder). Train them with `python -m training.train --task binary --data …` and "
             "`python -m training.train --task type --data …`. The **About** page works without them.")
         st.stop()
