@@ -75,7 +75,7 @@ def main(argv=None) -> int:
     run_width = max(len(row["run"]) for row in rows) + 2
     for row in rows:
         value = "—" if row[score] is None else f"{row[score]:.3f}"
-        print(f"{row['run']:<{run_width}}{row['architecture']:<13}{str(row['weights_init'])[:40]:<42}{score} {value}")
+        print(f"{row['run']:<{run_width}}{row['architecture']:<16}{str(row['weights_init'])[:40]:<42}{score} {value}")
     return 0
 
 
