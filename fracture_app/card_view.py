@@ -54,6 +54,28 @@ def _plot(path: Path, caption: str) -> None:
         st.caption(f"{caption}: plot not found ({path.name}).")
 
 
+def render_targets(targets: list[dict] | None) -> None:
+    """The project's targets beside what this model measured: a missed target is said plainly."""
+    if not targets:
+        return
+    missed = sum(target["met"] is False for target in targets)
+    st.markdown("#### Against the project's targets (test split)")
+    if missed:
+        st.warning(f"This model misses {missed} of its {len(targets)} targets.", icon=":material/flag:")
+    frame = pd.DataFrame({
+        "Target": [target["target"] for target in targets],
+        "Measured": [_measured(target["measured"]) for target in targets],
+        "Met": [{True: "yes", False: "no", None: "not measured"}[target["met"]] for target in targets],
+    })
+    st.dataframe(frame, hide_index=True)
+
+
+def _measured(value) -> str:
+    if value is None:
+        return "n/a"
+    return _number(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else str(value)
+
+
 def render_card(card, directory: Path, task: str) -> None:
     """The model card (the JSON beside the model) and the plots training wrote beside it."""
     data = card.data
@@ -85,6 +107,8 @@ def render_card(card, directory: Path, task: str) -> None:
             with st.expander("Per-class precision, recall and F1 (test split)"):
                 frame = pd.DataFrame(test["per_class"]).T.rename_axis("Fracture type").reset_index()
                 st.dataframe(frame, hide_index=True)
+
+    render_targets(data.get("targets"))
 
     paths = artifact_paths(directory, task)
     plots = st.columns(2)

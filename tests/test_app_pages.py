@@ -111,7 +111,40 @@ def test_model_card_page_shows_metrics_plots_and_provenance(tiny_models_dir):
     text = " ".join(m.value for m in (*at.markdown, *at.caption, *at.info))
     assert "FracAtlas" in text and "Bone Break" in text
     assert "Intended use" in text and "Limitations" in text and "CPU only" in text
-    assert any("High sensitivity" in v for v in at.dataframe[0].value["Operating point"])
+    tables = [frame.value for frame in at.dataframe]
+    points = next(table for table in tables if "Operating point" in table.columns)
+    assert any("High sensitivity" in v for v in points["Operating point"])
+    assert sum("Target" in table.columns for table in tables) == 2, "each card's targets are shown"
+
+
+def test_the_card_reports_each_target_from_its_own_figures():
+    from training.card import target_report
+
+    binary = {"task": "binary", "architecture": "custom_cnn_map",
+              "metrics": {"test": {"auroc": 0.95, "sensitivity": 0.86, "specificity": 0.70,
+                                   "pointing_game": {"hits": 3, "images": 10, "hit_rate": 0.3}}}}
+    report = {row["target"]: (row["measured"], row["met"]) for row in target_report(binary)}
+    assert report["AUROC ≥ 0.90"] == (0.95, True)
+    assert report["specificity at the decision threshold ≥ 0.80"] == (0.70, False)
+    assert report["expected calibration error ≤ 0.05"] == (None, None)
+    assert report["Grad-CAM pointing game ≥ 0.60"] == (0.3, False)
+    fracture_type = {"task": "type", "architecture": "custom_cnn", "metrics": {"test": {"top1": 0.6, "top3": 0.7}}}
+    assert [row["met"] for row in target_report(fracture_type)] == [True, False, False]
+
+
+def test_the_model_card_page_says_how_many_targets_are_missed():
+    def page():
+        from fracture_app.card_view import render_targets
+
+        render_targets([{"target": "AUROC ≥ 0.90", "measured": 0.856, "met": False},
+                        {"target": "expected calibration error ≤ 0.05", "measured": 0.019, "met": True},
+                        {"target": "architecture resnet50", "measured": "custom_cnn", "met": False}])
+
+    at = AppTest.from_function(page).run()
+    assert_clean(at)
+    assert "misses 2 of its 3 targets" in at.warning[0].value
+    table = at.dataframe[0].value
+    assert list(table["Measured"]) == ["0.856", "0.019", "custom_cnn"] and list(table["Met"]) == ["no", "yes", "no"]
 
 
 def test_about_page_explains_the_tool_and_the_heat_map():

@@ -35,6 +35,8 @@ def test_training_writes_a_loadable_model_with_a_complete_card(tiny_models_dir, 
     assert written["classes"] == list(config.CLASSES[task])
     for key in ("architecture", "weights_init", "data", "training", "calibration", "metrics", "intended_use"):
         assert key in written
+    assert [row["target"].split(" ")[0] for row in written["targets"]][:2] in (["AUROC", "sensitivity"],
+                                                                            ["top-1", "top-3"])
     assert written["data"]["attribution"] == config.DATA_ATTRIBUTION[written["data"]["source"]]
     assert sum(written["data"]["split_sizes"].values()) == written["data"]["images"]
     assert {"seconds", "hardware", "epochs_run", "best_epoch"} <= set(written["training"])

@@ -27,6 +27,35 @@ TYPE_LIMITATION = (
 )
 
 
+# The targets the project set for the shipped models (issue 3), on each model's own test split. Each card
+# reports its measured figure against them, so a missed target is said in the card itself.
+TARGETS = {
+    config.BINARY_TASK: (("AUROC", "auroc", ">=", 0.90),
+                         ("sensitivity at the decision threshold", "sensitivity", ">=", 0.85),
+                         ("specificity at the decision threshold", "specificity", ">=", 0.80),
+                         ("expected calibration error", "ece", "<=", 0.05),
+                         ("Grad-CAM pointing game", "pointing_game", ">=", 0.60)),
+    config.TYPE_TASK: (("top-1 accuracy", "top1", ">=", 0.50), ("top-3 accuracy", "top3", ">=", 0.80)),
+}
+TARGET_ARCHITECTURE = {config.TYPE_TASK: "resnet50"}  # as the user asked
+
+
+def target_report(card: dict) -> list[dict]:
+    """Each target with the card's measured figure and whether it is met (None when not measured)."""
+    task, test = card.get("task"), card.get("metrics", {}).get("test", {})
+    report = []
+    for name, key, sign, goal in TARGETS.get(task, ()):
+        value = test.get(key)
+        value = value.get("hit_rate") if isinstance(value, dict) else value
+        met = None if value is None else (value >= goal if sign == ">=" else value <= goal)
+        report.append({"target": f"{name} {'≥' if sign == '>=' else '≤'} {goal:.2f}", "measured": value, "met": met})
+    if task in TARGET_ARCHITECTURE:
+        wanted = TARGET_ARCHITECTURE[task]
+        report.append({"target": f"architecture {wanted}", "measured": card.get("architecture"),
+                       "met": card.get("architecture") == wanted})
+    return report
+
+
 def limitations(task: str, weights_init: str, images: int, weights_sha256: str | None = None) -> list[str]:
     """The card's limitations, true to how this model started and what it is for."""
     if weights_init == "none":
@@ -71,6 +100,7 @@ def update_card(model_path: Path, fields: dict, test_metrics: dict | None = None
     card = json.loads(path.read_text(encoding="utf-8"))
     card.update(fields)
     card.setdefault("metrics", {}).setdefault("test", {}).update(test_metrics or {})
+    card["targets"] = target_report(card)
     staged = path.with_name(f".{path.name}.writing")
     staged.write_text(card_text(card), encoding="utf-8")
     os.replace(staged, path)

@@ -20,7 +20,7 @@ from fracture_app.models import artifact_paths
 from fracture_app.preprocess import PreprocessSpec
 from training import architectures, datasets, metrics
 from training.box_supervision import MAP_LOSS_WEIGHT
-from training.card import INTENDED_USE, hardware_description, limitations, write_atomically
+from training.card import INTENDED_USE, hardware_description, limitations, target_report, write_atomically
 
 log = logging.getLogger("training")
 
@@ -415,6 +415,7 @@ def build_card(args, dataset, spec, split_report, loaded, evaluation, history, b
         "limitations": limitations(args.task, str(args.weights), len(loaded.samples),
                                    _starting_file_digest(args.weights).get("weights_init_sha256")),
     }
+    card["targets"] = target_report(card)
     return card
 
 
