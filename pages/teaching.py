@@ -37,7 +37,8 @@ def score_panel() -> None:
 def main() -> None:
     ui.page_frame()
     st.title("Teaching mode")
-    st.caption("Read the X-ray, commit your answer, then compare it with the ground truth and with the model.")
+    st.caption("Read the X-ray, commit your answer, then compare it with the ground truth and with the model. "
+               "Fractured and not-fractured cases come up equally often.")
     models = ui.load_models()
     ui.require_models(models)
     sample_set = ui.samples_or_explain()
