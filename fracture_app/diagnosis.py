@@ -55,6 +55,12 @@ class Diagnosis:
     def looks_like_xray(self) -> bool:
         return looks_like_xray(self.xray)
 
+    @property
+    def missing_fraction(self) -> float | None:
+        """Share of the picture an incomplete (truncated) file lacks; None when the file is whole."""
+        metadata = self.xray.metadata
+        return metadata.get("missing_fraction", 0.0) if metadata.get("truncated") else None
+
 
 def looks_like_xray(xray: XRay) -> bool:
     return xray.colour_fraction <= XRAY_COLOUR_FRACTION_LIMIT

@@ -72,8 +72,8 @@ def warnings_for(diagnosis) -> list[str]:
     found = []
     if not diagnosis.looks_like_xray:
         found.append("not an X-ray: a colour image, the answer means nothing")
-    if diagnosis.xray.metadata.get("truncated"):
-        found.append(f"incomplete file: about {diagnosis.xray.metadata.get('missing_fraction', 0):.0%} missing")
+    if diagnosis.missing_fraction is not None:
+        found.append(f"incomplete file: about {diagnosis.missing_fraction:.0%} missing")
     if diagnosis.fractured is False and diagnosis.type_top:
         found.append("no fracture seen: the type guess says little")
     return found

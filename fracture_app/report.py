@@ -89,9 +89,8 @@ def findings(diagnosis: Diagnosis, task: str | None = None, opacity: float = DEF
         rows.append(("Verdict", "no fracture model loaded"))
     if not diagnosis.looks_like_xray:
         rows.append(("Warning", "this image does not look like an X-ray (it is in colour); the answer is meaningless"))
-    if diagnosis.xray.metadata.get("truncated"):
-        missing = diagnosis.xray.metadata.get("missing_fraction", 0)
-        rows.append(("Warning", f"the file is incomplete: {missing:.0%} of the picture is missing"))
+    if diagnosis.missing_fraction is not None:
+        rows.append(("Warning", f"the file is incomplete: {diagnosis.missing_fraction:.0%} of the picture is missing"))
     if diagnosis.type_top:
         guesses = ", ".join(f"{name} {percent(p)}" for name, p in diagnosis.type_top)
         rows.append(("Type model's guess", f"{guesses} ({TYPE_GUESS_CAVEAT})"))

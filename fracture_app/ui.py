@@ -312,10 +312,9 @@ def render_warnings(diagnosis: Diagnosis) -> None:
     if not diagnosis.looks_like_xray:
         st.warning("This image **does not look like an X-ray** (it is in colour). The models were trained on "
                    "radiographs only, so their answer here means nothing.", icon=":material/warning:")
-    if diagnosis.xray.metadata.get("truncated"):
-        missing = diagnosis.xray.metadata.get("missing_fraction", 0)
-        st.warning(f"This file is incomplete: about {missing:.0%} of the picture is missing (shown grey). "
-                   "Read with care.", icon=":material/broken_image:")
+    if diagnosis.missing_fraction is not None:
+        st.warning(f"This file is incomplete: about {diagnosis.missing_fraction:.0%} of the picture is missing "
+                   "(shown grey). Read with care.", icon=":material/broken_image:")
 
 
 def render_verdict(diagnosis: Diagnosis, ground_truth: str | None = None) -> None:

@@ -114,3 +114,11 @@ def test_usage_errors_exit_2_without_a_traceback(tiny_models_dir, tmp_path):
                    cli("--models", str(tmp_path / "nothing"), str(FRACATLAS_FIXTURES))):
         assert result.returncode == 2
         assert "Traceback" not in result.stderr and result.stderr.strip()
+
+
+def test_an_incomplete_jpeg_is_flagged_in_the_warnings_column(tiny_models_dir, tmp_path, capsys):
+    whole = sorted((FRACATLAS_FIXTURES / "images" / "Fractured").glob("*.jpg"))[0].read_bytes()
+    (tmp_path / "cut.jpg").write_bytes(whole[: len(whole) * 2 // 3])
+    code, out, _ = run(["--format", "json", "--models", str(tiny_models_dir), str(tmp_path / "cut.jpg")], capsys)
+    assert code == 0
+    assert "incomplete file: about" in json.loads(out)[0]["warnings"]

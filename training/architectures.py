@@ -38,11 +38,15 @@ HEAD_DROPOUT = 0.3
 
 
 def build(name: str, spec: PreprocessSpec, num_outputs: int, weights: str = "none") -> keras.Model:
-    """A classifier returning logits: 1 for the binary task, one per class otherwise."""
-    weights = available_weights(name, spec, weights)
+    """A classifier returning logits: 1 for the binary task, one per class otherwise.
+
+    `weights` is "none", a file, or "imagenet" once `available_weights` has said it can be had.
+    """
+    if name not in ARCHITECTURES:
+        raise ValueError(f"unknown architecture {name!r}; choose one of {', '.join(ARCHITECTURES)}")
     if name in ("custom_cnn", "custom_cnn_map"):
         model = custom_cnn(spec, num_outputs, fracture_map=name == "custom_cnn_map")
-        if weights != "none":
+        if weights not in ("none", None):
             copy_matching_weights(model, Path(weights))
         return model
     return backbone_classifier(name, spec, num_outputs, weights)
@@ -54,8 +58,6 @@ def available_weights(name: str, spec: PreprocessSpec, weights: str | None) -> s
     Training asks this before it builds, so an offline run neither freezes a random backbone as if it were
     pretrained nor records ImageNet in its card.
     """
-    if name not in ARCHITECTURES:
-        raise ValueError(f"unknown architecture {name!r}; choose one of {', '.join(ARCHITECTURES)}")
     if weights in ("none", None):
         return "none"
     if weights != "imagenet":
@@ -129,7 +131,7 @@ def backbone_classifier(name: str, spec: PreprocessSpec, num_outputs: int, weigh
         input_shape=(spec.size, spec.size, 3),
     )
     backbone.name = name
-    if weights not in ("imagenet", "none"):
+    if weights not in ("imagenet", "none", None):
         load_backbone_weights(backbone, Path(weights))
     inputs = keras.Input((spec.size, spec.size, 3), name="xray")
     x = _normaliser(mode)(inputs)
