@@ -163,14 +163,29 @@ def render_card(card, directory: Path, task: str) -> None:
         f"- Epochs: {training.get('epochs_run', '?')} of {training.get('epochs_requested', '?')} "
         f"(best {training.get('best_epoch', '?')}), batch size {training.get('batch_size', '?')}\n"
         f"- Calibration: {calibration} (fitted on the {card.calibration.get('fitted_on', 'validation')} split)\n"
+        f"{_flip_line(data.get('test_time_flip'))}"
         f"- Trained at: {training.get('trained_at', 'unknown')}")
     if training.get("time_note"):
         # A run that starts from an earlier model of ours took more training than its own time says.
         st.caption(f"Training time in all: {training['time_note']}")
     if training.get("command"):
         st.code(training["command"], language="bash")
+    redone = data.get("validation_choices_redone")
+    if redone:
+        st.caption(f"Validation choices and figures redone on {redone.get('at', '?')} with:")
+        st.code(redone.get("command", ""), language="bash")
     st.caption(f"Model file sha256: `{data.get('sha256', 'unknown')}`")
     render_compared_runs(data.get("compared_runs"))
+
+
+def _flip_line(flip: dict | None) -> str:
+    """Whether the answer averages the image and its mirror, and the validation figures that decided it."""
+    if not flip:
+        return ""
+    scores = flip.get("validation", {})
+    used = "averaged over the image and its mirror" if flip.get("used") else "from the image alone"
+    return (f"- Answer: {used}, chosen on {flip.get('chosen_on', 'validation')} "
+            f"({_number(scores.get('image_alone'))} alone, {_number(scores.get('averaged_with_mirror'))} averaged)\n")
 
 
 def render_compared_runs(rows) -> None:

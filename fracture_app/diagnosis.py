@@ -116,7 +116,7 @@ class Diagnoser:
         with self._gradcam_lock:
             if task not in self._gradcams:
                 model = self.models[task]
-                self._gradcams[task] = GradCam(model.keras_model, model.card.gradcam_layer)
+                self._gradcams[task] = GradCam(model.keras_model, model.card.gradcam_layer, model.card.flip_average)
             return self._gradcams[task]
 
     def diagnose(self, xray: XRay, heatmap_tasks: tuple[str, ...] = config.TASKS) -> Diagnosis:

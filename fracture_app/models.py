@@ -15,7 +15,7 @@ import numpy as np
 
 from fracture_app import config
 from fracture_app.errors import ModelLoadError
-from fracture_app.preprocess import PreprocessSpec
+from fracture_app.preprocess import WIDTH_AXIS, PreprocessSpec
 
 
 def card_path_for(model_path: Path) -> Path:
@@ -83,6 +83,11 @@ class ModelCard:
     def calibration(self) -> dict:
         return self.data.get("calibration", {"method": "none"})
 
+    @property
+    def flip_average(self) -> bool:
+        """Whether the answer is the mean of the logits for the image and its mirror (chosen on validation)."""
+        return bool((self.data.get("test_time_flip") or {}).get("used", False))
+
 
 def read_card(model_path: Path) -> ModelCard:
     path = card_path_for(model_path)
@@ -123,8 +128,15 @@ class FractureModel:
         self.card = card
         spec = card.spec
         signature = [tf.TensorSpec([None, spec.size, spec.size, spec.channels], tf.float32)]
+
+        def forward(batch):
+            logits = keras_model(batch, training=False)
+            if card.flip_average:
+                logits = (logits + keras_model(tf.reverse(batch, [WIDTH_AXIS]), training=False)) / 2
+            return logits
+
         # One traced graph for every batch size: no retracing, no Python overhead per call.
-        self._forward = tf.function(lambda batch: keras_model(batch, training=False), input_signature=signature)
+        self._forward = tf.function(forward, input_signature=signature)
         self._lock = threading.Lock()
 
     @property

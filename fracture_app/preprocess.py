@@ -64,3 +64,13 @@ def prepare_batch(images: list[np.ndarray], spec: PreprocessSpec) -> np.ndarray:
     return np.stack([prepare(image, spec) for image in images]) if images else np.zeros(
         (0, spec.size, spec.size, spec.channels), np.float32
     )
+
+
+# A model card may ask for the answer averaged over the image and its mirror (`test_time_flip`, chosen on
+# validation): left and right limbs are mirror images, and training already flips at random.
+WIDTH_AXIS = 2  # of a (batch, height, width, channels) array
+
+
+def mirrored(batch: np.ndarray) -> np.ndarray:
+    """The batch flipped left↔right."""
+    return np.flip(batch, axis=WIDTH_AXIS)

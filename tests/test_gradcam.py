@@ -73,3 +73,18 @@ def test_overlay_opacity(xrays):
     assert invisible.shape == (*pixels.shape, 3) and invisible.dtype == np.uint8
     np.testing.assert_allclose(invisible[..., 0], np.round(pixels * 255), atol=1)
     assert not np.array_equal(overlay(pixels, heat, 0.5), invisible)
+
+
+def test_a_flip_averaged_map_treats_an_image_and_its_mirror_alike(xrays):
+    """The map explains the averaged answer, so mirroring the image only mirrors the map."""
+    import keras
+
+    keras.utils.set_random_seed(7)
+    spec = PreprocessSpec(size=64)
+    model = architectures.build("custom_cnn", spec, 1)
+    image = prepare(xrays[0], spec)
+    averaged, alone = GradCam(model, "block2_out", flip_average=True), GradCam(model, "block2_out")
+    heat = averaged.heatmap(image, 1)
+    assert heat.max() > 0
+    np.testing.assert_allclose(heat, averaged.heatmap(image[:, ::-1], 1)[:, ::-1], atol=1e-5)
+    assert not np.allclose(alone.heatmap(image, 1), alone.heatmap(image[:, ::-1], 1)[:, ::-1], atol=1e-3)

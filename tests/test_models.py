@@ -9,6 +9,7 @@ import pytest
 from fracture_app import config
 from fracture_app.errors import ModelLoadError
 from fracture_app.models import calibrate, load_model, read_card
+from fracture_app.preprocess import mirrored
 from fracture_app.models import artifact_paths
 
 
@@ -74,3 +75,17 @@ def test_a_card_naming_a_missing_gradcam_layer_is_refused_at_load_time(binary_co
     card_path.write_text(json.dumps(card))
     with pytest.raises(ModelLoadError, match="no 4-D layer named 'no_such_layer'"):
         load_model(binary_copy)
+
+
+@pytest.mark.parametrize("flip_average", [False, True])
+def test_a_card_asking_for_the_mirror_gets_the_mean_of_both_logits(binary_copy, flip_average):
+    card_path = binary_copy.with_suffix(".json")
+    card = json.loads(card_path.read_text())
+    card["test_time_flip"] = {"used": flip_average}
+    card_path.write_text(json.dumps(card))
+    model = load_model(binary_copy)
+    batch = np.random.default_rng(3).random((2, model.spec.size, model.spec.size, model.spec.channels), np.float32)
+    alone, mirror = (np.asarray(model.keras_model(x, training=False)) for x in (batch, mirrored(batch)))
+    expected = (alone + mirror) / 2 if flip_average else alone
+    np.testing.assert_allclose(model.logits(batch), expected, rtol=1e-5, atol=1e-5)
+    assert model.card.flip_average is flip_average

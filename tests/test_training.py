@@ -33,7 +33,8 @@ def test_training_writes_a_loadable_model_with_a_complete_card(tiny_models_dir, 
     assert written["sha256"] == sha256_of(paths["model"])
     assert written["preprocessing"]["size"] == TINY_SIZE
     assert written["classes"] == list(config.CLASSES[task])
-    for key in ("architecture", "weights_init", "data", "training", "calibration", "metrics", "intended_use"):
+    for key in ("architecture", "weights_init", "data", "training", "calibration", "test_time_flip", "metrics",
+                "intended_use"):
         assert key in written
     assert [row["target"].split(" ")[0] for row in written["targets"]][:2] in (["AUROC", "sensitivity"],
                                                                             ["top-1", "top-3"])
@@ -87,6 +88,28 @@ def test_choosing_the_gradcam_layer_rewrites_only_the_card(tiny_models_dir, tmp_
     assert after["gradcam"]["layer"] in (None, *after["gradcam"]["validation_hit_rates"])
     assert load_model(model_path).card.gradcam_layer == after["gradcam"]["layer"]
     assert f"), layer {after['gradcam']['layer'] or 'last'}" in capsys.readouterr().out  # the pointing-game line
+
+
+def test_redoing_the_validation_choices_rewrites_the_card_and_plots_not_the_model(tiny_models_dir, tmp_path, capsys):
+    copy = tmp_path / "models"
+    shutil.copytree(tiny_models_dir, copy)
+    paths = artifact_paths(copy, config.BINARY_TASK)
+    before = card(copy, config.BINARY_TASK)
+    for kind in ("roc", "confusion"):
+        paths[kind].unlink()
+    args = ["--model", str(paths["model"]), "--data", str(FRACATLAS_FIXTURES), "--redo-validation-choices", "--json"]
+    assert evaluate.main(args) == 0
+    after = card(copy, config.BINARY_TASK)
+    assert after["sha256"] == sha256_of(paths["model"]) == before["sha256"]
+    assert paths["roc"].is_file() and paths["confusion"].is_file()
+    assert "--redo-validation-choices" in after["validation_choices_redone"]["command"]
+    assert after["test_time_flip"]["chosen_on"] == "validation AUROC"
+    assert load_model(paths["model"]).card.flip_average is after["test_time_flip"]["used"]
+    printed = capsys.readouterr().out
+    measured = json.loads(printed)
+    assert measured["pointing_game"] == after["metrics"]["test"]["pointing_game"]
+    if after["metrics"]["test"]["auroc"] is not None:
+        assert measured["auroc"] == pytest.approx(after["metrics"]["test"]["auroc"], abs=0.01)
 
 
 def test_tflite_export_agrees_with_keras(tiny_models_dir, tmp_path, capsys):

@@ -3,6 +3,7 @@
     python -m training.evaluate --model models/fracture_binary.keras --data ../shared/data/fracatlas
     python -m training.evaluate --model models/fracture_type.keras --data my_xrays/ --split all
     python -m training.evaluate --model models/fracture_binary.keras --data ../shared/data/fracatlas --choose-gradcam-layer
+    python -m training.evaluate --model models/fracture_binary.keras --data ../shared/data/fracatlas --redo-validation-choices
 
 Images take exactly the app's road (read_image → prepare → calibrated model), so a card's figures are
 what a user of the app gets.
@@ -11,6 +12,7 @@ what a user of the app gets.
 import argparse
 import json
 import sys
+from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
@@ -87,6 +89,10 @@ def main(argv=None) -> int:
     parser.add_argument("--choose-gradcam-layer", action="store_true",
                         help="binary model on FracAtlas: pick the heat-map layer by the validation pointing game, "
                              "then write it and the test pointing game into the model card")
+    parser.add_argument("--redo-validation-choices", action="store_true",
+                        help="redo, with this version of the code, every choice training makes on the validation "
+                             "split (test-time flip, calibration, thresholds, Grad-CAM layer); rewrite the card's "
+                             "figures and test plots. The model file is not changed.")
     args = parser.parse_args(argv)
     from fracture_app.models import load_model
 
@@ -94,6 +100,9 @@ def main(argv=None) -> int:
         model = load_model(args.model)
         samples = test_samples(args.model, args.data, args.split, model.task, model.classes)
         boxed = model.task == config.BINARY_TASK and (args.data / "annotations_yolo").is_dir()
+        if args.redo_validation_choices:
+            command = "python -m training.evaluate " + " ".join(sys.argv[1:] if argv is None else argv)
+            model = redo_validation_choices(args.model, model, args.data, boxed, command)
         layer, chosen_game = model.card.gradcam_layer, None
         if args.choose_gradcam_layer:
             if not boxed:
@@ -107,7 +116,8 @@ def main(argv=None) -> int:
     if boxed:
         positives = [s for s in samples if s.label == 1]
         result["pointing_game"] = (chosen_game if chosen_game and args.split == "test" else
-                                   pointing_game(model.keras_model, model.spec, args.data, positives, layer))
+                                   pointing_game(model.keras_model, model.spec, args.data, positives, layer,
+                                                 model.card.flip_average))
     result["skipped"] = skipped
     if args.json:
         print(json.dumps(without_nan({k: v for k, v in result.items() if k != "roc"}), indent=2))
@@ -121,10 +131,36 @@ def write_gradcam_choice(model_path: Path, model, data_dir: Path) -> tuple[str |
 
     Returns the chosen layer and that test pointing game."""
     rows = datasets.read_manifest(artifact_paths(model_path.parent, model.task)["manifest"], data_dir)
-    choice, game = choose_and_score(model.keras_model, model.spec, data_dir, rows)
+    choice, game = choose_and_score(model.keras_model, model.spec, data_dir, rows, model.card.flip_average)
     update_card(model_path, {"gradcam": choice}, test_metrics={"pointing_game": game})
     print(f"Grad-CAM layer {choice['layer'] or 'last'} (validation hit rates {choice['validation_hit_rates']})")
     return choice["layer"], game
+
+
+def redo_validation_choices(model_path: Path, model, data_dir: Path, boxed: bool, command: str):
+    """Training's choices on validation, made again on the stored splits; returns the model with its new card."""
+    from fracture_app.models import load_model
+    from training import plots
+    from training.validation_choices import evaluate_splits
+
+    rows = datasets.read_manifest(artifact_paths(model_path.parent, model.task)["manifest"], data_dir)
+    arrays = {split: (prepare_batch([read_image(s.path).pixels for s in rows if s.split == split], model.spec),
+                      np.array([s.label for s in rows if s.split == split], int)) for split in ("val", "test")}
+    evaluation = evaluate_splits(model.keras_model, arrays, model.task, model.classes)
+    if boxed:
+        evaluation["gradcam"], evaluation["metrics"]["test"]["pointing_game"] = choose_and_score(
+            model.keras_model, model.spec, data_dir, rows, evaluation["test_time_flip"]["used"])
+    evaluation["validation_choices_redone"] = {"command": command,
+                                               "at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    card = update_card(model_path, evaluation)
+    paths = artifact_paths(model_path.parent, model.task)
+    kinds = ("confusion", "roc") if model.task == config.BINARY_TASK else ("confusion",)
+    plots.test_split_plots(card, {kind: paths[kind] for kind in kinds})
+    flip = evaluation["test_time_flip"]
+    scores = flip["validation"]
+    print(f"test-time flip {'used' if flip['used'] else 'not used'}: {flip['chosen_on']} {scores['image_alone']:.4f} "
+          f"for the image alone, {scores['averaged_with_mirror']:.4f} averaged with its mirror", file=sys.stderr)
+    return load_model(model_path)
 
 
 def print_comparison(result: dict, card_metrics: dict | None, task: str, split: str) -> None:

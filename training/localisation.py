@@ -58,10 +58,11 @@ def peak_in_a_box(heat: np.ndarray, boxes) -> bool:
     return any(abs(x - bx) <= bw / 2 and abs(y - by) <= bh / 2 for bx, by, bw, bh in boxes)
 
 
-def hit_count(keras_model, spec, images: list[BoxedImage], layer_name: str | None = None) -> int:
+def hit_count(keras_model, spec, images: list[BoxedImage], layer_name: str | None = None,
+              flip_average: bool = False) -> int:
     from fracture_app.gradcam import GradCam, heatmap_on_image
 
-    gradcam = GradCam(keras_model, layer_name)
+    gradcam = GradCam(keras_model, layer_name, flip_average)
     return sum(
         peak_in_a_box(heatmap_on_image(gradcam.heatmap(image.model_input, FRACTURED), image.shape, spec.size),
                       image.boxes)
@@ -69,10 +70,11 @@ def hit_count(keras_model, spec, images: list[BoxedImage], layer_name: str | Non
     )
 
 
-def pointing_game(keras_model, spec, data_dir: Path, samples, layer_name: str | None = None) -> dict:
+def pointing_game(keras_model, spec, data_dir: Path, samples, layer_name: str | None = None,
+                  flip_average: bool = False) -> dict:
     """Share of boxed fractures whose Grad-CAM peak falls inside a box."""
     images = boxed_images(data_dir, samples, spec)
-    hits = hit_count(keras_model, spec, images, layer_name)
+    hits = hit_count(keras_model, spec, images, layer_name, flip_average)
     return {"images": len(images), "hits": hits, "hit_rate": hits / len(images) if images else None,
             "layer": layer_name or "last"}
 
@@ -89,21 +91,21 @@ def candidate_layers(keras_model, input_size: int) -> list[str]:
     return [deepest[side] for side in sorted(deepest)]
 
 
-def choose_gradcam_layer(keras_model, spec, data_dir: Path, validation_samples) -> dict:
+def choose_gradcam_layer(keras_model, spec, data_dir: Path, validation_samples, flip_average: bool = False) -> dict:
     """The candidate layer with the most validation hits (ties go to the coarser, more abstract one).
 
     Without candidates or validation boxes, the layer is None: the last feature map, as before any choice.
     """
     images = boxed_images(data_dir, validation_samples, spec)
     candidates = candidate_layers(keras_model, spec.size) if images else []
-    hits = {name: hit_count(keras_model, spec, images, name) for name in candidates}
+    hits = {name: hit_count(keras_model, spec, images, name, flip_average) for name in candidates}
     best = max(hits, key=hits.get) if hits else None  # dicts keep insertion order: coarsest first wins a tie
     return {"layer": best, "chosen_on": "validation pointing game", "validation_images": len(images),
             "validation_hit_rates": {name: count / len(images) for name, count in hits.items()}}
 
 
-def choose_and_score(keras_model, spec, data_dir: Path, samples) -> tuple[dict, dict]:
+def choose_and_score(keras_model, spec, data_dir: Path, samples, flip_average: bool = False) -> tuple[dict, dict]:
     """Choose the layer on the fractured validation images, then play the pointing game on the test ones."""
     fractured = {split: [s for s in samples if s.split == split and s.label == FRACTURED] for split in ("val", "test")}
-    choice = choose_gradcam_layer(keras_model, spec, data_dir, fractured["val"])
-    return choice, pointing_game(keras_model, spec, data_dir, fractured["test"], choice["layer"])
+    choice = choose_gradcam_layer(keras_model, spec, data_dir, fractured["val"], flip_average)
+    return choice, pointing_game(keras_model, spec, data_dir, fractured["test"], choice["layer"], flip_average)

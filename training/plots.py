@@ -51,6 +51,17 @@ def confusion(matrix, classes, path: Path, title: str) -> None:
     _save(figure, path)
 
 
+def test_split_plots(card: dict, paths: dict[str, Path]) -> None:
+    """The confusion matrix (and, for the binary model, the ROC curve) of the card's test figures."""
+    test = card["metrics"]["test"]
+    confusion(test["confusion_matrix"], card["classes"], paths["confusion"], "Test split")
+    if "roc" in paths:
+        points = {name: point["test"] for name, point in card["operating_points"].items()}
+        points["decision"] = {"threshold": card["threshold"], "sensitivity": test["sensitivity"],
+                              "specificity": test["specificity"]}
+        roc(test["roc"]["fpr"], test["roc"]["tpr"], test["auroc"], points, paths["roc"], "Test split ROC")
+
+
 def _save(figure, path: Path) -> None:
     figure.tight_layout()
     figure.savefig(path, dpi=FIGURE_DPI)

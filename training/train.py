@@ -18,9 +18,10 @@ import numpy as np
 from fracture_app import config
 from fracture_app.models import artifact_paths
 from fracture_app.preprocess import PreprocessSpec
-from training import architectures, datasets, metrics
+from training import architectures, datasets
 from training.box_supervision import MAP_LOSS_WEIGHT
 from training.card import INTENDED_USE, hardware_description, limitations, target_report, write_atomically
+from training.validation_choices import evaluate_splits, validation_score
 
 log = logging.getLogger("training")
 
@@ -143,7 +144,7 @@ def train_model(args, dataset: datasets.Dataset) -> dict:
         from training.localisation import choose_and_score
 
         evaluation["gradcam"], evaluation["metrics"]["test"]["pointing_game"] = choose_and_score(
-            clean, spec, dataset.root, loaded.samples)
+            clean, spec, dataset.root, loaded.samples, evaluation["test_time_flip"]["used"])
     card = build_card(args, dataset, spec, split_report, loaded, evaluation, history, best_epoch, started)
     staged = write_plots_and_manifest(card, history, dataset, scratch, paths)
     write_atomically(clean, card, staged, paths)
@@ -194,12 +195,6 @@ def _targets(labels: np.ndarray, task: str, num_classes: int) -> np.ndarray:
     if task == config.BINARY_TASK:
         return labels.astype(np.float32)[:, None]
     return np.eye(num_classes, dtype=np.float32)[labels]
-
-
-def validation_score(task: str, labels, logits) -> float:
-    if task == config.BINARY_TASK:
-        return metrics.auroc(labels, logits[:, 0])
-    return metrics.macro_f1(labels, logits)
 
 
 def fit(model, arrays, args, dataset, scratch: Path, strategy, started: float, masks=None):
@@ -339,39 +334,6 @@ def _set_trainable_top(backbone, share: float) -> None:
         layer.trainable = index >= first_trainable and not isinstance(layer, keras.layers.BatchNormalization)
 
 
-def evaluate_splits(model, arrays, task: str, classes) -> dict:
-    """Calibration and thresholds from validation only; the test split is measured, never used to choose."""
-    logits = {split: np.asarray(model.predict(arrays[split][0], batch_size=32, verbose=0), np.float32)
-              for split in ("val", "test")}
-    labels = {split: arrays[split][1] for split in ("val", "test")}
-    from fracture_app.models import calibrate
-
-    if task == config.BINARY_TASK:
-        calibration = metrics.fit_platt(logits["val"][:, 0], labels["val"])
-        probabilities = {split: calibrate(logits[split], calibration) for split in logits}
-        threshold = metrics.threshold_for_sensitivity(labels["val"], probabilities["val"], metrics.DECISION_SENSITIVITY)
-        points = {
-            "high_sensitivity": metrics.threshold_for_sensitivity(labels["val"], probabilities["val"], metrics.HIGH_SENSITIVITY),
-            "high_specificity": metrics.threshold_for_specificity(labels["val"], probabilities["val"], metrics.HIGH_SPECIFICITY),
-        }
-        return {
-            "calibration": calibration,
-            "threshold": threshold,
-            "operating_points": {
-                name: {"threshold": t, "validation": metrics.operating_point(labels["val"], probabilities["val"], t),
-                       "test": metrics.operating_point(labels["test"], probabilities["test"], t)}
-                for name, t in points.items()
-            },
-            "metrics": {split: metrics.binary_metrics(labels[split], probabilities[split], threshold) for split in logits},
-        }
-    calibration = metrics.fit_temperature(logits["val"], labels["val"])
-    probabilities = {split: calibrate(logits[split], calibration) for split in logits}
-    return {
-        "calibration": calibration,
-        "metrics": {split: metrics.multiclass_metrics(labels[split], probabilities[split], classes) for split in logits},
-    }
-
-
 def build_card(args, dataset, spec, split_report, loaded, evaluation, history, best_epoch, started) -> dict:
     now = datetime.now(timezone.utc)
     card = {
@@ -436,13 +398,9 @@ def write_plots_and_manifest(card, history, dataset, scratch: Path, paths) -> di
     datasets.write_manifest(staged["manifest"], dataset)
     monitor = "val_auroc" if card["task"] == config.BINARY_TASK else "val_macro_f1"
     plots.training_curves(history, monitor, staged["curves"], f"{card['name']} ({card['architecture']})")
-    test = card["metrics"]["test"]
-    plots.confusion(test["confusion_matrix"], card["classes"], staged["confusion"], "Test split")
     if card["task"] == config.BINARY_TASK:
         staged["roc"] = scratch / "roc.png"
-        points = {name: point["test"] for name, point in card["operating_points"].items()}
-        points["decision"] = {"threshold": card["threshold"], "sensitivity": test["sensitivity"], "specificity": test["specificity"]}
-        plots.roc(test["roc"]["fpr"], test["roc"]["tpr"], test["auroc"], points, staged["roc"], "Test split ROC")
+    plots.test_split_plots(card, staged)
     return staged
 
 
