@@ -121,6 +121,19 @@ def test_tflite_export_agrees_with_keras(tiny_models_dir, tmp_path, capsys):
     assert export.agreement(model, out.read_bytes(), images) < export.AGREEMENT_TOLERANCE
 
 
+def test_a_mirror_averaged_model_exports_with_the_averaging_built_in(tiny_models_dir, tmp_path, capsys):
+    for kind in ("model", "card"):
+        shutil.copy(artifact_paths(tiny_models_dir, config.BINARY_TASK)[kind], tmp_path)
+    model_path = tmp_path / config.MODEL_FILES[config.BINARY_TASK]
+    written = card(tmp_path, config.BINARY_TASK)
+    written["test_time_flip"] = {"used": True}
+    model_path.with_suffix(".json").write_text(json.dumps(written))
+    out = tmp_path / "binary.tflite"
+    assert export.main(["--model", str(model_path), "--out", str(out)]) == 0
+    model = load_model(model_path)
+    assert export.agreement(model, out.read_bytes(), export.check_images(FRACATLAS_FIXTURES)) < export.AGREEMENT_TOLERANCE
+
+
 def test_unknown_layout_is_a_usage_error(tmp_path, capsys):
     assert train(["--task", "binary", "--data", str(tmp_path), "--out", str(tmp_path / "out")]) == 2
     assert "expected at least two class folders" in capsys.readouterr().err

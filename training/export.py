@@ -3,7 +3,8 @@
     python -m training.export --model models/fracture_binary.keras --format tflite [--check-images DIR]
 
 The `.tflite` file takes the same prepared input as the Keras model (see the card's preprocessing) and
-returns the same logits; apply the card's calibration to get probabilities.
+returns the logits the app uses (averaged over the image and its mirror where the card's `test_time_flip`
+says so); apply the card's calibration to get probabilities.
 """
 
 import argparse
@@ -15,7 +16,7 @@ import numpy as np
 from fracture_app import import_tensorflow_quietly
 from fracture_app.errors import FractureAppError
 from fracture_app.imaging import read_image
-from fracture_app.preprocess import prepare
+from fracture_app.preprocess import WIDTH_AXIS, prepare
 
 # Largest difference in logits we accept between TFLite and Keras on real X-rays (float32 both ways).
 AGREEMENT_TOLERANCE = 1e-3
@@ -26,6 +27,18 @@ CHECK_IMAGE_COUNT = 8
 def to_tflite(keras_model) -> bytes:
     tf = import_tensorflow_quietly()
     return tf.lite.TFLiteConverter.from_keras_model(keras_model).convert()
+
+
+def as_the_app_runs_it(model):
+    """The Keras model with the mirror averaging its card asks for built in, so one call gives the app's logits."""
+    if not model.card.flip_average:
+        return model.keras_model
+    import keras
+
+    inputs = keras.Input(model.keras_model.inputs[0].shape[1:])
+    mirror = keras.layers.Lambda(lambda x: keras.ops.flip(x, axis=WIDTH_AXIS), name="mirror")(inputs)
+    averaged = keras.layers.Average(name="mean_of_image_and_mirror")([model.keras_model(inputs), model.keras_model(mirror)])
+    return keras.Model(inputs, averaged, name=f"{model.keras_model.name}_mirror_averaged")
 
 
 def tflite_logits(tflite_bytes: bytes, inputs: np.ndarray) -> np.ndarray:
@@ -67,7 +80,7 @@ def main(argv=None) -> int:
         images = check_images(args.check_images)
         if not images:
             raise FractureAppError(f"no .jpg X-rays in {args.check_images} to check the export against")
-        tflite_bytes = to_tflite(model.keras_model)
+        tflite_bytes = to_tflite(as_the_app_runs_it(model))
         difference = agreement(model, tflite_bytes, images)
     except FractureAppError as error:
         print(f"error: {error}", file=sys.stderr)
