@@ -65,9 +65,14 @@ def render_targets(targets: list[dict] | None) -> None:
     frame = pd.DataFrame({
         "Target": [target["target"] for target in targets],
         "Measured": [_measured(target["measured"]) for target in targets],
+        "95% interval": [_interval(target.get("interval")) for target in targets],
         "Met": [{True: "yes", False: "no", None: "not measured"}[target["met"]] for target in targets],
     })
     st.dataframe(frame, hide_index=True)
+
+
+def _interval(bounds) -> str:
+    return f"{_number(bounds[0])}–{_number(bounds[1])}" if bounds else ""
 
 
 def _measured(value) -> str:
@@ -85,7 +90,7 @@ def render_card(card, directory: Path, task: str) -> None:
     fit = "letterboxed (aspect kept)" if pre.get("keep_aspect", True) else "stretched"
     st.caption(f"Architecture **{data.get('architecture', 'unknown')}** · input {size}×{size} px, {fit}, "
                f"{pre.get('channels', 1)} channel(s) · initial weights: {_initial_weights(data)} · "
-               f"{len(card.classes)} classes: {', '.join(card.classes)}")
+               f"{len(card.classes)} classes: {', '.join(card.classes)}{_flip_sentence(data.get('test_time_flip'))}")
     if data.get("intended_use"):
         st.info(f"**Intended use.** {data['intended_use']}", icon=":material/school:")
 
@@ -94,15 +99,20 @@ def render_card(card, directory: Path, task: str) -> None:
     st.markdown(f"#### Test split ({count} image{'' if count == 1 else 's'} never used in training)")
     if task == config.BINARY_TASK:
         _metric_row(test, BINARY_METRICS)
+        _intervals_caption(test, BINARY_METRICS)
         game = test.get("pointing_game")
         if game:
+            interval = game.get("interval")
             st.caption(f"Grad-CAM pointing game: the hottest point fell inside an annotated fracture box on "
                        f"{game.get('hits', 0)} of {game.get('images', 0)} fractured test images "
-                       f"({_number(game.get('hit_rate'), 'percent')})"
+                       f"({_number(game.get('hit_rate'), 'percent')}"
+                       + (f", 95% interval {_number(interval[0], 'percent')}–{_number(interval[1], 'percent')})"
+                          if interval else ")")
                        + (f"; heat map from layer `{game.get('layer', 'last')}`, chosen on the validation split."
                           if data.get("gradcam") else "; heat map from the last convolutional layer."))
     else:
         _metric_row(test, TYPE_METRICS)
+        _intervals_caption(test, TYPE_METRICS)
         if test.get("per_class"):
             with st.expander("Per-class precision, recall and F1 (test split)"):
                 frame = pd.DataFrame(test["per_class"]).T.rename_axis("Fracture type").reset_index()
@@ -119,7 +129,7 @@ def render_card(card, directory: Path, task: str) -> None:
             st.caption("A ROC curve belongs to the binary model; the type model is judged by the confusion matrix.")
     with plots[1]:
         _plot(paths["confusion"], "Confusion matrix (test split)")
-    _plot(paths["curves"], "Training curves")
+    _plot(paths["curves"], "Training curves (validation scored on each X-ray alone, epoch by epoch)")
 
     if task == config.BINARY_TASK:
         st.markdown("#### Operating points")
@@ -163,7 +173,6 @@ def render_card(card, directory: Path, task: str) -> None:
         f"- Epochs: {training.get('epochs_run', '?')} of {training.get('epochs_requested', '?')} "
         f"(best {training.get('best_epoch', '?')}), batch size {training.get('batch_size', '?')}\n"
         f"- Calibration: {calibration} (fitted on the {card.calibration.get('fitted_on', 'validation')} split)\n"
-        f"{_flip_line(data.get('test_time_flip'))}"
         f"- Trained at: {training.get('trained_at', 'unknown')}")
     if training.get("time_note"):
         # A run that starts from an earlier model of ours took more training than its own time says.
@@ -178,14 +187,23 @@ def render_card(card, directory: Path, task: str) -> None:
     render_compared_runs(data.get("compared_runs"))
 
 
-def _flip_line(flip: dict | None) -> str:
+def _flip_sentence(flip: dict | None) -> str:
     """Whether the answer averages the image and its mirror, and the validation figures that decided it."""
     if not flip:
         return ""
     scores = flip.get("validation", {})
-    used = "averaged over the image and its mirror" if flip.get("used") else "from the image alone"
-    return (f"- Answer: {used}, chosen on {flip.get('chosen_on', 'validation')} "
-            f"({_number(scores.get('image_alone'))} alone, {_number(scores.get('averaged_with_mirror'))} averaged)\n")
+    used = "the mean over the X-ray and its mirror image" if flip.get("used") else "from the X-ray alone"
+    return (f" · answer {used}, chosen on {flip.get('chosen_on', 'validation')} "
+            f"({_number(scores.get('image_alone'))} alone, {_number(scores.get('averaged_with_mirror'))} averaged)")
+
+
+def _intervals_caption(test: dict, spec) -> None:
+    """95% intervals under the figures: how far each could move on another sample of the same size."""
+    intervals = test.get("intervals") or {}
+    parts = [f"{label} {_number(intervals[key][0], style)}–{_number(intervals[key][1], style)}"
+             for key, label, style in spec if intervals.get(key)]
+    if parts:
+        st.caption("95% intervals: " + " · ".join(parts))
 
 
 def render_compared_runs(rows) -> None:

@@ -11,6 +11,7 @@ import numpy as np
 from fracture_app.preprocess import WIDTH_AXIS
 
 DEFAULT_OPACITY = 0.4
+MAP_WIDTH_AXIS = 1  # of a heat map (height, width)
 COLORMAP = cv2.COLORMAP_JET
 
 
@@ -73,8 +74,8 @@ class GradCam:
 
     `layer_name` picks the feature map; the default, the last one, is the coarsest. A model card may name a
     finer layer chosen on validation images (see training.localisation.choose_gradcam_layer).
-    With `flip_average` (a model whose answer averages the image and its mirror) the map explains that
-    averaged answer: the image's map plus its mirror's, mirrored back.
+    With `flip_average` (a model whose answer averages the image and its mirror) the map is the Grad-CAM of
+    that averaged answer: each pass's weighted features, the mirror's flipped back, summed before the ReLU.
     """
 
     def __init__(self, keras_model, layer_name: str | None = None, flip_average: bool = False):
@@ -83,7 +84,7 @@ class GradCam:
         forward = _features_and_logits(keras_model, layer_name)
         shape = keras_model.inputs[0].shape
 
-        def unscaled_cam(batch, class_index):
+        def weighted_features(batch, class_index):
             with tf.GradientTape() as tape:
                 features, logits = forward(batch)
                 tape.watch(features)
@@ -94,14 +95,15 @@ class GradCam:
                     score = tf.gather(logits[0], class_index)
             grads = tape.gradient(score, features)[0]
             weights = tf.reduce_mean(grads, axis=(0, 1))
-            return tf.nn.relu(tf.reduce_sum(features[0] * weights, axis=-1))
+            return tf.reduce_sum(features[0] * weights, axis=-1)
 
         @tf.function(input_signature=[tf.TensorSpec([1, *shape[1:]], tf.float32), tf.TensorSpec([], tf.int32)])
         def compute(batch, class_index):
-            cam = unscaled_cam(batch, class_index)
+            summed = weighted_features(batch, class_index)
             if flip_average:
-                mirror_cam = unscaled_cam(tf.reverse(batch, [WIDTH_AXIS]), class_index)
-                cam = cam + tf.reverse(mirror_cam, [WIDTH_AXIS - 1])  # the map has no batch axis
+                mirror = weighted_features(tf.reverse(batch, [WIDTH_AXIS]), class_index)
+                summed += tf.reverse(mirror, [MAP_WIDTH_AXIS])
+            cam = tf.nn.relu(summed)
             return cam / (tf.reduce_max(cam) + 1e-8)
 
         self._compute = compute

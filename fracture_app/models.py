@@ -1,8 +1,9 @@
 """Model files and their model cards: loading, checking, and turning pixels into calibrated probabilities.
 
 A model card (JSON beside each `.keras` file) is the contract between training and the app: it says how
-to feed the model (preprocessing), what its outputs mean (classes, calibration), where to draw the line
-(thresholds) and how good it measured (metrics). Loading checks the model file against the card's sha256.
+to feed the model (preprocessing), whether to average its answer over the image and its mirror
+(test_time_flip), what its outputs mean (classes, calibration), where to draw the line (thresholds) and how
+good it measured (metrics). Loading checks the model file against the card's sha256.
 """
 
 import hashlib

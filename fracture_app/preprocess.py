@@ -9,6 +9,9 @@ import cv2
 import numpy as np
 
 PAD_VALUE = 0.0  # radiographs have black borders; padding with black adds no false edges
+# A model card may ask for the answer averaged over the image and its mirror (`test_time_flip`, chosen on
+# validation): left and right limbs are mirror images, and training already flips at random.
+WIDTH_AXIS = 2  # of a (batch, height, width, channels) array
 
 
 @dataclass(frozen=True)
@@ -65,10 +68,6 @@ def prepare_batch(images: list[np.ndarray], spec: PreprocessSpec) -> np.ndarray:
         (0, spec.size, spec.size, spec.channels), np.float32
     )
 
-
-# A model card may ask for the answer averaged over the image and its mirror (`test_time_flip`, chosen on
-# validation): left and right limbs are mirror images, and training already flips at random.
-WIDTH_AXIS = 2  # of a (batch, height, width, channels) array
 
 
 def mirrored(batch: np.ndarray) -> np.ndarray:

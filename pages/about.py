@@ -42,7 +42,8 @@ the two models' maps.
 - A cold map does not mean the bone is intact; a hot map does not mean it is broken.
 - The fracture model's map always explains the *fracture* score, even when that score is low.
 - Where a model's answer is the mean over the X-ray and its mirror image (the Model card page says which), its
-  map is the mean of the two maps, the mirror's flipped back: a left-right symmetric blur can come from that.
+  map combines both looks, the mirror's flipped back onto this X-ray: two hot spots can mean the two looks
+  found different places, so read both.
 
 ### Where the models come from
 Both models were trained from public, CC BY 4.0 data sets; see the **Model card** page for the data, the

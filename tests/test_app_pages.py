@@ -115,6 +115,8 @@ def test_model_card_page_shows_metrics_plots_and_provenance(tiny_models_dir):
     points = next(table for table in tables if "Operating point" in table.columns)
     assert any("High sensitivity" in v for v in points["Operating point"])
     assert sum("Target" in table.columns for table in tables) == 2, "each card's targets are shown"
+    assert "95% intervals: AUROC" in text and "95% intervals: Top-1 accuracy" in text
+    assert "chosen on validation AUROC" in text and "chosen on validation macro-F1" in text
 
 
 def test_the_card_reports_each_target_from_its_own_figures():
@@ -122,8 +124,14 @@ def test_the_card_reports_each_target_from_its_own_figures():
 
     binary = {"task": "binary", "architecture": "custom_cnn_map",
               "metrics": {"test": {"auroc": 0.95, "sensitivity": 0.86, "specificity": 0.70,
-                                   "pointing_game": {"hits": 3, "images": 10, "hit_rate": 0.3}}}}
-    report = {row["target"]: (row["measured"], row["met"]) for row in target_report(binary)}
+                                   "intervals": {"auroc": [0.9, 0.97]},
+                                   "pointing_game": {"hits": 3, "images": 10, "hit_rate": 0.3,
+                                                     "interval": [0.11, 0.6]}}}}
+    rows = target_report(binary)
+    report = {row["target"]: (row["measured"], row["met"]) for row in rows}
+    intervals = {row["target"]: row["interval"] for row in rows}
+    assert intervals["AUROC ≥ 0.90"] == [0.9, 0.97] and intervals["Grad-CAM pointing game ≥ 0.60"] == [0.11, 0.6]
+    assert intervals["specificity at the decision threshold ≥ 0.80"] is None
     assert report["AUROC ≥ 0.90"] == (0.95, True)
     assert report["specificity at the decision threshold ≥ 0.80"] == (0.70, False)
     assert report["expected calibration error ≤ 0.05"] == (None, None)
@@ -136,7 +144,7 @@ def test_the_model_card_page_says_how_many_targets_are_missed():
     def page():
         from fracture_app.card_view import render_targets
 
-        render_targets([{"target": "AUROC ≥ 0.90", "measured": 0.856, "met": False},
+        render_targets([{"target": "AUROC ≥ 0.90", "measured": 0.856, "interval": [0.81, 0.9], "met": False},
                         {"target": "expected calibration error ≤ 0.05", "measured": 0.019, "met": True},
                         {"target": "architecture resnet50", "measured": "custom_cnn", "met": False}])
 
@@ -145,6 +153,7 @@ def test_the_model_card_page_says_how_many_targets_are_missed():
     assert "misses 2 of its 3 targets" in at.warning[0].value
     table = at.dataframe[0].value
     assert list(table["Measured"]) == ["0.856", "0.019", "custom_cnn"] and list(table["Met"]) == ["no", "yes", "no"]
+    assert list(table["95% interval"]) == ["0.810–0.900", "", ""]
 
 
 def test_about_page_explains_the_tool_and_the_heat_map():

@@ -66,3 +66,29 @@ def test_undefined_figures_are_nan_not_zero():
     result = metrics.binary_metrics([1, 1], [0.2, 0.9], threshold=0.5)
     assert np.isnan(result["auroc"]) and np.isnan(result["specificity"])
     assert result["sensitivity"] == pytest.approx(0.5)
+
+
+@pytest.mark.parametrize("successes, total, low, high", [
+    (81, 263, 0.2553, 0.3662), (15, 148, 0.0624, 0.1605), (0, 20, 0.0, 0.1611), (1, 29, 0.0061, 0.1718)])
+def test_wilson_intervals_match_newcombes_worked_examples(successes, total, low, high):
+    """Newcombe, Statistics in Medicine 17, 857 (1998), table I, method 3."""
+    assert metrics.wilson_interval(successes, total) == pytest.approx([low, high], abs=1e-4)
+
+
+def test_the_auroc_interval_holds_the_auroc_narrows_with_more_data_and_is_reproducible():
+    rng = np.random.default_rng(0)
+
+    def sample(n):
+        labels = rng.random(n) < 0.2
+        return labels, rng.normal(size=n) + labels
+
+    small, large = sample(200), sample(2000)
+    low, high = metrics.auroc_interval(*small)
+    assert low < metrics.auroc(*small) < high
+    assert metrics.auroc_interval(*small) == [low, high]
+    large_low, large_high = metrics.auroc_interval(*large)
+    assert large_high - large_low < (high - low) * 0.6
+    assert metrics.auroc_interval([1, 1], [0.2, 0.9]) is None
+    result = metrics.binary_metrics([0, 0, 0, 1, 1], [0.1, 0.6, 0.2, 0.7, 0.3], threshold=0.5)
+    assert result["intervals"]["sensitivity"] == metrics.wilson_interval(1, 2)
+    assert result["intervals"]["specificity"] == metrics.wilson_interval(2, 3)

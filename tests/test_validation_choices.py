@@ -24,13 +24,17 @@ class MirrorReadingModel:
         return inputs[:, :, 0, 0].mean(axis=1, keepdims=True)
 
 
-def test_evaluate_splits_fits_on_the_averaged_answer_when_the_mirror_helps():
+def test_the_mirror_is_chosen_on_validation_even_where_it_hurts_on_test():
     rng = np.random.default_rng(0)
     labels = np.tile([0, 1], 20)
-    inputs = rng.normal(size=(40, 4, 4, 1)).astype(np.float32)
-    inputs[:, :, -1, 0] += 3 * labels[:, None]  # the evidence sits in the right column only
-    arrays = {"val": (inputs, labels), "test": (inputs, labels)}
+    val = rng.normal(size=(40, 4, 4, 1)).astype(np.float32)
+    val[:, :, -1, 0] += 3 * labels[:, None]  # validation's evidence sits in the right column only
+    test = rng.normal(size=(40, 4, 4, 1)).astype(np.float32)
+    test[:, :, 0, 0] += 3 * labels[:, None]  # test's in the left, and the right column misleads
+    test[:, :, -1, 0] -= 5 * labels[:, None]
+    arrays = {"val": (val, labels), "test": (test, labels)}
     evaluation = evaluate_splits(MirrorReadingModel(), arrays, config.BINARY_TASK, config.BINARY_CLASSES)
     assert evaluation["test_time_flip"]["used"]
     assert evaluation["test_time_flip"]["validation"]["averaged_with_mirror"] > 0.9
-    assert evaluation["metrics"]["test"]["auroc"] > 0.9
+    assert evaluation["metrics"]["val"]["auroc"] > 0.9
+    assert evaluation["metrics"]["test"]["auroc"] < 0.5, "test is measured with the choice validation made"

@@ -41,14 +41,17 @@ TARGET_ARCHITECTURE = {config.TYPE_TASK: "resnet50"}  # as the user asked
 
 
 def target_report(card: dict) -> list[dict]:
-    """Each target with the card's measured figure and whether it is met (None when not measured)."""
+    """Each target with the card's measured figure, its 95% interval where known, and whether the figure
+    meets it (None when not measured)."""
     task, test = card.get("task"), card.get("metrics", {}).get("test", {})
     report = []
     for name, key, sign, goal in TARGETS.get(task, ()):
-        value = test.get(key)
-        value = value.get("hit_rate") if isinstance(value, dict) else value
+        value, interval = test.get(key), (test.get("intervals") or {}).get(key)
+        if isinstance(value, dict):  # the pointing game: hits, images, hit rate, interval
+            value, interval = value.get("hit_rate"), value.get("interval")
         met = None if value is None else (value >= goal if sign == ">=" else value <= goal)
-        report.append({"target": f"{name} {'≥' if sign == '>=' else '≤'} {goal:.2f}", "measured": value, "met": met})
+        report.append({"target": f"{name} {'≥' if sign == '>=' else '≤'} {goal:.2f}", "measured": value,
+                       "interval": interval, "met": met})
     if task in TARGET_ARCHITECTURE:
         wanted = TARGET_ARCHITECTURE[task]
         report.append({"target": f"architecture {wanted}", "measured": card.get("architecture"),

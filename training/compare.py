@@ -34,7 +34,7 @@ def summary(card: dict, label: str) -> dict:
         "architecture": card["architecture"],
         "weights_init": card["weights_init"],
         "input_size": card["preprocessing"]["size"],
-        "mirror_averaged": bool((card.get("test_time_flip") or {}).get("used", False)),
+        "mirror_averaged": card["test_time_flip"]["used"] if "test_time_flip" in card else None,  # None: not tried
         "epochs_run": training["epochs_run"],
         "minutes": round(training["seconds"] / 60, 1) if training.get("seconds") is not None else None,
         "hardware": training["hardware"],

@@ -101,6 +101,8 @@ def main(argv=None) -> int:
         samples = test_samples(args.model, args.data, args.split, model.task, model.classes)
         boxed = model.task == config.BINARY_TASK and (args.data / "annotations_yolo").is_dir()
         if args.redo_validation_choices:
+            if args.split == "all":
+                raise FractureAppError("--redo-validation-choices needs the stored splits; leave out --split all")
             command = "python -m training.evaluate " + " ".join(sys.argv[1:] if argv is None else argv)
             model = redo_validation_choices(args.model, model, args.data, boxed, command)
         layer, chosen_game = model.card.gradcam_layer, None
@@ -143,15 +145,18 @@ def redo_validation_choices(model_path: Path, model, data_dir: Path, boxed: bool
     from training import plots
     from training.validation_choices import evaluate_splits
 
-    rows = datasets.read_manifest(artifact_paths(model_path.parent, model.task)["manifest"], data_dir)
-    arrays = {split: (prepare_batch([read_image(s.path).pixels for s in rows if s.split == split], model.spec),
-                      np.array([s.label for s in rows if s.split == split], int)) for split in ("val", "test")}
+    splits = {split: test_samples(model_path, data_dir, split, model.task, model.classes) for split in ("val", "test")}
+    arrays = {split: (prepare_batch([read_image(s.path).pixels for s in rows], model.spec),
+                      np.array([s.label for s in rows], int)) for split, rows in splits.items()}
     evaluation = evaluate_splits(model.keras_model, arrays, model.task, model.classes)
     if boxed:
         evaluation["gradcam"], evaluation["metrics"]["test"]["pointing_game"] = choose_and_score(
-            model.keras_model, model.spec, data_dir, rows, evaluation["test_time_flip"]["used"])
-    evaluation["validation_choices_redone"] = {"command": command,
-                                               "at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+            model.keras_model, model.spec, data_dir, splits["val"] + splits["test"], evaluation["test_time_flip"]["used"])
+    now = datetime.now(timezone.utc)
+    # The same file now answers differently (new calibration, thresholds, perhaps the mirror): a new version.
+    evaluation["version"] = f"{model.card.version.split('+')[0]}+choices-{now:%Y.%m.%d-%H%M%S}"
+    evaluation["validation_choices_redone"] = {"command": command, "at": now.isoformat(timespec="seconds"),
+                                               "version_before": model.card.version}
     card = update_card(model_path, evaluation)
     paths = artifact_paths(model_path.parent, model.task)
     kinds = ("confusion", "roc") if model.task == config.BINARY_TASK else ("confusion",)

@@ -14,6 +14,7 @@ import numpy as np
 from fracture_app.errors import FractureAppError
 from fracture_app.imaging import read_image
 from fracture_app.preprocess import prepare
+from training.metrics import wilson_interval
 
 FINEST_MAP_SHARE = 1 / 8  # finer maps than input/8 are edge detectors, not evidence for the answer
 FRACTURED = 1
@@ -76,7 +77,7 @@ def pointing_game(keras_model, spec, data_dir: Path, samples, layer_name: str | 
     images = boxed_images(data_dir, samples, spec)
     hits = hit_count(keras_model, spec, images, layer_name, flip_average)
     return {"images": len(images), "hits": hits, "hit_rate": hits / len(images) if images else None,
-            "layer": layer_name or "last"}
+            "interval": wilson_interval(hits, len(images)), "layer": layer_name or "last"}
 
 
 def candidate_layers(keras_model, input_size: int) -> list[str]:

@@ -8,6 +8,10 @@ HIGH_SENSITIVITY = 0.95
 HIGH_SPECIFICITY = 0.95
 ECE_BINS = 10
 ROC_POINTS_KEPT = 101
+# 95% intervals: Wilson's for proportions, a stratified bootstrap (fixed seed, so a card is reproducible) for AUROC.
+Z_95 = 1.959964
+BOOTSTRAP_REPLICATES = 2000
+BOOTSTRAP_SEED = 0
 
 
 def roc_curve(labels: np.ndarray, scores: np.ndarray):
@@ -53,6 +57,30 @@ def threshold_for_specificity(labels, scores, specificity: float) -> float:
     return float(min(thresholds[index], 1.0))
 
 
+def wilson_interval(successes: int, total: int) -> list[float] | None:
+    """95% interval for a proportion; sound for small counts and for 0 or 100%, unlike p ± 1.96·SE."""
+    if total == 0:
+        return None
+    p, z2 = successes / total, Z_95**2
+    centre = (p + z2 / (2 * total)) / (1 + z2 / total)
+    half = Z_95 * np.sqrt(p * (1 - p) / total + z2 / (4 * total**2)) / (1 + z2 / total)
+    return [float(centre - half), float(centre + half)]
+
+
+def auroc_interval(labels, scores) -> list[float] | None:
+    """95% percentile interval of AUROC over bootstrap resamples drawn within each class."""
+    labels, scores = np.asarray(labels, bool), np.asarray(scores, float)
+    positives, negatives = np.flatnonzero(labels), np.flatnonzero(~labels)
+    if not len(positives) or not len(negatives):
+        return None
+    rng = np.random.default_rng(BOOTSTRAP_SEED)
+    values = []
+    for _ in range(BOOTSTRAP_REPLICATES):
+        chosen = np.r_[rng.choice(positives, len(positives)), rng.choice(negatives, len(negatives))]
+        values.append(auroc(labels[chosen], scores[chosen]))
+    return np.percentile(values, [2.5, 97.5]).tolist()
+
+
 def binary_metrics(labels, probabilities, threshold: float) -> dict:
     labels, probabilities = np.asarray(labels, int), np.asarray(probabilities, float)
     predicted = probabilities >= threshold
@@ -77,12 +105,17 @@ def binary_metrics(labels, probabilities, threshold: float) -> dict:
         "ece": expected_calibration_error(labels, probabilities),
         "roc": {"fpr": fpr[keep].round(4).tolist(), "tpr": tpr[keep].round(4).tolist(),
                 "thresholds": np.minimum(thresholds[keep], 1.0).round(4).tolist()},
+        "intervals": {"auroc": auroc_interval(labels, probabilities), "sensitivity": wilson_interval(tp, tp + fn),
+                      "specificity": wilson_interval(tn, tn + fp)},
     }
 
 
 def operating_point(labels, probabilities, threshold: float) -> dict:
-    metrics = binary_metrics(labels, probabilities, threshold)
-    return {key: metrics[key] for key in ("threshold", "sensitivity", "specificity")}
+    predicted = np.asarray(probabilities, float) >= threshold
+    labels = np.asarray(labels, int)
+    tp, tn = int(np.sum(predicted & (labels == 1))), int(np.sum(~predicted & (labels == 0)))
+    return {"threshold": float(threshold), "sensitivity": _ratio(tp, int(np.sum(labels == 1))),
+            "specificity": _ratio(tn, int(np.sum(labels == 0)))}
 
 
 def expected_calibration_error(labels, probabilities, bins: int = ECE_BINS) -> float:
@@ -118,10 +151,13 @@ def multiclass_metrics(labels, probabilities, classes) -> dict:
         per_class[name] = {"precision": float(precision), "recall": float(recall), "f1": float(f1),
                            "support": int(confusion[index].sum())}
         f1s.append(f1)
+    top1_hits = int(np.sum(predicted == labels))
+    top3_hits = int(sum(label in row for label, row in zip(labels, top3)))
     return {
         "n": int(len(labels)),
-        "top1": float(np.mean(predicted == labels)),
-        "top3": float(np.mean([label in row for label, row in zip(labels, top3)])),
+        "top1": _ratio(top1_hits, len(labels)),
+        "top3": _ratio(top3_hits, len(labels)),
+        "intervals": {"top1": wilson_interval(top1_hits, len(labels)), "top3": wilson_interval(top3_hits, len(labels))},
         "macro_f1": float(np.mean(f1s)),
         "ece": expected_calibration_error(labels, probabilities),
         "per_class": per_class,
