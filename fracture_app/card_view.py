@@ -71,8 +71,8 @@ def render_targets(targets: list[dict] | None) -> None:
     st.dataframe(frame, hide_index=True)
 
 
-def _interval(bounds) -> str:
-    return f"{_number(bounds[0])}–{_number(bounds[1])}" if bounds else ""
+def _interval(bounds, style: str = "ratio") -> str:
+    return f"{_number(bounds[0], style)}–{_number(bounds[1], style)}" if bounds else ""
 
 
 def _measured(value) -> str:
@@ -106,7 +106,7 @@ def render_card(card, directory: Path, task: str) -> None:
             st.caption(f"Grad-CAM pointing game: the hottest point fell inside an annotated fracture box on "
                        f"{game.get('hits', 0)} of {game.get('images', 0)} fractured test images "
                        f"({_number(game.get('hit_rate'), 'percent')}"
-                       + (f", 95% interval {_number(interval[0], 'percent')}–{_number(interval[1], 'percent')})"
+                       + (f", 95% interval {_interval(interval, 'percent')})"
                           if interval else ")")
                        + (f"; heat map from layer `{game.get('layer', 'last')}`, chosen on the validation split."
                           if data.get("gradcam") else "; heat map from the last convolutional layer."))
@@ -200,8 +200,7 @@ def _flip_sentence(flip: dict | None) -> str:
 def _intervals_caption(test: dict, spec) -> None:
     """95% intervals under the figures: how far each could move on another sample of the same size."""
     intervals = test.get("intervals") or {}
-    parts = [f"{label} {_number(intervals[key][0], style)}–{_number(intervals[key][1], style)}"
-             for key, label, style in spec if intervals.get(key)]
+    parts = [f"{label} {_interval(intervals[key], style)}" for key, label, style in spec if intervals.get(key)]
     if parts:
         st.caption("95% intervals: " + " · ".join(parts))
 

@@ -119,6 +119,18 @@ def calibrate(logits: np.ndarray, calibration: dict) -> np.ndarray:
     return exp / exp.sum(axis=1, keepdims=True)
 
 
+def as_the_app_runs_it(keras_model, flip_average: bool):
+    """The Keras model with the mirror averaging its card asks for built in: one call gives the answer's logits."""
+    if not flip_average:
+        return keras_model
+    import keras
+
+    inputs = keras.Input(keras_model.inputs[0].shape[1:])
+    mirror = keras.layers.Lambda(lambda x: keras.ops.flip(x, axis=WIDTH_AXIS), name="mirror")(inputs)
+    averaged = keras.layers.Average(name="mean_of_image_and_mirror")([keras_model(inputs), keras_model(mirror)])
+    return keras.Model(inputs, averaged, name=f"{keras_model.name}_mirror_averaged")
+
+
 class FractureModel:
     """A loaded Keras model with its card. Safe to share between threads and app sessions."""
 
@@ -129,15 +141,9 @@ class FractureModel:
         self.card = card
         spec = card.spec
         signature = [tf.TensorSpec([None, spec.size, spec.size, spec.channels], tf.float32)]
-
-        def forward(batch):
-            logits = keras_model(batch, training=False)
-            if card.flip_average:
-                logits = (logits + keras_model(tf.reverse(batch, [WIDTH_AXIS]), training=False)) / 2
-            return logits
-
+        answering = as_the_app_runs_it(keras_model, card.flip_average)
         # One traced graph for every batch size: no retracing, no Python overhead per call.
-        self._forward = tf.function(forward, input_signature=signature)
+        self._forward = tf.function(lambda batch: answering(batch, training=False), input_signature=signature)
         self._lock = threading.Lock()
 
     @property

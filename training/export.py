@@ -16,7 +16,7 @@ import numpy as np
 from fracture_app import import_tensorflow_quietly
 from fracture_app.errors import FractureAppError
 from fracture_app.imaging import read_image
-from fracture_app.preprocess import WIDTH_AXIS, prepare
+from fracture_app.preprocess import prepare
 
 # Largest difference in logits we accept between TFLite and Keras on real X-rays (float32 both ways).
 AGREEMENT_TOLERANCE = 1e-3
@@ -27,18 +27,6 @@ CHECK_IMAGE_COUNT = 8
 def to_tflite(keras_model) -> bytes:
     tf = import_tensorflow_quietly()
     return tf.lite.TFLiteConverter.from_keras_model(keras_model).convert()
-
-
-def as_the_app_runs_it(model):
-    """The Keras model with the mirror averaging its card asks for built in, so one call gives the app's logits."""
-    if not model.card.flip_average:
-        return model.keras_model
-    import keras
-
-    inputs = keras.Input(model.keras_model.inputs[0].shape[1:])
-    mirror = keras.layers.Lambda(lambda x: keras.ops.flip(x, axis=WIDTH_AXIS), name="mirror")(inputs)
-    averaged = keras.layers.Average(name="mean_of_image_and_mirror")([model.keras_model(inputs), model.keras_model(mirror)])
-    return keras.Model(inputs, averaged, name=f"{model.keras_model.name}_mirror_averaged")
 
 
 def tflite_logits(tflite_bytes: bytes, inputs: np.ndarray) -> np.ndarray:
@@ -73,14 +61,14 @@ def main(argv=None) -> int:
     parser.add_argument("--check-images", type=Path, default=DEFAULT_CHECK_IMAGES,
                         help="folder of real X-rays to compare the two models on (default: the test fixtures)")
     args = parser.parse_args(argv)
-    from fracture_app.models import load_model
+    from fracture_app.models import as_the_app_runs_it, load_model
 
     try:
         model = load_model(args.model)
         images = check_images(args.check_images)
         if not images:
             raise FractureAppError(f"no .jpg X-rays in {args.check_images} to check the export against")
-        tflite_bytes = to_tflite(as_the_app_runs_it(model))
+        tflite_bytes = to_tflite(as_the_app_runs_it(model.keras_model, model.card.flip_average))
         difference = agreement(model, tflite_bytes, images)
     except FractureAppError as error:
         print(f"error: {error}", file=sys.stderr)

@@ -81,13 +81,16 @@ def auroc_interval(labels, scores) -> list[float] | None:
     return np.percentile(values, [2.5, 97.5]).tolist()
 
 
+def _confusion_cells(labels, probabilities, threshold: float) -> tuple[int, int, int, int]:
+    """(true positives, true negatives, false positives, false negatives) at the threshold."""
+    labels, predicted = np.asarray(labels, int), np.asarray(probabilities, float) >= threshold
+    return (int(np.sum(predicted & (labels == 1))), int(np.sum(~predicted & (labels == 0))),
+            int(np.sum(predicted & (labels == 0))), int(np.sum(~predicted & (labels == 1))))
+
+
 def binary_metrics(labels, probabilities, threshold: float) -> dict:
     labels, probabilities = np.asarray(labels, int), np.asarray(probabilities, float)
-    predicted = probabilities >= threshold
-    tp = int(np.sum(predicted & (labels == 1)))
-    tn = int(np.sum(~predicted & (labels == 0)))
-    fp = int(np.sum(predicted & (labels == 0)))
-    fn = int(np.sum(~predicted & (labels == 1)))
+    tp, tn, fp, fn = _confusion_cells(labels, probabilities, threshold)
     sensitivity = _ratio(tp, tp + fn)
     precision = _ratio(tp, tp + fp)
     fpr, tpr, thresholds = roc_curve(labels, probabilities)
@@ -111,11 +114,8 @@ def binary_metrics(labels, probabilities, threshold: float) -> dict:
 
 
 def operating_point(labels, probabilities, threshold: float) -> dict:
-    predicted = np.asarray(probabilities, float) >= threshold
-    labels = np.asarray(labels, int)
-    tp, tn = int(np.sum(predicted & (labels == 1))), int(np.sum(~predicted & (labels == 0)))
-    return {"threshold": float(threshold), "sensitivity": _ratio(tp, int(np.sum(labels == 1))),
-            "specificity": _ratio(tn, int(np.sum(labels == 0)))}
+    tp, tn, fp, fn = _confusion_cells(labels, probabilities, threshold)
+    return {"threshold": float(threshold), "sensitivity": _ratio(tp, tp + fn), "specificity": _ratio(tn, tn + fp)}
 
 
 def expected_calibration_error(labels, probabilities, bins: int = ECE_BINS) -> float:
