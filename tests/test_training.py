@@ -160,13 +160,40 @@ def test_a_negative_map_loss_weight_is_a_usage_error(tmp_path, capsys):
     assert "--map-loss-weight not negative" in capsys.readouterr().err
 
 
+def test_weight_averaging_ships_the_average_rather_than_the_last_step(tiny_models_dir, tmp_path):
+    """With a momentum near 1 the average stays at the weights after the first step (Keras starts it there),
+    while the raw weights go on moving with every step."""
+    start = artifact_paths(tiny_models_dir, config.BINARY_TASK)["model"]
+    common = ["--task", "binary", "--data", str(FRACATLAS_FIXTURES), "--img-size", str(TINY_SIZE), "--epochs", "1",
+              "--batch-size", "2", "--learning-rate", "1e-2", "--weights", str(start), "--quiet"]
+    kernels = {}
+    for name, momentum in (("raw", "0"), ("averaged", "0.999999")):
+        assert train([*common, "--weight-average", momentum, "--out", str(tmp_path / name)]) == 0
+        model = load_model(artifact_paths(tmp_path / name, config.BINARY_TASK)["model"]).keras_model
+        kernels[name] = [layer.kernel.numpy() for layer in model.layers if hasattr(layer, "kernel")]
+    kernels["start"] = [layer.kernel.numpy() for layer in load_model(start).keras_model.layers if hasattr(layer, "kernel")]
+    moved = lambda name: max(float(np.abs(a - b).max()) for a, b in zip(kernels[name], kernels["start"]))
+    one_step = 1e-2  # Adam moves a weight by about the learning rate per step
+    assert moved("raw") > 3 * one_step
+    assert moved("averaged") < 1.5 * one_step
+    assert card(tmp_path / "averaged", config.BINARY_TASK)["training"]["weight_average_momentum"] == 0.999999
+    assert "weight_average_momentum" not in card(tmp_path / "raw", config.BINARY_TASK)["training"]
+
+
+def test_a_weight_average_momentum_of_one_is_a_usage_error(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        train(["--task", "binary", "--data", str(tmp_path), "--weight-average", "1"])
+    assert exit_info.value.code == 2
+    assert "--weight-average in [0, 1)" in capsys.readouterr().err
+
+
 def test_help_names_every_option(capsys):
     with pytest.raises(SystemExit) as exit_info:
         train(["--help"])
     assert exit_info.value.code == 0
     text = capsys.readouterr().out
     for option in ("--task", "--data", "--arch", "--img-size", "--epochs", "--batch-size", "--weights", "--out", "--seed",
-                   "--map-loss-weight"):
+                   "--map-loss-weight", "--weight-average"):
         assert option in text
 
 

@@ -65,6 +65,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--map-loss-weight", type=float, default=MAP_LOSS_WEIGHT,
                         help="custom_cnn_map only: weight of the fracture-box loss on the map beside the "
                              f"answer's (default {MAP_LOSS_WEIGHT})")
+    parser.add_argument("--weight-average", type=float, default=0.0, metavar="MOMENTUM",
+                        help="validate, checkpoint and ship an exponential moving average of the weights "
+                             "(Polyak averaging) with this momentum per step, e.g. 0.99; 0 (default) for the raw weights")
     parser.add_argument("--quiet", action="store_true", help="no progress bars (logs only)")
     args = parser.parse_args(argv)
     args.arch = args.arch or config.DEFAULT_ARCHITECTURE[args.task]
@@ -75,9 +78,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     if args.resume and not (args.resume / "best.weights.h5").is_file():
         parser.error(f"--resume: no checkpoint (best.weights.h5) in {args.resume}")
     if args.epochs < 1 or args.batch_size < 1 or args.img_size < 32 or (
-            args.learning_rate is not None and not args.learning_rate > 0) or args.map_loss_weight < 0:
-        parser.error("--epochs, --batch-size and --learning-rate must be positive, --map-loss-weight not negative "
-                     "and --img-size at least 32")
+            args.learning_rate is not None and not args.learning_rate > 0) or args.map_loss_weight < 0 or not (
+            0 <= args.weight_average < 1):
+        parser.error("--epochs, --batch-size and --learning-rate must be positive, --map-loss-weight not negative, "
+                     "--weight-average in [0, 1) and --img-size at least 32")
     return args
 
 
@@ -252,15 +256,18 @@ def fit(model, arrays, args, dataset, scratch: Path, strategy, started: float, m
     if pretrained:
         frozen = max(1, round(args.epochs * FROZEN_EPOCH_SHARE))
         phases = [(frozen, learning_rate, 0.0), (args.epochs, FINE_TUNE_LEARNING_RATE, FINE_TUNE_LAYER_SHARE)]
+    averaging = {"use_ema": True, "ema_momentum": args.weight_average} if args.weight_average else {}
     for epochs, learning_rate, trainable_share in phases:
         if epochs <= done:
             continue
         if trainable_share is not None:
             _set_trainable_top(backbone, trainable_share)
         with strategy.scope():
-            trained.compile(optimizer=keras.optimizers.Adam(learning_rate), **losses)
+            trained.compile(optimizer=keras.optimizers.Adam(learning_rate, **averaging), **losses)
+        # First, so that the validation score, the checkpoint and early stopping all see the averaged weights.
+        swap = [keras.callbacks.SwapEMAWeights(swap_on_epoch=True)] if averaging else []
         result = trained.fit(train_data, validation_data=val_data, epochs=epochs, initial_epoch=done,
-                             class_weight=class_weight, callbacks=callbacks, shuffle=False,  # batches() shuffles
+                             class_weight=class_weight, callbacks=swap + callbacks, shuffle=False,  # batches() shuffles
                              verbose=2 if args.quiet else 1)
         for key, values in result.history.items():
             history.setdefault(key, []).extend(float(v) for v in values)
@@ -371,6 +378,7 @@ def build_card(args, dataset, spec, split_report, loaded, evaluation, history, b
             "command": "python -m training.train " + " ".join(sys.argv[1:]),
             "resumed_from_checkpoint": bool(args.resume),
             **({"map_loss_weight": args.map_loss_weight} if args.arch == "custom_cnn_map" else {}),
+            **({"weight_average_momentum": args.weight_average} if args.weight_average else {}),
         },
         **evaluation,
         "intended_use": INTENDED_USE,
