@@ -21,6 +21,7 @@ def test_runs_on_the_same_split_are_recorded_with_their_own_figures(tiny_models_
     other = copy_models(tiny_models_dir, tmp_path / "other_run")
     other_card = json.loads(other["card"].read_text())
     other_card["metrics"]["val"]["macro_f1"] = 0.123  # a different run measured something else
+    other_card["training"]["weight_average_momentum"] = 0.99
     other["card"].write_text(json.dumps(other_card))
 
     assert compare.main(["--model", str(shipped["model"]), str(other["card"])]) == 0
@@ -30,6 +31,7 @@ def test_runs_on_the_same_split_are_recorded_with_their_own_figures(tiny_models_
     assert rows[1]["val_macro_f1"] == 0.123 and rows[0]["val_macro_f1"] != 0.123
     assert rows[1]["test_top1"] == other_card["metrics"]["test"]["top1"]
     assert rows[1]["architecture"] == other_card["architecture"] and rows[1]["input_size"] == TINY_SIZE
+    assert rows[1]["weight_average"] == 0.99 and rows[0]["weight_average"] is None
     load_model(shipped["model"])  # the card still matches its model
 
 

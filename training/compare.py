@@ -35,6 +35,7 @@ def summary(card: dict, label: str) -> dict:
         "weights_init": card["weights_init"],
         "input_size": card["preprocessing"]["size"],
         "mirror_averaged": card["test_time_flip"]["used"] if "test_time_flip" in card else None,  # None: not tried
+        "weight_average": training.get("weight_average_momentum"),  # None: the last step's weights
         "epochs_run": training["epochs_run"],
         "minutes": round(training["seconds"] / 60, 1) if training.get("seconds") is not None else None,
         "hardware": training["hardware"],
