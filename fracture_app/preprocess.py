@@ -69,7 +69,6 @@ def prepare_batch(images: list[np.ndarray], spec: PreprocessSpec) -> np.ndarray:
     )
 
 
-
 def mirrored(batch: np.ndarray) -> np.ndarray:
     """The batch flipped left↔right."""
     return np.flip(batch, axis=WIDTH_AXIS)

@@ -31,7 +31,7 @@ HEADLINE = {config.BINARY_TASK: ("auroc", "accuracy", "sensitivity", "specificit
             config.TYPE_TASK: ("top1", "top3", "macro_f1", "ece")}
 
 
-def test_samples(model_path: Path, data_dir: Path, split: str, task: str, classes) -> list[datasets.Sample]:
+def split_samples(model_path: Path, data_dir: Path, split: str, task: str, classes) -> list[datasets.Sample]:
     """The stored split's rows (from the manifest beside the model), or every image of a new data set."""
     if split != "all":
         manifest = artifact_paths(model_path.parent, task)["manifest"]
@@ -98,7 +98,7 @@ def main(argv=None) -> int:
 
     try:
         model = load_model(args.model)
-        samples = test_samples(args.model, args.data, args.split, model.task, model.classes)
+        samples = split_samples(args.model, args.data, args.split, model.task, model.classes)
         boxed = model.task == config.BINARY_TASK and (args.data / "annotations_yolo").is_dir()
         if args.redo_validation_choices:
             if args.split == "all":
@@ -145,7 +145,7 @@ def redo_validation_choices(model_path: Path, model, data_dir: Path, boxed: bool
     from training import plots
     from training.validation_choices import evaluate_splits
 
-    splits = {split: test_samples(model_path, data_dir, split, model.task, model.classes) for split in ("val", "test")}
+    splits = {split: split_samples(model_path, data_dir, split, model.task, model.classes) for split in ("val", "test")}
     arrays = {split: (prepare_batch([read_image(s.path).pixels for s in rows], model.spec),
                       np.array([s.label for s in rows], int)) for split, rows in splits.items()}
     evaluation = evaluate_splits(model.keras_model, arrays, model.task, model.classes)
