@@ -7,6 +7,7 @@ import pandas as pd
 import streamlit as st
 
 from fracture_app import config
+from fracture_app.diagnosis import LIKELY, NOT_RULED_OUT
 from fracture_app.models import artifact_paths
 from fracture_app.report import percent
 
@@ -31,8 +32,8 @@ BINARY_METRICS = (("auroc", "AUROC", "ratio"), ("sensitivity", "Sensitivity", "p
 TYPE_METRICS = (("top1", "Top-1 accuracy", "percent"), ("top3", "Top-3 accuracy", "percent"),
                 ("macro_f1", "Macro F1", "ratio"), ("ece", "Calibration error (ECE)", "ratio"))
 DATA_NAMES = {"fracatlas": "FracAtlas", "bone_break": "Bone Break Classification", "custom": "custom data set"}
-POINT_NAMES = {"high_sensitivity": "High sensitivity (lower bound of “possible fracture”)",
-               "high_specificity": "High specificity (lower bound of “likely fracture”)"}
+POINT_NAMES = {"high_sensitivity": f"High sensitivity (lower bound of “{NOT_RULED_OUT}”)",
+               "high_specificity": f"High specificity (lower bound of “{LIKELY}”)"}
 
 
 def _initial_weights(data: dict) -> str:

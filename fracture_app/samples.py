@@ -141,13 +141,30 @@ def _from_dataset(folder: Path) -> tuple[list[SampleImage], list[str]] | None:
             continue
         if task == config.TYPE_TASK and not set(dataset.classes) <= set(config.FRACTURE_TYPES):
             continue  # class folders that are not fracture types (e.g. several data sets side by side)
-        chosen = dataset.samples
-        # A data set that ships a test folder: show only those, so the model is not judged on what it learned.
-        if any(sample.given_split == "test" for sample in chosen):
-            chosen = [sample for sample in chosen if sample.given_split == "test"]
+        chosen = _unseen_by_model(dataset, task)
         source = dataset.source if dataset.source != "custom" else folder.name
         return [SampleImage(s.path, dataset.classes[s.label], source) for s in chosen], [dataset.layout]
     return None
+
+
+def _unseen_by_model(dataset, task: str) -> list:
+    """The samples the task's model neither trained nor was tuned on, so a demo never grades it on its lessons.
+
+    The model's split file says which images it learned from (paths relative to the data set); where there is
+    none, a data set's own test folder is the best guess, and a folder of other images is all unseen.
+    """
+    from fracture_app.models import artifact_paths
+
+    try:
+        with open(artifact_paths(config.models_dir(), task)["manifest"], newline="", encoding="utf-8") as handle:
+            seen = {row["path"] for row in csv.DictReader(handle) if row["split"] != "test"}
+    except (OSError, UnicodeDecodeError, csv.Error, KeyError):
+        seen = None
+    if seen is not None:
+        return [s for s in dataset.samples if s.path.relative_to(dataset.root).as_posix() not in seen]
+    if any(sample.given_split == "test" for sample in dataset.samples):
+        return [sample for sample in dataset.samples if sample.given_split == "test"]
+    return dataset.samples
 
 
 def filter_options(samples: list[SampleImage]) -> list[str]:

@@ -14,6 +14,12 @@ from fracture_app.samples import (ALL, ANY_FRACTURE, NOT_FRACTURED, SampleImage,
 FIXTURES = Path(__file__).parent / "fixtures"
 
 
+@pytest.fixture(autouse=True)
+def models_without_split_files(monkeypatch, tmp_path):
+    """The fixtures are real data-set images the shipped models trained on; here no split file says so."""
+    monkeypatch.setenv(config.MODELS_DIR_ENV, str(tmp_path / "no_models"))
+
+
 def test_a_folder_of_data_sets_is_read_in_each_ones_layout():
     found = list_samples(FIXTURES)
     truths = [s.ground_truth for s in found.samples]
@@ -22,6 +28,20 @@ def test_a_folder_of_data_sets_is_read_in_each_ones_layout():
     assert all("Test" in s.path.parts for s in found.samples if s.fracture_type)  # Bone Break: its Test folders only
     assert {s.source for s in found.samples} == {"fracatlas", "bone_break"}
     assert not found.problems
+
+
+def test_a_data_set_shows_only_what_the_models_split_files_kept_for_testing(monkeypatch, tiny_models_dir):
+    """Never demo a model on an image it learned from: its split file names them, train and validation alike."""
+    from fracture_app.models import artifact_paths
+    from training.datasets import read_manifest
+
+    monkeypatch.setenv(config.MODELS_DIR_ENV, str(tiny_models_dir))
+    tested = {sample.path for task, folder in ((config.BINARY_TASK, "fracatlas"), (config.TYPE_TASK, "bone_break"))
+              for sample in read_manifest(artifact_paths(tiny_models_dir, task)["manifest"], FIXTURES / folder)
+              if sample.split == "test"}
+    shown = {sample.path for sample in list_samples(FIXTURES).samples}
+    assert shown == tested
+    assert len(shown) < len(list(FIXTURES.rglob("*.jpg")))  # the split files did leave some out
 
 
 def test_the_app_reads_data_sets_and_cards_without_the_training_package():

@@ -59,7 +59,7 @@ def target_report(card: dict) -> list[dict]:
     return report
 
 
-def limitations(task: str, weights_init: str, images: int, weights_sha256: str | None = None) -> list[str]:
+def limitations(task: str, weights_init: str, split_sizes: dict, weights_sha256: str | None = None) -> list[str]:
     """The card's limitations, true to how this model started and what it is for."""
     if weights_init == "none":
         start = "Trained from random initialisation"
@@ -68,7 +68,9 @@ def limitations(task: str, weights_init: str, images: int, weights_sha256: str |
     else:
         digest = f" (sha256 {weights_sha256[:12]}…)" if weights_sha256 else ""
         start = f"Started from the layers it shares with an earlier model, {Path(weights_init).name}{digest}, then trained"
-    items = [f"{start} on {images} public images; far smaller than clinical data sets.", *GENERAL_LIMITATIONS]
+    sizes = {split: split_sizes.get(split, 0) for split in ("train", "val", "test")}
+    items = [f"{start} on {sizes['train']} public images (validated on {sizes['val']}, tested on {sizes['test']} "
+             "others); far smaller than clinical data sets.", *GENERAL_LIMITATIONS]
     return items + [TYPE_LIMITATION] if task == config.TYPE_TASK else items
 
 

@@ -382,7 +382,7 @@ def build_card(args, dataset, spec, split_report, loaded, evaluation, history, b
         },
         **evaluation,
         "intended_use": INTENDED_USE,
-        "limitations": limitations(args.task, str(args.weights), len(loaded.samples),
+        "limitations": limitations(args.task, str(args.weights), split_report["sizes"],
                                    _starting_file_digest(args.weights).get("weights_init_sha256")),
     }
     card["targets"] = target_report(card)
