@@ -27,6 +27,7 @@ DATA_DIR_ENV = "FRACTURE_DATA_DIR"
 BINARY_TASK = "binary"
 TYPE_TASK = "type"
 TASKS = (BINARY_TASK, TYPE_TASK)
+TASK_NAMES = {BINARY_TASK: "fracture model", TYPE_TASK: "fracture-type model"}  # as a sentence names them
 
 # Index 1 is the positive class: a binary model's single logit scores "Fractured".
 BINARY_CLASSES = ("Not fractured", "Fractured")

@@ -56,14 +56,45 @@ class Diagnosis:
         return looks_like_xray(self.xray)
 
     @property
-    def missing_fraction(self) -> float | None:
-        """Share of the picture an incomplete (truncated) file lacks; None when the file is whole."""
-        metadata = self.xray.metadata
-        return metadata.get("missing_fraction", 0.0) if metadata.get("truncated") else None
+    def cautions(self) -> list["Caution"]:
+        return cautions_for(self.xray)
 
 
 def looks_like_xray(xray: XRay) -> bool:
     return xray.colour_fraction <= XRAY_COLOUR_FRACTION_LIMIT
+
+
+@dataclass(frozen=True)
+class Caution:
+    """What a reader must know before trusting a reading, worded once for the app, the report and the CSV."""
+    kind: str  # not_xray, incomplete, more_frames, guessed_brightness
+    brief: str  # a few words a script can grep for
+    text: str  # a sentence for the app and the report
+
+
+def cautions_for(xray: XRay) -> list[Caution]:
+    found, metadata = [], xray.metadata
+    if not looks_like_xray(xray):
+        found.append(Caution("not_xray", "not an X-ray: a colour image, the answer means nothing",
+                             "This image does not look like an X-ray (it is in colour). The models were trained "
+                             "on radiographs only, so their answer here means nothing."))
+    if metadata.get("missing_fraction"):
+        missing = metadata["missing_fraction"]
+        found.append(Caution("incomplete", f"incomplete file: about {missing:.0%} missing",
+                             f"This file is incomplete: about {missing:.0%} of the picture is missing (shown grey). "
+                             "Read with care."))
+    if metadata.get("frames", 1) > 1:
+        frames = metadata["frames"]
+        found.append(Caution("more_frames", f"first of {frames} images read",
+                             f"This file holds {frames} images; only the first was read. Upload the others "
+                             "one by one."))
+    if metadata.get("brightness_bits"):
+        bits = metadata["brightness_bits"]
+        found.append(Caution("guessed_brightness", f"brightness guessed from the values ({bits} bits)",
+                             f"This file stores more than 8 bits a pixel but not how to display them; its values "
+                             f"were read as {bits}-bit. If the picture looks too dark or too bright, export it as "
+                             "an 8-bit PNG or as DICOM."))
+    return found
 
 
 def confidence_band(probability: float, operating_points: dict, threshold: float) -> str:
@@ -160,4 +191,4 @@ class Diagnoser:
         return {classes[i]: float(probabilities[i]) for i in order}
 
 
-__all__ = ["Diagnosis", "Diagnoser", "FractureAppError", "confidence_band", "looks_like_xray"]
+__all__ = ["Caution", "Diagnosis", "Diagnoser", "FractureAppError", "cautions_for", "confidence_band", "looks_like_xray"]

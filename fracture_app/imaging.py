@@ -194,14 +194,19 @@ def _read_pillow(data: bytes, label: str, kind: str) -> XRay:
         raise ImageReadError(f"unrecognised or corrupt image file (the {kind} data could not be decoded)") from exc
 
     metadata: dict = {}
-    if truncated:
-        missing = _missing_rows(im)
-        if missing > MAX_MISSING_FRACTION * im.height:
-            raise ImageReadError(
-                f"incomplete image file: only {100 * (1 - missing / im.height):.0f}% of the picture "
-                "is in the file (cut off while copying or uploading?)")
-        metadata["truncated"] = True  # the app can warn; missing_fraction says how much is grey fill
-        metadata["missing_fraction"] = round(missing / im.height, 3)
+    # Phones append data after the end marker; only rows the decoder had to fill make a file incomplete.
+    missing = _missing_rows(im) if truncated else 0
+    if missing > MAX_MISSING_FRACTION * im.height:
+        raise ImageReadError(
+            f"incomplete image file: only {100 * (1 - missing / im.height):.0f}% of the picture "
+            "is in the file (cut off while copying or uploading?)")
+    if missing:
+        metadata["missing_fraction"] = round(missing / im.height, 3)  # the app warns; it is grey fill
+    # An MPO's later pictures are previews of the first; a TIFF's or GIF's may be other views.
+    if im.format != "MPO" and getattr(im, "n_frames", 1) > 1:
+        metadata["frames"] = im.n_frames
+    if im.mode.startswith("I") and (bits := _used_bits(np.asarray(im))) != 16:
+        metadata["brightness_bits"] = bits  # the values leave the container part-empty: how bright is a guess
     fmt = "JPEG" if im.format == "MPO" else (im.format or kind)  # before exif_transpose drops .format
     try:
         im = ImageOps.exif_transpose(im)
@@ -245,12 +250,19 @@ def _to_grey(im: Image.Image) -> tuple[np.ndarray, float]:
     return _finish(grey), (_untinted_colour_share(sample) if colour.shape[-1] == 3 else 0.0)
 
 
+def _used_bits(arr: np.ndarray) -> int:
+    """The bits an unsigned image's values reach (at least 8): 12 for a 12-bit scan in a 16-bit container."""
+    return max(8, int(arr.max()).bit_length()) if arr.size else 8
+
+
 def _scale_to_unit(arr: np.ndarray) -> np.ndarray:
-    """Integers by their bit depth (8-bit by 255, 12-bit in 16 by 4095, ...); floats and signed by range."""
+    """Unsigned integers by the bits their values reach (8 by 255, 12 in 16 by 4095); floats and signed by range.
+
+    A 16-bit container often holds fewer real bits, and dividing by 65535 would leave such a scan near black.
+    The guess can be wrong (a dark 16-bit picture), so the reader records it and the app says so.
+    """
     if np.issubdtype(arr.dtype, np.integer) and arr.size and arr.min() >= 0:
-        # The container (16 bits) often holds fewer real bits; dividing by 65535 would leave it near black.
-        bits = max(8, int(arr.max()).bit_length())
-        return arr.astype(np.float32) / np.float32(2**bits - 1)
+        return arr.astype(np.float32) / np.float32(2 ** _used_bits(arr) - 1)
     arr = np.nan_to_num(arr.astype(np.float32), nan=0.0, posinf=0.0, neginf=0.0)
     if arr.size and arr.min() >= 0 and arr.max() <= 1:
         return arr
@@ -344,6 +356,11 @@ def _read_dicom(data: bytes, label: str, forced: bool) -> XRay:
 
     metadata = _dicom_metadata(ds)
     metadata["TransferSyntax"] = syntax.name
+    try:
+        if int(ds.get("NumberOfFrames") or 1) > 1:
+            metadata["frames"] = int(ds.NumberOfFrames)
+    except (TypeError, ValueError):
+        pass  # a malformed count: the first frame was read all the same
     metadata["original_size"] = pixels.shape
     return XRay(pixels, label, "DICOM", colour, metadata)
 

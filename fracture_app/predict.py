@@ -69,11 +69,7 @@ def row_for(path: Path, diagnosis=None, error: str | None = None, heatmaps: list
 
 def warnings_for(diagnosis) -> list[str]:
     """What the app shows above a reading, in words a script can grep for."""
-    found = []
-    if not diagnosis.looks_like_xray:
-        found.append("not an X-ray: a colour image, the answer means nothing")
-    if diagnosis.missing_fraction is not None:
-        found.append(f"incomplete file: about {diagnosis.missing_fraction:.0%} missing")
+    found = [caution.brief for caution in diagnosis.cautions]
     if diagnosis.fractured is False and diagnosis.type_top:
         found.append("no fracture seen: the type guess says little")
     return found

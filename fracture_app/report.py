@@ -19,7 +19,6 @@ from fracture_app.gradcam import DEFAULT_OPACITY, overlay
 
 # Longer side of the pictures placed in a report: sharp on A4 and on screen, small enough to share.
 REPORT_MAX_SIDE = 1024
-TASK_LABELS = {config.BINARY_TASK: "fracture model", config.TYPE_TASK: "fracture-type model"}
 TYPE_GUESS_CAVEAT = "meaningful only when a fracture is present"
 DICOM_FIELDS = (("BodyPartExamined", "Body part"), ("ViewPosition", "View"), ("Modality", "Modality"),
                 ("ImageLaterality", "Laterality"), ("Laterality", "Laterality"),
@@ -87,19 +86,16 @@ def findings(diagnosis: Diagnosis, task: str | None = None, opacity: float = DEF
         rows.append(("Reading", f"{diagnosis.band}; decision threshold {percent(diagnosis.threshold)}"))
     else:
         rows.append(("Verdict", "no fracture model loaded"))
-    if not diagnosis.looks_like_xray:
-        rows.append(("Warning", "this image does not look like an X-ray (it is in colour); the answer is meaningless"))
-    if diagnosis.missing_fraction is not None:
-        rows.append(("Warning", f"the file is incomplete: {diagnosis.missing_fraction:.0%} of the picture is missing"))
+    rows += [("Warning", caution.text) for caution in diagnosis.cautions]
     if diagnosis.type_top:
         guesses = ", ".join(f"{name} {percent(p)}" for name, p in diagnosis.type_top)
         rows.append(("Type model's guess", f"{guesses} ({TYPE_GUESS_CAVEAT})"))
     task, _ = heatmap_for(diagnosis, task)
     if task:
-        rows.append(("Heat map", f"Grad-CAM of the {TASK_LABELS.get(task, task)}, opacity {opacity:.0%}"))
+        rows.append(("Heat map", f"Grad-CAM of the {config.TASK_NAMES.get(task, task)}, opacity {opacity:.0%}"))
     for label, value in dicom_summary(diagnosis).items():
         rows.append((f"DICOM {label.lower()}", value))
-    versions = ", ".join(f"{TASK_LABELS.get(t, t)} {v}" for t, v in diagnosis.model_versions.items())
+    versions = ", ".join(f"{config.TASK_NAMES.get(t, t)} {v}" for t, v in diagnosis.model_versions.items())
     rows.append(("Models", versions or "none"))
     when = (generated_at or datetime.now(timezone.utc)).strftime("%Y-%m-%d %H:%M UTC")
     rows.append(("Generated", when))
@@ -120,7 +116,7 @@ def report_png(diagnosis: Diagnosis, task: str | None = None, opacity: float = D
     figure = Figure(figsize=(11, 8.5), dpi=110, facecolor="white")
     figure.text(0.04, 0.965, "Fracture X-ray reading aid: report", fontsize=17, weight="bold", color="#16324f")
     figure.text(0.04, 0.935, config.NOTICE, fontsize=9.5, color="#7a4b00")
-    panels = [(original, "Original")] + ([(blended, f"Grad-CAM overlay ({TASK_LABELS.get(task, task)})")]
+    panels = [(original, "Original")] + ([(blended, f"Grad-CAM overlay ({config.TASK_NAMES.get(task, task)})")]
                                          if blended is not None else [])
     width = 0.9 / len(panels)
     for index, (picture, caption) in enumerate(panels):
@@ -180,7 +176,7 @@ def report_pdf(diagnosis: Diagnosis, task: str | None = None, opacity: float = D
 
     panels = [(original, "Original")]
     if blended is not None:
-        panels.append((blended, f"Grad-CAM overlay ({TASK_LABELS.get(task, task)}, opacity {opacity:.0%})"))
+        panels.append((blended, f"Grad-CAM overlay ({config.TASK_NAMES.get(task, task)}, opacity {opacity:.0%})"))
     usable = pdf.w - pdf.l_margin - pdf.r_margin
     gap = 4
     box = (usable - gap * (len(panels) - 1)) / len(panels)

@@ -6,7 +6,8 @@ Where the samples come from (first match wins):
   2. in that folder, `labels.csv` with columns `file,source,ground_truth`, where ground_truth is
      "Not fractured", "Fractured" or one of the ten fracture-type names;
   3. otherwise the folder read as a data set, in any layout `training.datasets.discover` knows
-     (FracAtlas, Bone Break, class folders), or a folder holding several such data sets.
+     (FracAtlas, Bone Break, class folders), or a folder holding several such data sets; the images the
+     models trained or were tuned on, by their split files, are left out.
 
 Nothing here imports Streamlit or TensorFlow: the pages and the tests share it.
 """

@@ -30,8 +30,11 @@ from fracture_app.report import (REPORT_MAX_SIDE, TYPE_GUESS_CAVEAT, dicom_summa
                                  report_png, shrink)
 from fracture_app.samples import SampleSet, list_samples, samples_dir
 
-TASK_TITLES = {config.BINARY_TASK: "Fracture model", config.TYPE_TASK: "Fracture-type model"}
-TASK_HELP = {config.BINARY_TASK: "fractured or not", config.TYPE_TASK: "which of ten fracture types"}
+TASK_TITLES = {task: name.capitalize() for task, name in config.TASK_NAMES.items()}
+TASK_HELP = {config.BINARY_TASK: "fractured or not",
+             config.TYPE_TASK: f"which of {len(config.FRACTURE_TYPES)} fracture types"}
+TYPE_NAMES_TEXT = ", ".join(name.lower().removesuffix(" fracture") for name in config.FRACTURE_TYPES)
+UPLOAD_LIMIT_TEXT = f"Up to {config.MAX_FILE_BYTES // 2**20} MB per file."
 UPLOAD_TYPES_TEXT = "JPEG, PNG, BMP, TIFF, GIF or DICOM (.dcm, .dicom or no extension)"
 DISPLAY_MAX_SIDE = REPORT_MAX_SIDE  # readings kept in the session are shrunk to this (memory per session)
 THUMBNAIL_SIDE = 96
@@ -42,6 +45,8 @@ MAX_READINGS_KEPT = 32  # per session; the oldest are dropped first
 STORED_DTYPE = np.float16
 BAND_STYLE = {LIKELY: ("error", ":material/emergency:"), POSSIBLE: ("warning", ":material/visibility:"),
               NOT_RULED_OUT: ("warning", ":material/visibility:"), NOT_SEEN: ("success", ":material/check_circle:")}
+CAUTION_ICONS = {"incomplete": ":material/broken_image:", "more_frames": ":material/burst_mode:",
+                 "guessed_brightness": ":material/contrast:"}
 BAND_ADVICE = {
     LIKELY: "The score is at or above the model's high-specificity operating point: few X-rays without a "
             "fracture score this high.",
@@ -277,7 +282,7 @@ def results_frame(results: list[tuple[str, Diagnosis | str]]) -> pd.DataFrame:
             "Type guess": best,
             "Type probability (%)": np.nan if best_p is None else round(100 * best_p, 1),
             "Reading": reading.band or "",
-            "Note": "" if reading.looks_like_xray else "does not look like an X-ray",
+            "Note": "; ".join(caution.brief for caution in reading.cautions),
         })
     return pd.DataFrame(rows, columns=list(RESULT_COLUMNS))
 
@@ -308,13 +313,9 @@ def render_results_table(results: list[tuple[str, Diagnosis | str]], key: str) -
 
 
 def render_warnings(diagnosis: Diagnosis) -> None:
-    """What the trainee must know before trusting anything on the page: not an X-ray, incomplete file."""
-    if not diagnosis.looks_like_xray:
-        st.warning("This image **does not look like an X-ray** (it is in colour). The models were trained on "
-                   "radiographs only, so their answer here means nothing.", icon=":material/warning:")
-    if diagnosis.missing_fraction is not None:
-        st.warning(f"This file is incomplete: about {diagnosis.missing_fraction:.0%} of the picture is missing "
-                   "(shown grey). Read with care.", icon=":material/broken_image:")
+    """What the trainee must know before trusting anything on the page (not an X-ray, an incomplete file, …)."""
+    for caution in diagnosis.cautions:
+        st.warning(caution.text, icon=CAUTION_ICONS.get(caution.kind, ":material/warning:"))
 
 
 def render_verdict(diagnosis: Diagnosis, ground_truth: str | None = None) -> None:

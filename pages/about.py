@@ -9,16 +9,15 @@ def main() -> None:
     ui.page_frame()
     st.title("About this reading aid")
     st.warning(f"**{config.NOTICE}**", icon=":material/info:")
-    st.markdown("""
+    st.markdown(f"""
 This tool helps clinicians in training practise reading musculoskeletal radiographs. Two neural networks
 look at an X-ray:
 
 - the **fracture model** answers *fractured or not fractured*, with a calibrated probability and a plain-language
   reading taken from the operating points on its model card: *likely fracture* or *possible fracture — look
   closely* go with “Fractured”, *fracture not ruled out — look closely* or *no fracture seen* with “Not fractured”;
-- the **fracture-type model** guesses which of ten fracture types it is (avulsion, comminuted, fracture
-  dislocation, greenstick, hairline, impacted, longitudinal, oblique, pathological, spiral). It was trained only on
-  fractured images, so **its guess means something only when a fracture is present**.
+- the **fracture-type model** guesses {ui.TASK_HELP[config.TYPE_TASK]} it is ({ui.TYPE_NAMES_TEXT}). It was
+  trained only on fractured images, so **its guess means something only when a fracture is present**.
 
 ### What it does not do
 - It does not diagnose. It is not a medical device and has no regulatory clearance.
@@ -33,8 +32,9 @@ Grad-CAM (Selvaraju et al., 2017) colours the regions whose features most **rais
 red and yellow most, blue not at all. Use the opacity slider to compare it with the original, and switch between
 the two models' maps.
 
-- It is **coarse**: it comes from one feature map of the network (a grid of cells 1/8 to 1/32 of the input's side:
-  48×48 to 5×5 cells for the shipped models; the Model card page names the layer), stretched over the image. It points at a neighbourhood, not at a fracture line.
+- It is **coarse**: it comes from one feature map of the network (a grid of cells 1/8 to 1/32 of the input's
+  side; the Model card page names the fracture model's layer), stretched over the image. It points at a
+  neighbourhood, not at a fracture line.
 - The fracture model's map was trained to point at the fracture boxes drawn on its training images, and the
   Model card page says how often its hottest point fell inside a box on the test images: far from always.
 - It is **not a segmentation** and not proof. A hot spot on a plate, a screw, a cast, a text label or the image
@@ -55,7 +55,10 @@ test-split metrics, the operating points, the limitations and how they were trai
 ### Privacy
 Uploaded files are read in memory and are not written to disk; the readings live only in your browser session
 and disappear when it ends. From a DICOM header only technical fields (body part, view, modality and the like)
-are kept; patient names, identifiers and dates are neither shown nor stored.
+and the study and series descriptions are kept; patient names, identifiers and dates are dropped as the file
+is read. The **file name** is shown and goes into the reports and tables you download, and a description typed
+at the scanner can hold anything: rename a file named after a patient before uploading, and read a report
+before sharing it.
 """)
 
 

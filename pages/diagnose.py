@@ -14,7 +14,7 @@ def main() -> None:
     ui.require_models(models)
     # type=None: DICOM files often have no extension, and the reader decides by content, not by name.
     uploads = st.file_uploader(f"X-ray images: {ui.UPLOAD_TYPES_TEXT}", type=None, accept_multiple_files=True,
-                               key="diagnose_uploads", help="Up to 50 MB per file. Several files can be chosen at once.")
+                               key="diagnose_uploads", help=f"{ui.UPLOAD_LIMIT_TEXT} Several files can be chosen at once.")
     if not uploads:
         st.info("Drop X-ray files above to begin. No X-ray at hand? Try the **Samples** page.",
                 icon=":material/upload_file:")

@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 
 from fracture_app import config
-from fracture_app.diagnosis import LIKELY, NOT_RULED_OUT, NOT_SEEN, POSSIBLE, Diagnoser, confidence_band
-from fracture_app.imaging import read_image
+from fracture_app.diagnosis import (LIKELY, NOT_RULED_OUT, NOT_SEEN, POSSIBLE, Diagnoser, cautions_for,
+                                    confidence_band)
+from fracture_app.imaging import XRay, read_image
 
 
 @pytest.fixture(scope="module")
@@ -28,6 +29,23 @@ def test_the_band_never_contradicts_the_verdict_even_when_a_card_is_odd(probabil
     odd_points = {"high_sensitivity": {"threshold": 0.6}, "high_specificity": {"threshold": 0.3}}
     band = confidence_band(probability, odd_points, 0.45)
     assert (band in (LIKELY, POSSIBLE)) == (probability >= 0.45)
+
+
+@pytest.mark.parametrize("colour, metadata, kinds", [
+    (0.0, {}, []),
+    (0.9, {}, ["not_xray"]),
+    (0.0, {"missing_fraction": 0.12, "frames": 3, "brightness_bits": 12},
+     ["incomplete", "more_frames", "guessed_brightness"]),
+    (0.0, {"frames": 1}, []),
+])
+def test_cautions_come_from_what_the_reader_recorded(colour, metadata, kinds):
+    xray = XRay(np.zeros((64, 64), np.float32), "upload", "PNG", colour, metadata)
+    cautions = cautions_for(xray)
+    assert [caution.kind for caution in cautions] == kinds
+    texts = " ".join(caution.text for caution in cautions)
+    for word in ("12%" if "incomplete" in kinds else None, "3 images" if "more_frames" in kinds else None,
+                 "12-bit" if "guessed_brightness" in kinds else None):
+        assert word is None or word in texts
 
 
 def test_a_real_upload_gets_a_full_diagnosis(diagnoser, fractured_xray_path):

@@ -108,7 +108,7 @@ def test_truncated_fracatlas_jpeg_is_read():
     with pytest.raises(OSError, match="truncated"):  # the quirk: a strict decoder refuses it
         Image.open(io.BytesIO(data)).load()
     xray = read_image(data, name=TRUNCATED.name)
-    assert xray.pixels.shape == (454, 373) and xray.metadata["truncated"] is True
+    assert xray.pixels.shape == (454, 373)
     assert ImageFile.LOAD_TRUNCATED_IMAGES is False  # tolerance stays scoped to this one read
     grey_rows = np.all(np.isclose(xray.pixels, 128 / 255, atol=1e-3), axis=1)
     assert 0 < grey_rows.mean() < 0.15  # only the last few rows are missing, filled with mid-grey
@@ -124,8 +124,16 @@ def test_cut_jpeg_is_read_if_enough_is_there_and_refused_otherwise(grey8, kept):
     except ImageReadError as exc:
         assert kept == 0.25 and "incomplete image file" in str(exc)
     else:
-        assert xray.pixels.shape == grey8.shape and xray.metadata["truncated"] is True
+        assert xray.pixels.shape == grey8.shape
         assert 0.2 < xray.metadata["missing_fraction"] < 0.6
+
+
+def test_bytes_after_the_jpeg_end_marker_are_no_missing_picture(grey8, expected):
+    """Phones append data after the end marker; the picture is whole and nothing should say otherwise."""
+    whole = encode(Image.fromarray(grey8), "JPEG", quality=90)
+    xray = read_image(whole + b"\x00trailer from a phone camera")
+    np.testing.assert_array_equal(xray.pixels, read_image(whole).pixels)
+    assert "missing_fraction" not in xray.metadata
 
 
 # --- formats built from a real X-ray ---------------------------------------------------------------
@@ -136,11 +144,13 @@ def test_png_8_and_16_bit_give_the_same_picture(grey8, expected):
     assert png16.format == png8.format == "PNG"
     np.testing.assert_allclose(png8.pixels, expected, atol=1e-6)
     np.testing.assert_allclose(png16.pixels, png8.pixels, atol=1e-4)
+    assert "brightness_bits" not in png16.metadata  # the values fill the container: nothing was guessed
 
 
 def test_12_bit_values_in_16_bit_png_are_scaled_by_their_depth(grey8, expected):
     xray = read_image(encode(Image.fromarray(grey8.astype(np.uint16) * 16), "PNG"))
     np.testing.assert_allclose(xray.pixels, expected, atol=2 * STEP)  # not near-black, not all white
+    assert xray.metadata["brightness_bits"] == 12  # a guess, so the reader records it for the app to say
 
 
 def test_rgb_grey_png_has_no_colour(grey8, expected):
@@ -183,7 +193,9 @@ def test_palette_png_and_gif(grey8, expected):
 def test_gif_takes_the_first_frame(grey8, expected):
     frames = [Image.fromarray(grey8), Image.fromarray(255 - grey8)]
     data = encode(frames[0], "GIF", save_all=True, append_images=frames[1:])
-    np.testing.assert_allclose(read_image(data).pixels, expected, atol=STEP + 1e-6)
+    xray = read_image(data)
+    np.testing.assert_allclose(xray.pixels, expected, atol=STEP + 1e-6)
+    assert xray.metadata["frames"] == 2
 
 
 @pytest.mark.parametrize("fmt", ["TIFF", "BMP"])
@@ -298,6 +310,7 @@ def test_dicom_window_that_misses_the_data_falls_back_to_min_max(stored):
 def test_dicom_multiframe_takes_the_first_frame(stored):
     xray = read_image(make_dicom(np.stack([stored, 4095 - stored])))
     np.testing.assert_allclose(xray.pixels, read_image(make_dicom(stored)).pixels, atol=1e-6)
+    assert xray.metadata["frames"] == 2 and "frames" not in read_image(make_dicom(stored)).metadata
 
 
 def test_dicom_rgb_becomes_grey(grey8, expected):
