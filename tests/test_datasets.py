@@ -2,13 +2,18 @@
 
 import shutil
 from collections import defaultdict
+from pathlib import Path
 
+import numpy as np
 import pytest
 
 from fracture_app import config
-from training import datasets
-from training.pipeline import load_images
+from fracture_app.imaging import read_image
+from fracture_app.models import artifact_paths
 from fracture_app.preprocess import PreprocessSpec
+from training import datasets
+from training.datasets import read_manifest
+from training.pipeline import load_images
 
 from conftest import BONE_BREAK_FIXTURES, FRACATLAS_FIXTURES
 
@@ -108,12 +113,60 @@ def test_manifest_round_trip(tmp_path):
     assert [(s.path, s.label, s.split) for s in back] == [(s.path, s.label, s.split) for s in dataset.samples]
 
 
+def held_out_copies(samples, hashes, orientations: int) -> list[str]:
+    """Validation and test images within NEAR_DUPLICATE_BITS of a training image, found without the groups."""
+    values = np.array(hashes, dtype=np.uint64)[:, :orientations]
+    train = np.array([s.split == "train" for s in samples])
+    found = []
+    for index, sample in enumerate(samples):
+        if sample.split != "train":
+            both_ways = np.concatenate([values[train, :1] ^ values[index], values[train] ^ values[index, :1]], 1)
+            bits = np.unpackbits(both_ways[..., None].view(np.uint8), axis=-1).sum(-1)
+            if bits.min() <= datasets.NEAR_DUPLICATE_BITS:
+                found.append(sample.path.name)
+    return found
+
+
+def test_turned_and_mirrored_copies_share_a_group_in_an_augmented_export_only(tmp_path):
+    first, *_, last = sorted(FRACATLAS_FIXTURES.rglob("*.jpg"))
+    pixels, other = read_image(first).pixels, read_image(last).pixels
+    views = [pixels, np.rot90(pixels), np.fliplr(pixels), other]
+    hashes = [datasets.perceptual_hashes(view) for view in views]
+    export = [datasets.Sample(tmp_path / f"{name}_jpg.rf.{index}.jpg", 0) for index, name in enumerate("abcd")]
+    assert datasets.assign_groups(export, hashes) == 2
+    assert [s.group for s in export] == [0, 0, 0, 1]
+    plain = [datasets.Sample(tmp_path / f"IMG{index}.jpg", 0) for index in range(4)]
+    assert datasets.assign_groups(plain, hashes) == 4  # a mirrored match is another patient's other side
+
+
+@pytest.mark.parametrize("name, stem", [("000002_png.rf.c3e00ebc", "000002"), ("Segond-Fx-label-2_png.rbecbcb0ff8e", "Segond-Fx-label-2"),
+                                        ("Inkedimage26_jpeg.rf.e399914b4d15_LI", "image26"), ("IMG0000019", "IMG0000019")])
+def test_source_stems_of_bone_break_names(name, stem):
+    assert datasets.source_stem(Path(f"{name}.jpg")) == stem
+
+
 def test_full_bone_break_copies_never_cross_splits(full_data_dir):
-    """On the real set: the published Train/Test leaks copies; our grouped split must not."""
+    """On the real set: the published Train/Test leaks copies; our split, and the shipped model's, must not."""
     dataset = datasets.discover(full_data_dir / "bone_break", config.TYPE_TASK)
-    samples = grouped(dataset)
-    report = datasets.split_groups(samples, seed=42, honour_given=False)
-    assert report["groups"] < len(samples)  # copies really were grouped
-    assert all(len(splits) == 1 for splits in splits_of_groups(samples).values())
-    given = datasets.split_groups(samples, seed=42, honour_given=True)
+    loaded = load_images(dataset.samples, PreprocessSpec(size=32), progress=False)
+    datasets.assign_groups(loaded.samples, loaded.hashes)
+    report = datasets.split_groups(loaded.samples, seed=42, honour_given=False)
+    assert report["groups"] < len(loaded.samples)  # copies really were grouped
+    assert held_out_copies(loaded.samples, loaded.hashes, orientations=8) == []
+    shipped = {s.path: s.split for s in read_manifest(artifact_paths(config.SHIPPED_MODELS_DIR, config.TYPE_TASK)["manifest"],
+                                                      full_data_dir / "bone_break")}
+    for sample in loaded.samples:
+        sample.split = shipped[sample.path]
+    assert held_out_copies(loaded.samples, loaded.hashes, orientations=8) == []
+    given = datasets.split_groups(loaded.samples, seed=42, honour_given=True)
     assert given["groups_across_given_splits"] > 0  # the published split leaks, and we say so
+
+
+def test_the_shipped_fracatlas_split_has_no_copies_across_splits(full_data_dir):
+    dataset = datasets.discover(full_data_dir / "fracatlas", config.BINARY_TASK)
+    loaded = load_images(dataset.samples, PreprocessSpec(size=32), progress=False)
+    shipped = {s.path: s.split for s in read_manifest(artifact_paths(config.SHIPPED_MODELS_DIR, config.BINARY_TASK)["manifest"],
+                                                      full_data_dir / "fracatlas")}
+    for sample in loaded.samples:
+        sample.split = shipped[sample.path]
+    assert held_out_copies(loaded.samples, loaded.hashes, orientations=1) == []

@@ -24,8 +24,9 @@ from fracture_app.data_layout import (  # noqa: F401 (re-exported)
 )
 
 DEFAULT_FRACTIONS = {"train": 0.70, "val": 0.15, "test": 0.15}
-# Roboflow exports name augmented copies "<source>_jpg.rf.<hash>.jpg": same source → same group.
-AUGMENTED_COPY = re.compile(r"^(?P<stem>.+?)_(jpe?g|png|bmp)[._]?rf[._]?[0-9a-f]*$", re.IGNORECASE)
+# Roboflow exports name augmented copies "<source>_jpg.rf.<hash>.jpg" (Bone Break also has "<source>_png.<hash>"
+# and annotated "Inked<source>_jpg.rf.<hash>_LI"): same source → same group.
+AUGMENTED_COPY = re.compile(r"^(?:Inked)?(?P<stem>.+)_(jpe?g|png|bmp)(?:[._].*)?$", re.IGNORECASE)
 # Perceptual hashes this close (bits of 64) are the same picture re-encoded, resized or lightly edited.
 NEAR_DUPLICATE_BITS = 6
 SMALL_CLASS_GROUPS = 20
@@ -34,10 +35,18 @@ SMALL_CLASS_GROUPS = 20
 # ---- grouping -------------------------------------------------------------------------------------------
 
 
-def perceptual_hash(pixels: np.ndarray) -> int:
-    """64-bit DCT hash: robust to resizing, re-encoding and small contrast changes."""
+def perceptual_hashes(pixels: np.ndarray) -> tuple[int, ...]:
+    """64-bit DCT hashes of the picture turned 0, 90, 180, 270 degrees, then of its mirror turned so.
+
+    Each is robust to resizing, re-encoding and small contrast changes; the first is the picture as stored.
+    """
     small = cv2.resize(np.asarray(pixels, np.float32), (32, 32), interpolation=cv2.INTER_AREA)
-    low = cv2.dct(small)[:8, :8].flatten()
+    turns = [np.rot90(small, quarter) for quarter in range(4)]
+    return tuple(_dct_hash(view) for view in turns + [np.fliplr(turn) for turn in turns])
+
+
+def _dct_hash(small: np.ndarray) -> int:
+    low = cv2.dct(np.ascontiguousarray(small))[:8, :8].flatten()
     bits = low[1:] > np.median(low[1:])
     return int("".join("1" if b else "0" for b in bits), 2)
 
@@ -47,8 +56,13 @@ def source_stem(path: Path) -> str:
     return match.group("stem") if match else path.stem
 
 
-def assign_groups(samples: list[Sample], hashes: list[int], max_bits: int = NEAR_DUPLICATE_BITS) -> int:
-    """Union augmented copies (same class, same source stem) and near-identical pictures. Returns group count."""
+def assign_groups(samples: list[Sample], hashes: list[tuple[int, ...]], max_bits: int = NEAR_DUPLICATE_BITS) -> int:
+    """Union augmented copies (same class, same source stem) and near-identical pictures. Returns group count.
+
+    `hashes` holds each sample's perceptual_hashes. In an augmented export (file names as Roboflow writes them)
+    copies may be turned or mirrored, so pictures are matched in all eight orientations; elsewhere a mirrored
+    match is more often another patient's other side (FracAtlas feet), so only the pictures as stored are.
+    """
     parent = list(range(len(samples)))
 
     def find(i):
@@ -64,9 +78,14 @@ def assign_groups(samples: list[Sample], hashes: list[int], max_bits: int = NEAR
     for index, sample in enumerate(samples):
         key = (sample.label, source_stem(sample.path))
         union(index, first_with_stem.setdefault(key, index))
-    values = np.array(hashes, dtype=np.uint64)
+    values = np.array(hashes, dtype=np.uint64).reshape(len(samples), -1)
+    augmented_export = any(AUGMENTED_COPY.match(sample.path.stem) for sample in samples)
+    views = values if augmented_export else values[:, :1]
     for index in range(len(values) - 1):
-        distance = np.unpackbits((values[index + 1 :] ^ values[index]).view(np.uint8).reshape(-1, 8), axis=1).sum(1)
+        # Each later picture as stored against every view of this one, and the other way round (a hash of a
+        # turned picture is close to, not exactly, the turned picture's hash): the nearest pair counts.
+        differing = np.concatenate([values[index + 1 :, :1] ^ views[index], views[index + 1 :] ^ values[index, :1]], 1)
+        distance = np.unpackbits(differing[..., None].view(np.uint8), axis=-1).sum(axis=-1).min(axis=1)
         for other in np.nonzero(distance <= max_bits)[0] + index + 1:
             union(index, int(other))
     roots = {}

@@ -13,7 +13,7 @@ import numpy as np
 from fracture_app.errors import FractureAppError
 from fracture_app.imaging import read_image
 from fracture_app.preprocess import PreprocessSpec, prepare
-from training.datasets import Sample, perceptual_hash
+from training.datasets import Sample, perceptual_hashes
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +30,7 @@ DECODE_WORKERS = 2
 class LoadedImages:
     samples: list[Sample]  # those that could be read, in the order of `inputs`
     inputs: np.ndarray  # (n, size, size, channels) float32, exactly what `prepare` returns
-    hashes: list[int]
+    hashes: list[tuple[int, ...]]  # perceptual_hashes, to group copies
     shapes: list[tuple[int, int]]  # each image's (height, width) before preprocessing
     failures: list[tuple[str, str]]  # (path, reason) for files the reader refused
 
@@ -43,7 +43,7 @@ def load_images(samples: list[Sample], spec: PreprocessSpec, progress: bool = Tr
             pixels = read_image(sample.path).pixels
         except FractureAppError as error:
             return sample, None, None, None, str(error)
-        return sample, prepare(pixels, spec), perceptual_hash(pixels), pixels.shape[:2], None
+        return sample, prepare(pixels, spec), perceptual_hashes(pixels), pixels.shape[:2], None
 
     kept, inputs, hashes, shapes, failures = [], [], [], [], []
     with ThreadPoolExecutor(DECODE_WORKERS) as pool:
