@@ -46,3 +46,22 @@ def test_a_run_on_another_split_is_refused(tiny_models_dir, tmp_path, capsys):
     assert compare.main(["--model", str(shipped["model"]), str(other["card"])]) == 2
     assert "split differently (split_seed differ)" in capsys.readouterr().err
     assert shipped["card"].read_text() == before
+
+
+def test_a_run_with_the_same_split_sizes_but_other_images_is_refused(tiny_models_dir, tmp_path, capsys):
+    shipped = copy_models(tiny_models_dir, tmp_path / "shipped")
+    other = copy_models(tiny_models_dir, tmp_path / "swapped_run")
+    lines = other["manifest"].read_text(encoding="utf-8").splitlines()
+    train = next(i for i, line in enumerate(lines) if line.split(",")[3] == "train")
+    test = next(i for i, line in enumerate(lines) if line.split(",")[3] == "test")
+    swap = {"train": "test", "test": "train"}
+    for index in (train, test):  # sizes stay equal, membership does not
+        fields = lines[index].split(",")
+        fields[3] = swap[fields[3]]
+        lines[index] = ",".join(fields)
+    other["manifest"].write_text("\n".join(lines) + "\n", encoding="utf-8")
+    before = shipped["card"].read_text()
+
+    assert compare.main(["--model", str(shipped["model"]), str(other["card"])]) == 2
+    assert "its split file differs" in capsys.readouterr().err
+    assert shipped["card"].read_text() == before

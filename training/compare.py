@@ -8,12 +8,13 @@ that chose what ships; the test columns are for the reader.
 """
 
 import argparse
+import csv
 import json
 import sys
 from pathlib import Path
 
 from fracture_app import config
-from fracture_app.models import card_path_for
+from fracture_app.models import artifact_paths, card_path_for
 from training.card import update_card
 
 VALIDATION_SCORE = {config.BINARY_TASK: "auroc", config.TYPE_TASK: "macro_f1"}
@@ -57,6 +58,21 @@ def compare(shipped: dict, others: dict[str, dict]) -> list[dict]:
         {**summary(card, label), "shipped": False} for label, card in others.items()]
 
 
+def check_split_files(model_path: Path, card_paths: list[Path], task: str) -> None:
+    """Equal split sizes are not the same split: where a run kept its split file, each image's split must match."""
+    def assignments(manifest: Path) -> dict[str, str] | None:
+        if not manifest.is_file():
+            return None  # runs from before split files were kept: the card's keys are all there is
+        with open(manifest, newline="", encoding="utf-8") as handle:
+            return {row["path"]: row["split"] for row in csv.DictReader(handle)}
+
+    shipped = assignments(artifact_paths(model_path.parent, task)["manifest"])
+    for path in card_paths:
+        theirs = assignments(artifact_paths(path.parent, task)["manifest"])
+        if shipped is not None and theirs is not None and theirs != shipped:
+            raise NotComparable(f"{path.parent.name} put other images in its splits (its split file differs)")
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m training.compare", description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", type=Path, required=True, help="the shipped .keras model whose card is updated")
@@ -69,6 +85,7 @@ def main(argv=None) -> int:
             raise NotComparable("two cards come from the same folder; each run needs a folder of its own")
         others = {label: json.loads(path.read_text(encoding="utf-8")) for label, path in zip(labels, args.cards)}
         rows = compare(shipped, others)
+        check_split_files(args.model, args.cards, shipped["task"])
     except (OSError, ValueError, KeyError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
