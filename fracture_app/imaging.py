@@ -205,7 +205,7 @@ def _read_pillow(data: bytes, label: str, kind: str) -> XRay:
     # An MPO's later pictures are previews of the first; a TIFF's or GIF's may be other views.
     if im.format != "MPO" and getattr(im, "n_frames", 1) > 1:
         metadata["frames"] = im.n_frames
-    if im.mode.startswith("I") and (bits := _used_bits(np.asarray(im))) != 16:
+    if im.mode.startswith("I") and (values := np.asarray(im)).min() >= 0 and (bits := _used_bits(values)) != 16:
         metadata["brightness_bits"] = bits  # the values leave the container part-empty: how bright is a guess
     fmt = "JPEG" if im.format == "MPO" else (im.format or kind)  # before exif_transpose drops .format
     try:
