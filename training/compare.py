@@ -8,7 +8,6 @@ that chose what ships; the test columns are for the reader.
 """
 
 import argparse
-import csv
 import json
 import sys
 from pathlib import Path
@@ -16,6 +15,7 @@ from pathlib import Path
 from fracture_app import config
 from fracture_app.models import artifact_paths, card_path_for
 from training.card import update_card
+from training.datasets import read_manifest
 
 VALIDATION_SCORE = {config.BINARY_TASK: "auroc", config.TYPE_TASK: "macro_f1"}
 TEST_FIGURES = {config.BINARY_TASK: ("auroc", "sensitivity", "specificity"),
@@ -60,11 +60,10 @@ def compare(shipped: dict, others: dict[str, dict]) -> list[dict]:
 
 def check_split_files(model_path: Path, card_paths: list[Path], task: str) -> None:
     """Equal split sizes are not the same split: where a run kept its split file, each image's split must match."""
-    def assignments(manifest: Path) -> dict[str, str] | None:
+    def assignments(manifest: Path) -> dict[Path, str] | None:
         if not manifest.is_file():
             return None  # runs from before split files were kept: the card's keys are all there is
-        with open(manifest, newline="", encoding="utf-8") as handle:
-            return {row["path"]: row["split"] for row in csv.DictReader(handle)}
+        return {sample.path: sample.split for sample in read_manifest(manifest, Path())}
 
     shipped = assignments(artifact_paths(model_path.parent, task)["manifest"])
     for path in card_paths:
