@@ -88,8 +88,7 @@ def render_card(card, directory: Path, task: str) -> None:
     pre, training, source = data.get("preprocessing", {}), data.get("training", {}), data.get("data", {})
     st.subheader(f"{data.get('name', task)} · version {card.version}")
     size = pre.get("size", "?")
-    fit = "letterboxed (aspect kept)" if pre.get("keep_aspect", True) else "stretched"
-    st.caption(f"Architecture **{data.get('architecture', 'unknown')}** · input {size}×{size} px, {fit}, "
+    st.caption(f"Architecture **{data.get('architecture', 'unknown')}** · input {size}×{size} px, letterboxed, "
                f"{pre.get('channels', 1)} channel(s) · initial weights: {_initial_weights(data)} · "
                f"{len(card.classes)} classes: {', '.join(card.classes)}{_flip_sentence(data.get('test_time_flip'))}")
     if data.get("intended_use"):

@@ -34,9 +34,12 @@ COLOUR_SPREAD = 0.08
 # The colour share is estimated on a grid of at least this many pixels (fewer only in smaller images), so
 # its standard error stays under 0.3 percentage points while costing less than decoding the JPEG.
 COLOUR_SAMPLE_PIXELS = 40_000
-# A truncated JPEG decodes with the missing part mid-grey. FracAtlas has files missing up to half of the
-# picture that training still reads; below 40% present (a file cut to a quarter) it is refused.
+# A truncated JPEG decodes with the missing part mid-grey; the reader cuts that fill off, because it is no part
+# of the X-ray, and in FracAtlas all 56 such files are not fractured: kept, the grey band would teach a model a
+# shortcut. FracAtlas has files missing up to half of the picture that training still reads; below 40% present
+# (a file cut to a quarter) it is refused.
 MAX_MISSING_FRACTION = 0.6
+JPEG_FILL, JPEG_BLOCK = 128, 8  # libjpeg's fill value, and the width of a block of pixels
 
 _MEGA = 1_000_000
 _DICOM_INSTALL = {
@@ -201,7 +204,8 @@ def _read_pillow(data: bytes, label: str, kind: str) -> XRay:
             f"incomplete image file: only {100 * (1 - missing / im.height):.0f}% of the picture "
             "is in the file (cut off while copying or uploading?)")
     if missing:
-        metadata["missing_fraction"] = round(missing / im.height, 3)  # the app warns; it is grey fill
+        metadata["missing_fraction"] = round(missing / im.height, 3)  # the app warns
+        im = im.crop((0, 0, im.width, im.height - missing))
     # An MPO's later pictures are previews of the first; a TIFF's or GIF's may be other views.
     if im.format != "MPO" and getattr(im, "n_frames", 1) > 1:
         metadata["frames"] = im.n_frames
@@ -218,10 +222,14 @@ def _read_pillow(data: bytes, label: str, kind: str) -> XRay:
 
 
 def _missing_rows(im: Image.Image) -> int:
-    """Rows at the bottom that libjpeg filled with mid-grey because the data ran out."""
+    """Rows at the bottom that libjpeg filled with mid-grey because the data ran out.
+
+    Decoding stops inside a band of block rows, so the band's rows are grey only from some block to the
+    right edge: a row counts as filled when its last block's width is exactly mid-grey.
+    """
     arr = np.asarray(im)
-    rows = arr.reshape(arr.shape[0], -1)
-    filled = np.all(rows == 128, axis=1)
+    right_edge = arr[:, -JPEG_BLOCK:].reshape(arr.shape[0], -1)
+    filled = np.all(right_edge == JPEG_FILL, axis=1)
     return int(np.argmin(filled[::-1])) if not filled.all() else len(filled)
 
 

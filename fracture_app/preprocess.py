@@ -20,7 +20,15 @@ class PreprocessSpec:
     channels: int = 1  # 1 = grayscale; 3 = gray repeated, for backbones built for RGB
     # Pixels enter the model in [0, 1]; any backbone-specific normalisation lives inside the model.
     scaling: str = "unit"
+    # Always letterboxed: heat maps and fracture boxes are placed through the same letterbox, so a card asking
+    # for stretched input is refused rather than fed in a way the rest of the code would misplace.
     keep_aspect: bool = True
+
+    def __post_init__(self):
+        if self.scaling != "unit":
+            raise ValueError(f"unknown scaling {self.scaling!r}")
+        if not self.keep_aspect:
+            raise ValueError("only letterboxed input (keep_aspect true) is supported")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -52,14 +60,7 @@ def letterbox(pixels: np.ndarray, size: int) -> np.ndarray:
 
 def prepare(pixels: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
     """A 2-D float image in [0, 1] → the model's input, shape (size, size, channels), float32."""
-    if spec.scaling != "unit":
-        raise ValueError(f"unknown scaling {spec.scaling!r}")
-    pixels = np.asarray(pixels, dtype=np.float32)
-    if spec.keep_aspect:
-        square = letterbox(pixels, spec.size)
-    else:
-        square = cv2.resize(pixels, (spec.size, spec.size), interpolation=cv2.INTER_AREA)
-    square = np.clip(square, 0.0, 1.0)
+    square = np.clip(letterbox(np.asarray(pixels, dtype=np.float32), spec.size), 0.0, 1.0)
     return np.repeat(square[:, :, None], spec.channels, axis=2)
 
 

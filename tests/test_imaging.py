@@ -91,7 +91,8 @@ def test_every_fixture_reads_as_grey_float(path):
     with Image.open(path) as im:
         w, h = im.size
     assert isinstance(xray, XRay) and xray.format == "JPEG" and xray.source == path.name
-    assert xray.pixels.dtype == np.float32 and xray.pixels.shape == (h, w) == xray.metadata["original_size"]
+    kept_rows = round(h * (1 - xray.metadata.get("missing_fraction", 0)))  # a truncated file loses its grey fill
+    assert xray.pixels.dtype == np.float32 and xray.pixels.shape == (kept_rows, w) == xray.metadata["original_size"]
     assert 0.0 <= xray.pixels.min() < xray.pixels.max() <= 1.0
     assert 0.0 <= xray.colour_fraction <= 1.0
 
@@ -108,12 +109,15 @@ def test_truncated_fracatlas_jpeg_is_read():
     with pytest.raises(OSError, match="truncated"):  # the quirk: a strict decoder refuses it
         Image.open(io.BytesIO(data)).load()
     xray = read_image(data, name=TRUNCATED.name)
-    assert xray.pixels.shape == (454, 373)
     assert ImageFile.LOAD_TRUNCATED_IMAGES is False  # tolerance stays scoped to this one read
-    grey_rows = np.all(np.isclose(xray.pixels, 128 / 255, atol=1e-3), axis=1)
-    assert 0 < grey_rows.mean() < 0.15  # only the last few rows are missing, filled with mid-grey
-    assert xray.metadata["missing_fraction"] == pytest.approx(grey_rows.mean(), abs=0.01)
-    assert xray.pixels[:400].std() > 0.05
+    filled = np.asarray(Image.open(io.BytesIO(data + b"\xff\xd9")).convert("L"))
+    assert filled.shape == (454, 373)
+    kept = xray.pixels.shape[0]
+    assert xray.pixels.shape[1] == 373 and 400 < kept < 454
+    np.testing.assert_allclose(xray.pixels, filled[:kept] / 255, atol=1e-6)
+    assert np.all(filled[kept:, -8:] == 128), "every row cut off ends in the decoder's grey fill"
+    assert np.all(filled[-1] == 128) and not np.all(filled[kept - 1, -8:] == 128), "and only those rows"
+    assert xray.metadata["missing_fraction"] == pytest.approx(1 - kept / 454, abs=0.001)
 
 
 @pytest.mark.parametrize("kept", [0.25, 0.6])
@@ -124,8 +128,9 @@ def test_cut_jpeg_is_read_if_enough_is_there_and_refused_otherwise(grey8, kept):
     except ImageReadError as exc:
         assert kept == 0.25 and "incomplete image file" in str(exc)
     else:
-        assert xray.pixels.shape == grey8.shape
-        assert 0.2 < xray.metadata["missing_fraction"] < 0.6
+        missing = xray.metadata["missing_fraction"]
+        assert 0.2 < missing < 0.6
+        assert xray.pixels.shape == (round(grey8.shape[0] * (1 - missing)), grey8.shape[1])
 
 
 def test_bytes_after_the_jpeg_end_marker_are_no_missing_picture(grey8, expected):

@@ -17,11 +17,27 @@ def heat_with_peak(shape, row, column):
 
 
 def test_a_peak_inside_a_box_is_a_hit_and_one_outside_is_not():
-    heat = heat_with_peak((100, 200), row=30, column=50)  # centre of the pixel: x 0.2525, y 0.305
-    assert peak_in_a_box(heat, [(0.25, 0.30, 0.02, 0.02)])
-    assert not peak_in_a_box(heat, [(0.75, 0.30, 0.10, 0.10)])
-    assert peak_in_a_box(heat, [(0.75, 0.30, 0.10, 0.10), (0.25, 0.30, 0.02, 0.02)]), "any box counts"
-    assert not peak_in_a_box(heat, [])
+    heat = heat_with_peak((8, 8), row=2, column=1)  # cell centre on a 64-px square: x 0.1875, y 0.3125
+    square = (400, 400)
+    assert peak_in_a_box(heat, square, 64, [(0.19, 0.31, 0.02, 0.02)])
+    assert not peak_in_a_box(heat, square, 64, [(0.75, 0.30, 0.10, 0.10)])
+    assert peak_in_a_box(heat, square, 64, [(0.75, 0.30, 0.10, 0.10), (0.19, 0.31, 0.02, 0.02)]), "any box counts"
+    assert not peak_in_a_box(heat, square, 64, [])
+
+
+def test_the_peak_is_placed_through_the_letterbox_and_misses_in_its_padding():
+    wide = (100, 200)  # letterboxed into 64: the image fills rows 16..47
+    whole_image = [(0.5, 0.5, 1.0, 1.0)]
+    assert not peak_in_a_box(heat_with_peak((8, 8), row=0, column=4), wide, 64, whole_image)
+    assert peak_in_a_box(heat_with_peak((8, 8), row=2, column=4), wide, 64, [(0.5625, 0.125, 0.02, 0.02)])
+
+
+def test_the_hottest_cell_counts_even_when_a_nearly_as_hot_one_comes_first():
+    """Upsampled and clipped for display, both cells would reach 1 and the first would pass for the peak."""
+    heat = np.zeros((8, 8), np.float32)
+    heat[1, 1], heat[6, 6] = 0.97, 1.0
+    box_around_the_hottest = [((6 + 0.5) / 8, (6 + 0.5) / 8, 0.1, 0.1)]
+    assert peak_in_a_box(heat, (256, 256), 64, box_around_the_hottest)
 
 
 def test_fracture_boxes_are_read_from_the_yolo_annotations():

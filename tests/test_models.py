@@ -77,6 +77,18 @@ def test_a_card_naming_a_missing_gradcam_layer_is_refused_at_load_time(binary_co
         load_model(binary_copy)
 
 
+@pytest.mark.parametrize("preprocessing, refusal", [({"keep_aspect": False}, "only letterboxed input"),
+                                                    ({"scaling": "imagenet"}, "unknown scaling")])
+def test_a_card_asking_for_preprocessing_we_do_not_do_is_refused(binary_copy, preprocessing, refusal):
+    """Heat maps and boxes are placed through the letterbox: stretched input would be misread, not refused late."""
+    card_path = binary_copy.with_suffix(".json")
+    card = json.loads(card_path.read_text())
+    card["preprocessing"].update(preprocessing)
+    card_path.write_text(json.dumps(card))
+    with pytest.raises(ModelLoadError, match=refusal):
+        read_card(binary_copy)
+
+
 @pytest.mark.parametrize("flip_average", [False, True])
 def test_a_card_asking_for_the_mirror_gets_the_mean_of_both_logits(binary_copy, flip_average):
     card_path = binary_copy.with_suffix(".json")
