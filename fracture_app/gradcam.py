@@ -114,15 +114,23 @@ class GradCam:
         return np.asarray(self._compute(batch, np.int32(class_index)), dtype=np.float32)
 
 
-def heatmap_on_image(heat: np.ndarray, image_shape: tuple[int, int], input_size: int) -> np.ndarray:
-    """Map a heat map computed on the letterboxed square back onto the original image's pixels."""
+def resize_to_image(heat: np.ndarray, image_shape: tuple[int, int], input_size: int) -> np.ndarray:
+    """A heat map computed on the letterboxed square, brought onto the original image's pixels.
+
+    Not clipped: cubic interpolation overshoots 1 where several hot cells meet, and the hottest point
+    (the pointing game's) must be read before clipping flattens those into one plateau.
+    """
     from fracture_app.preprocess import letterbox_box
 
     square = cv2.resize(heat, (input_size, input_size), interpolation=cv2.INTER_CUBIC)
     top, left, height, width = letterbox_box(image_shape, input_size)
     cropped = square[top : top + height, left : left + width]
-    resized = cv2.resize(cropped, (image_shape[1], image_shape[0]), interpolation=cv2.INTER_LINEAR)
-    return np.clip(resized, 0.0, 1.0)
+    return cv2.resize(cropped, (image_shape[1], image_shape[0]), interpolation=cv2.INTER_LINEAR)
+
+
+def heatmap_on_image(heat: np.ndarray, image_shape: tuple[int, int], input_size: int) -> np.ndarray:
+    """The heat map on the original image's pixels, in [0, 1] for display."""
+    return np.clip(resize_to_image(heat, image_shape, input_size), 0.0, 1.0)
 
 
 def overlay(image: np.ndarray, heat: np.ndarray, opacity: float = DEFAULT_OPACITY) -> np.ndarray:

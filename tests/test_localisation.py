@@ -5,6 +5,7 @@ import numpy as np
 from fracture_app import config
 from fracture_app.models import load_model
 from fracture_app.models import artifact_paths
+from fracture_app.gradcam import heatmap_on_image, resize_to_image
 from training.localisation import candidate_layers, fracture_boxes, peak_in_a_box
 
 from conftest import FRACATLAS_FIXTURES
@@ -17,27 +18,22 @@ def heat_with_peak(shape, row, column):
 
 
 def test_a_peak_inside_a_box_is_a_hit_and_one_outside_is_not():
-    heat = heat_with_peak((8, 8), row=2, column=1)  # cell centre on a 64-px square: x 0.1875, y 0.3125
-    square = (400, 400)
-    assert peak_in_a_box(heat, square, 64, [(0.19, 0.31, 0.02, 0.02)])
-    assert not peak_in_a_box(heat, square, 64, [(0.75, 0.30, 0.10, 0.10)])
-    assert peak_in_a_box(heat, square, 64, [(0.75, 0.30, 0.10, 0.10), (0.19, 0.31, 0.02, 0.02)]), "any box counts"
-    assert not peak_in_a_box(heat, square, 64, [])
+    heat = heat_with_peak((100, 200), row=30, column=50)  # centre of the pixel: x 0.2525, y 0.305
+    assert peak_in_a_box(heat, [(0.25, 0.30, 0.02, 0.02)])
+    assert not peak_in_a_box(heat, [(0.75, 0.30, 0.10, 0.10)])
+    assert peak_in_a_box(heat, [(0.75, 0.30, 0.10, 0.10), (0.25, 0.30, 0.02, 0.02)]), "any box counts"
+    assert not peak_in_a_box(heat, [])
 
 
-def test_the_peak_is_placed_through_the_letterbox_and_misses_in_its_padding():
-    wide = (100, 200)  # letterboxed into 64: the image fills rows 16..47
-    whole_image = [(0.5, 0.5, 1.0, 1.0)]
-    assert not peak_in_a_box(heat_with_peak((8, 8), row=0, column=4), wide, 64, whole_image)
-    assert peak_in_a_box(heat_with_peak((8, 8), row=2, column=4), wide, 64, [(0.5625, 0.125, 0.02, 0.02)])
-
-
-def test_the_hottest_cell_counts_even_when_a_nearly_as_hot_one_comes_first():
-    """Upsampled and clipped for display, both cells would reach 1 and the first would pass for the peak."""
+def test_the_peak_is_read_before_the_map_is_clipped_for_display():
+    """Upsampled, two clusters of hot cells both pass 1; clipped, the first in reading order would pass for the peak."""
     heat = np.zeros((8, 8), np.float32)
-    heat[1, 1], heat[6, 6] = 0.97, 1.0
-    box_around_the_hottest = [((6 + 0.5) / 8, (6 + 0.5) / 8, 0.1, 0.1)]
-    assert peak_in_a_box(heat, (256, 256), 64, box_around_the_hottest)
+    heat[1:3, 1:3], heat[5:7, 5:7] = 0.9, 1.0
+    image_shape = (256, 256)
+    around_the_hotter = [(6 / 8, 6 / 8, 0.2, 0.2)]
+    assert heatmap_on_image(heat, image_shape, 64)[64, 64] == 1.0, "the cooler cluster reaches 1 once clipped"
+    assert not peak_in_a_box(heatmap_on_image(heat, image_shape, 64), around_the_hotter)
+    assert peak_in_a_box(resize_to_image(heat, image_shape, 64), around_the_hotter)
 
 
 def test_fracture_boxes_are_read_from_the_yolo_annotations():

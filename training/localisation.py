@@ -51,30 +51,25 @@ def boxed_images(data_dir: Path, samples, spec) -> list[BoxedImage]:
     return found
 
 
-def peak_in_a_box(heat: np.ndarray, image_shape: tuple[int, int], input_size: int, boxes) -> bool:
-    """Does the hottest cell of a heat map (on the model's letterboxed square) fall inside a box?
-
-    The peak is taken on the map as computed, not on a resized copy: upsampling smears one hot cell over
-    several pixels, and clipping that to 1 for display leaves a plateau whose first pixel is not the peak.
-    A peak in the letterbox's padding is outside the image and so a miss.
-    """
+def peak_in_a_box(heat_on_image: np.ndarray, boxes) -> bool:
+    """Does the hottest pixel of a heat map, on the image's own pixels and not clipped, fall inside a box?"""
     from fracture_app.gradcam import peak_location
-    from fracture_app.preprocess import letterbox_box
 
-    row, column = peak_location(heat)
-    top, left, height, width = letterbox_box(image_shape, input_size)
-    x = ((column + 0.5) * input_size / heat.shape[1] - left) / width
-    y = ((row + 0.5) * input_size / heat.shape[0] - top) / height
+    row, column = peak_location(heat_on_image)
+    y, x = (row + 0.5) / heat_on_image.shape[0], (column + 0.5) / heat_on_image.shape[1]
     return any(abs(x - bx) <= bw / 2 and abs(y - by) <= bh / 2 for bx, by, bw, bh in boxes)
 
 
 def hit_count(keras_model, spec, images: list[BoxedImage], layer_name: str | None = None,
               flip_average: bool = False) -> int:
-    from fracture_app.gradcam import GradCam
+    from fracture_app.gradcam import GradCam, resize_to_image
 
     gradcam = GradCam(keras_model, layer_name, flip_average)
-    return sum(peak_in_a_box(gradcam.heatmap(image.model_input, FRACTURED), image.shape, spec.size, image.boxes)
-               for image in images)
+    return sum(
+        peak_in_a_box(resize_to_image(gradcam.heatmap(image.model_input, FRACTURED), image.shape, spec.size),
+                      image.boxes)
+        for image in images
+    )
 
 
 def pointing_game(keras_model, spec, data_dir: Path, samples, layer_name: str | None = None,
