@@ -65,3 +65,34 @@ def test_a_run_with_the_same_split_sizes_but_other_images_is_refused(tiny_models
     assert compare.main(["--model", str(shipped["model"]), str(other["card"])]) == 2
     assert "its split file differs" in capsys.readouterr().err
     assert shipped["card"].read_text() == before
+
+
+def test_the_card_shipped_before_keeps_its_own_row_and_the_runs_it_had_compared(tiny_models_dir, tmp_path):
+    """Run folders are scratch: once one is gone, only the earlier card remembers what that run measured."""
+    shipped = copy_models(tiny_models_dir, tmp_path / "shipped")
+    earlier = copy_models(tiny_models_dir, tmp_path / "saved_aside")
+    other = copy_models(tiny_models_dir, tmp_path / "new_run")
+    earlier_card = json.loads(earlier["card"].read_text())
+    earlier_card["metrics"]["val"]["macro_f1"] = 0.321
+    gone = {**compare.summary(earlier_card, "run_whose_folder_is_gone"), "val_macro_f1": 0.2, "shipped": False}
+    earlier_card["compared_runs"] = [{"run": "shipped", "val_macro_f1": 0.321, "shipped": True}, gone,
+                                     {"run": "new_run", "val_macro_f1": 0.9, "shipped": False}]
+    earlier["card"].write_text(json.dumps(earlier_card))
+
+    assert compare.main(["--model", str(shipped["model"]), "--earlier", str(earlier["card"]), str(other["card"])]) == 0
+    rows = json.loads(shipped["card"].read_text())["compared_runs"]
+    assert [row["run"] for row in rows] == ["shipped", "new_run", compare.EARLIER_LABEL, "run_whose_folder_is_gone"]
+    assert [row["shipped"] for row in rows] == [True, False, False, False]
+    assert rows[2]["val_macro_f1"] == 0.321 and rows[3] == gone
+    assert rows[1]["val_macro_f1"] != 0.9, "a run named again is measured from its own card, not the old row"
+
+
+def test_an_earlier_card_on_another_split_is_refused(tiny_models_dir, tmp_path, capsys):
+    shipped = copy_models(tiny_models_dir, tmp_path / "shipped")
+    earlier = copy_models(tiny_models_dir, tmp_path / "saved_aside")
+    earlier_card = json.loads(earlier["card"].read_text())
+    earlier_card["data"]["split_seed"] += 1
+    earlier["card"].write_text(json.dumps(earlier_card))
+
+    assert compare.main(["--model", str(shipped["model"]), "--earlier", str(earlier["card"])]) == 2
+    assert "split differently" in capsys.readouterr().err

@@ -1,6 +1,7 @@
 """Record in a shipped model's card the other runs tried for the same task, side by side.
 
     python -m training.compare --model models/fracture_type.keras runs/*/fracture_type.json
+    python -m training.compare --model models/fracture_binary.keras --earlier runs/shipped_before/fracture_binary.json runs/new/fracture_binary.json
 
 Every figure is copied from a run's own card, where `training.train` measured it on the same grouped split;
 runs on another split are refused, since their figures would not be comparable. Validation is the column
@@ -21,6 +22,7 @@ VALIDATION_SCORE = {config.BINARY_TASK: "auroc", config.TYPE_TASK: "macro_f1"}
 TEST_FIGURES = {config.BINARY_TASK: ("auroc", "sensitivity", "specificity"),
                 config.TYPE_TASK: ("top1", "top3", "macro_f1")}
 SAME_SPLIT_KEYS = ("source", "images", "split_seed", "split_sizes")
+EARLIER_LABEL = "shipped before"
 
 
 class NotComparable(ValueError):
@@ -58,6 +60,12 @@ def compare(shipped: dict, others: dict[str, dict]) -> list[dict]:
         {**summary(card, label), "shipped": False} for label, card in others.items()]
 
 
+def earlier_rows(earlier: dict, taken: set[str]) -> list[dict]:
+    """The runs an earlier shipped card had compared, as it recorded them: their run folders may be gone."""
+    return [{**row, "shipped": False} for row in earlier.get("compared_runs", [])
+            if not row.get("shipped") and row["run"] not in taken]
+
+
 def check_split_files(model_path: Path, card_paths: list[Path], task: str) -> None:
     """Equal split sizes are not the same split: where a run kept its split file, each image's split must match."""
     def assignments(manifest: Path) -> dict[Path, str] | None:
@@ -75,16 +83,26 @@ def check_split_files(model_path: Path, card_paths: list[Path], task: str) -> No
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m training.compare", description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", type=Path, required=True, help="the shipped .keras model whose card is updated")
-    parser.add_argument("cards", nargs="+", type=Path, help="model cards (.json) of the other runs")
+    parser.add_argument("cards", nargs="*", type=Path, help="model cards (.json) of the other runs")
+    parser.add_argument("--earlier", type=Path,
+                        help="the card of the model shipped before this one, saved aside before it was replaced: "
+                             "its own figures and the runs it had compared are kept, folders gone or not")
     args = parser.parse_args(argv)
+    if not args.cards and not args.earlier:
+        parser.error("name at least one run's card, or --earlier")
     try:
         shipped = json.loads(card_path_for(args.model).read_text(encoding="utf-8"))
         labels = [path.parent.name for path in args.cards]
-        if len(set(labels)) < len(labels):
+        if len(set(labels)) < len(labels) or EARLIER_LABEL in labels:
             raise NotComparable("two cards come from the same folder; each run needs a folder of its own")
         others = {label: json.loads(path.read_text(encoding="utf-8")) for label, path in zip(labels, args.cards)}
+        earlier = json.loads(args.earlier.read_text(encoding="utf-8")) if args.earlier else None
+        if earlier is not None:
+            others[EARLIER_LABEL] = earlier
         rows = compare(shipped, others)
-        check_split_files(args.model, args.cards, shipped["task"])
+        if earlier is not None:
+            rows += earlier_rows(earlier, {row["run"] for row in rows})
+        check_split_files(args.model, args.cards + ([args.earlier] if args.earlier else []), shipped["task"])
     except (OSError, ValueError, KeyError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
