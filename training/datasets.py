@@ -127,6 +127,27 @@ def split_groups(samples: list[Sample], seed: int, honour_given: bool = True, fr
             "sizes": split_sizes(samples)}
 
 
+def keep_stored_split(samples: list[Sample], stored: list[Sample]) -> dict:
+    """Give every sample the split a stored split file gave it (as split_groups reports).
+
+    For a run that starts from a model trained on the same images: a split made afresh could differ (the
+    grouping depends on the reader's pixels), and would then validate and test on images the start had
+    trained on. Refused where the stored file leaves an image out, or where a group of copies, as grouped
+    now, spans two of its splits.
+    """
+    split_of = {Path(row.path).resolve(): row.split for row in stored}
+    unplaced = [s.path for s in samples if Path(s.path).resolve() not in split_of]
+    if unplaced:
+        raise DatasetError(f"{len(unplaced)} images are not in the stored split file (first: {unplaced[0]})")
+    for sample in samples:
+        sample.split = split_of[Path(sample.path).resolve()]
+    groups = _members_by_group(samples)
+    spanning = sum(len({s.split for s in members}) > 1 for members in groups.values())
+    if spanning:
+        raise DatasetError(f"{spanning} groups of copies span two splits of the stored split file")
+    return {"groups": len(groups), "groups_across_given_splits": 0, "sizes": split_sizes(samples)}
+
+
 def _members_by_group(samples: list[Sample]) -> dict[int, list[Sample]]:
     groups = defaultdict(list)
     for sample in samples:

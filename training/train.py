@@ -6,6 +6,7 @@
 
 import argparse
 import csv
+import json
 import logging
 import sys
 import tempfile
@@ -16,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from fracture_app import config
-from fracture_app.models import artifact_paths
+from fracture_app.models import artifact_paths, card_path_for
 from fracture_app.preprocess import PreprocessSpec
 from training import architectures, datasets
 from training.box_supervision import MAP_LOSS_WEIGHT
@@ -120,7 +121,16 @@ def train_model(args, dataset: datasets.Dataset) -> dict:
     loaded = load_images(dataset.samples, spec, progress=not args.quiet)
     dataset.samples = loaded.samples
     datasets.assign_groups(loaded.samples, loaded.hashes)
-    split_report = datasets.split_groups(loaded.samples, args.seed, honour_given=not args.resplit)
+    stored = stored_split_of(args.weights, args.task, dataset)
+    if stored is not None:
+        log.info("keeping the split of %s (%s): its training images stay out of validation and test",
+                 args.weights, stored.name)
+        try:
+            split_report = datasets.keep_stored_split(loaded.samples, datasets.read_manifest(stored, dataset.root))
+        except datasets.DatasetError as error:
+            raise SystemExit(f"error: {error}") from error
+    else:
+        split_report = datasets.split_groups(loaded.samples, args.seed, honour_given=not args.resplit)
     if split_report["groups_across_given_splits"]:
         log.warning("%d duplicate groups spanned the given split folders; each was kept whole in one split",
                     split_report["groups_across_given_splits"])
@@ -155,6 +165,21 @@ def train_model(args, dataset: datasets.Dataset) -> dict:
     _cleanup(scratch)
     log.info("wrote %s and its card; test metrics: %s", paths["model"], _headline(card))
     return card
+
+
+def stored_split_of(weights: str, task: str, dataset: datasets.Dataset) -> Path | None:
+    """The split file of the model a run starts from, where that model was trained for this task on this data."""
+    card_path = card_path_for(Path(str(weights)))
+    if Path(str(weights)).suffix != ".keras" or not card_path.is_file():
+        return None
+    card = json.loads(card_path.read_text(encoding="utf-8"))
+    if card.get("task") != task or card.get("data", {}).get("source") != dataset.source:
+        return None
+    manifest = card_path.parent / card["data"].get("manifest", artifact_paths(card_path.parent, task)["manifest"].name)
+    if not manifest.is_file():
+        raise SystemExit(f"error: {weights} was trained on these images but its split file {manifest} is missing: "
+                         "without it, validation and test could hold images it trained on")
+    return manifest
 
 
 def _ensure(folder: Path) -> Path:
