@@ -23,7 +23,7 @@ from fracture_app.imaging import read_image
 from fracture_app.models import artifact_paths
 from fracture_app.preprocess import prepare_batch
 from training import datasets, metrics
-from training.card import update_card, without_nan
+from training.card import limitations, update_card, without_nan
 from training.localisation import choose_and_score, pointing_game
 
 BATCH_SIZE = 32
@@ -157,6 +157,7 @@ def redo_validation_choices(model_path: Path, model, data_dir: Path, boxed: bool
     evaluation["version"] = f"{model.card.version.split('+')[0]}+choices-{now:%Y.%m.%d-%H%M%S}"
     evaluation["validation_choices_redone"] = {"command": command, "at": now.isoformat(timespec="seconds"),
                                                "version_before": model.card.version}
+    evaluation.update(split_size_fields(model.card.data, model_path, data_dir))
     card = update_card(model_path, evaluation)
     paths = artifact_paths(model_path.parent, model.task)
     kinds = ("confusion", "roc") if model.task == config.BINARY_TASK else ("confusion",)
@@ -166,6 +167,20 @@ def redo_validation_choices(model_path: Path, model, data_dir: Path, boxed: bool
     print(f"test-time flip {'used' if flip['used'] else 'not used'}: {flip['chosen_on']} {scores['image_alone']:.4f} "
           f"for the image alone, {scores['averaged_with_mirror']:.4f} averaged with its mirror", file=sys.stderr)
     return load_model(model_path)
+
+
+def split_size_fields(card: dict, model_path: Path, data_dir: Path) -> dict:
+    """The card's split sizes and the limitation that quotes them, from the split file as it stands now.
+
+    Only where they differ: a split file corrected after training (a copy across splits found later, its
+    held-out image moved to train) changes what the card must say it was tested on.
+    """
+    rows = datasets.read_manifest(artifact_paths(model_path.parent, card["task"])["manifest"], data_dir)
+    sizes = datasets.split_sizes(rows)
+    if sizes == card["data"].get("split_sizes"):
+        return {}
+    first = limitations(card["task"], card["weights_init"], sizes, card.get("weights_init_sha256"))[0]
+    return {"data": {**card["data"], "split_sizes": sizes}, "limitations": [first, *card["limitations"][1:]]}
 
 
 def print_comparison(result: dict, card_metrics: dict | None, task: str, split: str) -> None:
