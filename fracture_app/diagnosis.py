@@ -81,7 +81,7 @@ def cautions_for(xray: XRay) -> list[Caution]:
     if metadata.get("missing_fraction"):
         missing = metadata["missing_fraction"]
         found.append(Caution("incomplete", f"incomplete file: about {missing:.0%} missing",
-                             f"This file is incomplete: about {missing:.0%} of the picture is missing, cut off at the bottom. "
+                             f"This file is incomplete: about {missing:.0%} of the picture is missing and not shown. "
                              "Read with care."))
     if metadata.get("frames", 1) > 1:
         frames = metadata["frames"]

@@ -39,7 +39,7 @@ COLOUR_SAMPLE_PIXELS = 40_000
 # shortcut. FracAtlas has files missing up to half of the picture that training still reads; below 40% present
 # (a file cut to a quarter) it is refused.
 MAX_MISSING_FRACTION = 0.6
-JPEG_FILL, JPEG_BLOCK = 128, 8  # libjpeg's fill value, and the width of a block of pixels
+JPEG_FILL, JPEG_BLOCK, JPEG_BAND = 128, 8, 16  # libjpeg's fill value; a block's width; a block row's most rows
 
 _MEGA = 1_000_000
 _DICOM_INSTALL = {
@@ -224,13 +224,21 @@ def _read_pillow(data: bytes, label: str, kind: str) -> XRay:
 def _missing_rows(im: Image.Image) -> int:
     """Rows at the bottom that libjpeg filled with mid-grey because the data ran out.
 
-    Decoding stops inside a band of block rows, so the band's rows are grey only from some block to the
-    right edge: a row counts as filled when its last block's width is exactly mid-grey.
+    Below the last decoded block row every row is grey; in that block row (up to JPEG_BAND rows, with
+    chroma subsampling) decoding stopped part-way, so its rows are grey only from some block to the right
+    edge: those count when their last block's width is exactly mid-grey. (CMYK files fill otherwise and
+    are not detected.)
     """
     arr = np.asarray(im)
-    right_edge = arr[:, -JPEG_BLOCK:].reshape(arr.shape[0], -1)
-    filled = np.all(right_edge == JPEG_FILL, axis=1)
-    return int(np.argmin(filled[::-1])) if not filled.all() else len(filled)
+    rows = arr.reshape(arr.shape[0], -1)
+    whole = _trailing(np.all(rows == JPEG_FILL, axis=1))
+    right_edge = arr[: arr.shape[0] - whole, -JPEG_BLOCK:].reshape(arr.shape[0] - whole, -1)
+    return whole + min(JPEG_BAND, _trailing(np.all(right_edge == JPEG_FILL, axis=1)))
+
+
+def _trailing(flags: np.ndarray) -> int:
+    """How many of the last entries are all True."""
+    return len(flags) if flags.all() else int(np.argmin(flags[::-1]))
 
 
 def _to_grey(im: Image.Image) -> tuple[np.ndarray, float]:

@@ -97,9 +97,15 @@ def read_card(model_path: Path) -> ModelCard:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
         card = ModelCard(path, data)
-        card.task, card.classes, card.spec  # noqa: B018 - fail here, not mid-diagnosis
+        card.task, card.classes  # noqa: B018 - fail here, not mid-diagnosis
     except (ValueError, KeyError, TypeError) as error:
         raise ModelLoadError(f"model card {path.name} is corrupt or incomplete ({error})") from error
+    try:
+        card.spec  # noqa: B018
+    except (KeyError, TypeError) as error:
+        raise ModelLoadError(f"model card {path.name} is corrupt or incomplete ({error})") from error
+    except ValueError as error:
+        raise ModelLoadError(f"model card {path.name} asks for preprocessing this version does not do: {error}") from error
     if card.task not in config.TASKS:
         raise ModelLoadError(f"model card {path.name} names an unknown task {card.task!r}")
     return card

@@ -113,6 +113,32 @@ def test_manifest_round_trip(tmp_path):
     assert [(s.path, s.label, s.split) for s in back] == [(s.path, s.label, s.split) for s in dataset.samples]
 
 
+def test_a_stored_split_is_kept_image_by_image(tmp_path):
+    dataset = datasets.discover(FRACATLAS_FIXTURES, config.BINARY_TASK)
+    dataset.samples = grouped(dataset)
+    datasets.split_groups(dataset.samples, seed=1)
+    datasets.write_manifest(tmp_path / "split.csv", dataset)
+    stored = datasets.read_manifest(tmp_path / "split.csv", FRACATLAS_FIXTURES)
+
+    again = grouped(datasets.discover(FRACATLAS_FIXTURES, config.BINARY_TASK))
+    datasets.split_groups(again, seed=2)  # what a fresh split would have done
+    report = datasets.keep_stored_split(again, stored)
+    assert [s.split for s in again] == [s.split for s in stored]
+    assert report["sizes"] == datasets.split_sizes(stored) and report["groups"] == len(splits_of_groups(again))
+
+
+def test_a_stored_split_that_leaves_out_an_image_or_parts_copies_is_refused(tmp_path):
+    samples = grouped(datasets.discover(FRACATLAS_FIXTURES, config.BINARY_TASK))
+    datasets.split_groups(samples, seed=1)
+    stored = [datasets.Sample(s.path, s.label, None, s.split, s.group) for s in samples]
+    with pytest.raises(datasets.DatasetError, match="1 images are not in the stored split file"):
+        datasets.keep_stored_split(samples, stored[1:])
+    by_name = {s.path.name: s for s in stored}
+    by_name["IMG0000261.jpg"].split, by_name["IMG0002299.jpg"].split = "train", "test"  # byte-identical files
+    with pytest.raises(datasets.DatasetError, match="1 groups of copies span two splits"):
+        datasets.keep_stored_split(samples, stored)
+
+
 def held_out_copies(samples, hashes, orientations: int) -> list[str]:
     """Validation and test images within NEAR_DUPLICATE_BITS of a training image, found without the groups."""
     values = np.array(hashes, dtype=np.uint64)[:, :orientations]

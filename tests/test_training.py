@@ -95,6 +95,9 @@ def test_redoing_the_validation_choices_rewrites_the_card_and_plots_not_the_mode
     shutil.copytree(tiny_models_dir, copy)
     paths = artifact_paths(copy, config.BINARY_TASK)
     before = card(copy, config.BINARY_TASK)
+    earlier_run = {"run": "earlier_run", "val_auroc": 0.5, "shipped": False}
+    before["compared_runs"] = [{"run": "shipped", "val_auroc": -1.0, "shipped": True}, earlier_run]
+    paths["card"].write_text(json.dumps(before))
     for kind in ("roc", "confusion"):
         paths[kind].unlink()
     args = ["--model", str(paths["model"]), "--data", str(FRACATLAS_FIXTURES), "--redo-validation-choices", "--json"]
@@ -112,6 +115,29 @@ def test_redoing_the_validation_choices_rewrites_the_card_and_plots_not_the_mode
         assert measured["auroc"] == pytest.approx(after["metrics"]["test"]["auroc"], abs=1e-4)
     assert after["version"] != before["version"]
     assert after["validation_choices_redone"]["version_before"] == before["version"]
+    shipped_row = after["compared_runs"][0]
+    assert shipped_row["val_auroc"] == after["metrics"]["val"]["auroc"], "the shipped row quotes the new figures"
+    assert shipped_row["shipped"] and after["compared_runs"][1] == earlier_run
+    assert after["data"] == before["data"] and after["limitations"] == before["limitations"]  # split file unchanged
+
+
+def test_a_corrected_split_file_corrects_the_cards_split_sizes(tiny_models_dir, tmp_path):
+    copy = tmp_path / "models"
+    shutil.copytree(tiny_models_dir, copy)
+    paths = artifact_paths(copy, config.BINARY_TASK)
+    lines = paths["manifest"].read_text(encoding="utf-8").splitlines()
+    moved = next(i for i, line in enumerate(lines) if line.split(",")[3] == "test")
+    lines[moved] = lines[moved].replace(",test,", ",train,")
+    paths["manifest"].write_text("\n".join(lines) + "\n", encoding="utf-8")
+    before = card(copy, config.BINARY_TASK)
+
+    fields = evaluate.split_size_fields(before, paths["model"], FRACATLAS_FIXTURES)
+    sizes = before["data"]["split_sizes"]
+    expected = {"train": sizes["train"] + 1, "val": sizes["val"], "test": sizes["test"] - 1}
+    assert fields["data"]["split_sizes"] == expected
+    assert f"on {expected['train']} public images" in fields["limitations"][0]
+    assert f"tested on {expected['test']} others" in fields["limitations"][0]
+    assert fields["limitations"][1:] == before["limitations"][1:]
 
 
 def test_tflite_export_agrees_with_keras(tiny_models_dir, tmp_path, capsys):
@@ -210,6 +236,27 @@ def test_split_folder_layout_trains_too(tmp_path):
     model = load_model(artifact_paths(out, config.BINARY_TASK)["model"])
     probabilities = model.probabilities(np.zeros((2, 32, 32, 1), np.float32))
     assert probabilities.shape == (2,) and np.all((probabilities >= 0) & (probabilities <= 1))
+
+
+def test_a_run_from_a_model_on_the_same_data_keeps_its_split(tiny_models_dir, tmp_path):
+    """A fresh split could differ from the start model's and test on images it trained on."""
+    start = tmp_path / "start"
+    shutil.copytree(tiny_models_dir, start)
+    manifest = artifact_paths(start, config.BINARY_TASK)["manifest"]
+    lines = manifest.read_text(encoding="utf-8").splitlines()
+    rows = [line.split(",") for line in lines[1:]]
+    single = [row for row in rows if sum(r[4] == row[4] for r in rows) == 1]  # alone in its group
+    train_row = next(row for row in single if row[3] == "train")
+    test_row = next(row for row in single if row[3] == "test")
+    train_row[3], test_row[3] = "test", "train"  # a split no seed made: only the file can give it
+    manifest.write_text("\n".join([lines[0], *(",".join(row) for row in rows)]) + "\n", encoding="utf-8")
+
+    out = tmp_path / "out"
+    assert train(["--task", "binary", "--data", str(FRACATLAS_FIXTURES), "--img-size", "32", "--epochs", "1",
+                  "--weights", str(artifact_paths(start, config.BINARY_TASK)["model"]), "--seed", "5",
+                  "--out", str(out), "--quiet"]) == 0
+    kept = artifact_paths(out, config.BINARY_TASK)["manifest"].read_text(encoding="utf-8").splitlines()
+    assert [line.split(",")[:4] for line in kept[1:]] == [row[:4] for row in rows]
 
 
 def test_backbone_weights_come_from_one_of_our_models(tiny_models_dir):

@@ -159,6 +159,12 @@ def redo_validation_choices(model_path: Path, model, data_dir: Path, boxed: bool
                                                "version_before": model.card.version}
     evaluation.update(split_size_fields(model.card.data, model_path, data_dir))
     card = update_card(model_path, evaluation)
+    if card.get("compared_runs"):  # the shipped row quotes the card's own figures, which just changed
+        from training.compare import summary
+
+        rows = [{**summary(card, row["run"]), "shipped": True} if row.get("shipped") else row
+                for row in card["compared_runs"]]
+        card = update_card(model_path, {"compared_runs": rows})
     paths = artifact_paths(model_path.parent, model.task)
     kinds = ("confusion", "roc") if model.task == config.BINARY_TASK else ("confusion",)
     plots.test_split_plots(card, {kind: paths[kind] for kind in kinds})
