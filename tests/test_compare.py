@@ -96,3 +96,17 @@ def test_an_earlier_card_on_another_split_is_refused(tiny_models_dir, tmp_path, 
 
     assert compare.main(["--model", str(shipped["model"]), "--earlier", str(earlier["card"])]) == 2
     assert "split differently" in capsys.readouterr().err
+
+
+def test_keep_rows_adds_a_run_beside_those_the_card_already_compares(tiny_models_dir, tmp_path):
+    shipped = copy_models(tiny_models_dir, tmp_path / "shipped")
+    other = copy_models(tiny_models_dir, tmp_path / "another_try")
+    card = json.loads(shipped["card"].read_text())
+    gone = {**compare.summary(card, "run_whose_folder_is_gone"), "val_macro_f1": 0.2, "shipped": False}
+    card["compared_runs"] = [{**compare.summary(card, "shipped"), "val_macro_f1": -1.0, "shipped": True}, gone]
+    shipped["card"].write_text(json.dumps(card))
+
+    assert compare.main(["--model", str(shipped["model"]), "--keep-rows", str(other["card"])]) == 0
+    rows = json.loads(shipped["card"].read_text())["compared_runs"]
+    assert [row["run"] for row in rows] == ["shipped", "another_try", "run_whose_folder_is_gone"]
+    assert rows[0]["val_macro_f1"] == card["metrics"]["val"]["macro_f1"] and rows[2] == gone

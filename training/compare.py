@@ -2,6 +2,7 @@
 
     python -m training.compare --model models/fracture_type.keras runs/*/fracture_type.json
     python -m training.compare --model models/fracture_binary.keras --earlier runs/shipped_before/fracture_binary.json runs/new/fracture_binary.json
+    python -m training.compare --model models/fracture_binary.keras --keep-rows runs/another_try/fracture_binary.json
 
 Every figure is copied from a run's own card, where `training.train` measured it on the same grouped split;
 runs on another split are refused, since their figures would not be comparable. Validation is the column
@@ -61,7 +62,7 @@ def compare(shipped: dict, others: dict[str, dict]) -> list[dict]:
 
 
 def earlier_rows(earlier: dict, taken: set[str]) -> list[dict]:
-    """The runs an earlier shipped card had compared, as it recorded them: their run folders may be gone."""
+    """The runs a card had compared, as it recorded them (their run folders may be gone), less those in `taken`."""
     return [{**row, "shipped": False} for row in earlier.get("compared_runs", [])
             if not row.get("shipped") and row["run"] not in taken]
 
@@ -84,6 +85,8 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m training.compare", description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", type=Path, required=True, help="the shipped .keras model whose card is updated")
     parser.add_argument("cards", nargs="*", type=Path, help="model cards (.json) of the other runs")
+    parser.add_argument("--keep-rows", action="store_true",
+                        help="keep the runs the card already compares (its own row is made again) and add these")
     parser.add_argument("--earlier", type=Path,
                         help="the card of the model shipped before this one, saved aside before it was replaced: "
                              "its own figures and the runs it had compared are kept, folders gone or not")
@@ -102,6 +105,8 @@ def main(argv=None) -> int:
         rows = compare(shipped, others)
         if earlier is not None:
             rows += earlier_rows(earlier, {row["run"] for row in rows})
+        if args.keep_rows:
+            rows += earlier_rows(shipped, {row["run"] for row in rows})
         check_split_files(args.model, args.cards + ([args.earlier] if args.earlier else []), shipped["task"])
     except (OSError, ValueError, KeyError) as error:
         print(f"error: {error}", file=sys.stderr)
