@@ -16,6 +16,15 @@ def copy_models(source, destination):
     return artifact_paths(destination, config.TYPE_TASK)
 
 
+def copy_split_with_another_seed(source, destination):
+    """A copy whose card says its split came from another seed."""
+    paths = copy_models(source, destination)
+    card = json.loads(paths["card"].read_text())
+    card["data"]["split_seed"] += 1
+    paths["card"].write_text(json.dumps(card))
+    return paths
+
+
 def test_runs_on_the_same_split_are_recorded_with_their_own_figures(tiny_models_dir, tmp_path):
     shipped = copy_models(tiny_models_dir, tmp_path / "shipped")
     other = copy_models(tiny_models_dir, tmp_path / "other_run")
@@ -37,10 +46,7 @@ def test_runs_on_the_same_split_are_recorded_with_their_own_figures(tiny_models_
 
 def test_a_run_on_another_split_is_refused(tiny_models_dir, tmp_path, capsys):
     shipped = copy_models(tiny_models_dir, tmp_path / "shipped")
-    other = copy_models(tiny_models_dir, tmp_path / "resplit_run")
-    other_card = json.loads(other["card"].read_text())
-    other_card["data"]["split_seed"] += 1
-    other["card"].write_text(json.dumps(other_card))
+    other = copy_split_with_another_seed(tiny_models_dir, tmp_path / "resplit_run")
     before = shipped["card"].read_text()
 
     assert compare.main(["--model", str(shipped["model"]), str(other["card"])]) == 2
@@ -89,10 +95,7 @@ def test_the_card_shipped_before_keeps_its_own_row_and_the_runs_it_had_compared(
 
 def test_an_earlier_card_on_another_split_is_refused(tiny_models_dir, tmp_path, capsys):
     shipped = copy_models(tiny_models_dir, tmp_path / "shipped")
-    earlier = copy_models(tiny_models_dir, tmp_path / "saved_aside")
-    earlier_card = json.loads(earlier["card"].read_text())
-    earlier_card["data"]["split_seed"] += 1
-    earlier["card"].write_text(json.dumps(earlier_card))
+    earlier = copy_split_with_another_seed(tiny_models_dir, tmp_path / "saved_aside")
 
     assert compare.main(["--model", str(shipped["model"]), "--earlier", str(earlier["card"])]) == 2
     assert "split differently" in capsys.readouterr().err

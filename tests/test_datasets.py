@@ -104,21 +104,22 @@ def test_given_splits_are_honoured_and_leaks_moved_whole():
     assert all(len(splits) == 1 for splits in splits_of_groups(samples).values())
 
 
-def test_manifest_round_trip(tmp_path):
+def split_and_read_back(folder):
+    """The fixtures split with seed 1, written as a split file and read back: (dataset, rows read)."""
     dataset = datasets.discover(FRACATLAS_FIXTURES, config.BINARY_TASK)
     dataset.samples = grouped(dataset)
     datasets.split_groups(dataset.samples, seed=1)
-    datasets.write_manifest(tmp_path / "split.csv", dataset)
-    back = datasets.read_manifest(tmp_path / "split.csv", FRACATLAS_FIXTURES)
+    datasets.write_manifest(folder / "split.csv", dataset)
+    return dataset, datasets.read_manifest(folder / "split.csv", FRACATLAS_FIXTURES)
+
+
+def test_manifest_round_trip(tmp_path):
+    dataset, back = split_and_read_back(tmp_path)
     assert [(s.path, s.label, s.split) for s in back] == [(s.path, s.label, s.split) for s in dataset.samples]
 
 
 def test_a_stored_split_is_kept_image_by_image(tmp_path):
-    dataset = datasets.discover(FRACATLAS_FIXTURES, config.BINARY_TASK)
-    dataset.samples = grouped(dataset)
-    datasets.split_groups(dataset.samples, seed=1)
-    datasets.write_manifest(tmp_path / "split.csv", dataset)
-    stored = datasets.read_manifest(tmp_path / "split.csv", FRACATLAS_FIXTURES)
+    _, stored = split_and_read_back(tmp_path)
 
     again = grouped(datasets.discover(FRACATLAS_FIXTURES, config.BINARY_TASK))
     datasets.split_groups(again, seed=2)  # what a fresh split would have done
