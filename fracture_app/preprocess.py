@@ -46,13 +46,19 @@ def letterbox_box(shape: tuple[int, int], size: int) -> tuple[int, int, int, int
     return (size - new_h) // 2, (size - new_w) // 2, new_h, new_w
 
 
-def letterbox(pixels: np.ndarray, size: int) -> np.ndarray:
-    """Resize a 2-D image so its longer side is `size`, then pad to a centred square."""
-    top, left, new_h, new_w = letterbox_box(pixels.shape, size)
+def resize_longer_side(pixels: np.ndarray, size: int) -> np.ndarray:
+    """A 2-D image resized so its longer side is `size`, keeping its shape's proportions."""
+    _, _, new_h, new_w = letterbox_box(pixels.shape, size)
     # INTER_AREA when shrinking keeps thin fracture lines instead of aliasing them away.
     shrinking = max(pixels.shape) > size
     interpolation = cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR
-    resized = cv2.resize(pixels, (new_w, new_h), interpolation=interpolation)
+    return cv2.resize(pixels, (new_w, new_h), interpolation=interpolation)
+
+
+def letterbox(pixels: np.ndarray, size: int) -> np.ndarray:
+    """Resize a 2-D image so its longer side is `size`, then pad to a centred square."""
+    top, left, new_h, new_w = letterbox_box(pixels.shape, size)
+    resized = resize_longer_side(pixels, size)
     canvas = np.full((size, size), PAD_VALUE, dtype=np.float32)
     canvas[top : top + new_h, left : left + new_w] = resized
     return canvas

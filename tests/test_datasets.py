@@ -140,6 +140,18 @@ def test_a_stored_split_that_leaves_out_an_image_or_parts_copies_is_refused(tmp_
         datasets.keep_stored_split(samples, stored)
 
 
+def test_a_split_file_named_by_hand_is_kept_with_its_split_copies_counted(tmp_path):
+    """On a scaled-down copy the near-duplicate hashes move a little: the named file still rules."""
+    samples = grouped(datasets.discover(FRACATLAS_FIXTURES, config.BINARY_TASK))
+    datasets.split_groups(samples, seed=1)
+    stored = [datasets.Sample(s.path, s.label, None, s.split, s.group) for s in samples]
+    by_name = {s.path.name: s for s in stored}
+    by_name["IMG0000261.jpg"].split, by_name["IMG0002299.jpg"].split = "train", "test"  # byte-identical files
+    report = datasets.keep_stored_split(samples, stored, refuse_spanning=False)
+    assert [s.split for s in samples] == [s.split for s in stored]
+    assert report["groups_across_given_splits"] == 1
+
+
 def held_out_copies(samples, hashes, orientations: int) -> list[str]:
     """Validation and test images within NEAR_DUPLICATE_BITS of a training image, found without the groups."""
     values = np.array(hashes, dtype=np.uint64)[:, :orientations]

@@ -1,7 +1,11 @@
 """`python -m training.train` end to end at a tiny size on real X-rays, then evaluate and export the result."""
 
 import json
+import os
 import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,6 +17,8 @@ from fracture_app.models import artifact_paths
 from training.train import main as train
 
 from conftest import FRACATLAS_FIXTURES, TINY_SIZE
+
+ROOT = Path(__file__).resolve().parents[1]
 
 BINARY_TEST_KEYS = {"auroc", "accuracy", "sensitivity", "specificity", "precision", "f1", "confusion_matrix",
                     "roc", "threshold", "ece", "pointing_game"}
@@ -238,11 +244,8 @@ def test_split_folder_layout_trains_too(tmp_path):
     assert probabilities.shape == (2,) and np.all((probabilities >= 0) & (probabilities <= 1))
 
 
-def test_a_run_from_a_model_on_the_same_data_keeps_its_split(tiny_models_dir, tmp_path):
-    """A fresh split could differ from the start model's and test on images it trained on."""
-    start = tmp_path / "start"
-    shutil.copytree(tiny_models_dir, start)
-    manifest = artifact_paths(start, config.BINARY_TASK)["manifest"]
+def split_no_seed_made(manifest) -> list[list[str]]:
+    """Rewrite a split file with one lone training image and one lone test image swapped; its rows."""
     lines = manifest.read_text(encoding="utf-8").splitlines()
     rows = [line.split(",") for line in lines[1:]]
     single = [row for row in rows if sum(r[4] == row[4] for r in rows) == 1]  # alone in its group
@@ -250,13 +253,68 @@ def test_a_run_from_a_model_on_the_same_data_keeps_its_split(tiny_models_dir, tm
     test_row = next(row for row in single if row[3] == "test")
     train_row[3], test_row[3] = "test", "train"  # a split no seed made: only the file can give it
     manifest.write_text("\n".join([lines[0], *(",".join(row) for row in rows)]) + "\n", encoding="utf-8")
+    return rows
+
+
+def split_rows(out) -> list[list[str]]:
+    kept = artifact_paths(out, config.BINARY_TASK)["manifest"].read_text(encoding="utf-8").splitlines()
+    return [line.split(",")[:4] for line in kept[1:]]
+
+
+def test_a_run_from_a_model_on_the_same_data_keeps_its_split(tiny_models_dir, tmp_path):
+    """A fresh split could differ from the start model's and test on images it trained on."""
+    start = tmp_path / "start"
+    shutil.copytree(tiny_models_dir, start)
+    rows = split_no_seed_made(artifact_paths(start, config.BINARY_TASK)["manifest"])
 
     out = tmp_path / "out"
     assert train(["--task", "binary", "--data", str(FRACATLAS_FIXTURES), "--img-size", "32", "--epochs", "1",
                   "--weights", str(artifact_paths(start, config.BINARY_TASK)["model"]), "--seed", "5",
                   "--out", str(out), "--quiet"]) == 0
-    kept = artifact_paths(out, config.BINARY_TASK)["manifest"].read_text(encoding="utf-8").splitlines()
-    assert [line.split(",")[:4] for line in kept[1:]] == [row[:4] for row in rows]
+    assert split_rows(out) == [row[:4] for row in rows]
+
+
+def test_a_split_file_named_on_the_command_line_is_followed(tiny_models_dir, tmp_path):
+    named = tmp_path / "split.csv"
+    shutil.copy(artifact_paths(tiny_models_dir, config.BINARY_TASK)["manifest"], named)
+    rows = split_no_seed_made(named)
+
+    out = tmp_path / "out"
+    assert train(["--task", "binary", "--data", str(FRACATLAS_FIXTURES), "--img-size", "32", "--epochs", "1",
+                  "--split", str(named), "--seed", "5", "--out", str(out), "--quiet"]) == 0
+    assert split_rows(out) == [row[:4] for row in rows]
+
+
+def test_a_time_limit_ends_training_after_the_epoch_under_way(tmp_path):
+    out = tmp_path / "out"
+    assert train(["--task", "binary", "--data", str(FRACATLAS_FIXTURES), "--img-size", "32", "--epochs", "3",
+                  "--time-limit", "0.00001", "--out", str(out), "--quiet"]) == 0
+    written = card(out, config.BINARY_TASK)
+    assert written["training"]["epochs_run"] == 1
+    assert written["training"]["time_limit_minutes"] == 0.00001
+
+
+def test_training_runs_on_jax_without_tensorflow_and_evaluate_adds_the_pointing_game(tmp_path):
+    """The road on a GPU machine that has JAX but no TensorFlow: train there (here with the fracture
+    boxes' loss, the most backend-specific part), then measure Grad-CAM where TensorFlow is."""
+    pytest.importorskip("jax")
+    out = tmp_path / "out"
+    environment = {**os.environ, "KERAS_BACKEND": "jax", "PYTHONPATH": str(ROOT)}
+    finished = subprocess.run(
+        [sys.executable, str(ROOT / "tests" / "without_tensorflow.py"), "training.train", "--task", "binary",
+         "--data", str(FRACATLAS_FIXTURES), "--arch", "custom_cnn_map", "--img-size", "32", "--epochs", "1",
+         "--batch-size", "8", "--out", str(out), "--quiet"],
+        env=environment, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert finished.returncode == 0, finished.stderr[-3000:]
+    trained = card(out, config.BINARY_TASK)
+    assert "Keras backend jax" not in trained["training"]["hardware"]  # no GPU here: "CPU only"
+    assert "pointing_game" not in trained["metrics"]["test"] and "Grad-CAM runs on TensorFlow only" in finished.stderr
+
+    model_path = artifact_paths(out, config.BINARY_TASK)["model"]
+    assert evaluate.main(["--model", str(model_path), "--data", str(FRACATLAS_FIXTURES), "--redo-validation-choices"]) == 0
+    measured = card(out, config.BINARY_TASK)
+    assert measured["metrics"]["test"]["pointing_game"]["images"] > 0
+    assert load_model(model_path).probabilities(np.zeros((1, 32, 32, 1), np.float32)).shape == (1,)
 
 
 def test_backbone_weights_come_from_one_of_our_models(tiny_models_dir):

@@ -59,25 +59,30 @@ def batches_with_boxes(inputs, labels, masks, map_side: int, batch_size: int, tr
     Keras applies them to both losses, so a boxed (fractured) image's map loss counts with its class's
     weight too, about 2.8 × MAP_LOSS_WEIGHT on FracAtlas.
     """
-    import tensorflow as tf
+    from keras import ops
 
-    from training.pipeline import array_batches, geometric_augmenter, photometric_augmenter
+    from training.pipeline import array_batches, geometric_augmenter, keras_batches, on_tensorflow, photometric_augmenter
 
     channels = inputs.shape[-1]
     geometric, photometric = geometric_augmenter(seed), photometric_augmenter(seed)
     pool = inputs.shape[1] // map_side
-    weight_of = None if class_weights is None else tf.constant(
-        [class_weights[label] for label in sorted(class_weights)], tf.float32)
+    weight_of = None if class_weights is None else np.array(
+        [class_weights[label] for label in sorted(class_weights)], np.float32)
 
     def to_model(images, mask, label):
-        mask = tf.cast(mask, tf.float32)[..., None]
+        mask = ops.cast(mask, "float32")[..., None]
         if training:
-            moved = geometric(tf.concat([images, mask], axis=-1), training=True)
+            moved = geometric(ops.concatenate([images, mask], axis=-1), training=True)
             images, mask = moved[..., :channels], moved[..., channels:]
-            images = tf.clip_by_value(photometric(images, training=True), 0.0, 1.0)
-        cells = tf.cast(tf.nn.max_pool2d(mask, pool, pool, "VALID") >= MASK_THRESHOLD, tf.float32)
-        targets = {"logits": tf.cast(label, tf.float32)[:, None], "fracture_map": cells}
-        return (images, targets) if weight_of is None else (images, targets, tf.gather(weight_of, label))
+            images = ops.clip(photometric(images, training=True), 0.0, 1.0)
+        cells = ops.cast(ops.max_pool(mask, pool, pool, "valid") >= MASK_THRESHOLD, "float32")
+        targets = {"logits": ops.cast(label, "float32")[:, None], "fracture_map": cells}
+        return (images, targets) if weight_of is None else (images, targets, ops.take(weight_of, label))
 
-    dataset = array_batches((inputs, masks, labels.astype(np.int64)), batch_size, training, seed)
+    arrays = (inputs, masks, labels.astype(np.int64))
+    if not on_tensorflow():
+        return keras_batches(arrays, batch_size, training, seed, lambda batch: to_model(*batch))
+    import tensorflow as tf
+
+    dataset = array_batches(arrays, batch_size, training, seed)
     return dataset.map(to_model, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)

@@ -74,13 +74,28 @@ def limitations(task: str, weights_init: str, split_sizes: dict, weights_sha256:
     return items + [TYPE_LIMITATION] if task == config.TYPE_TASK else items
 
 
-def hardware_description() -> str:
+def gpu_names() -> list[str]:
+    """The GPUs the Keras backend in use can train on (TensorFlow's, or JAX's on a machine without TensorFlow)."""
+    import keras
+
+    if keras.backend.backend() == "jax":
+        import jax
+
+        return [device.device_kind for device in jax.devices() if device.platform == "gpu"]
+    if keras.backend.backend() != "tensorflow":
+        return []
     import tensorflow as tf
 
-    gpus = tf.config.list_physical_devices("GPU")
-    if gpus:
-        names = [tf.config.experimental.get_device_details(gpu).get("device_name", gpu.name) for gpu in gpus]
-        return f"{len(gpus)} GPU ({', '.join(names)})"
+    return [tf.config.experimental.get_device_details(gpu).get("device_name", gpu.name)
+            for gpu in tf.config.list_physical_devices("GPU")]
+
+
+def hardware_description() -> str:
+    import keras
+
+    names = gpu_names()
+    if names:
+        return f"{len(names)} GPU ({', '.join(names)}), Keras backend {keras.backend.backend()}"
     return f"CPU only: {os.cpu_count()} cores, {platform.processor() or platform.machine()}"
 
 

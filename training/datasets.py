@@ -127,13 +127,14 @@ def split_groups(samples: list[Sample], seed: int, honour_given: bool = True, fr
             "sizes": split_sizes(samples)}
 
 
-def keep_stored_split(samples: list[Sample], stored: list[Sample]) -> dict:
+def keep_stored_split(samples: list[Sample], stored: list[Sample], refuse_spanning: bool = True) -> dict:
     """Give every sample the split a stored split file gave it (as split_groups reports).
 
     For a run that starts from a model trained on the same images: a split made afresh could differ (the
     grouping depends on the reader's pixels), and would then validate and test on images the start had
-    trained on. Refused where the stored file leaves an image out, or where a group of copies, as grouped
-    now, spans two of its splits.
+    trained on. Refused where the stored file leaves an image out, or, unless `refuse_spanning` is false
+    (a split file named by hand, on a scaled-down copy whose near-duplicate hashes differ a little), where
+    a group of copies, as grouped now, spans two of its splits; those are then counted in the report.
     """
     split_of = {Path(row.path).resolve(): row.split for row in stored}
     unplaced = [s.path for s in samples if Path(s.path).resolve() not in split_of]
@@ -143,9 +144,9 @@ def keep_stored_split(samples: list[Sample], stored: list[Sample]) -> dict:
         sample.split = split_of[Path(sample.path).resolve()]
     groups = _members_by_group(samples)
     spanning = sum(len({s.split for s in members}) > 1 for members in groups.values())
-    if spanning:
+    if spanning and refuse_spanning:
         raise DatasetError(f"{spanning} groups of copies span two splits of the stored split file")
-    return {"groups": len(groups), "groups_across_given_splits": 0, "sizes": split_sizes(samples)}
+    return {"groups": len(groups), "groups_across_given_splits": spanning, "sizes": split_sizes(samples)}
 
 
 def _members_by_group(samples: list[Sample]) -> dict[int, list[Sample]]:

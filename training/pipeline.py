@@ -5,6 +5,7 @@ epochs then cost only augmentation and the model, never JPEG decoding.
 """
 
 import logging
+import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -23,7 +24,7 @@ ZOOM = 0.15
 SHIFT = 0.08
 BRIGHTNESS = 0.10
 CONTRAST = 0.20
-DECODE_WORKERS = 2
+DECODE_WORKERS = min(8, os.cpu_count() or 1)
 
 
 @dataclass
@@ -102,18 +103,23 @@ def photometric_augmenter(seed: int):
     )
 
 
+def on_tensorflow() -> bool:
+    """Whether Keras runs on TensorFlow (tf.data feeds it) or another backend, e.g. JAX on a GPU machine
+    without TensorFlow (a Keras PyDataset feeds it, with the same augmentation layers)."""
+    import keras
+
+    return keras.backend.backend() == "tensorflow"
+
+
 def array_batches(arrays: tuple[np.ndarray, ...], batch_size: int, shuffle: bool, seed: int = 0):
     """A tf.data dataset of batches from same-length arrays (float32 unless uint8 or int64), in a new
     random order each epoch when `shuffle`; the arrays stay in memory and are never copied whole."""
     import tensorflow as tf
 
-    order_rng = np.random.default_rng(seed)
-    count = len(arrays[0])
+    batch_order = BatchOrder(len(arrays[0]), batch_size, shuffle, seed)
 
     def generate():
-        order = order_rng.permutation(count) if shuffle else np.arange(count)
-        for start in range(0, count, batch_size):
-            chosen = np.sort(order[start : start + batch_size])
+        for chosen in batch_order.epoch():
             yield tuple(array[chosen] for array in arrays)
 
     kept_types = {np.dtype(np.uint8): tf.uint8, np.dtype(np.int64): tf.int64}
@@ -121,16 +127,64 @@ def array_batches(arrays: tuple[np.ndarray, ...], batch_size: int, shuffle: bool
                       for array in arrays)
     dataset = tf.data.Dataset.from_generator(generate, output_signature=signature)
     # Tell Keras how many batches an epoch has, so progress bars and callbacks know where the end is.
-    return dataset.apply(tf.data.experimental.assert_cardinality(-(-count // batch_size)))
+    return dataset.apply(tf.data.experimental.assert_cardinality(len(batch_order)))
+
+
+class BatchOrder:
+    """Which rows make each batch: a new random order each epoch when shuffling, rows sorted within a batch."""
+
+    def __init__(self, count: int, batch_size: int, shuffle: bool, seed: int = 0):
+        self.count, self.batch_size, self.shuffle = count, batch_size, shuffle
+        self._rng = np.random.default_rng(seed)
+
+    def __len__(self) -> int:
+        return -(-self.count // self.batch_size)
+
+    def epoch(self) -> list[np.ndarray]:
+        order = self._rng.permutation(self.count) if self.shuffle else np.arange(self.count)
+        return [np.sort(order[start : start + self.batch_size]) for start in range(0, self.count, self.batch_size)]
+
+
+def keras_batches(arrays: tuple[np.ndarray, ...], batch_size: int, shuffle: bool, seed: int, transform=None):
+    """The backend-neutral twin of array_batches: a keras.utils.PyDataset of the same batches, each
+    passed through `transform(batch_tuple) -> model_inputs_and_targets` when given."""
+    import keras
+
+    class ArrayBatches(keras.utils.PyDataset):
+        def __init__(self):
+            super().__init__()
+            self.order = BatchOrder(len(arrays[0]), batch_size, shuffle, seed)
+            self.batches = self.order.epoch()
+
+        def __len__(self):
+            return len(self.order)
+
+        def __getitem__(self, index):
+            batch = tuple(array[self.batches[index]] for array in arrays)
+            return transform(batch) if transform else batch
+
+        def on_epoch_end(self):
+            self.batches = self.order.epoch()
+
+    return ArrayBatches()
 
 
 def batches(inputs: np.ndarray, labels: np.ndarray, batch_size: int, training: bool, seed: int = 0):
-    """A tf.data pipeline: shuffled and augmented for training, plain for evaluation; always prefetched."""
+    """Shuffled and augmented for training, plain for evaluation: a prefetched tf.data pipeline on
+    TensorFlow, a PyDataset on other backends."""
+    augment = augmenter(seed) if training else None
+    if not on_tensorflow():
+        from keras import ops
+
+        def augmented(batch):
+            images, labels_ = batch
+            return ops.clip(augment(images, training=True), 0.0, 1.0), labels_
+
+        return keras_batches((inputs, labels), batch_size, training, seed, augmented if training else None)
     import tensorflow as tf
 
     dataset = array_batches((inputs, labels), batch_size, training, seed)
     if training:
-        augment = augmenter(seed)
         dataset = dataset.map(
             lambda x, y: (tf.clip_by_value(augment(x, training=True), 0.0, 1.0), y),
             num_parallel_calls=tf.data.AUTOTUNE,

@@ -13,6 +13,7 @@ import tempfile
 import time
 from datetime import datetime, timezone
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 
@@ -21,7 +22,7 @@ from fracture_app.models import artifact_paths, card_path_for
 from fracture_app.preprocess import PreprocessSpec
 from training import architectures, datasets
 from training.box_supervision import MAP_LOSS_WEIGHT
-from training.card import INTENDED_USE, hardware_description, limitations, target_report, write_atomically
+from training.card import INTENDED_USE, gpu_names, hardware_description, limitations, target_report, write_atomically
 from training.validation_choices import evaluate_splits, validation_score
 
 log = logging.getLogger("training")
@@ -60,6 +61,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--resplit", action="store_true",
                         help="ignore split folders in the data and make grouped splits from all images")
+    parser.add_argument("--split", type=Path, metavar="CSV",
+                        help="take each image's split from this split file (e.g. a shipped model's "
+                             "models/fracture_type_split.csv) instead of making one; every image must be in it")
     parser.add_argument("--resume", type=Path, metavar="DIR",
                         help="carry on from the checkpoint folder (<out>/.training-*) an interrupted run left, "
                              "with the same other arguments")
@@ -69,6 +73,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--weight-average", type=float, default=0.0, metavar="MOMENTUM",
                         help="validate, checkpoint and ship an exponential moving average of the weights "
                              "(Polyak averaging) with this momentum per step, e.g. 0.99; 0 (default) for the raw weights")
+    parser.add_argument("--time-limit", type=float, metavar="MINUTES",
+                        help="finish the epoch under way once this many minutes have passed since the run "
+                             "started, then evaluate and write as usual (for a machine lent for a fixed time)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars (logs only)")
     args = parser.parse_args(argv)
     args.arch = args.arch or config.DEFAULT_ARCHITECTURE[args.task]
@@ -76,13 +83,15 @@ def parse_args(argv=None) -> argparse.Namespace:
     args.weights = args.weights or ("imagenet" if args.arch in architectures.BACKBONES else "none")
     if args.weights not in ("imagenet", "none") and not Path(args.weights).is_file():
         parser.error(f"--weights: no such file {args.weights}")
+    if args.split and not args.split.is_file():
+        parser.error(f"--split: no such file {args.split}")
     if args.resume and not (args.resume / "best.weights.h5").is_file():
         parser.error(f"--resume: no checkpoint (best.weights.h5) in {args.resume}")
     if args.epochs < 1 or args.batch_size < 1 or args.img_size < 32 or (
             args.learning_rate is not None and not args.learning_rate > 0) or args.map_loss_weight < 0 or not (
-            0 <= args.weight_average < 1):
+            0 <= args.weight_average < 1) or (args.time_limit is not None and not args.time_limit > 0):
         parser.error("--epochs, --batch-size and --learning-rate must be positive, --map-loss-weight not negative, "
-                     "--weight-average in [0, 1) and --img-size at least 32")
+                     "--weight-average in [0, 1), --time-limit positive and --img-size at least 32")
     return args
 
 
@@ -99,11 +108,19 @@ def main(argv=None) -> int:
 
 
 def configure_hardware():
-    """Mixed precision on a GPU, several GPUs through MirroredStrategy, the default strategy otherwise."""
+    """Mixed precision on a GPU; several TensorFlow GPUs through MirroredStrategy; else the default strategy."""
+    import contextlib
+
     import keras
+
+    gpus = gpu_names()
+    if keras.backend.backend() != "tensorflow":
+        # bfloat16 needs no loss scaling; JAX uses the one GPU it finds without being told.
+        if gpus:
+            keras.mixed_precision.set_global_policy("mixed_bfloat16")
+        return SimpleNamespace(scope=contextlib.nullcontext)
     import tensorflow as tf
 
-    gpus = tf.config.list_physical_devices("GPU")
     if gpus:
         keras.mixed_precision.set_global_policy("mixed_float16")
     return tf.distribute.MirroredStrategy() if len(gpus) > 1 else tf.distribute.get_strategy()
@@ -112,7 +129,7 @@ def configure_hardware():
 def train_model(args, dataset: datasets.Dataset) -> dict:
     import keras
 
-    from training.pipeline import load_images
+    from training.pipeline import load_images, on_tensorflow
 
     keras.utils.set_random_seed(args.seed)
     started = time.time()
@@ -121,17 +138,21 @@ def train_model(args, dataset: datasets.Dataset) -> dict:
     loaded = load_images(dataset.samples, spec, progress=not args.quiet)
     dataset.samples = loaded.samples
     datasets.assign_groups(loaded.samples, loaded.hashes)
-    stored = stored_split_of(args.weights, args.task, dataset)
+    stored = args.split or stored_split_of(args.weights, args.task, dataset)
     if stored is not None:
-        log.info("keeping the split of %s (%s): its training images stay out of validation and test",
-                 args.weights, stored.name)
+        log.info("taking the split from %s%s", stored,
+                 "" if args.split else f", the split of {args.weights}: its training images stay out of validation and test")
         try:
-            split_report = datasets.keep_stored_split(loaded.samples, datasets.read_manifest(stored, dataset.root))
+            split_report = datasets.keep_stored_split(loaded.samples, datasets.read_manifest(stored, dataset.root),
+                                                      refuse_spanning=not args.split)
         except datasets.DatasetError as error:
             raise SystemExit(f"error: {error}") from error
     else:
         split_report = datasets.split_groups(loaded.samples, args.seed, honour_given=not args.resplit)
-    if split_report["groups_across_given_splits"]:
+    if split_report["groups_across_given_splits"] and args.split:
+        log.warning("%d groups of near-identical images, as grouped here, span two splits of %s: kept as it says",
+                    split_report["groups_across_given_splits"], args.split)
+    elif split_report["groups_across_given_splits"]:
         log.warning("%d duplicate groups spanned the given split folders; each was kept whole in one split",
                     split_report["groups_across_given_splits"])
     log.info("split sizes %s (%d groups)", split_report["sizes"], split_report["groups"])
@@ -154,7 +175,10 @@ def train_model(args, dataset: datasets.Dataset) -> dict:
     clean = architectures.build(args.arch, spec, _outputs(args.task, dataset), "none")  # no optimizer state
     clean.set_weights(model.get_weights())
     evaluation = evaluate_splits(clean, arrays, args.task, dataset.classes)
-    if args.task == config.BINARY_TASK and (dataset.root / "annotations_yolo").is_dir():
+    if args.task == config.BINARY_TASK and (dataset.root / "annotations_yolo").is_dir() and not on_tensorflow():
+        log.warning("Grad-CAM runs on TensorFlow only: the card has no pointing game until "
+                    "`python -m training.evaluate --redo-validation-choices` measures it there")
+    elif args.task == config.BINARY_TASK and (dataset.root / "annotations_yolo").is_dir():
         from training.localisation import choose_and_score
 
         evaluation["gradcam"], evaluation["metrics"]["test"]["pointing_game"] = choose_and_score(
@@ -259,6 +283,18 @@ def fit(model, arrays, args, dataset, scratch: Path, strategy, started: float, m
                 self.best = score
                 model.save_weights(checkpoint)
 
+    class StopAt(keras.callbacks.Callback):
+        """Ends training after the epoch during which `deadline` (a time.time() value) passes."""
+
+        def __init__(self, deadline: float):
+            super().__init__()
+            self.deadline = deadline
+
+        def on_epoch_end(self, epoch, logs=None):
+            if time.time() >= self.deadline:
+                log.info("time limit reached after epoch %d: training stops here", epoch + 1)
+                self.model.stop_training = True
+
     # A resumed run starts from the interrupted run's best weights and history, with a fresh optimizer.
     history = read_history(scratch / "history.csv")
     done = len(history.get("loss", []))
@@ -274,6 +310,9 @@ def fit(model, arrays, args, dataset, scratch: Path, strategy, started: float, m
         keras.callbacks.CSVLogger(scratch / "history.csv", append=done > 0),
         keras.callbacks.LambdaCallback(on_epoch_end=lambda *_: _record_seconds(scratch, started)),
     ]
+    deadline = started + 60 * args.time_limit if args.time_limit else None
+    if deadline:
+        callbacks.append(StopAt(deadline))
     backbone = architectures.find_backbone(model)
     pretrained = backbone is not None and args.weights != "none"
     learning_rate = args.learning_rate or LEARNING_RATE
@@ -283,7 +322,7 @@ def fit(model, arrays, args, dataset, scratch: Path, strategy, started: float, m
         phases = [(frozen, learning_rate, 0.0), (args.epochs, FINE_TUNE_LEARNING_RATE, FINE_TUNE_LAYER_SHARE)]
     averaging = {"use_ema": True, "ema_momentum": args.weight_average} if args.weight_average else {}
     for epochs, learning_rate, trainable_share in phases:
-        if epochs <= done:
+        if epochs <= done or (deadline and done and time.time() >= deadline):  # at least one epoch runs
             continue
         if trainable_share is not None:
             _set_trainable_top(backbone, trainable_share)
@@ -404,6 +443,7 @@ def build_card(args, dataset, spec, split_report, loaded, evaluation, history, b
             "resumed_from_checkpoint": bool(args.resume),
             **({"map_loss_weight": args.map_loss_weight} if args.arch == "custom_cnn_map" else {}),
             **({"weight_average_momentum": args.weight_average} if args.weight_average else {}),
+            **({"time_limit_minutes": args.time_limit} if args.time_limit else {}),
         },
         **evaluation,
         "intended_use": INTENDED_USE,

@@ -1,0 +1,65 @@
+"""`python -m training.shrink`: a scaled-down copy of a data set that split files and boxes still fit."""
+
+import numpy as np
+import pytest
+
+from fracture_app import config
+from fracture_app.imaging import read_image
+from fracture_app.preprocess import resize_longer_side
+from training import datasets, shrink
+
+from conftest import FRACATLAS_FIXTURES
+
+SIZE = 96
+JPEG_ROUNDING = 1 / 255  # quality 95 on an 8-bit copy: under one grey level on average (another interpolation: up to 2)
+
+
+@pytest.fixture(scope="module")
+def shrunk(tmp_path_factory):
+    out = tmp_path_factory.mktemp("shrunk") / "fracatlas"
+    assert shrink.main(["--data", str(FRACATLAS_FIXTURES), "--size", str(SIZE), "--out", str(out)]) == 0
+    return out
+
+
+def relative_files(root):
+    return sorted(path.relative_to(root) for path in root.rglob("*") if path.is_file())
+
+
+def test_the_copy_keeps_every_file_name_and_the_box_files_byte_for_byte(shrunk):
+    assert relative_files(shrunk) == relative_files(FRACATLAS_FIXTURES)
+    for box_file in (FRACATLAS_FIXTURES / "annotations_yolo").rglob("*.txt"):
+        copy = shrunk / box_file.relative_to(FRACATLAS_FIXTURES)
+        assert copy.read_bytes() == box_file.read_bytes()
+
+
+def test_each_image_is_what_prepare_would_resize_it_to(shrunk):
+    for original in sorted((FRACATLAS_FIXTURES / "images").rglob("*.jpg")):
+        pixels = read_image(original).pixels
+        copied = read_image(shrunk / original.relative_to(FRACATLAS_FIXTURES)).pixels
+        expected = resize_longer_side(pixels, SIZE) if max(pixels.shape) > SIZE else pixels
+        assert copied.shape == expected.shape and max(copied.shape) <= SIZE
+        assert np.abs(copied - expected).mean() < JPEG_ROUNDING, original.name
+
+
+def test_training_finds_the_same_images_with_the_same_labels(shrunk):
+    def names_and_labels(root):
+        found = datasets.discover(root, config.BINARY_TASK)
+        return sorted((sample.path.relative_to(root), sample.label) for sample in found.samples)
+
+    assert names_and_labels(shrunk) == names_and_labels(FRACATLAS_FIXTURES)
+
+
+def test_an_unreadable_image_is_left_out_and_listed(tmp_path, capsys):
+    (tmp_path / "data" / "images" / "Fractured").mkdir(parents=True)
+    (tmp_path / "data" / "images" / "Fractured" / "broken.jpg").write_bytes(b"not a picture")
+    assert shrink.main(["--data", str(tmp_path / "data"), "--size", "64", "--out", str(tmp_path / "out")]) == 0
+    assert "left out" in capsys.readouterr().err
+    assert not (tmp_path / "out" / "images" / "Fractured" / "broken.jpg").exists()
+
+
+def test_a_folder_that_is_not_empty_is_not_written_into(tmp_path, capsys):
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "keep.txt").write_text("mine")
+    with pytest.raises(SystemExit):
+        shrink.main(["--data", str(FRACATLAS_FIXTURES), "--size", "64", "--out", str(tmp_path / "out")])
+    assert "not empty" in capsys.readouterr().err
