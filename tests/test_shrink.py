@@ -63,3 +63,14 @@ def test_a_folder_that_is_not_empty_is_not_written_into(tmp_path, capsys):
     with pytest.raises(SystemExit):
         shrink.main(["--data", str(FRACATLAS_FIXTURES), "--size", "64", "--out", str(tmp_path / "out")])
     assert "not empty" in capsys.readouterr().err
+
+
+def test_a_long_thin_image_keeps_the_shortest_side_the_reader_accepts(tmp_path):
+    from PIL import Image
+
+    (tmp_path / "data").mkdir()
+    strip = (np.linspace(0, 255, 400)[None, :] * np.ones((50, 1))).astype(np.uint8)  # 8:1, as some Bone Break images
+    Image.fromarray(strip).save(tmp_path / "data" / "strip.png")
+    assert shrink.main(["--data", str(tmp_path / "data"), "--size", "64", "--out", str(tmp_path / "out")]) == 0
+    copied = read_image(tmp_path / "out" / "strip.png").pixels
+    assert min(copied.shape) == config.MIN_IMAGE_SIDE and copied.shape[1] < 400

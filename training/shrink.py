@@ -10,6 +10,7 @@ reader refuses are left out and listed, as training would leave them out.
 """
 
 import argparse
+import math
 import shutil
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -18,6 +19,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from fracture_app.config import MIN_IMAGE_SIDE
 from fracture_app.errors import FractureAppError
 from fracture_app.imaging import read_image
 from fracture_app.preprocess import resize_longer_side
@@ -33,7 +35,9 @@ def shrink_image(source: Path, target: Path, size: int) -> str | None:
         pixels = read_image(source).pixels
     except FractureAppError as error:
         return str(error)
-    smaller = resize_longer_side(pixels, size) if max(pixels.shape) > size else pixels
+    # A long, thin image keeps the shortest side the reader accepts, or it would drop out of the copy.
+    longer_side = max(size, math.ceil(MIN_IMAGE_SIDE * max(pixels.shape) / min(pixels.shape)))
+    smaller = resize_longer_side(pixels, longer_side) if max(pixels.shape) > longer_side else pixels
     picture = Image.fromarray(np.round(np.clip(smaller, 0.0, 1.0) * 255).astype(np.uint8), mode="L")
     target.parent.mkdir(parents=True, exist_ok=True)
     if source.suffix.lower() in (".jpg", ".jpeg"):
