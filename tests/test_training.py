@@ -403,3 +403,11 @@ def test_an_interrupted_run_resumes_from_its_checkpoint(tmp_path, monkeypatch):
     assert len(history) == 3, "the resumed epoch is logged after the interrupted run's one"
     assert written["training"]["seconds"] > spent_before, "the card counts the interrupted run's time too"
     assert not list(out.glob(".training-*"))
+
+
+def test_a_run_whose_loss_goes_to_nan_writes_nothing_and_says_why(tmp_path):
+    out = tmp_path / "out"
+    with pytest.raises(SystemExit, match="training diverged: the loss became NaN"):
+        train(["--task", "binary", "--data", str(FRACATLAS_FIXTURES), "--img-size", "32", "--epochs", "4",
+               "--learning-rate", "1e30", "--out", str(out), "--quiet"])
+    assert not artifact_paths(out, config.BINARY_TASK)["model"].exists()

@@ -3,7 +3,7 @@
 import numpy as np
 
 from fracture_app import config
-from training.validation_choices import choose_flip, evaluate_splits
+from training.validation_choices import choose_flip, evaluate_splits, validation_score
 
 LABELS = np.array([0, 0, 0, 1, 1, 1])
 
@@ -38,3 +38,10 @@ def test_the_mirror_is_chosen_on_validation_even_where_it_hurts_on_test():
     assert evaluation["test_time_flip"]["validation"]["averaged_with_mirror"] > 0.9
     assert evaluation["metrics"]["val"]["auroc"] > 0.9
     assert evaluation["metrics"]["test"]["auroc"] < 0.5, "test is measured with the choice validation made"
+
+
+def test_weights_gone_to_nan_never_score():
+    """Argmax of NaN logits picks the first class, which macro-F1 would score like an answer."""
+    logits = np.full((6, 10), np.nan, np.float32)
+    assert np.isnan(validation_score(config.TYPE_TASK, np.arange(6), logits))
+    assert np.isnan(validation_score(config.BINARY_TASK, LABELS, np.full((6, 1), np.nan, np.float32)))

@@ -307,6 +307,7 @@ def fit(model, arrays, args, dataset, scratch: Path, strategy, started: float, m
         SaveBest(best_so_far),
         keras.callbacks.EarlyStopping(monitor=monitor, mode="max", patience=EARLY_STOP_PATIENCE),
         keras.callbacks.ReduceLROnPlateau(monitor=monitor, mode="max", factor=0.5, patience=LR_PATIENCE, min_lr=1e-6),
+        keras.callbacks.TerminateOnNaN(),
         keras.callbacks.CSVLogger(scratch / "history.csv", append=done > 0),
         keras.callbacks.LambdaCallback(on_epoch_end=lambda *_: _record_seconds(scratch, started)),
     ]
@@ -336,11 +337,22 @@ def fit(model, arrays, args, dataset, scratch: Path, strategy, started: float, m
         for key, values in result.history.items():
             history.setdefault(key, []).extend(float(v) for v in values)
         done = len(history.get("loss", []))
+        if diverged(history):
+            break
     scores = np.array(history[monitor], dtype=float)
+    if diverged(history) and not checkpoint.is_file():
+        raise SystemExit(f"error: training diverged: the loss became NaN in epoch {done}, before any epoch could be "
+                         "scored on validation; nothing was written. Try a lower --learning-rate.")
+    if diverged(history):
+        log.warning("the loss became NaN in epoch %d: training stopped there; the best epoch's weights are kept", done)
     if checkpoint.is_file():  # absent only when validation could never be scored (one class in it)
         model.load_weights(checkpoint)
     best_epoch = int(np.nanargmax(scores)) + 1 if np.isfinite(scores).any() else len(scores)
     return history, best_epoch
+
+
+def diverged(history: dict[str, list[float]]) -> bool:
+    return any(not np.isfinite(value) for value in history.get("loss", []))
 
 
 def _training_setup(model, arrays, args, num_classes: int, masks):

@@ -27,7 +27,10 @@ def _logits(keras_model, inputs: np.ndarray) -> np.ndarray:
 
 
 def validation_score(task: str, labels, logits) -> float:
-    """What picks the best epoch and the test-time flip: AUROC (binary) or macro-F1 (type)."""
+    """What picks the best epoch and the test-time flip: AUROC (binary) or macro-F1 (type); NaN where a
+    logit is not finite (weights gone to NaN must never look like a score)."""
+    if not np.all(np.isfinite(logits)):
+        return float("nan")
     if task == config.BINARY_TASK:
         return metrics.auroc(labels, logits[:, 0])
     return metrics.macro_f1(labels, logits)
