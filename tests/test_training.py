@@ -225,7 +225,7 @@ def test_help_names_every_option(capsys):
     assert exit_info.value.code == 0
     text = capsys.readouterr().out
     for option in ("--task", "--data", "--arch", "--img-size", "--epochs", "--batch-size", "--weights", "--out", "--seed",
-                   "--map-loss-weight", "--weight-average"):
+                   "--map-loss-weight", "--weight-average", "--split", "--time-limit", "--float32"):
         assert option in text
 
 
@@ -411,3 +411,17 @@ def test_a_run_whose_loss_goes_to_nan_writes_nothing_and_says_why(tmp_path):
         train(["--task", "binary", "--data", str(FRACATLAS_FIXTURES), "--img-size", "32", "--epochs", "4",
                "--learning-rate", "1e30", "--out", str(out), "--quiet"])
     assert not artifact_paths(out, config.BINARY_TASK)["model"].exists()
+
+
+@pytest.mark.parametrize("full_precision, policy", [(False, "mixed_float16"), (True, "float32")])
+def test_a_gpu_trains_in_mixed_precision_unless_told_float32(monkeypatch, full_precision, policy):
+    import keras
+
+    from training import train as train_module
+
+    monkeypatch.setattr(train_module, "gpu_names", lambda: ["a GPU"])
+    try:
+        _, chosen = train_module.configure_hardware(full_precision)
+        assert chosen == policy == keras.mixed_precision.global_policy().name
+    finally:
+        keras.mixed_precision.set_global_policy("float32")

@@ -76,6 +76,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--time-limit", type=float, metavar="MINUTES",
                         help="finish the epoch under way once this many minutes have passed since the run "
                              "started, then evaluate and write as usual (for a machine lent for a fixed time)")
+    parser.add_argument("--float32", action="store_true",
+                        help="train in float32 on a GPU too (slower), e.g. where mixed precision's loss goes to NaN")
     parser.add_argument("--quiet", action="store_true", help="no progress bars (logs only)")
     args = parser.parse_args(argv)
     args.arch = args.arch or config.DEFAULT_ARCHITECTURE[args.task]
@@ -107,8 +109,9 @@ def main(argv=None) -> int:
     return 0
 
 
-def configure_hardware():
-    """Mixed precision on a GPU; several TensorFlow GPUs through MirroredStrategy; else the default strategy."""
+def configure_hardware(full_precision: bool = False):
+    """Mixed precision on a GPU unless `full_precision`; several TensorFlow GPUs through MirroredStrategy;
+    else the default strategy. Returns (strategy, the dtype policy's name)."""
     import contextlib
 
     import keras
@@ -116,14 +119,15 @@ def configure_hardware():
     gpus = gpu_names()
     if keras.backend.backend() != "tensorflow":
         # bfloat16 needs no loss scaling; JAX uses the one GPU it finds without being told.
-        if gpus:
+        if gpus and not full_precision:
             keras.mixed_precision.set_global_policy("mixed_bfloat16")
-        return SimpleNamespace(scope=contextlib.nullcontext)
+        return SimpleNamespace(scope=contextlib.nullcontext), keras.mixed_precision.global_policy().name
     import tensorflow as tf
 
-    if gpus:
+    if gpus and not full_precision:
         keras.mixed_precision.set_global_policy("mixed_float16")
-    return tf.distribute.MirroredStrategy() if len(gpus) > 1 else tf.distribute.get_strategy()
+    strategy = tf.distribute.MirroredStrategy() if len(gpus) > 1 else tf.distribute.get_strategy()
+    return strategy, keras.mixed_precision.global_policy().name
 
 
 def train_model(args, dataset: datasets.Dataset) -> dict:
@@ -161,7 +165,7 @@ def train_model(args, dataset: datasets.Dataset) -> dict:
         if len(inputs) == 0:
             raise SystemExit(f"error: the {split} split is empty; the data set is too small to split")
 
-    strategy = configure_hardware()
+    strategy, args.precision = configure_hardware(args.float32)
     paths = artifact_paths(args.out, args.task)
     scratch = args.resume or Path(tempfile.mkdtemp(prefix=".training-", dir=_ensure(args.out)))
     started -= earlier_seconds(scratch)  # a resumed run's card counts the interrupted run's time too
@@ -342,7 +346,7 @@ def fit(model, arrays, args, dataset, scratch: Path, strategy, started: float, m
     scores = np.array(history[monitor], dtype=float)
     if diverged(history) and not checkpoint.is_file():
         raise SystemExit(f"error: training diverged: the loss became NaN in epoch {done}, before any epoch could be "
-                         "scored on validation; nothing was written. Try a lower --learning-rate.")
+                         "scored on validation; nothing was written. Try a lower --learning-rate, or --float32 on a GPU.")
     if diverged(history):
         log.warning("the loss became NaN in epoch %d: training stopped there; the best epoch's weights are kept", done)
     if checkpoint.is_file():  # absent only when validation could never be scored (one class in it)
@@ -456,6 +460,7 @@ def build_card(args, dataset, spec, split_report, loaded, evaluation, history, b
             **({"map_loss_weight": args.map_loss_weight} if args.arch == "custom_cnn_map" else {}),
             **({"weight_average_momentum": args.weight_average} if args.weight_average else {}),
             **({"time_limit_minutes": args.time_limit} if args.time_limit else {}),
+            "precision": args.precision,
         },
         **evaluation,
         "intended_use": INTENDED_USE,
