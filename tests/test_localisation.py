@@ -53,6 +53,36 @@ def test_fracture_boxes_are_read_from_the_yolo_annotations():
     assert fracture_boxes(FRACATLAS_FIXTURES, FRACATLAS_FIXTURES / "images" / "Non_fractured" / "none.jpg") == []
 
 
+def test_a_truncated_files_boxes_are_left_out_where_the_reader_cut_it_short(tmp_path):
+    """A user's data set may box a truncated file; its boxes are fractions of the picture as stored, so
+    on the picture the reader cuts short they would land lower than drawn: neither training nor the
+    pointing game uses them."""
+    import shutil
+
+    from fracture_app.preprocess import PreprocessSpec
+    from training import datasets
+    from training.box_supervision import box_masks
+    from training.localisation import boxed_images
+    from training.pipeline import load_images
+
+    truncated, whole = "IMG0004028", "IMG0000044"  # the fixtures' truncated file; a boxed fracture
+    (tmp_path / "annotations_yolo").mkdir()
+    for name in (truncated, whole):
+        source = next((FRACATLAS_FIXTURES / "images").rglob(f"{name}.jpg"))
+        (tmp_path / "images" / source.parent.name).mkdir(parents=True)
+        shutil.copy(source, tmp_path / "images" / source.parent.name)
+        shutil.copy(FRACATLAS_FIXTURES / "annotations_yolo" / f"{whole}.txt", tmp_path / "annotations_yolo" / f"{name}.txt")
+    samples = datasets.discover(tmp_path, config.BINARY_TASK).samples
+    spec = PreprocessSpec(size=64)
+    loaded = load_images(samples, spec, progress=False)
+    assert [s.path.stem for s, cut in zip(loaded.samples, loaded.cut_short) if cut] == [truncated]
+
+    masks = box_masks(tmp_path, loaded.samples, loaded.shapes, loaded.cut_short, spec.size)
+    boxed = {s.path.stem: mask.any() for s, mask in zip(loaded.samples, masks)}
+    assert boxed == {truncated: False, whole: True}
+    assert len(boxed_images(tmp_path, loaded.samples, spec)) == 1
+
+
 def test_candidate_layers_run_from_coarse_to_fine_and_stop_at_an_eighth_of_the_input(tiny_models_dir):
     model = load_model(artifact_paths(tiny_models_dir, config.BINARY_TASK)["model"])
     names = candidate_layers(model.keras_model, model.spec.size)

@@ -34,10 +34,11 @@ def _pixel_span(start: float, end: float, size: int) -> slice:
     return slice(min(max(0, first), size), min(max(0, last), size))
 
 
-def box_masks(data_dir, samples, shapes, size: int) -> np.ndarray:
-    """Masks for every sample, in order; all zeros where the sample has no box file or no box."""
-    return np.stack([box_mask(shape, fracture_boxes(data_dir, sample.path), size)
-                     for sample, shape in zip(samples, shapes)]) if samples else np.zeros((0, size, size), np.uint8)
+def box_masks(data_dir, samples, shapes, cut_short, size: int) -> np.ndarray:
+    """Masks for every sample, in order; all zeros where the sample has no box file, no box, or was cut short."""
+    return np.stack([box_mask(shape, fracture_boxes(data_dir, sample.path, cut), size)
+                     for sample, shape, cut in zip(samples, shapes, cut_short)]) if samples else np.zeros(
+        (0, size, size), np.uint8)
 
 
 def fracture_map_loss(mask_cells, map_logits):

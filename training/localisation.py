@@ -27,14 +27,15 @@ class BoxedImage:
     boxes: list[tuple[float, float, float, float]]
 
 
-def fracture_boxes(data_dir: Path, image_path: Path) -> list[tuple[float, float, float, float]]:
+def fracture_boxes(data_dir: Path, image_path: Path, cut_short: bool = False) -> list[tuple[float, float, float, float]]:
     """FracAtlas fracture boxes as (x_centre, y_centre, width, height), relative to the image.
 
-    Relative to the picture as stored: on a truncated file, whose grey fill the reader cuts, they would sit
-    lower than drawn. No FracAtlas box is on such a file (tests/test_localisation.py checks).
+    None for a truncated file whose missing rows the reader cut off (`cut_short`): its boxes are relative to
+    the picture as stored and would land lower than drawn. No FracAtlas box is on such a file
+    (tests/test_localisation.py checks); a user's data set may have some.
     """
     label_file = Path(data_dir) / "annotations_yolo" / f"{Path(image_path).stem}.txt"
-    if not label_file.is_file():
+    if cut_short or not label_file.is_file():
         return []
     rows = [line.split() for line in label_file.read_text().splitlines() if line.strip()]
     return [tuple(float(v) for v in row[1:5]) for row in rows if len(row) >= 5]
@@ -44,14 +45,15 @@ def boxed_images(data_dir: Path, samples, spec) -> list[BoxedImage]:
     """The readable samples that have at least one fracture box, prepared once for every layer tried."""
     found = []
     for sample in samples:
-        boxes = fracture_boxes(data_dir, sample.path)
-        if not boxes:
+        if not fracture_boxes(data_dir, sample.path):
             continue
         try:
-            pixels = read_image(sample.path).pixels
+            xray = read_image(sample.path)
         except FractureAppError:
             continue
-        found.append(BoxedImage(pixels.shape, prepare(pixels, spec), boxes))
+        boxes = fracture_boxes(data_dir, sample.path, cut_short="missing_fraction" in xray.metadata)
+        if boxes:
+            found.append(BoxedImage(xray.pixels.shape, prepare(xray.pixels, spec), boxes))
     return found
 
 

@@ -34,6 +34,7 @@ class LoadedImages:
     hashes: list[tuple[int, ...]]  # perceptual_hashes, to group copies
     shapes: list[tuple[int, int]]  # each image's (height, width) before preprocessing
     failures: list[tuple[str, str]]  # (path, reason) for files the reader refused
+    cut_short: list[bool]  # truncated files whose missing rows the reader cut off (their boxes no longer fit)
 
 
 def load_images(samples: list[Sample], spec: PreprocessSpec, progress: bool = True) -> LoadedImages:
@@ -41,19 +42,21 @@ def load_images(samples: list[Sample], spec: PreprocessSpec, progress: bool = Tr
 
     def one(sample: Sample):
         try:
-            pixels = read_image(sample.path).pixels
+            xray = read_image(sample.path)
         except FractureAppError as error:
-            return sample, None, None, None, str(error)
-        return sample, prepare(pixels, spec), perceptual_hashes(pixels), pixels.shape[:2], None
+            return sample, None, None, None, None, str(error)
+        pixels = xray.pixels
+        return (sample, prepare(pixels, spec), perceptual_hashes(pixels), pixels.shape[:2],
+                "missing_fraction" in xray.metadata, None)
 
-    kept, inputs, hashes, shapes, failures = [], [], [], [], []
+    kept, inputs, hashes, shapes, cut_short, failures = [], [], [], [], [], []
     with ThreadPoolExecutor(DECODE_WORKERS) as pool:
         results = pool.map(one, samples)
         if progress:
             from tqdm import tqdm
 
             results = tqdm(results, total=len(samples), desc="decoding", unit="img", leave=False)
-        for sample, prepared, phash, shape, error in results:
+        for sample, prepared, phash, shape, cut, error in results:
             if error:
                 failures.append((str(sample.path), error))
                 continue
@@ -61,10 +64,12 @@ def load_images(samples: list[Sample], spec: PreprocessSpec, progress: bool = Tr
             inputs.append(prepared)
             hashes.append(phash)
             shapes.append(shape)
+            cut_short.append(cut)
     for path, reason in failures:
         log.warning("skipped %s: %s", path, reason)
     shape = (0, spec.size, spec.size, spec.channels)
-    return LoadedImages(kept, np.stack(inputs) if inputs else np.zeros(shape, np.float32), hashes, shapes, failures)
+    return LoadedImages(kept, np.stack(inputs) if inputs else np.zeros(shape, np.float32), hashes, shapes, failures,
+                        cut_short)
 
 
 def augmenter(seed: int):

@@ -229,8 +229,13 @@ def fracture_masks(args, dataset, loaded, model) -> dict[str, np.ndarray] | None
         log.warning("no fracture boxes in %s: the fracture map trains from the labels alone", dataset.root)
         return None
     from training.box_supervision import box_masks
+    from training.localisation import fracture_boxes
 
-    every = box_masks(dataset.root, loaded.samples, loaded.shapes, args.img_size)
+    every = box_masks(dataset.root, loaded.samples, loaded.shapes, loaded.cut_short, args.img_size)
+    left_out = sum(cut and bool(fracture_boxes(dataset.root, sample.path))
+                   for sample, cut in zip(loaded.samples, loaded.cut_short))
+    if left_out:
+        log.warning("%d boxed images are truncated files, cut short by the reader: their boxes are left out", left_out)
     log.info("fracture boxes: %d images have at least one", int((every.reshape(len(every), -1).max(1) > 0).sum()))
     return {split: every[_split_indices(loaded, split)] for split in datasets.SPLITS}
 
