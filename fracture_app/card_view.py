@@ -110,6 +110,8 @@ def render_card(card, directory: Path, task: str) -> None:
                           if interval else ")")
                        + (f"; heat map from layer `{game.get('layer', 'last')}`, chosen on the validation split."
                           if data.get("gradcam") else "; heat map from the last convolutional layer."))
+        elif (data.get("gradcam") or {}).get("not_measured"):
+            st.caption(f"Grad-CAM pointing game not measured: {data['gradcam']['not_measured']}.")
     else:
         _metric_row(test, TYPE_METRICS)
         _intervals_caption(test, TYPE_METRICS)
@@ -157,7 +159,10 @@ def render_card(card, directory: Path, task: str) -> None:
         f"- Splits: " + ", ".join(f"{name} {count}" for name, count in splits.items()) +
         f" · {source.get('groups', '?')} groups of duplicates kept within one split"
         + (f" · {source['groups_across_given_splits']} groups crossed the published split folders and were kept whole"
-           if source.get("groups_across_given_splits") else ""))
+           if source.get("groups_across_given_splits") else "")
+        + (f" · split from the file `{source['split_file']['path']}`" if source.get("split_file") else "")
+        + (f", across whose splits {source['groups_spanning_split_file']} groups of near-identical pictures, as "
+           "grouped on these pixels, fall" if source.get("groups_spanning_split_file") else ""))
     attribution = source.get("attribution") or config.DATA_ATTRIBUTION.get(source.get("source", ""), "")
     if attribution:
         st.caption(f"Attribution: {attribution}")

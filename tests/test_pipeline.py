@@ -20,8 +20,8 @@ def epochs_of_py_dataset(dataset, count: int) -> list[list[np.ndarray]]:
 def test_both_feeds_give_the_same_batches_in_the_same_new_order_each_epoch():
     rows = np.arange(10, dtype=np.float32)[:, None]
     labels = np.arange(10, dtype=np.int64)
-    from_tf = epochs_of_tf_data(pipeline.array_batches((rows, labels), 4, shuffle=True, seed=3), 2)
-    from_keras = epochs_of_py_dataset(pipeline.keras_batches((rows, labels), 4, shuffle=True, seed=3), 2)
+    from_tf = epochs_of_tf_data(pipeline.tf_data_batches((rows, labels), 4, shuffle=True, seed=3), 2)
+    from_keras = epochs_of_py_dataset(pipeline.py_dataset_batches((rows, labels), 4, shuffle=True, seed=3), 2)
     assert len(from_tf[0]) == len(from_keras[0]) == 3
     for tf_epoch, keras_epoch in zip(from_tf, from_keras):
         assert all(np.array_equal(a, b) for a, b in zip(tf_epoch, keras_epoch))

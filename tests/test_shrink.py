@@ -5,7 +5,7 @@ import pytest
 
 from fracture_app import config
 from fracture_app.imaging import read_image
-from fracture_app.preprocess import resize_longer_side
+from fracture_app.preprocess import PreprocessSpec, prepare
 from training import datasets, shrink
 
 from conftest import FRACATLAS_FIXTURES
@@ -32,13 +32,13 @@ def test_the_copy_keeps_every_file_name_and_the_box_files_byte_for_byte(shrunk):
         assert copy.read_bytes() == box_file.read_bytes()
 
 
-def test_each_image_is_what_prepare_would_resize_it_to(shrunk):
+def test_prepared_at_that_size_the_copy_gives_what_the_original_gives(shrunk):
+    spec = PreprocessSpec(size=SIZE)
     for original in sorted((FRACATLAS_FIXTURES / "images").rglob("*.jpg")):
-        pixels = read_image(original).pixels
         copied = read_image(shrunk / original.relative_to(FRACATLAS_FIXTURES)).pixels
-        expected = resize_longer_side(pixels, SIZE) if max(pixels.shape) > SIZE else pixels
-        assert copied.shape == expected.shape and max(copied.shape) <= SIZE
-        assert np.abs(copied - expected).mean() < JPEG_ROUNDING, original.name
+        assert max(copied.shape) == SIZE
+        difference = np.abs(prepare(copied, spec) - prepare(read_image(original).pixels, spec))
+        assert difference.mean() < JPEG_ROUNDING, original.name
 
 
 def test_training_finds_the_same_images_with_the_same_labels(shrunk):
@@ -74,3 +74,14 @@ def test_a_long_thin_image_keeps_the_shortest_side_the_reader_accepts(tmp_path):
     assert shrink.main(["--data", str(tmp_path / "data"), "--size", "64", "--out", str(tmp_path / "out")]) == 0
     copied = read_image(tmp_path / "out" / "strip.png").pixels
     assert min(copied.shape) == config.MIN_IMAGE_SIDE and copied.shape[1] < 400
+
+
+def test_a_dicom_file_is_copied_as_a_smaller_picture_under_its_own_name(tmp_path):
+    from test_imaging import make_dicom
+
+    gradient = (np.linspace(0, 4095, 200)[None, :] * np.ones((120, 1))).astype(np.uint16)
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "scan.dcm").write_bytes(make_dicom(gradient))
+    assert shrink.main(["--data", str(tmp_path / "data"), "--size", "64", "--out", str(tmp_path / "out")]) == 0
+    copied = read_image(tmp_path / "out" / "scan.dcm")
+    assert copied.pixels.shape == (38, 64) and copied.format == "PNG"

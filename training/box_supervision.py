@@ -62,7 +62,7 @@ def batches_with_boxes(inputs, labels, masks, map_side: int, batch_size: int, tr
     """
     from keras import ops
 
-    from training.pipeline import array_batches, geometric_augmenter, keras_batches, on_tensorflow, photometric_augmenter
+    from training.pipeline import feed, geometric_augmenter, photometric_augmenter
 
     channels = inputs.shape[-1]
     geometric, photometric = geometric_augmenter(seed), photometric_augmenter(seed)
@@ -80,10 +80,4 @@ def batches_with_boxes(inputs, labels, masks, map_side: int, batch_size: int, tr
         targets = {"logits": ops.cast(label, "float32")[:, None], "fracture_map": cells}
         return (images, targets) if weight_of is None else (images, targets, ops.take(weight_of, label))
 
-    arrays = (inputs, masks, labels.astype(np.int64))
-    if not on_tensorflow():
-        return keras_batches(arrays, batch_size, training, seed, lambda batch: to_model(*batch))
-    import tensorflow as tf
-
-    dataset = array_batches(arrays, batch_size, training, seed)
-    return dataset.map(to_model, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+    return feed((inputs, masks, labels.astype(np.int64)), batch_size, training, seed, to_model)

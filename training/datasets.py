@@ -134,7 +134,8 @@ def keep_stored_split(samples: list[Sample], stored: list[Sample], refuse_spanni
     grouping depends on the reader's pixels), and would then validate and test on images the start had
     trained on. Refused where the stored file leaves an image out, or, unless `refuse_spanning` is false
     (a split file named by hand, on a scaled-down copy whose near-duplicate hashes differ a little), where
-    a group of copies, as grouped now, spans two of its splits; those are then counted in the report.
+    a group of copies, as grouped now, spans two of its splits; those are then counted in the report
+    (`groups_spanning_split_file`).
     """
     split_of = {Path(row.path).resolve(): row.split for row in stored}
     unplaced = [s.path for s in samples if Path(s.path).resolve() not in split_of]
@@ -146,7 +147,8 @@ def keep_stored_split(samples: list[Sample], stored: list[Sample], refuse_spanni
     spanning = sum(len({s.split for s in members}) > 1 for members in groups.values())
     if spanning and refuse_spanning:
         raise DatasetError(f"{spanning} groups of copies span two splits of the stored split file")
-    return {"groups": len(groups), "groups_across_given_splits": spanning, "sizes": split_sizes(samples)}
+    return {"groups": len(groups), "groups_across_given_splits": 0, "groups_spanning_split_file": spanning,
+            "sizes": split_sizes(samples)}
 
 
 def _members_by_group(samples: list[Sample]) -> dict[int, list[Sample]]:

@@ -116,25 +116,6 @@ def on_tensorflow() -> bool:
     return keras.backend.backend() == "tensorflow"
 
 
-def array_batches(arrays: tuple[np.ndarray, ...], batch_size: int, shuffle: bool, seed: int = 0):
-    """A tf.data dataset of batches from same-length arrays (float32 unless uint8 or int64), in a new
-    random order each epoch when `shuffle`; the arrays stay in memory and are never copied whole."""
-    import tensorflow as tf
-
-    batch_order = BatchOrder(len(arrays[0]), batch_size, shuffle, seed)
-
-    def generate():
-        for chosen in batch_order.epoch():
-            yield tuple(array[chosen] for array in arrays)
-
-    kept_types = {np.dtype(np.uint8): tf.uint8, np.dtype(np.int64): tf.int64}
-    signature = tuple(tf.TensorSpec((None, *array.shape[1:]), kept_types.get(array.dtype, tf.float32))
-                      for array in arrays)
-    dataset = tf.data.Dataset.from_generator(generate, output_signature=signature)
-    # Tell Keras how many batches an epoch has, so progress bars and callbacks know where the end is.
-    return dataset.apply(tf.data.experimental.assert_cardinality(len(batch_order)))
-
-
 class BatchOrder:
     """Which rows make each batch: a new random order each epoch when shuffling, rows sorted within a batch."""
 
@@ -145,56 +126,81 @@ class BatchOrder:
     def __len__(self) -> int:
         return -(-self.count // self.batch_size)
 
-    def epoch(self) -> list[np.ndarray]:
+    def next_epoch(self) -> list[np.ndarray]:
         order = self._rng.permutation(self.count) if self.shuffle else np.arange(self.count)
         return [np.sort(order[start : start + self.batch_size]) for start in range(0, self.count, self.batch_size)]
 
 
-def keras_batches(arrays: tuple[np.ndarray, ...], batch_size: int, shuffle: bool, seed: int, transform=None):
-    """The backend-neutral twin of array_batches: a keras.utils.PyDataset of the same batches, each
-    passed through `transform(batch_tuple) -> model_inputs_and_targets` when given."""
+def tf_data_batches(arrays: tuple[np.ndarray, ...], batch_size: int, shuffle: bool, seed: int = 0):
+    """A tf.data dataset of batches from same-length arrays (float32 unless uint8 or int64), in a new
+    random order each epoch when `shuffle`; the arrays stay in memory and are never copied whole."""
+    import tensorflow as tf
+
+    batch_order = BatchOrder(len(arrays[0]), batch_size, shuffle, seed)
+
+    def generate():
+        for chosen in batch_order.next_epoch():
+            yield tuple(array[chosen] for array in arrays)
+
+    kept_types = {np.dtype(np.uint8): tf.uint8, np.dtype(np.int64): tf.int64}
+    signature = tuple(tf.TensorSpec((None, *array.shape[1:]), kept_types.get(array.dtype, tf.float32))
+                      for array in arrays)
+    dataset = tf.data.Dataset.from_generator(generate, output_signature=signature)
+    # Tell Keras how many batches an epoch has, so progress bars and callbacks know where the end is.
+    return dataset.apply(tf.data.experimental.assert_cardinality(len(batch_order)))
+
+
+def py_dataset_batches(arrays: tuple[np.ndarray, ...], batch_size: int, shuffle: bool, seed: int = 0,
+                       transform=None):
+    """The same batches as a keras.utils.PyDataset, which any Keras backend can fit on; each batch
+    passed through `transform(*batch)` when given."""
     import keras
 
     class ArrayBatches(keras.utils.PyDataset):
         def __init__(self):
             super().__init__()
             self.order = BatchOrder(len(arrays[0]), batch_size, shuffle, seed)
-            self.batches = self.order.epoch()
+            self.batches = self.order.next_epoch()
 
         def __len__(self):
             return len(self.order)
 
         def __getitem__(self, index):
             batch = tuple(array[self.batches[index]] for array in arrays)
-            return transform(batch) if transform else batch
+            return transform(*batch) if transform else batch
 
         def on_epoch_end(self):
-            self.batches = self.order.epoch()
+            self.batches = self.order.next_epoch()
 
     return ArrayBatches()
 
 
-def batches(inputs: np.ndarray, labels: np.ndarray, batch_size: int, training: bool, seed: int = 0):
-    """Shuffled and augmented for training, plain for evaluation: a prefetched tf.data pipeline on
-    TensorFlow, a PyDataset on other backends."""
-    augment = augmenter(seed) if training else None
+def feed(arrays: tuple[np.ndarray, ...], batch_size: int, shuffle: bool, seed: int = 0, transform=None):
+    """Batches for Keras' fit, each through `transform(*batch)` (written in keras.ops, so it runs in either
+    feed): a prefetched tf.data pipeline on TensorFlow; a PyDataset on other backends, where the transform
+    runs on the accelerator between training steps."""
     if not on_tensorflow():
-        from keras import ops
-
-        def augmented(batch):
-            images, labels_ = batch
-            return ops.clip(augment(images, training=True), 0.0, 1.0), labels_
-
-        return keras_batches((inputs, labels), batch_size, training, seed, augmented if training else None)
+        return py_dataset_batches(arrays, batch_size, shuffle, seed, transform)
     import tensorflow as tf
 
-    dataset = array_batches((inputs, labels), batch_size, training, seed)
-    if training:
-        dataset = dataset.map(
-            lambda x, y: (tf.clip_by_value(augment(x, training=True), 0.0, 1.0), y),
-            num_parallel_calls=tf.data.AUTOTUNE,
-        )
+    dataset = tf_data_batches(arrays, batch_size, shuffle, seed)
+    if transform is not None:
+        dataset = dataset.map(transform, num_parallel_calls=tf.data.AUTOTUNE)
     return dataset.prefetch(tf.data.AUTOTUNE)
+
+
+def batches(inputs: np.ndarray, labels: np.ndarray, batch_size: int, training: bool, seed: int = 0):
+    """Shuffled and augmented for training, plain for evaluation."""
+    if not training:
+        return feed((inputs, labels), batch_size, False, seed)
+    from keras import ops
+
+    augment = augmenter(seed)
+
+    def augmented(images, labels_):
+        return ops.clip(augment(images, training=True), 0.0, 1.0), labels_
+
+    return feed((inputs, labels), batch_size, True, seed, augmented)
 
 
 def class_weights(labels: np.ndarray, num_classes: int) -> dict[int, float]:

@@ -4,9 +4,11 @@
 
 The copy keeps the layout, the file names and every other file (FracAtlas' boxes and csv), so split files
 and fracture boxes still apply to it. Each image goes through the app's reader and is resized the way
-`prepare` resizes (longer side to `--size`, same interpolation), then saved as 8-bit grayscale: trained
-at that input size, a model sees what it would see from the original, up to JPEG's rounding. Images the
-reader refuses are left out and listed, as training would leave them out.
+`prepare` resizes (longer side to `--size`, same interpolation), then saved as 8-bit grayscale in its own
+format under its own name (a DICOM file as PNG: the reader goes by content): trained
+at that input size, a model sees what it would see from the original, up to JPEG's rounding. An image so long
+and thin that its short side would fall below the reader's minimum stays that much larger (and is resized
+again when prepared). Images the reader refuses are left out and listed, as training would leave them out.
 """
 
 import argparse
@@ -19,13 +21,12 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from fracture_app.config import MIN_IMAGE_SIDE
+from fracture_app.config import IMAGE_SUFFIXES, MIN_IMAGE_SIDE
 from fracture_app.errors import FractureAppError
 from fracture_app.imaging import read_image
 from fracture_app.preprocess import resize_longer_side
 from training.pipeline import DECODE_WORKERS
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff"}
 JPEG_QUALITY = 95  # high enough that the copy's rounding stays well below the augmentation's noise
 
 
@@ -40,8 +41,11 @@ def shrink_image(source: Path, target: Path, size: int) -> str | None:
     smaller = resize_longer_side(pixels, longer_side) if max(pixels.shape) > longer_side else pixels
     picture = Image.fromarray(np.round(np.clip(smaller, 0.0, 1.0) * 255).astype(np.uint8), mode="L")
     target.parent.mkdir(parents=True, exist_ok=True)
-    if source.suffix.lower() in (".jpg", ".jpeg"):
+    suffix = source.suffix.lower()
+    if suffix in (".jpg", ".jpeg"):
         picture.save(target, quality=JPEG_QUALITY)
+    elif suffix in (".dcm", ".dicom"):
+        picture.save(target, format="PNG")  # Pillow writes no DICOM; the reader goes by content, not by name
     else:
         picture.save(target)
     return None
@@ -67,6 +71,8 @@ def main(argv=None) -> int:
                         "the --img-size the copy will train at")
     parser.add_argument("--out", type=Path, required=True, help="a new folder for the copy")
     args = parser.parse_args(argv)
+    if args.size < MIN_IMAGE_SIDE:
+        parser.error(f"--size must be at least {MIN_IMAGE_SIDE}")
     if not args.data.is_dir():
         parser.error(f"--data: no such folder {args.data}")
     if args.out.exists() and any(args.out.iterdir()):

@@ -35,6 +35,7 @@ EARLY_STOP_PATIENCE = 8
 ELAPSED_FILE = "elapsed_seconds.txt"  # in the checkpoint folder, so --resume knows the time already spent
 LR_PATIENCE = 3
 LABEL_SMOOTHING = 0.05
+GRADCAM_LATER = "`python -m training.evaluate --model M --data D --redo-validation-choices`"
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -75,7 +76,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                              "(Polyak averaging) with this momentum per step, e.g. 0.99; 0 (default) for the raw weights")
     parser.add_argument("--time-limit", type=float, metavar="MINUTES",
                         help="finish the epoch under way once this many minutes have passed since the run "
-                             "started, then evaluate and write as usual (for a machine lent for a fixed time)")
+                             "started (reading the images included), then evaluate and write as usual, which "
+                             "takes longer still (for a machine lent for a fixed time)")
     parser.add_argument("--float32", action="store_true",
                         help="train in float32 on a GPU too (slower), e.g. where mixed precision's loss goes to NaN")
     parser.add_argument("--quiet", action="store_true", help="no progress bars (logs only)")
@@ -121,6 +123,7 @@ def configure_hardware(full_precision: bool = False):
         # bfloat16 needs no loss scaling; JAX uses the one GPU it finds without being told.
         if gpus and not full_precision:
             keras.mixed_precision.set_global_policy("mixed_bfloat16")
+        # No distribution strategy off TensorFlow: a stand-in whose scope() does nothing.
         return SimpleNamespace(scope=contextlib.nullcontext), keras.mixed_precision.global_policy().name
     import tensorflow as tf
 
@@ -142,23 +145,7 @@ def train_model(args, dataset: datasets.Dataset) -> dict:
     loaded = load_images(dataset.samples, spec, progress=not args.quiet)
     dataset.samples = loaded.samples
     datasets.assign_groups(loaded.samples, loaded.hashes)
-    stored = args.split or stored_split_of(args.weights, args.task, dataset)
-    if stored is not None:
-        log.info("taking the split from %s%s", stored,
-                 "" if args.split else f", the split of {args.weights}: its training images stay out of validation and test")
-        try:
-            split_report = datasets.keep_stored_split(loaded.samples, datasets.read_manifest(stored, dataset.root),
-                                                      refuse_spanning=not args.split)
-        except datasets.DatasetError as error:
-            raise SystemExit(f"error: {error}") from error
-    else:
-        split_report = datasets.split_groups(loaded.samples, args.seed, honour_given=not args.resplit)
-    if split_report["groups_across_given_splits"] and args.split:
-        log.warning("%d groups of near-identical images, as grouped here, span two splits of %s: kept as it says",
-                    split_report["groups_across_given_splits"], args.split)
-    elif split_report["groups_across_given_splits"]:
-        log.warning("%d duplicate groups spanned the given split folders; each was kept whole in one split",
-                    split_report["groups_across_given_splits"])
+    split_report = choose_split(args, dataset)
     log.info("split sizes %s (%d groups)", split_report["sizes"], split_report["groups"])
     arrays = {split: _split_arrays(loaded, split) for split in datasets.SPLITS}
     for split, (inputs, _) in arrays.items():
@@ -179,20 +166,54 @@ def train_model(args, dataset: datasets.Dataset) -> dict:
     clean = architectures.build(args.arch, spec, _outputs(args.task, dataset), "none")  # no optimizer state
     clean.set_weights(model.get_weights())
     evaluation = evaluate_splits(clean, arrays, args.task, dataset.classes)
-    if args.task == config.BINARY_TASK and (dataset.root / "annotations_yolo").is_dir() and not on_tensorflow():
-        log.warning("Grad-CAM runs on TensorFlow only: the card has no pointing game until "
-                    "`python -m training.evaluate --redo-validation-choices` measures it there")
-    elif args.task == config.BINARY_TASK and (dataset.root / "annotations_yolo").is_dir():
-        from training.localisation import choose_and_score
+    if args.task == config.BINARY_TASK and (dataset.root / "annotations_yolo").is_dir():
+        if on_tensorflow():
+            from training.localisation import choose_and_score
 
-        evaluation["gradcam"], evaluation["metrics"]["test"]["pointing_game"] = choose_and_score(
-            clean, spec, dataset.root, loaded.samples, evaluation["test_time_flip"]["used"])
+            evaluation["gradcam"], evaluation["metrics"]["test"]["pointing_game"] = choose_and_score(
+                clean, spec, dataset.root, loaded.samples, evaluation["test_time_flip"]["used"])
+        else:
+            log.warning("Grad-CAM runs on TensorFlow only: the card has no pointing game until %s measures it there",
+                        GRADCAM_LATER)
+            evaluation["gradcam"] = {"not_measured": f"Grad-CAM runs on TensorFlow only; {GRADCAM_LATER} measures it"}
     card = build_card(args, dataset, spec, split_report, loaded, evaluation, history, best_epoch, started)
     staged = write_plots_and_manifest(card, history, dataset, scratch, paths)
     write_atomically(clean, card, staged, paths)
     _cleanup(scratch)
     log.info("wrote %s and its card; test metrics: %s", paths["model"], _headline(card))
     return card
+
+
+def choose_split(args, dataset: datasets.Dataset) -> dict:
+    """Give each sample its split: from --split, else from the start model's split file where it was trained
+    for this task on this data, else grouped and dealt here. The report is split_groups' (with
+    `split_file` where a file gave the split)."""
+    inherited = stored_split_of(args.weights, args.task, dataset)
+    if args.split and inherited and _assignments(args.split, dataset.root) != _assignments(inherited, dataset.root):
+        raise SystemExit(f"error: --split {args.split} differs from {inherited}, the split of {args.weights}, which "
+                         "was trained on these images: validation and test could hold images it trained on")
+    stored = args.split or inherited
+    if stored is None:
+        report = datasets.split_groups(dataset.samples, args.seed, honour_given=not args.resplit)
+        if report["groups_across_given_splits"]:
+            log.warning("%d duplicate groups spanned the given split folders; each was kept whole in one split",
+                        report["groups_across_given_splits"])
+        return report
+    log.info("taking the split from %s%s", stored,
+             "" if args.split else f", the split of {args.weights}: its training images stay out of validation and test")
+    try:
+        report = datasets.keep_stored_split(dataset.samples, datasets.read_manifest(stored, dataset.root),
+                                            refuse_spanning=not args.split)
+    except datasets.DatasetError as error:
+        raise SystemExit(f"error: {error}") from error
+    if report["groups_spanning_split_file"]:
+        log.warning("%d groups of near-identical images, as grouped here, span two splits of %s: kept as it says",
+                    report["groups_spanning_split_file"], stored)
+    return {**report, "split_file": stored}
+
+
+def _assignments(split_file: Path, root: Path) -> dict[Path, str]:
+    return {row.path: row.split for row in datasets.read_manifest(split_file, root)}
 
 
 def stored_split_of(weights: str, task: str, dataset: datasets.Dataset) -> Path | None:
@@ -332,8 +353,11 @@ def fit(model, arrays, args, dataset, scratch: Path, strategy, started: float, m
         phases = [(frozen, learning_rate, 0.0), (args.epochs, FINE_TUNE_LEARNING_RATE, FINE_TUNE_LAYER_SHARE)]
     averaging = {"use_ema": True, "ema_momentum": args.weight_average} if args.weight_average else {}
     for epochs, learning_rate, trainable_share in phases:
-        if epochs <= done or (deadline and done and time.time() >= deadline):  # at least one epoch runs
+        if epochs <= done:
             continue
+        if deadline and done and time.time() >= deadline:  # at least one epoch runs
+            log.info("time limit reached: the phase from epoch %d (learning rate %g) is skipped", done + 1, learning_rate)
+            break
         if trainable_share is not None:
             _set_trainable_top(backbone, trainable_share)
         with strategy.scope():
@@ -349,9 +373,11 @@ def fit(model, arrays, args, dataset, scratch: Path, strategy, started: float, m
         if diverged(history):
             break
     scores = np.array(history[monitor], dtype=float)
-    if diverged(history) and not checkpoint.is_file():
-        raise SystemExit(f"error: training diverged: the loss became NaN in epoch {done}, before any epoch could be "
-                         "scored on validation; nothing was written. Try a lower --learning-rate, or --float32 on a GPU.")
+    if not checkpoint.is_file() and (diverged(history) or not _finite_answers(model, val_x, args.batch_size)):
+        _cleanup(scratch)
+        raise SystemExit(f"error: training diverged: the loss or the answers became NaN by epoch {done}, before any "
+                         "epoch could be scored on validation; nothing was written. Try a lower --learning-rate, "
+                         "or --float32 on a GPU.")
     if diverged(history):
         log.warning("the loss became NaN in epoch %d: training stopped there; the best epoch's weights are kept", done)
     if checkpoint.is_file():  # absent only when validation could never be scored (one class in it)
@@ -360,8 +386,18 @@ def fit(model, arrays, args, dataset, scratch: Path, strategy, started: float, m
     return history, best_epoch
 
 
+def keras_backend() -> str:
+    import keras
+
+    return keras.backend.backend()
+
+
 def diverged(history: dict[str, list[float]]) -> bool:
     return any(not np.isfinite(value) for value in history.get("loss", []))
+
+
+def _finite_answers(model, inputs: np.ndarray, batch_size: int) -> bool:
+    return bool(np.isfinite(np.asarray(model.predict(inputs, batch_size=batch_size, verbose=0), np.float32)).all())
 
 
 def _training_setup(model, arrays, args, num_classes: int, masks):
@@ -449,7 +485,7 @@ def build_card(args, dataset, spec, split_report, loaded, evaluation, history, b
             "split_sizes": split_report["sizes"],
             "groups": split_report["groups"],
             "groups_across_given_splits": split_report["groups_across_given_splits"],
-            "split_seed": args.seed,
+            **_split_file_fields(split_report, args.seed),
             "manifest": artifact_paths(args.out, args.task)["manifest"].name,
         },
         "training": {
@@ -466,6 +502,7 @@ def build_card(args, dataset, spec, split_report, loaded, evaluation, history, b
             **({"weight_average_momentum": args.weight_average} if args.weight_average else {}),
             **({"time_limit_minutes": args.time_limit} if args.time_limit else {}),
             "precision": args.precision,
+            "keras_backend": keras_backend(),
         },
         **evaluation,
         "intended_use": INTENDED_USE,
@@ -474,6 +511,17 @@ def build_card(args, dataset, spec, split_report, loaded, evaluation, history, b
     }
     card["targets"] = target_report(card)
     return card
+
+
+def _split_file_fields(split_report: dict, seed: int) -> dict:
+    """Which file gave the split (then no seed did), and how many groups of copies span its splits."""
+    if "split_file" not in split_report:
+        return {"split_seed": seed}
+    from fracture_app.models import sha256_of
+
+    return {"split_seed": None,
+            "split_file": {"path": str(split_report["split_file"]), "sha256": sha256_of(split_report["split_file"])},
+            "groups_spanning_split_file": split_report["groups_spanning_split_file"]}
 
 
 def _starting_file_digest(weights: str) -> dict:
