@@ -182,6 +182,13 @@ def test_model_card_lists_the_runs_compared_without_their_commands():
     assert list(table["run"]) == ["shipped", "resnet50_domain"] and "command" not in table.columns
 
 
+def card_page(card, directory):
+    """One card on a page of its own (AppTest runs this function's source as the script)."""
+    from fracture_app.card_view import render_card
+
+    render_card(card, directory, card.task)
+
+
 def test_model_card_says_which_file_training_started_from_and_the_time_in_all(tiny_models_dir):
     from fracture_app.models import read_card
 
@@ -189,13 +196,25 @@ def test_model_card_says_which_file_training_started_from_and_the_time_in_all(ti
     card.data.update(weights_init="models/fracture_binary.keras", weights_init_sha256="50ac208f26e2" + "0" * 52)
     card.data["training"]["time_note"] = "this run started from the binary model"
 
-    def page(card, directory):
-        from fracture_app.card_view import render_card
-
-        render_card(card, directory, card.task)
-
-    at = AppTest.from_function(page, kwargs={"card": card, "directory": tiny_models_dir}).run()
+    at = AppTest.from_function(card_page, kwargs={"card": card, "directory": tiny_models_dir}).run()
     assert_clean(at)
     captions = " ".join(c.value for c in at.caption)
     assert "initial weights: models/fracture_binary.keras (sha256 50ac208f26e2…)" in captions
     assert "Training time in all: this run started from the binary model" in captions
+
+
+def test_model_card_names_a_split_file_and_a_pointing_game_left_for_later(tiny_models_dir):
+    """A run on a GPU machine without TensorFlow: its split came from a file, Grad-CAM was not measured."""
+    from fracture_app.models import read_card
+
+    card = read_card(tiny_models_dir / config.MODEL_FILES[config.BINARY_TASK])
+    card.data["data"].update(split_file={"path": "models/fracture_binary_split.csv", "sha256": "0" * 64},
+                             groups_spanning_split_file=2, split_seed=None)
+    card.data["metrics"]["test"].pop("pointing_game", None)
+    card.data["gradcam"] = {"not_measured": "Grad-CAM runs on TensorFlow only; training.evaluate measures it"}
+
+    at = AppTest.from_function(card_page, kwargs={"card": card, "directory": tiny_models_dir}).run()
+    assert_clean(at)
+    text = " ".join(m.value for m in at.markdown) + " ".join(c.value for c in at.caption)
+    assert "split from the file `models/fracture_binary_split.csv`" in text and "2 groups" in text
+    assert "Grad-CAM pointing game not measured: Grad-CAM runs on TensorFlow only" in text
