@@ -386,12 +386,6 @@ def fit(model, arrays, args, dataset, scratch: Path, strategy, started: float, m
     return history, best_epoch
 
 
-def keras_backend() -> str:
-    import keras
-
-    return keras.backend.backend()
-
-
 def diverged(history: dict[str, list[float]]) -> bool:
     return any(not np.isfinite(value) for value in history.get("loss", []))
 
@@ -463,6 +457,8 @@ def _set_trainable_top(backbone, share: float) -> None:
 
 
 def build_card(args, dataset, spec, split_report, loaded, evaluation, history, best_epoch, started) -> dict:
+    import keras
+
     now = datetime.now(timezone.utc)
     card = {
         "format_version": 1,
@@ -502,7 +498,7 @@ def build_card(args, dataset, spec, split_report, loaded, evaluation, history, b
             **({"weight_average_momentum": args.weight_average} if args.weight_average else {}),
             **({"time_limit_minutes": args.time_limit} if args.time_limit else {}),
             "precision": args.precision,
-            "keras_backend": keras_backend(),
+            "keras_backend": keras.backend.backend(),
         },
         **evaluation,
         "intended_use": INTENDED_USE,
