@@ -62,22 +62,22 @@ def batches_with_boxes(inputs, labels, masks, map_side: int, batch_size: int, tr
     """
     from keras import ops
 
-    from training.pipeline import feed, geometric_augmenter, photometric_augmenter
+    from training import augment
+    from training.pipeline import feed
 
-    channels = inputs.shape[-1]
-    geometric, photometric = geometric_augmenter(seed), photometric_augmenter(seed)
+    channels, side = inputs.shape[-1], inputs.shape[1]
     pool = inputs.shape[1] // map_side
     weight_of = None if class_weights is None else np.array(
         [class_weights[label] for label in sorted(class_weights)], np.float32)
 
-    def to_model(images, mask, label):
+    def to_model(images, mask, label, draws=None):
         mask = ops.cast(mask, "float32")[..., None]
         if training:
-            moved = geometric(ops.concatenate([images, mask], axis=-1), training=True)
-            images, mask = moved[..., :channels], moved[..., channels:]
-            images = ops.clip(photometric(images, training=True), 0.0, 1.0)
+            moved = augment.warp(ops.concatenate([images, mask], axis=-1), draws)
+            images, mask = augment.expose(moved[..., :channels], draws), moved[..., channels:]
         cells = ops.cast(ops.max_pool(mask, pool, pool, "valid") >= MASK_THRESHOLD, "float32")
         targets = {"logits": ops.cast(label, "float32")[:, None], "fracture_map": cells}
         return (images, targets) if weight_of is None else (images, targets, ops.take(weight_of, label))
 
-    return feed((inputs, masks, labels.astype(np.int64)), batch_size, training, seed, to_model)
+    draw = (lambda rng, count: augment.draw(rng, count, side)) if training else None
+    return feed((inputs, masks, labels.astype(np.int64)), batch_size, training, seed, to_model, draw)

@@ -14,16 +14,11 @@ import numpy as np
 from fracture_app.errors import FractureAppError
 from fracture_app.imaging import read_image
 from fracture_app.preprocess import PreprocessSpec, prepare
+from training import augment
 from training.datasets import Sample, perceptual_hashes
 
 log = logging.getLogger(__name__)
 
-# Augmentation strengths: radiographs are taken at many angles, scales and exposures, rarely upside down.
-ROTATION = 0.05  # fraction of a full turn (±18°)
-ZOOM = 0.15
-SHIFT = 0.08
-BRIGHTNESS = 0.10
-CONTRAST = 0.20
 DECODE_WORKERS = min(8, os.cpu_count() or 1)
 
 
@@ -72,42 +67,6 @@ def load_images(samples: list[Sample], spec: PreprocessSpec, progress: bool = Tr
                         cut_short)
 
 
-def augmenter(seed: int):
-    import keras
-
-    return keras.Sequential([geometric_augmenter(seed), photometric_augmenter(seed)], name="augment")
-
-
-def geometric_augmenter(seed: int):
-    """Moves pixels (each layer its own seed, or they would all draw the same numbers): applied to the image and its fracture-box mask together (training.box_supervision)."""
-    import keras
-    from keras import layers
-
-    return keras.Sequential(
-        [
-            layers.RandomFlip("horizontal", seed=seed),
-            layers.RandomRotation(ROTATION, fill_mode="constant", seed=seed + 1),
-            layers.RandomZoom(ZOOM, fill_mode="constant", seed=seed + 2),
-            layers.RandomTranslation(SHIFT, SHIFT, fill_mode="constant", seed=seed + 3),
-        ],
-        name="geometric",
-    )
-
-
-def photometric_augmenter(seed: int):
-    """Changes exposure only: applied to the image, never to a mask."""
-    import keras
-    from keras import layers
-
-    return keras.Sequential(
-        [
-            layers.RandomBrightness(BRIGHTNESS, value_range=(0.0, 1.0), seed=seed + 4),
-            layers.RandomContrast(CONTRAST, seed=seed + 5),
-        ],
-        name="photometric",
-    )
-
-
 def on_tensorflow() -> bool:
     """Whether Keras runs on TensorFlow (tf.data feeds it) or another backend, e.g. JAX on a GPU machine
     without TensorFlow (a Keras PyDataset feeds it, with the same augmentation layers)."""
@@ -117,56 +76,72 @@ def on_tensorflow() -> bool:
 
 
 class BatchOrder:
-    """Which rows make each batch: a new random order each epoch when shuffling, rows sorted within a batch."""
+    """Which rows make each batch: a new random order each epoch when shuffling, rows sorted within a batch;
+    with `draw(rng, count)`, also each row's random augmentation for the epoch (one more array in its batch)."""
 
-    def __init__(self, count: int, batch_size: int, shuffle: bool, seed: int = 0):
-        self.count, self.batch_size, self.shuffle = count, batch_size, shuffle
+    def __init__(self, count: int, batch_size: int, shuffle: bool, seed: int = 0, draw=None):
+        self.count, self.batch_size, self.shuffle, self.draw = count, batch_size, shuffle, draw
         self._rng = np.random.default_rng(seed)
 
     def __len__(self) -> int:
         return -(-self.count // self.batch_size)
 
-    def next_epoch(self) -> list[np.ndarray]:
+    def next_epoch(self) -> list[tuple[np.ndarray, np.ndarray | None]]:
+        """(rows, their augmentation draws or None) for each batch of the next epoch."""
         order = self._rng.permutation(self.count) if self.shuffle else np.arange(self.count)
-        return [np.sort(order[start : start + self.batch_size]) for start in range(0, self.count, self.batch_size)]
+        draws = self.draw(self._rng, self.count) if self.draw else None
+        return [(np.sort(order[start : start + self.batch_size]),
+                 None if draws is None else draws[start : start + self.batch_size])
+                for start in range(0, self.count, self.batch_size)]
 
 
-def tf_data_batches(arrays: tuple[np.ndarray, ...], batch_size: int, shuffle: bool, seed: int = 0):
+def take(arrays: tuple[np.ndarray, ...], batch: tuple[np.ndarray, np.ndarray | None]) -> tuple[np.ndarray, ...]:
+    rows, draws = batch
+    return tuple(array[rows] for array in arrays) + (() if draws is None else (draws,))
+
+
+def tf_data_batches(arrays: tuple[np.ndarray, ...], batch_size: int, shuffle: bool, seed: int = 0, draw=None):
     """A tf.data dataset of batches from same-length arrays (float32 unless uint8 or int64), in a new
     random order each epoch when `shuffle`; the arrays stay in memory and are never copied whole."""
     import tensorflow as tf
 
-    batch_order = BatchOrder(len(arrays[0]), batch_size, shuffle, seed)
+    batch_order = BatchOrder(len(arrays[0]), batch_size, shuffle, seed, draw)
 
     def generate():
-        for chosen in batch_order.next_epoch():
-            yield tuple(array[chosen] for array in arrays)
+        for batch in batch_order.next_epoch():
+            yield take(arrays, batch)
 
     kept_types = {np.dtype(np.uint8): tf.uint8, np.dtype(np.int64): tf.int64}
-    signature = tuple(tf.TensorSpec((None, *array.shape[1:]), kept_types.get(array.dtype, tf.float32))
-                      for array in arrays)
+    shapes = [array.shape[1:] for array in arrays] + ([draw(np.random.default_rng(), 0).shape[1:]] if draw else [])
+    types = [kept_types.get(array.dtype, tf.float32) for array in arrays] + ([tf.float32] if draw else [])
+    signature = tuple(tf.TensorSpec((None, *shape), dtype) for shape, dtype in zip(shapes, types))
     dataset = tf.data.Dataset.from_generator(generate, output_signature=signature)
     # Tell Keras how many batches an epoch has, so progress bars and callbacks know where the end is.
     return dataset.apply(tf.data.experimental.assert_cardinality(len(batch_order)))
 
 
 def py_dataset_batches(arrays: tuple[np.ndarray, ...], batch_size: int, shuffle: bool, seed: int = 0,
-                       transform=None):
+                       transform=None, draw=None):
     """The same batches as a keras.utils.PyDataset, which any Keras backend can fit on; each batch
-    passed through `transform(*batch)` when given."""
+    passed through `transform(*batch)` when given, compiled once per batch shape on JAX."""
     import keras
+
+    if transform is not None and keras.backend.backend() == "jax":
+        import jax
+
+        transform = jax.jit(transform)
 
     class ArrayBatches(keras.utils.PyDataset):
         def __init__(self):
             super().__init__()
-            self.order = BatchOrder(len(arrays[0]), batch_size, shuffle, seed)
+            self.order = BatchOrder(len(arrays[0]), batch_size, shuffle, seed, draw)
             self.batches = self.order.next_epoch()
 
         def __len__(self):
             return len(self.order)
 
         def __getitem__(self, index):
-            batch = tuple(array[self.batches[index]] for array in arrays)
+            batch = take(arrays, self.batches[index])
             return transform(*batch) if transform else batch
 
         def on_epoch_end(self):
@@ -175,32 +150,31 @@ def py_dataset_batches(arrays: tuple[np.ndarray, ...], batch_size: int, shuffle:
     return ArrayBatches()
 
 
-def feed(arrays: tuple[np.ndarray, ...], batch_size: int, shuffle: bool, seed: int = 0, transform=None):
+def feed(arrays: tuple[np.ndarray, ...], batch_size: int, shuffle: bool, seed: int = 0, transform=None, draw=None):
     """Batches for Keras' fit, each through `transform(*batch)` (written in keras.ops, so it runs in either
-    feed): a prefetched tf.data pipeline on TensorFlow; a PyDataset on other backends, where the transform
-    runs on the accelerator between training steps."""
+    feed), with `draw(rng, count)`'s rows for the batch as its last argument when given: a prefetched
+    tf.data pipeline on TensorFlow; a PyDataset on other backends, where the transform runs on the
+    accelerator."""
     if not on_tensorflow():
-        return py_dataset_batches(arrays, batch_size, shuffle, seed, transform)
+        return py_dataset_batches(arrays, batch_size, shuffle, seed, transform, draw)
     import tensorflow as tf
 
-    dataset = tf_data_batches(arrays, batch_size, shuffle, seed)
+    dataset = tf_data_batches(arrays, batch_size, shuffle, seed, draw)
     if transform is not None:
         dataset = dataset.map(transform, num_parallel_calls=tf.data.AUTOTUNE)
     return dataset.prefetch(tf.data.AUTOTUNE)
 
 
 def batches(inputs: np.ndarray, labels: np.ndarray, batch_size: int, training: bool, seed: int = 0):
-    """Shuffled and augmented for training, plain for evaluation."""
+    """Shuffled and augmented (training.augment) for training, plain for evaluation."""
     if not training:
         return feed((inputs, labels), batch_size, False, seed)
-    from keras import ops
+    side = inputs.shape[1]
 
-    augment = augmenter(seed)
+    def augmented(images, labels_, draws):
+        return augment.apply(images, draws), labels_
 
-    def augmented(images, labels_):
-        return ops.clip(augment(images, training=True), 0.0, 1.0), labels_
-
-    return feed((inputs, labels), batch_size, True, seed, augmented)
+    return feed((inputs, labels), batch_size, True, seed, augmented, lambda rng, count: augment.draw(rng, count, side))
 
 
 def class_weights(labels: np.ndarray, num_classes: int) -> dict[int, float]:
