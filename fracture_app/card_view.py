@@ -91,6 +91,13 @@ def render_card(card, directory: Path, task: str) -> None:
     st.caption(f"Architecture **{data.get('architecture', 'unknown')}** · input {size}×{size} px, letterboxed, "
                f"{pre.get('channels', 1)} channel(s) · initial weights: {_initial_weights(data)} · "
                f"{len(card.classes)} classes: {', '.join(card.classes)}{_flip_sentence(data.get('test_time_flip'))}")
+    rounded = data.get("weights_rounded")
+    if rounded:
+        st.caption(f"The weights were carried as {rounded.get('to')} and turned back into float32 "
+                   f"({rounded.get('at', '?')[:10]}); "
+                   + (f"every figure was measured again on this file (version {rounded['measured_again']})."
+                      if rounded.get("measured_again") else
+                      "**the figures below were measured before that rounding.**"))
     if data.get("intended_use"):
         st.info(f"**Intended use.** {data['intended_use']}", icon=":material/school:")
 

@@ -218,3 +218,20 @@ def test_model_card_names_a_split_file_and_a_pointing_game_left_for_later(tiny_m
     text = " ".join(m.value for m in at.markdown) + " ".join(c.value for c in at.caption)
     assert "split from the file `models/fracture_binary_split.csv`" in text and "2 groups" in text
     assert "Grad-CAM pointing game not measured: Grad-CAM runs on TensorFlow only" in text
+
+
+@pytest.mark.parametrize("measured_again", [None, "1.0+choices-2026.11.27-010000"])
+def test_model_card_says_whether_its_figures_were_measured_after_the_weights_were_rounded(tiny_models_dir,
+                                                                                            measured_again):
+    from fracture_app.models import read_card
+
+    card = read_card(tiny_models_dir / config.MODEL_FILES[config.TYPE_TASK])
+    card.data["weights_rounded"] = {"to": "float16", "by": "python -m training.transport", "at": "2026-11-27T00:00:00",
+                                    "measured_again": measured_again}
+
+    at = AppTest.from_function(card_page, kwargs={"card": card, "directory": tiny_models_dir}).run()
+    assert_clean(at)
+    captions = " ".join(c.value for c in at.caption)
+    assert "carried as float16" in captions
+    expected = "measured again on this file" if measured_again else "measured before that rounding"
+    assert expected in captions

@@ -1,5 +1,10 @@
 """Training augmentation: drawn within its strengths, one warp that means what OpenCV's means, on a real X-ray."""
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import cv2
 import numpy as np
 import pytest
@@ -84,3 +89,27 @@ def test_both_feeds_augment_an_epoch_the_same_way(xray, monkeypatch):
     for a, b in zip(from_tf, from_keras):
         np.testing.assert_allclose(a, b, atol=1e-5)
     assert not np.allclose(from_tf[0][0], from_tf[0][1]), "each image draws its own augmentation"
+
+
+JAX_EPOCH = """
+import sys
+import numpy as np
+from training import pipeline
+images = np.load(sys.argv[1])
+data = pipeline.batches(images, np.arange(len(images)), 3, training=True, seed=2)
+np.save(sys.argv[2], np.concatenate([np.asarray(data[index][0]) for index in range(len(data))]))
+"""
+
+
+def test_jax_compiles_the_same_augmentation_that_tf_data_applies(xray, tmp_path):
+    """On a GPU machine without TensorFlow the PyDataset feed runs the augmentation compiled by JAX."""
+    pytest.importorskip("jax")
+    images = np.repeat(xray, 6, axis=0)
+    np.save(tmp_path / "images.npy", images)
+    root = Path(__file__).resolve().parent.parent
+    finished = subprocess.run([sys.executable, "-c", JAX_EPOCH, str(tmp_path / "images.npy"), str(tmp_path / "jax.npy")],
+                              env={**os.environ, "KERAS_BACKEND": "jax", "PYTHONPATH": str(root)}, cwd=root,
+                              capture_output=True, text=True, timeout=300)
+    assert finished.returncode == 0, finished.stderr[-3000:]
+    from_tf = np.concatenate([np.asarray(batch[0]) for batch in pipeline.batches(images, np.arange(6), 3, True, 2)])
+    np.testing.assert_allclose(np.load(tmp_path / "jax.npy"), from_tf, atol=1e-4)

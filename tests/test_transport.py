@@ -7,23 +7,24 @@ import numpy as np
 import pytest
 
 from fracture_app.imaging import read_image
-from fracture_app.models import load_model
+from fracture_app.models import artifact_paths, load_model
 from fracture_app.preprocess import prepare_batch
 from training import transport
 
-from conftest import FRACATLAS_FIXTURES
+from conftest import BONE_BREAK_FIXTURES, FRACATLAS_FIXTURES
 
 PART_MIB = 0.25  # small enough that even the tiny type model is cut into several parts
 
 
 @pytest.fixture(scope="module")
 def carried(tiny_models_dir, tmp_path_factory):
-    """(original model path, parts folder, unpacked model path) for the tiny type model."""
+    """(original model path, parts folder, unpacked model path) for the tiny type model, through the command line."""
     original = tiny_models_dir / "fracture_type.keras"
     parts_dir = tmp_path_factory.mktemp("parts")
-    transport.pack(original, parts_dir, PART_MIB)
-    unpacked = transport.unpack(parts_dir, tmp_path_factory.mktemp("here") / "fracture_type.keras")
-    return original, parts_dir, unpacked
+    assert transport.main(["pack", "--model", str(original), "--out", str(parts_dir), "--part-mib", str(PART_MIB)]) == 0
+    here = tmp_path_factory.mktemp("here") / "unpacked"
+    assert transport.main(["unpack", "--parts", str(parts_dir), "--out", str(here)]) == 0
+    return original, parts_dir, here / original.name
 
 
 def xrays(spec) -> np.ndarray:
@@ -44,14 +45,23 @@ def test_the_unpacked_model_loads_against_its_card_and_answers_as_the_original_d
     original, _, unpacked = carried
     before, after = load_model(original), load_model(unpacked)  # load_model checks the card's sha256
     card = json.loads(unpacked.with_suffix(".json").read_text())
-    assert "float16" in card["weights_rounded"]
-    assert (unpacked.parent / "fracture_type_split.csv").is_file()
+    assert card["weights_rounded"]["to"] == "float16" and card["weights_rounded"]["measured_again"] is None
+    companions = {kind: path.name for kind, path in artifact_paths(original.parent, "type").items() if path.is_file()}
+    assert {path.name for path in unpacked.parent.iterdir()} == set(companions.values())
     images = xrays(before.spec)
     np.testing.assert_allclose(after.probabilities(images), before.probabilities(images), atol=5e-3)
-    for old, new in zip(before.keras_model.weights, after.keras_model.weights):
+    for old, new in zip(before.keras_model.weights, after.keras_model.weights, strict=True):
         old, new = np.asarray(old), np.asarray(new)
         assert new.dtype == old.dtype
         assert np.array_equal(new, old.astype(np.float16).astype(old.dtype)), "the float16 values, nothing else"
+
+
+def test_more_than_a_hundred_parts_join_in_order(tiny_models_dir, tmp_path):
+    original = tiny_models_dir / "fracture_type.keras"
+    parts = transport.pack(original, tmp_path / "parts", part_mib=0.01)
+    assert len(parts) > 100
+    unpacked = transport.unpack(tmp_path / "parts", tmp_path / "here")
+    assert load_model(unpacked).classes == load_model(original).classes
 
 
 def test_a_damaged_or_missing_part_is_refused_with_a_clear_error(carried, tmp_path, capsys):
@@ -62,12 +72,42 @@ def test_a_damaged_or_missing_part_is_refused_with_a_clear_error(carried, tmp_pa
     data = bytearray(first.read_bytes())
     data[len(data) // 2] ^= 0xFF
     first.write_bytes(bytes(data))
-    assert transport.main(["unpack", "--parts", str(damaged), "--out", str(tmp_path / "m.keras")]) == 2
+    assert transport.main(["unpack", "--parts", str(damaged), "--out", str(tmp_path / "here")]) == 2
     assert "damaged" in capsys.readouterr().err
     first.unlink()
-    assert transport.main(["unpack", "--parts", str(damaged), "--out", str(tmp_path / "m.keras")]) == 2
+    assert transport.main(["unpack", "--parts", str(damaged), "--out", str(tmp_path / "here")]) == 2
     assert "missing" in capsys.readouterr().err
-    assert not (tmp_path / "m.keras").exists()
+    assert not (tmp_path / "here").exists()
+
+
+@pytest.mark.parametrize("listing", ["[]", '{"model": "fracture_type.keras", "parts": []}', "not json"])
+def test_a_parts_list_that_pack_did_not_write_is_refused(tmp_path, capsys, listing):
+    (tmp_path / transport.SHA_FILE).write_text(listing)
+    assert transport.main(["unpack", "--parts", str(tmp_path), "--out", str(tmp_path / "here")]) == 2
+    assert "not a parts list" in capsys.readouterr().err
+
+
+def test_unpacking_never_writes_over_a_model(carried, capsys):
+    _, parts_dir, unpacked = carried
+    before = unpacked.read_bytes()
+    assert transport.main(["unpack", "--parts", str(parts_dir), "--out", str(unpacked.parent)]) == 2
+    assert "exists already" in capsys.readouterr().err
+    assert unpacked.read_bytes() == before
+
+
+@pytest.mark.parametrize("part_mib", ["0", "-1", "nan", "inf"])
+def test_a_part_size_that_cannot_work_is_a_usage_error(tiny_models_dir, tmp_path, capsys, part_mib):
+    with pytest.raises(SystemExit) as exit_:
+        transport.main(["pack", "--model", str(tiny_models_dir / "fracture_type.keras"), "--out", str(tmp_path),
+                        "--part-mib", part_mib])
+    assert exit_.value.code == 2 and "part size" in capsys.readouterr().err
+
+
+def test_only_a_model_file_as_training_names_it_is_packed(tiny_models_dir, tmp_path, capsys):
+    renamed = tmp_path / "mine.keras"
+    shutil.copy(tiny_models_dir / "fracture_type.keras", renamed)
+    assert transport.main(["pack", "--model", str(renamed), "--out", str(tmp_path / "parts")]) == 2
+    assert "fracture_type.keras" in capsys.readouterr().err
 
 
 def test_a_weight_too_large_for_float16_is_refused(tmp_path):
@@ -78,3 +118,14 @@ def test_a_weight_too_large_for_float16_is_refused(tmp_path):
         weights.create_dataset("layer/vars/0", data=np.array([1.0, 1e6], np.float32))
     with pytest.raises(transport.TransportError, match="too large for float16"):
         transport.convert_weights(path.read_bytes(), np.float16)
+
+
+def test_measuring_the_unpacked_model_again_says_so_in_its_card(carried, tmp_path):
+    from training.evaluate import main as evaluate
+
+    _, _, unpacked = carried
+    copy = shutil.copytree(unpacked.parent, tmp_path / "copy") / unpacked.name
+    assert evaluate(["--model", str(copy), "--data", str(BONE_BREAK_FIXTURES), "--redo-validation-choices"]) == 0
+    card = json.loads(copy.with_suffix(".json").read_text())
+    assert card["weights_rounded"]["measured_again"] == card["version"]
+    assert load_model(copy).card.version == card["version"]

@@ -69,7 +69,7 @@ def load_images(samples: list[Sample], spec: PreprocessSpec, progress: bool = Tr
 
 def on_tensorflow() -> bool:
     """Whether Keras runs on TensorFlow (tf.data feeds it) or another backend, e.g. JAX on a GPU machine
-    without TensorFlow (a Keras PyDataset feeds it, with the same augmentation layers)."""
+    without TensorFlow (a Keras PyDataset feeds it, with the same augmentation from training.augment)."""
     import keras
 
     return keras.backend.backend() == "tensorflow"

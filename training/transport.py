@@ -1,7 +1,7 @@
 """Carry a trained model through a narrow channel: its weights as float16, cut into parts under a size limit.
 
     python -m training.transport pack --model runs/X/fracture_type.keras --out PARTS_DIR [--part-mib 15]
-    python -m training.transport unpack --parts PARTS_DIR --out runs/X_here/fracture_type.keras
+    python -m training.transport unpack --parts PARTS_DIR --out runs/X_here
 
 A ResNet50 is about 95 MB in float32, more than a lent GPU machine may send back in one go (there: 16 MiB a
 file, 64 MiB in all). Packing keeps the .keras file whole (architecture, preprocessing, layer names) but
@@ -17,17 +17,23 @@ import argparse
 import hashlib
 import io
 import json
+import math
 import sys
 import zipfile
+from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 
+from fracture_app import config
+from fracture_app.models import artifact_paths, sha256_of
+from training.card import update_card
+
 WEIGHTS_MEMBER = "model.weights.h5"
 PART_MIB = 15
+SMALLEST_PART_MIB = 0.01
 SHA_FILE = "sha256.json"
 FLOAT16_LARGEST = float(np.finfo(np.float16).max)
-COMPANION_SUFFIXES = (".json", ".csv", ".png")  # card, split, history, plots
 
 
 class TransportError(Exception):
@@ -66,67 +72,104 @@ def _copy_attributes(source, target) -> None:
 def with_weights_as(keras_bytes: bytes, dtype) -> bytes:
     """A .keras archive (a zip) whose weights member is converted to `dtype`; its other members unchanged."""
     source, target = io.BytesIO(keras_bytes), io.BytesIO()
-    with zipfile.ZipFile(source) as old, zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as new:
+    with zipfile.ZipFile(source) as old, zipfile.ZipFile(target, "w") as new:
         if WEIGHTS_MEMBER not in old.namelist():
             raise TransportError(f"not a Keras 3 .keras file: no {WEIGHTS_MEMBER} inside")
         for member in old.infolist():
             data = old.read(member)
-            new.writestr(member, convert_weights(data, dtype) if member.filename == WEIGHTS_MEMBER else data)
+            if member.filename == WEIGHTS_MEMBER:
+                data = convert_weights(data, dtype)
+            new.writestr(member.filename, data, compress_type=zipfile.ZIP_DEFLATED)
     return target.getvalue()
 
 
+def task_of(model: Path) -> str:
+    """The task a model file is for, from the name training gives it (its card and companions follow that name)."""
+    for task, name in config.MODEL_FILES.items():
+        if model.name == name:
+            return task
+    raise TransportError(f"{model.name}: expected a model file as training writes it "
+                         f"({' or '.join(config.MODEL_FILES.values())}), with its card beside it")
+
+
 def pack(model: Path, out: Path, part_mib: float = PART_MIB) -> list[Path]:
-    """Write one archive of the float16 model and its companions, cut into parts `<model name>.partNN`, and
-    the sha256 list, into `out`: the parts and that list are all that needs carrying."""
+    """Write one archive of the float16 model and its companions (card, split, history, plots) into `out`,
+    cut into parts `<model name>.partNN`, with the sha256 list: the parts and that list are all to carry."""
+    paths = artifact_paths(model.parent, task_of(model))
+    if not paths["card"].is_file():
+        raise TransportError(f"no model card beside {model} ({paths['card'].name})")
     bundle = io.BytesIO()
-    with zipfile.ZipFile(bundle, "w", zipfile.ZIP_STORED) as archive:  # the members are compressed already
+    with zipfile.ZipFile(bundle, "w", zipfile.ZIP_DEFLATED) as archive:
         archive.writestr(model.name, with_weights_as(model.read_bytes(), np.float16))
-        for path in sorted(model.parent.glob(f"{model.stem}*")):
-            if path.suffix in COMPANION_SUFFIXES:
+        for kind, path in paths.items():
+            if kind != "model" and path.is_file():
                 archive.write(path, path.name)
     packed, part_size = bundle.getvalue(), int(part_mib * 2**20)
     out.mkdir(parents=True, exist_ok=True)
     parts = []
     for index, start in enumerate(range(0, len(packed), part_size)):
-        parts.append(out / f"{model.name}.part{index:02d}")
+        parts.append(out / f"{model.name}.part{index:03d}")
         parts[-1].write_bytes(packed[start : start + part_size])
-    listing = {path.name: _sha256(path.read_bytes()) for path in parts}
-    (out / SHA_FILE).write_text(json.dumps({"model": model.name, "parts": listing, "packed_sha256": _sha256(packed)},
-                                           indent=1))
+    listing = {"model": model.name, "parts": [[path.name, _sha256(path.read_bytes())] for path in parts],
+               "packed_sha256": _sha256(packed)}
+    (out / SHA_FILE).write_text(json.dumps(listing, indent=1))
     return parts
 
 
-def unpack(parts_dir: Path, out: Path) -> Path:
-    """Join and check the parts; write the float32 model at `out`, its companions beside it, and amend its card."""
-    listing = json.loads((parts_dir / SHA_FILE).read_text())
+def read_listing(parts_dir: Path) -> dict:
+    try:
+        listing = json.loads((parts_dir / SHA_FILE).read_text())
+        valid = (isinstance(listing, dict) and listing.get("model") in config.MODEL_FILES.values()
+                 and isinstance(listing.get("packed_sha256"), str) and isinstance(listing.get("parts"), list)
+                 and listing["parts"] and all(isinstance(part, list) and len(part) == 2 for part in listing["parts"]))
+    except json.JSONDecodeError:
+        valid = False
+    if not valid:
+        raise TransportError(f"{parts_dir / SHA_FILE} is not a parts list that training.transport pack wrote")
+    return listing
+
+
+def unpack(parts_dir: Path, out_dir: Path) -> Path:
+    """Join and check the parts; write the float32 model and its companions into `out_dir` under the names
+    training gives them (never over existing files), with the new sha256 and the rounding in its card."""
+    listing = read_listing(parts_dir)
     pieces = []
-    for name, digest in sorted(listing["parts"].items()):
-        data = (parts_dir / name).read_bytes() if (parts_dir / name).is_file() else b""
+    for name, digest in listing["parts"]:
+        part = parts_dir / Path(str(name)).name
+        data = part.read_bytes() if part.is_file() else b""
         if _sha256(data) != digest:
-            raise TransportError(f"part {name} is missing or damaged (sha256 differs)")
+            raise TransportError(f"part {part.name} is missing or damaged (sha256 differs)")
         pieces.append(data)
     packed = b"".join(pieces)
     if _sha256(packed) != listing["packed_sha256"]:
         raise TransportError("the joined parts differ from what was packed")
-    stem = Path(listing["model"]).stem
-    out.parent.mkdir(parents=True, exist_ok=True)
+    paths = artifact_paths(out_dir, task_of(Path(listing["model"])))
+    by_name = {path.name: path for path in paths.values()}
     with zipfile.ZipFile(io.BytesIO(packed)) as archive:
-        out.write_bytes(with_weights_as(archive.read(listing["model"]), np.float32))
-        for name in archive.namelist():
-            if name != listing["model"]:
-                (out.parent / name.replace(stem, out.stem, 1)).write_bytes(archive.read(name))
-    card_path = out.with_suffix(".json")
-    if card_path.is_file():
-        card = json.loads(card_path.read_text())
-        card["sha256"] = _sha256(out.read_bytes())
-        card["weights_rounded"] = ("carried as float16 (training.transport) and turned back into float32: figures "
-                                   "measured before then are of the unrounded weights")
-        card_path.write_text(json.dumps(card, indent=2))
-    return out
+        names = [name for name in archive.namelist() if name in by_name]  # nothing else is written anywhere
+        existing = [by_name[name] for name in names if by_name[name].exists()]
+        if existing:
+            raise TransportError(f"{existing[0]} exists already: unpack into a new folder")
+        out_dir.mkdir(parents=True, exist_ok=True)
+        for name in names:
+            data = archive.read(name)
+            by_name[name].write_bytes(with_weights_as(data, np.float32) if by_name[name] == paths["model"] else data)
+    if paths["card"].is_file():
+        now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        update_card(paths["model"], {"sha256": sha256_of(paths["model"]), "weights_rounded": {
+            "to": "float16", "by": "python -m training.transport", "at": now, "measured_again": None}})
+    return paths["model"]
 
 
 def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+def part_size_mib(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value) or value < SMALLEST_PART_MIB:
+        raise argparse.ArgumentTypeError(f"a part size in MiB of at least {SMALLEST_PART_MIB}")
+    return value
 
 
 def main(argv=None) -> int:
@@ -135,10 +178,12 @@ def main(argv=None) -> int:
     packing = commands.add_parser("pack", help="a .keras model (card beside it) → float16 parts in a folder")
     packing.add_argument("--model", type=Path, required=True)
     packing.add_argument("--out", type=Path, required=True, help="folder for the parts")
-    packing.add_argument("--part-mib", type=float, default=PART_MIB, help=f"largest part (default {PART_MIB} MiB)")
+    packing.add_argument("--part-mib", type=part_size_mib, default=PART_MIB,
+                         help=f"largest part (default {PART_MIB} MiB)")
     unpacking = commands.add_parser("unpack", help="the parts → a float32 .keras model with its card")
     unpacking.add_argument("--parts", type=Path, required=True, help="folder holding the parts and sha256.json")
-    unpacking.add_argument("--out", type=Path, required=True, help="the .keras file to write")
+    unpacking.add_argument("--out", type=Path, required=True,
+                           help="a new folder for the model and its companions, under the names training gives them")
     args = parser.parse_args(argv)
     try:
         if args.command == "pack":
@@ -149,7 +194,7 @@ def main(argv=None) -> int:
             model = unpack(args.parts, args.out)
             print(f"wrote {model}; its card's figures were measured before the float16 rounding: measure them "
                   f"again with python -m training.evaluate --model {model} --data DATA --redo-validation-choices")
-    except (OSError, TransportError, zipfile.BadZipFile, KeyError, json.JSONDecodeError) as error:
+    except (OSError, TransportError, zipfile.BadZipFile) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     return 0
