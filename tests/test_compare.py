@@ -31,6 +31,7 @@ def test_runs_on_the_same_split_are_recorded_with_their_own_figures(tiny_models_
     other_card = json.loads(other["card"].read_text())
     other_card["metrics"]["val"]["macro_f1"] = 0.123  # a different run measured something else
     other_card["training"]["weight_average_momentum"] = 0.99
+    del other_card["training"]["augmentation"]  # as in cards from before the twelfth session
     other["card"].write_text(json.dumps(other_card))
 
     assert compare.main(["--model", str(shipped["model"]), str(other["card"])]) == 0
@@ -41,6 +42,7 @@ def test_runs_on_the_same_split_are_recorded_with_their_own_figures(tiny_models_
     assert rows[1]["test_top1"] == other_card["metrics"]["test"]["top1"]
     assert rows[1]["architecture"] == other_card["architecture"] and rows[1]["input_size"] == TINY_SIZE
     assert rows[1]["weight_average"] == 0.99 and rows[0]["weight_average"] is None
+    assert rows[0]["augmentation"] == "one affine warp" and rows[1]["augmentation"] is None
     load_model(shipped["model"])  # the card still matches its model
 
 

@@ -12,7 +12,7 @@ import pytest
 
 from fracture_app import config
 from fracture_app.models import load_model, sha256_of
-from training import evaluate, export
+from training import augment, evaluate, export
 from fracture_app.models import artifact_paths
 from training.train import main as train
 
@@ -47,6 +47,7 @@ def test_training_writes_a_loadable_model_with_a_complete_card(tiny_models_dir, 
     assert written["data"]["attribution"] == config.DATA_ATTRIBUTION[written["data"]["source"]]
     assert sum(written["data"]["split_sizes"].values()) == written["data"]["images"]
     assert {"seconds", "hardware", "epochs_run", "best_epoch"} <= set(written["training"])
+    assert written["training"]["augmentation"] == augment.description()
     keys = BINARY_TEST_KEYS if task == config.BINARY_TASK else TYPE_TEST_KEYS
     assert keys <= set(written["metrics"]["test"])
     if task == config.BINARY_TASK:

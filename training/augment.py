@@ -16,11 +16,19 @@ SHIFT = 0.08  # share of the side
 BRIGHTNESS = 0.10  # added to pixels in [0, 1]
 CONTRAST = 0.20  # distance from the image's mean scaled by 1 ± this
 
+METHOD = "one affine warp"
+
 # One row per image: the affine warp's 8 coefficients (keras.ops.image.affine_transform's layout),
 # then the brightness offset and the contrast factor.
 WARP = slice(0, 8)
 BRIGHTNESS_COLUMN, CONTRAST_COLUMN = 8, 9
 COLUMNS = 10
+
+
+def description() -> dict:
+    """What a model card records of the augmentation a run trained with."""
+    return {"method": METHOD, "mirror": "horizontal, half the images", "rotation_turns": ROTATION, "zoom": ZOOM,
+            "shift": SHIFT, "brightness": BRIGHTNESS, "contrast": CONTRAST}
 
 
 def draw(rng: np.random.Generator, count: int, size: int) -> np.ndarray:

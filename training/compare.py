@@ -40,6 +40,7 @@ def summary(card: dict, label: str) -> dict:
         "input_size": card["preprocessing"]["size"],
         "mirror_averaged": card["test_time_flip"]["used"] if "test_time_flip" in card else None,  # None: not tried
         "weight_average": training.get("weight_average_momentum"),  # None: the last step's weights
+        "augmentation": training.get("augmentation", {}).get("method"),  # None: not recorded (before session 12)
         "epochs_run": training["epochs_run"],
         "minutes": round(training["seconds"] / 60, 1) if training.get("seconds") is not None else None,
         "hardware": training["hardware"],

@@ -20,7 +20,7 @@ import numpy as np
 from fracture_app import config
 from fracture_app.models import artifact_paths, card_path_for
 from fracture_app.preprocess import PreprocessSpec
-from training import architectures, datasets
+from training import architectures, augment, datasets
 from training.box_supervision import MAP_LOSS_WEIGHT
 from training.card import INTENDED_USE, gpu_names, hardware_description, limitations, target_report, write_atomically
 from training.validation_choices import evaluate_splits, validation_score
@@ -494,6 +494,7 @@ def build_card(args, dataset, spec, split_report, loaded, evaluation, history, b
             "trained_at": now.isoformat(timespec="seconds"),
             "command": "python -m training.train " + " ".join(sys.argv[1:]),
             "resumed_from_checkpoint": bool(args.resume),
+            "augmentation": augment.description(),
             **({"map_loss_weight": args.map_loss_weight} if args.arch == "custom_cnn_map" else {}),
             **({"weight_average_momentum": args.weight_average} if args.weight_average else {}),
             **({"time_limit_minutes": args.time_limit} if args.time_limit else {}),
