@@ -92,7 +92,7 @@ def render_card(card, directory: Path, task: str) -> None:
                f"{pre.get('channels', 1)} channel(s) · initial weights: {_initial_weights(data)} · "
                f"{len(card.classes)} classes: {', '.join(card.classes)}{_flip_sentence(data.get('test_time_flip'))}")
     rounded = data.get("weights_rounded")
-    if rounded:
+    if isinstance(rounded, dict):
         st.caption(f"The weights were carried as {rounded.get('to')} and turned back into float32 "
                    f"({rounded.get('at', '?')[:10]}); "
                    + (f"every figure was measured again on this file (version {rounded['measured_again']})."
@@ -223,6 +223,8 @@ def render_compared_runs(rows) -> None:
         return
     st.markdown("#### Runs compared")
     frame = pd.DataFrame(rows).drop(columns=["command", "hardware"], errors="ignore")
+    if "augmentation" in frame:  # runs before the twelfth session trained with a chain of Keras layers
+        frame["augmentation"] = frame["augmentation"].fillna("not recorded")
     st.dataframe(frame, hide_index=True)
     st.caption("Each row's figures were measured by its own training run on this split. What ships was "
                "chosen by the validation column; the test columns are for reading, not for choosing.")

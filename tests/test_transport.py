@@ -2,6 +2,7 @@
 
 import json
 import shutil
+import zipfile
 
 import numpy as np
 import pytest
@@ -50,6 +51,8 @@ def test_the_unpacked_model_loads_against_its_card_and_answers_as_the_original_d
     assert {path.name for path in unpacked.parent.iterdir()} == set(companions.values())
     images = xrays(before.spec)
     np.testing.assert_allclose(after.probabilities(images), before.probabilities(images), atol=5e-3)
+    with zipfile.ZipFile(unpacked) as archive:  # as Keras writes it: it seeks about in the weights when loading
+        assert archive.getinfo(transport.WEIGHTS_MEMBER).compress_type == zipfile.ZIP_STORED
     for old, new in zip(before.keras_model.weights, after.keras_model.weights, strict=True):
         old, new = np.asarray(old), np.asarray(new)
         assert new.dtype == old.dtype
@@ -80,9 +83,9 @@ def test_a_damaged_or_missing_part_is_refused_with_a_clear_error(carried, tmp_pa
     assert not (tmp_path / "here").exists()
 
 
-@pytest.mark.parametrize("listing", ["[]", '{"model": "fracture_type.keras", "parts": []}', "not json"])
+@pytest.mark.parametrize("listing", [b"[]", b'{"model": "fracture_type.keras", "parts": []}', b"not json", b"\xff\xfe"])
 def test_a_parts_list_that_pack_did_not_write_is_refused(tmp_path, capsys, listing):
-    (tmp_path / transport.SHA_FILE).write_text(listing)
+    (tmp_path / transport.SHA_FILE).write_bytes(listing)
     assert transport.main(["unpack", "--parts", str(tmp_path), "--out", str(tmp_path / "here")]) == 2
     assert "not a parts list" in capsys.readouterr().err
 

@@ -158,8 +158,13 @@ def redo_validation_choices(model_path: Path, model, data_dir: Path, boxed: bool
     evaluation["validation_choices_redone"] = {"command": command, "at": now.isoformat(timespec="seconds"),
                                                "version_before": model.card.version}
     evaluation.update(split_size_fields(model.card.data, model_path, data_dir))
-    if model.card.data.get("weights_rounded"):  # the figures now describe the rounded weights this file holds
-        evaluation["weights_rounded"] = {**model.card.data["weights_rounded"], "measured_again": evaluation["version"]}
+    rounded = model.card.data.get("weights_rounded")
+    if isinstance(rounded, dict):  # the figures now describe the rounded weights this file holds, where all were redone
+        if model.task == config.TYPE_TASK or boxed:
+            evaluation["weights_rounded"] = {**rounded, "measured_again": evaluation["version"]}
+        else:
+            print("the Grad-CAM choice needs the FracAtlas fracture boxes in --data: the card still says its "
+                  "figures were measured before the weights were rounded", file=sys.stderr)
     card = update_card(model_path, evaluation)
     if card.get("compared_runs"):  # the shipped row quotes the card's own figures, which just changed
         from training.compare import summary

@@ -18,6 +18,7 @@ import hashlib
 import io
 import json
 import math
+import os
 import sys
 import zipfile
 from datetime import datetime, timezone
@@ -79,7 +80,8 @@ def with_weights_as(keras_bytes: bytes, dtype) -> bytes:
             data = old.read(member)
             if member.filename == WEIGHTS_MEMBER:
                 data = convert_weights(data, dtype)
-            new.writestr(member.filename, data, compress_type=zipfile.ZIP_DEFLATED)
+            # Each member keeps its own compression: Keras reads the weights stored, seeking about in them.
+            new.writestr(member.filename, data, compress_type=member.compress_type)
     return target.getvalue()
 
 
@@ -122,7 +124,7 @@ def read_listing(parts_dir: Path) -> dict:
         valid = (isinstance(listing, dict) and listing.get("model") in config.MODEL_FILES.values()
                  and isinstance(listing.get("packed_sha256"), str) and isinstance(listing.get("parts"), list)
                  and listing["parts"] and all(isinstance(part, list) and len(part) == 2 for part in listing["parts"]))
-    except json.JSONDecodeError:
+    except ValueError:  # not JSON, or not text
         valid = False
     if not valid:
         raise TransportError(f"{parts_dir / SHA_FILE} is not a parts list that training.transport pack wrote")
@@ -151,9 +153,13 @@ def unpack(parts_dir: Path, out_dir: Path) -> Path:
         if existing:
             raise TransportError(f"{existing[0]} exists already: unpack into a new folder")
         out_dir.mkdir(parents=True, exist_ok=True)
+        staged = {}  # all written before any is put in place: an interrupted unpack blocks no rerun
         for name in names:
             data = archive.read(name)
-            by_name[name].write_bytes(with_weights_as(data, np.float32) if by_name[name] == paths["model"] else data)
+            staged[name] = out_dir / f".{name}.writing"
+            staged[name].write_bytes(with_weights_as(data, np.float32) if by_name[name] == paths["model"] else data)
+        for name, path in staged.items():
+            os.replace(path, by_name[name])
     if paths["card"].is_file():
         now = datetime.now(timezone.utc).isoformat(timespec="seconds")
         update_card(paths["model"], {"sha256": sha256_of(paths["model"]), "weights_rounded": {
