@@ -45,6 +45,11 @@ def draw(rng: np.random.Generator, count: int, size: int) -> np.ndarray:
     return rows
 
 
+def drawer(size: int):
+    """`draw` for images of side `size`, as the feeds take it: (rng, count) → rows."""
+    return lambda rng, count: draw(rng, count, size)
+
+
 def unchanged(count: int, size: int) -> np.ndarray:
     """Rows that leave images as they are (for tests and checks)."""
     rows = np.zeros((count, COLUMNS), np.float32)

@@ -65,8 +65,7 @@ def batches_with_boxes(inputs, labels, masks, map_side: int, batch_size: int, tr
     from training import augment
     from training.pipeline import feed
 
-    channels, side = inputs.shape[-1], inputs.shape[1]
-    pool = inputs.shape[1] // map_side
+    channels, pool = inputs.shape[-1], inputs.shape[1] // map_side
     weight_of = None if class_weights is None else np.array(
         [class_weights[label] for label in sorted(class_weights)], np.float32)
 
@@ -79,5 +78,5 @@ def batches_with_boxes(inputs, labels, masks, map_side: int, batch_size: int, tr
         targets = {"logits": ops.cast(label, "float32")[:, None], "fracture_map": cells}
         return (images, targets) if weight_of is None else (images, targets, ops.take(weight_of, label))
 
-    draw = (lambda rng, count: augment.draw(rng, count, side)) if training else None
+    draw = augment.drawer(inputs.shape[1]) if training else None
     return feed((inputs, masks, labels.astype(np.int64)), batch_size, training, seed, to_model, draw)

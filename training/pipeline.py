@@ -169,12 +169,10 @@ def batches(inputs: np.ndarray, labels: np.ndarray, batch_size: int, training: b
     """Shuffled and augmented (training.augment) for training, plain for evaluation."""
     if not training:
         return feed((inputs, labels), batch_size, False, seed)
-    side = inputs.shape[1]
-
     def augmented(images, labels_, draws):
         return augment.apply(images, draws), labels_
 
-    return feed((inputs, labels), batch_size, True, seed, augmented, lambda rng, count: augment.draw(rng, count, side))
+    return feed((inputs, labels), batch_size, True, seed, augmented, augment.drawer(inputs.shape[1]))
 
 
 def class_weights(labels: np.ndarray, num_classes: int) -> dict[int, float]:
