@@ -226,7 +226,7 @@ def test_help_names_every_option(capsys):
     assert exit_info.value.code == 0
     text = capsys.readouterr().out
     for option in ("--task", "--data", "--arch", "--img-size", "--epochs", "--batch-size", "--weights", "--out", "--seed",
-                   "--map-loss-weight", "--weight-average", "--split", "--time-limit", "--float32"):
+                   "--map-loss-weight", "--weight-average", "--fine-tune-share", "--split", "--time-limit", "--float32"):
         assert option in text
 
 
@@ -391,6 +391,28 @@ def test_pretrained_run_trains_in_two_phases(tiny_models_dir, tmp_path):
     assert written["weights_init"] == str(donor_path)
     assert written["weights_init_sha256"] == sha256_of(donor_path)
     assert written["training"]["epochs_run"] == 2  # one frozen-backbone epoch, then one fine-tuning epoch
+    assert written["training"]["fine_tune_layer_share"] == 0.3
+
+
+@pytest.mark.parametrize("share", [0.3, 1.0])
+def test_fine_tune_share_sets_which_backbone_layers_learn(share):
+    import keras
+
+    from training.train import _set_trainable_top
+
+    backbone = keras.applications.MobileNetV2(input_shape=(TINY_SIZE, TINY_SIZE, 3), weights=None, include_top=False)
+    _set_trainable_top(backbone, share)
+    first = int(len(backbone.layers) * (1 - share))
+    for index, layer in enumerate(backbone.layers):
+        if layer.weights:
+            learns = index >= first and not isinstance(layer, keras.layers.BatchNormalization)
+            assert layer.trainable == learns, (index, layer.name)
+
+
+def test_a_fine_tune_share_outside_zero_to_one_is_a_usage_error(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        train(["--task", "type", "--data", str(tmp_path), "--fine-tune-share", "0"])
+    assert "--fine-tune-share in (0, 1]" in capsys.readouterr().err
 
 
 def test_an_interrupted_run_resumes_from_its_checkpoint(tmp_path, monkeypatch):

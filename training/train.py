@@ -30,7 +30,7 @@ log = logging.getLogger("training")
 LEARNING_RATE = 1e-3
 FINE_TUNE_LEARNING_RATE = 1e-4
 FROZEN_EPOCH_SHARE = 0.25  # with pretrained weights: this share of epochs trains the head alone
-FINE_TUNE_LAYER_SHARE = 0.30  # then the top 30% of the backbone's layers learn too
+FINE_TUNE_LAYER_SHARE = 0.30  # then the top 30% of the backbone's layers learn too (--fine-tune-share)
 EARLY_STOP_PATIENCE = 8
 ELAPSED_FILE = "elapsed_seconds.txt"  # in the checkpoint folder, so --resume knows the time already spent
 LR_PATIENCE = 3
@@ -74,6 +74,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--weight-average", type=float, default=0.0, metavar="MOMENTUM",
                         help="validate, checkpoint and ship an exponential moving average of the weights "
                              "(Polyak averaging) with this momentum per step, e.g. 0.99; 0 (default) for the raw weights")
+    parser.add_argument("--fine-tune-share", type=float, default=FINE_TUNE_LAYER_SHARE, metavar="SHARE",
+                        help="pretrained backbones only: the share of the backbone's layers, from the top, that learn "
+                             f"after the head-only epochs (default {FINE_TUNE_LAYER_SHARE}; 1 for all; batch norm "
+                             "stays frozen), e.g. 1 for a backbone pre-trained on X-rays rather than photographs")
     parser.add_argument("--time-limit", type=float, metavar="MINUTES",
                         help="finish the epoch under way once this many minutes have passed since the run "
                              "started (reading the images included), then evaluate and write as usual, which "
@@ -93,9 +97,11 @@ def parse_args(argv=None) -> argparse.Namespace:
         parser.error(f"--resume: no checkpoint (best.weights.h5) in {args.resume}")
     if args.epochs < 1 or args.batch_size < 1 or args.img_size < 32 or (
             args.learning_rate is not None and not args.learning_rate > 0) or args.map_loss_weight < 0 or not (
-            0 <= args.weight_average < 1) or (args.time_limit is not None and not args.time_limit > 0):
+            0 <= args.weight_average < 1) or (args.time_limit is not None and not args.time_limit > 0) or not (
+            0 < args.fine_tune_share <= 1):
         parser.error("--epochs, --batch-size and --learning-rate must be positive, --map-loss-weight not negative, "
-                     "--weight-average in [0, 1), --time-limit positive and --img-size at least 32")
+                     "--weight-average in [0, 1), --fine-tune-share in (0, 1], --time-limit positive and --img-size "
+                     "at least 32")
     return args
 
 
@@ -350,7 +356,7 @@ def fit(model, arrays, args, dataset, scratch: Path, strategy, started: float, m
     phases = [(args.epochs, learning_rate, None)]
     if pretrained:
         frozen = max(1, round(args.epochs * FROZEN_EPOCH_SHARE))
-        phases = [(frozen, learning_rate, 0.0), (args.epochs, FINE_TUNE_LEARNING_RATE, FINE_TUNE_LAYER_SHARE)]
+        phases = [(frozen, learning_rate, 0.0), (args.epochs, FINE_TUNE_LEARNING_RATE, args.fine_tune_share)]
     averaging = {"use_ema": True, "ema_momentum": args.weight_average} if args.weight_average else {}
     for epochs, learning_rate, trainable_share in phases:
         if epochs <= done:
@@ -497,6 +503,7 @@ def build_card(args, dataset, spec, split_report, loaded, evaluation, history, b
             "augmentation": augment.description(),
             **({"map_loss_weight": args.map_loss_weight} if args.arch == "custom_cnn_map" else {}),
             **({"weight_average_momentum": args.weight_average} if args.weight_average else {}),
+            **({"fine_tune_layer_share": args.fine_tune_share} if args.arch in architectures.BACKBONES and str(args.weights) != "none" else {}),
             **({"time_limit_minutes": args.time_limit} if args.time_limit else {}),
             "precision": args.precision,
             "keras_backend": keras.backend.backend(),
