@@ -217,14 +217,36 @@ def _intervals_caption(test: dict, spec) -> None:
         st.caption("95% intervals: " + " · ".join(parts))
 
 
+# Row keys training.compare may leave blank: (shown where a row predates the key, shown where it is None).
+# Augmentation: runs before the twelfth session trained with a chain of Keras layers and did not record it.
+# Pointing game: rows before the thirteenth session did not copy it; runs on JAX could not measure it.
+BLANK_ROW_FIELDS = {
+    "augmentation": ("not recorded", "not recorded"),
+    "val_pointing_game": ("not recorded", "not measured"),
+    "test_pointing_game": ("not recorded", "not measured"),
+    "weights_rounded_to": ("not recorded", "not rounded"),
+}
+
+
+def _spelled_out(row: dict, rows: list[dict]) -> dict:
+    """The row with its blanks said in words, for the fields some row of the table has (such a column is shown as
+    text, so its figures are rounded here)."""
+    shown = dict(row)
+    for key, (absent, none) in BLANK_ROW_FIELDS.items():
+        if any(key in other for other in rows) and shown.get(key) is None:
+            shown[key] = none if key in row else absent
+        elif isinstance(shown.get(key), float):
+            shown[key] = f"{shown[key]:.3f}"
+    return shown
+
+
 def render_compared_runs(rows) -> None:
     """Other runs tried for this task on the same split, as `python -m training.compare` recorded them."""
     if not rows:
         return
     st.markdown("#### Runs compared")
-    frame = pd.DataFrame(rows).drop(columns=["command", "hardware"], errors="ignore")
-    if "augmentation" in frame:  # runs before the twelfth session trained with a chain of Keras layers
-        frame["augmentation"] = frame["augmentation"].fillna("not recorded")
+    frame = pd.DataFrame([_spelled_out(row, rows) for row in rows]).drop(columns=["command", "hardware"],
+                                                                          errors="ignore")
     st.dataframe(frame, hide_index=True)
     st.caption("Each row's figures were measured by its own training run on this split. What ships was "
                "chosen by the validation column; the test columns are for reading, not for choosing.")

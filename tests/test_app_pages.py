@@ -182,6 +182,27 @@ def test_model_card_lists_the_runs_compared_without_their_commands():
     assert list(table["run"]) == ["shipped", "resnet50_domain"] and "command" not in table.columns
 
 
+def test_model_card_says_why_a_compared_run_has_no_figure():
+    def page():
+        from fracture_app.card_view import render_compared_runs
+
+        render_compared_runs([
+            {"run": "shipped", "val_auroc": 0.85, "augmentation": "one affine warp", "val_pointing_game": 0.37735849,
+             "weights_rounded_to": None},
+            {"run": "on_jax", "val_auroc": 0.81, "augmentation": "one affine warp", "val_pointing_game": None,
+             "weights_rounded_to": "float16"},
+            {"run": "older", "val_auroc": 0.80},
+        ])
+
+    at = AppTest.from_function(page).run()
+    assert_clean(at)
+    table = at.dataframe[0].value
+    assert list(table["val_pointing_game"]) == ["0.377", "not measured", "not recorded"]
+    assert list(table["augmentation"]) == ["one affine warp", "one affine warp", "not recorded"]
+    assert list(table["weights_rounded_to"]) == ["not rounded", "float16", "not recorded"]
+    assert "test_pointing_game" not in table.columns
+
+
 def card_page(card, directory):
     """One card on a page of its own (AppTest runs this function's source as the script)."""
     from fracture_app.card_view import render_card

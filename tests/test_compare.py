@@ -43,7 +43,29 @@ def test_runs_on_the_same_split_are_recorded_with_their_own_figures(tiny_models_
     assert rows[1]["architecture"] == other_card["architecture"] and rows[1]["input_size"] == TINY_SIZE
     assert rows[1]["weight_average"] == 0.99 and rows[0]["weight_average"] is None
     assert rows[0]["augmentation"] == "one affine warp" and rows[1]["augmentation"] is None
+    assert "val_pointing_game" not in rows[0]  # a type model has no fracture boxes to point at
     load_model(shipped["model"])  # the card still matches its model
+
+
+def test_binary_rows_carry_the_pointing_game_and_the_rounding(tiny_models_dir, tmp_path):
+    shipped = copy_models(tiny_models_dir, tmp_path / "shipped")
+    shipped_paths = artifact_paths(tmp_path / "shipped", config.BINARY_TASK)
+    other = artifact_paths(copy_models(tiny_models_dir, tmp_path / "jax_run")["card"].parent, config.BINARY_TASK)
+    shipped_card = json.loads(shipped_paths["card"].read_text())
+    shipped_card["gradcam"]["validation_hit_rates"][shipped_card["gradcam"]["layer"]] = 0.25
+    shipped_card["metrics"]["test"]["pointing_game"]["hit_rate"] = 0.5
+    shipped_paths["card"].write_text(json.dumps(shipped_card))
+    other_card = json.loads(other["card"].read_text())
+    other_card["gradcam"] = {"not_measured": "Grad-CAM runs on TensorFlow only"}  # as a run on JAX writes it
+    del other_card["metrics"]["test"]["pointing_game"]
+    other_card["weights_rounded"] = {"to": "float16", "by": "python -m training.transport"}
+    other["card"].write_text(json.dumps(other_card))
+
+    assert compare.main(["--model", str(shipped_paths["model"]), str(other["card"])]) == 0
+    shipped_row, other_row = json.loads(shipped_paths["card"].read_text())["compared_runs"]
+    assert (shipped_row["val_pointing_game"], shipped_row["test_pointing_game"]) == (0.25, 0.5)
+    assert other_row["val_pointing_game"] is None and other_row["test_pointing_game"] is None
+    assert shipped_row["weights_rounded_to"] is None and other_row["weights_rounded_to"] == "float16"
 
 
 def test_a_run_on_another_split_is_refused(tiny_models_dir, tmp_path, capsys):

@@ -47,7 +47,18 @@ def summary(card: dict, label: str) -> dict:
         "command": training["command"],
         f"val_{VALIDATION_SCORE[task]}": val[VALIDATION_SCORE[task]],
         **{f"test_{key}": test[key] for key in TEST_FIGURES[task]},
+        **(pointing_game(card) if task == config.BINARY_TASK else {}),
+        "weights_rounded_to": rounded.get("to") if isinstance(rounded := card.get("weights_rounded"), dict) else None,
     }
+
+
+def pointing_game(card: dict) -> dict:
+    """The Grad-CAM pointing game's hit rates on validation (the chosen layer's) and on test; None where the run did
+    not measure them (on JAX, until `training.evaluate --redo-validation-choices` does)."""
+    gradcam = card.get("gradcam") or {}
+    validation = (gradcam.get("validation_hit_rates") or {}).get(gradcam.get("layer"))
+    test = (card["metrics"]["test"].get("pointing_game") or {}).get("hit_rate")
+    return {"val_pointing_game": validation, "test_pointing_game": test}
 
 
 def compare(shipped: dict, others: dict[str, dict]) -> list[dict]:
