@@ -225,6 +225,7 @@ BLANK_ROW_FIELDS = {
     "val_pointing_game": ("not recorded", "not measured"),
     "test_pointing_game": ("not recorded", "not measured"),
     "weights_rounded_to": ("not recorded", "not rounded"),
+    "fine_tune_share": ("not recorded", "—"),
 }
 
 

@@ -31,6 +31,7 @@ def test_runs_on_the_same_split_are_recorded_with_their_own_figures(tiny_models_
     other_card = json.loads(other["card"].read_text())
     other_card["metrics"]["val"]["macro_f1"] = 0.123  # a different run measured something else
     other_card["training"]["weight_average_momentum"] = 0.99
+    other_card["weights_init"] = "runs/domain/fracture_binary.keras"
     del other_card["training"]["augmentation"]  # as in cards from before the twelfth session
     other["card"].write_text(json.dumps(other_card))
 
@@ -44,6 +45,8 @@ def test_runs_on_the_same_split_are_recorded_with_their_own_figures(tiny_models_
     assert rows[1]["weight_average"] == 0.99 and rows[0]["weight_average"] is None
     assert rows[0]["augmentation"] == "one affine warp" and rows[1]["augmentation"] is None
     assert "val_pointing_game" not in rows[0]  # a type model has no fracture boxes to point at
+    assert rows[0]["fine_tune_share"] is None  # no pretrained backbone
+    assert "fine_tune_share" not in rows[1]  # pretrained before cards recorded the share
     load_model(shipped["model"])  # the card still matches its model
 
 
@@ -52,12 +55,11 @@ def test_binary_rows_carry_the_pointing_game_and_the_rounding(tiny_models_dir, t
     shipped_paths = artifact_paths(tmp_path / "shipped", config.BINARY_TASK)
     other = artifact_paths(copy_models(tiny_models_dir, tmp_path / "jax_run")["card"].parent, config.BINARY_TASK)
     shipped_card = json.loads(shipped_paths["card"].read_text())
-    shipped_card["gradcam"]["validation_hit_rates"][shipped_card["gradcam"]["layer"]] = 0.25
+    shipped_card["gradcam"]["validation_hit_rates"] = {"another_layer": 0.75, shipped_card["gradcam"]["layer"]: 0.25}
     shipped_card["metrics"]["test"]["pointing_game"]["hit_rate"] = 0.5
     shipped_paths["card"].write_text(json.dumps(shipped_card))
     other_card = json.loads(other["card"].read_text())
-    other_card["gradcam"] = {"not_measured": "Grad-CAM runs on TensorFlow only"}  # as a run on JAX writes it
-    del other_card["metrics"]["test"]["pointing_game"]
+    del other_card["metrics"]["test"]["pointing_game"]  # measured again without the boxes: the layer choice is stale
     other_card["weights_rounded"] = {"to": "float16", "by": "python -m training.transport"}
     other["card"].write_text(json.dumps(other_card))
 

@@ -379,19 +379,27 @@ def test_an_offline_imagenet_run_is_recorded_and_trained_as_from_scratch(tmp_pat
     assert any("only on fractured images" in item for item in written["limitations"])
 
 
-def test_pretrained_run_trains_in_two_phases(tiny_models_dir, tmp_path):
+@pytest.mark.parametrize("share_option, share", [([], 0.3), (["--fine-tune-share", "1"], 1.0)])
+def test_pretrained_run_trains_in_two_phases(tiny_models_dir, tmp_path, monkeypatch, share_option, share):
     from conftest import BONE_BREAK_FIXTURES
 
+    import training.train as train_module
+
+    shares_set = []
+    set_trainable_top = train_module._set_trainable_top
+    monkeypatch.setattr(train_module, "_set_trainable_top",
+                        lambda backbone, share_: (shares_set.append(share_), set_trainable_top(backbone, share_)))
     donor_path = artifact_paths(tiny_models_dir, config.TYPE_TASK)["model"]
     out = tmp_path / "out"
     assert train(["--task", "type", "--data", str(BONE_BREAK_FIXTURES), "--arch", "mobilenetv2",
                   "--weights", str(donor_path), "--img-size", str(TINY_SIZE), "--epochs", "2",
-                  "--batch-size", "8", "--out", str(out), "--quiet"]) == 0
+                  "--batch-size", "8", "--out", str(out), "--quiet", *share_option]) == 0
     written = card(out, config.TYPE_TASK)
     assert written["weights_init"] == str(donor_path)
     assert written["weights_init_sha256"] == sha256_of(donor_path)
     assert written["training"]["epochs_run"] == 2  # one frozen-backbone epoch, then one fine-tuning epoch
-    assert written["training"]["fine_tune_layer_share"] == 0.3
+    assert shares_set == [0.0, share]
+    assert written["training"]["fine_tune_layer_share"] == share
 
 
 @pytest.mark.parametrize("share", [0.3, 1.0])
@@ -409,10 +417,18 @@ def test_fine_tune_share_sets_which_backbone_layers_learn(share):
             assert layer.trainable == learns, (index, layer.name)
 
 
-def test_a_fine_tune_share_outside_zero_to_one_is_a_usage_error(tmp_path, capsys):
+@pytest.mark.parametrize("share", ["0", "-0.1", "1.5"])
+def test_a_fine_tune_share_outside_zero_to_one_is_a_usage_error(tmp_path, capsys, share):
     with pytest.raises(SystemExit):
-        train(["--task", "type", "--data", str(tmp_path), "--fine-tune-share", "0"])
+        train(["--task", "type", "--data", str(tmp_path), "--fine-tune-share", share])
     assert "--fine-tune-share in (0, 1]" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("arguments", [["--arch", "custom_cnn"], ["--arch", "resnet50", "--weights", "none"]])
+def test_a_fine_tune_share_without_a_pretrained_backbone_is_a_usage_error(tmp_path, capsys, arguments):
+    with pytest.raises(SystemExit):
+        train(["--task", "type", "--data", str(tmp_path), "--fine-tune-share", "0.5", *arguments])
+    assert "--fine-tune-share applies to a pretrained backbone only" in capsys.readouterr().err
 
 
 def test_an_interrupted_run_resumes_from_its_checkpoint(tmp_path, monkeypatch):

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from fracture_app import config
 from fracture_app.models import artifact_paths, card_path_for
+from training.architectures import BACKBONES
 from training.card import update_card
 from training.datasets import read_manifest
 
@@ -48,16 +49,33 @@ def summary(card: dict, label: str) -> dict:
         f"val_{VALIDATION_SCORE[task]}": val[VALIDATION_SCORE[task]],
         **{f"test_{key}": test[key] for key in TEST_FIGURES[task]},
         **(pointing_game(card) if task == config.BINARY_TASK else {}),
-        "weights_rounded_to": rounded.get("to") if isinstance(rounded := card.get("weights_rounded"), dict) else None,
+        **fine_tune_share(card),
+        "weights_rounded_to": rounded_to(card),
     }
+
+
+def fine_tune_share(card: dict) -> dict:
+    """The share of a pretrained backbone's layers that learnt after the head-only epochs; None where there was no
+    pretrained backbone; left out for runs from before cards recorded it (they trained the top 30%)."""
+    share = card["training"].get("fine_tune_layer_share")
+    pretrained = card["architecture"] in BACKBONES and str(card["weights_init"]) != "none"
+    return {} if share is None and pretrained else {"fine_tune_share": share}
+
+
+def rounded_to(card: dict) -> str | None:
+    """The precision a run's weights were rounded to for the trip back from a GPU machine (training.transport)."""
+    rounded = card.get("weights_rounded")
+    return rounded.get("to") if isinstance(rounded, dict) else None
 
 
 def pointing_game(card: dict) -> dict:
     """The Grad-CAM pointing game's hit rates on validation (the chosen layer's) and on test; None where the run did
     not measure them (on JAX, until `training.evaluate --redo-validation-choices` does)."""
+    test = (card["metrics"]["test"].get("pointing_game") or {}).get("hit_rate")
+    if test is None:  # measured again without the boxes, a card keeps the earlier weights' layer choice: not theirs
+        return {"val_pointing_game": None, "test_pointing_game": None}
     gradcam = card.get("gradcam") or {}
     validation = (gradcam.get("validation_hit_rates") or {}).get(gradcam.get("layer"))
-    test = (card["metrics"]["test"].get("pointing_game") or {}).get("hit_rate")
     return {"val_pointing_game": validation, "test_pointing_game": test}
 
 

@@ -89,6 +89,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     args.arch = args.arch or config.DEFAULT_ARCHITECTURE[args.task]
     args.img_size = args.img_size or config.DEFAULT_IMG_SIZE[args.task]
     args.weights = args.weights or ("imagenet" if args.arch in architectures.BACKBONES else "none")
+    if args.fine_tune_share != FINE_TUNE_LAYER_SHARE and not trains_in_two_phases(args):
+        parser.error(f"--fine-tune-share applies to a pretrained backbone only ({', '.join(architectures.BACKBONES)} "
+                     "with --weights other than none)")
     if args.weights not in ("imagenet", "none") and not Path(args.weights).is_file():
         parser.error(f"--weights: no such file {args.weights}")
     if args.split and not args.split.is_file():
@@ -103,6 +106,13 @@ def parse_args(argv=None) -> argparse.Namespace:
                      "--weight-average in [0, 1), --fine-tune-share in (0, 1], --time-limit positive and --img-size "
                      "at least 32")
     return args
+
+
+def trains_in_two_phases(args) -> bool:
+    """A pretrained backbone first learns with its layers frozen, then with the top --fine-tune-share of them.
+
+    (args.weights becomes "none" where ImageNet weights could not be downloaded.)"""
+    return args.arch in architectures.BACKBONES and str(args.weights) != "none"
 
 
 def main(argv=None) -> int:
@@ -351,7 +361,7 @@ def fit(model, arrays, args, dataset, scratch: Path, strategy, started: float, m
     if deadline:
         callbacks.append(StopAt(deadline))
     backbone = architectures.find_backbone(model)
-    pretrained = backbone is not None and args.weights != "none"
+    pretrained = backbone is not None and trains_in_two_phases(args)
     learning_rate = args.learning_rate or LEARNING_RATE
     phases = [(args.epochs, learning_rate, None)]
     if pretrained:
@@ -503,7 +513,7 @@ def build_card(args, dataset, spec, split_report, loaded, evaluation, history, b
             "augmentation": augment.description(),
             **({"map_loss_weight": args.map_loss_weight} if args.arch == "custom_cnn_map" else {}),
             **({"weight_average_momentum": args.weight_average} if args.weight_average else {}),
-            **({"fine_tune_layer_share": args.fine_tune_share} if args.arch in architectures.BACKBONES and str(args.weights) != "none" else {}),
+            **({"fine_tune_layer_share": args.fine_tune_share} if trains_in_two_phases(args) else {}),
             **({"time_limit_minutes": args.time_limit} if args.time_limit else {}),
             "precision": args.precision,
             "keras_backend": keras.backend.backend(),
