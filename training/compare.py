@@ -16,9 +16,9 @@ from pathlib import Path
 
 from fracture_app import config
 from fracture_app.models import artifact_paths, card_path_for
-from training.architectures import BACKBONES
 from training.card import update_card
 from training.datasets import read_manifest
+from training.train import trains_in_two_phases
 
 VALIDATION_SCORE = {config.BINARY_TASK: "auroc", config.TYPE_TASK: "macro_f1"}
 TEST_FIGURES = {config.BINARY_TASK: ("auroc", "sensitivity", "specificity"),
@@ -58,7 +58,7 @@ def fine_tune_share(card: dict) -> dict:
     """The share of a pretrained backbone's layers that learnt after the head-only epochs; None where there was no
     pretrained backbone; left out for runs from before cards recorded it (they trained the top 30%)."""
     share = card["training"].get("fine_tune_layer_share")
-    pretrained = card["architecture"] in BACKBONES and str(card["weights_init"]) != "none"
+    pretrained = trains_in_two_phases(card["architecture"], card["weights_init"])
     return {} if share is None and pretrained else {"fine_tune_share": share}
 
 

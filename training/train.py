@@ -89,7 +89,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     args.arch = args.arch or config.DEFAULT_ARCHITECTURE[args.task]
     args.img_size = args.img_size or config.DEFAULT_IMG_SIZE[args.task]
     args.weights = args.weights or ("imagenet" if args.arch in architectures.BACKBONES else "none")
-    if args.fine_tune_share != FINE_TUNE_LAYER_SHARE and not trains_in_two_phases(args):
+    if args.fine_tune_share != FINE_TUNE_LAYER_SHARE and not trains_in_two_phases(args.arch, args.weights):
         parser.error(f"--fine-tune-share applies to a pretrained backbone only ({', '.join(architectures.BACKBONES)} "
                      "with --weights other than none)")
     if args.weights not in ("imagenet", "none") and not Path(args.weights).is_file():
@@ -108,11 +108,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
-def trains_in_two_phases(args) -> bool:
+def trains_in_two_phases(arch: str, weights) -> bool:
     """A pretrained backbone first learns with its layers frozen, then with the top --fine-tune-share of them.
 
-    (args.weights becomes "none" where ImageNet weights could not be downloaded.)"""
-    return args.arch in architectures.BACKBONES and str(args.weights) != "none"
+    (`weights`, as --weights or a card's weights_init, becomes "none" where ImageNet weights could not be downloaded.)"""
+    return arch in architectures.BACKBONES and str(weights) != "none"
 
 
 def main(argv=None) -> int:
@@ -361,7 +361,7 @@ def fit(model, arrays, args, dataset, scratch: Path, strategy, started: float, m
     if deadline:
         callbacks.append(StopAt(deadline))
     backbone = architectures.find_backbone(model)
-    pretrained = backbone is not None and trains_in_two_phases(args)
+    pretrained = backbone is not None and trains_in_two_phases(args.arch, args.weights)
     learning_rate = args.learning_rate or LEARNING_RATE
     phases = [(args.epochs, learning_rate, None)]
     if pretrained:
@@ -513,7 +513,7 @@ def build_card(args, dataset, spec, split_report, loaded, evaluation, history, b
             "augmentation": augment.description(),
             **({"map_loss_weight": args.map_loss_weight} if args.arch == "custom_cnn_map" else {}),
             **({"weight_average_momentum": args.weight_average} if args.weight_average else {}),
-            **({"fine_tune_layer_share": args.fine_tune_share} if trains_in_two_phases(args) else {}),
+            **({"fine_tune_layer_share": args.fine_tune_share} if trains_in_two_phases(args.arch, args.weights) else {}),
             **({"time_limit_minutes": args.time_limit} if args.time_limit else {}),
             "precision": args.precision,
             "keras_backend": keras.backend.backend(),
