@@ -219,9 +219,11 @@ def _intervals_caption(test: dict, spec) -> None:
 
 # Row keys training.compare may leave blank: (shown where a row predates the key, shown where it is None).
 # Augmentation: runs before the twelfth session trained with a chain of Keras layers and did not record it.
+# Learning-rate schedule: runs before the fourteenth session did not record it (they halved it on a plateau).
 # Pointing game: rows before the thirteenth session did not copy it; runs on JAX could not measure it.
 BLANK_ROW_FIELDS = {
     "augmentation": ("not recorded", "not recorded"),
+    "lr_schedule": ("not recorded", "not recorded"),
     "val_pointing_game": ("not recorded", "not measured"),
     "test_pointing_game": ("not recorded", "not measured"),
     "weights_rounded_to": ("not recorded", "not rounded"),

@@ -226,7 +226,8 @@ def test_help_names_every_option(capsys):
     assert exit_info.value.code == 0
     text = capsys.readouterr().out
     for option in ("--task", "--data", "--arch", "--img-size", "--epochs", "--batch-size", "--weights", "--out", "--seed",
-                   "--map-loss-weight", "--weight-average", "--fine-tune-share", "--split", "--time-limit", "--float32"):
+                   "--map-loss-weight", "--weight-average", "--fine-tune-share", "--split", "--lr-schedule", "--time-limit",
+                   "--float32"):
         assert option in text
 
 
@@ -307,6 +308,35 @@ def test_a_time_limit_ends_training_after_the_epoch_under_way(tmp_path):
     written = card(out, config.BINARY_TASK)
     assert written["training"]["epochs_run"] == 1
     assert written["training"]["time_limit_minutes"] == 0.00001
+
+
+@pytest.mark.parametrize("lr_schedule, epochs_run", [("plateau", 1), ("cosine", 3)])
+def test_a_cosine_schedule_lowers_the_rate_each_epoch_and_never_stops_early(tmp_path, monkeypatch, lr_schedule,
+                                                                              epochs_run):
+    import csv
+
+    import keras
+
+    from training.schedule import cosine_rate
+
+    class StopAtOnce(keras.callbacks.Callback):  # early stopping at its most eager
+        def __init__(self, **_):
+            super().__init__()
+
+        def on_epoch_end(self, epoch, logs=None):
+            self.model.stop_training = True
+
+    monkeypatch.setattr(keras.callbacks, "EarlyStopping", StopAtOnce)
+    out = tmp_path / "out"
+    assert train(["--task", "binary", "--data", str(FRACATLAS_FIXTURES), "--img-size", "32", "--epochs", "3",
+                  "--batch-size", "8", "--lr-schedule", lr_schedule, "--out", str(out), "--quiet"]) == 0
+    written = card(out, config.BINARY_TASK)
+    assert written["training"]["lr_schedule"] == lr_schedule
+    assert written["training"]["epochs_run"] == epochs_run
+    if lr_schedule == "cosine":
+        with artifact_paths(out, config.BINARY_TASK)["history"].open() as history:
+            rates = [float(row["learning_rate"]) for row in csv.DictReader(history)]
+        assert rates == pytest.approx([cosine_rate(1e-3, epoch / 3) for epoch in range(3)])
 
 
 def test_training_runs_on_jax_without_tensorflow_and_evaluate_adds_the_pointing_game(tmp_path):

@@ -42,6 +42,7 @@ def summary(card: dict, label: str) -> dict:
         "mirror_averaged": card["test_time_flip"]["used"] if "test_time_flip" in card else None,  # None: not tried
         "weight_average": training.get("weight_average_momentum"),  # None: the last step's weights
         "augmentation": training.get("augmentation", {}).get("method"),  # None: not recorded (before session 12)
+        "lr_schedule": training.get("lr_schedule"),  # None: not recorded (before session 14)
         "epochs_run": training["epochs_run"],
         "minutes": round(training["seconds"] / 60, 1) if training.get("seconds") is not None else None,
         "hardware": training["hardware"],

@@ -20,7 +20,7 @@ import numpy as np
 from fracture_app import config
 from fracture_app.models import artifact_paths, card_path_for
 from fracture_app.preprocess import PreprocessSpec
-from training import architectures, augment, datasets
+from training import architectures, augment, datasets, schedule
 from training.box_supervision import MAP_LOSS_WEIGHT
 from training.card import INTENDED_USE, gpu_names, hardware_description, limitations, target_report, write_atomically
 from training.validation_choices import evaluate_splits, validation_score
@@ -78,6 +78,10 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="pretrained backbones only: the share of the backbone's layers, from the top, that learn "
                              f"after the head-only epochs (default {FINE_TUNE_LAYER_SHARE}; 1 for all; batch norm "
                              "stays frozen), e.g. 1 for a backbone pre-trained on X-rays rather than photographs")
+    parser.add_argument("--lr-schedule", choices=schedule.SCHEDULES, default="plateau",
+                        help="plateau (default): halve the learning rate when validation stops improving and stop "
+                             "early when it stays flat; cosine: let it fall along a half cosine over --epochs (or "
+                             "over --time-limit, where that ends sooner), with no early stopping")
     parser.add_argument("--time-limit", type=float, metavar="MINUTES",
                         help="finish the epoch under way once this many minutes have passed since the run "
                              "started (reading the images included), then evaluate and write as usual, which "
@@ -297,7 +301,7 @@ def _targets(labels: np.ndarray, task: str, num_classes: int) -> np.ndarray:
 
 
 def fit(model, arrays, args, dataset, scratch: Path, strategy, started: float, masks=None):
-    """Adam, early stopping and best checkpoint on validation AUROC / macro-F1, LR reduction; two phases if pretrained.
+    """Adam, best checkpoint on validation AUROC / macro-F1, the --lr-schedule; two phases if pretrained.
 
     With `masks`, the model's fracture map learns from the fracture boxes beside the answer
     (training.box_supervision); the checkpoint and the returned model are the classifier alone.
@@ -348,11 +352,14 @@ def fit(model, arrays, args, dataset, scratch: Path, strategy, started: float, m
         model.load_weights(checkpoint)
         log.info("resuming after %d epochs from %s", done, checkpoint)
     best_so_far = max((v for v in history.get(monitor, []) if np.isfinite(v)), default=None)
+    plateau = [
+        keras.callbacks.EarlyStopping(monitor=monitor, mode="max", patience=EARLY_STOP_PATIENCE),
+        keras.callbacks.ReduceLROnPlateau(monitor=monitor, mode="max", factor=0.5, patience=LR_PATIENCE, min_lr=1e-6),
+    ] if args.lr_schedule == "plateau" else []
     callbacks = [
         ValidationScore(),
         SaveBest(best_so_far),
-        keras.callbacks.EarlyStopping(monitor=monitor, mode="max", patience=EARLY_STOP_PATIENCE),
-        keras.callbacks.ReduceLROnPlateau(monitor=monitor, mode="max", factor=0.5, patience=LR_PATIENCE, min_lr=1e-6),
+        *plateau,
         keras.callbacks.TerminateOnNaN(),
         keras.callbacks.CSVLogger(scratch / "history.csv", append=done > 0),
         keras.callbacks.LambdaCallback(on_epoch_end=lambda *_: _record_seconds(scratch, started)),
@@ -368,7 +375,9 @@ def fit(model, arrays, args, dataset, scratch: Path, strategy, started: float, m
         frozen = max(1, round(args.epochs * FROZEN_EPOCH_SHARE))
         phases = [(frozen, learning_rate, 0.0), (args.epochs, FINE_TUNE_LEARNING_RATE, args.fine_tune_share)]
     averaging = {"use_ema": True, "ema_momentum": args.weight_average} if args.weight_average else {}
+    previous_end = 0
     for epochs, learning_rate, trainable_share in phases:
+        first_epoch, previous_end = previous_end, epochs
         if epochs <= done:
             continue
         if deadline and done and time.time() >= deadline:  # at least one epoch runs
@@ -380,8 +389,10 @@ def fit(model, arrays, args, dataset, scratch: Path, strategy, started: float, m
             trained.compile(optimizer=keras.optimizers.Adam(learning_rate, **averaging), **losses)
         # First, so that the validation score, the checkpoint and early stopping all see the averaged weights.
         swap = [keras.callbacks.SwapEMAWeights(swap_on_epoch=True)] if averaging else []
+        rates = ([schedule.cosine_decay(learning_rate, first_epoch, epochs, deadline)]
+                 if args.lr_schedule == "cosine" else [])
         result = trained.fit(train_data, validation_data=val_data, epochs=epochs, initial_epoch=done,
-                             class_weight=class_weight, callbacks=swap + callbacks, shuffle=False,  # batches() shuffles
+                             class_weight=class_weight, callbacks=swap + rates + callbacks, shuffle=False,  # batches() shuffles
                              verbose=2 if args.quiet else 1)
         for key, values in result.history.items():
             history.setdefault(key, []).extend(float(v) for v in values)
@@ -511,6 +522,7 @@ def build_card(args, dataset, spec, split_report, loaded, evaluation, history, b
             "command": "python -m training.train " + " ".join(sys.argv[1:]),
             "resumed_from_checkpoint": bool(args.resume),
             "augmentation": augment.description(),
+            "lr_schedule": args.lr_schedule,
             **({"map_loss_weight": args.map_loss_weight} if args.arch == "custom_cnn_map" else {}),
             **({"weight_average_momentum": args.weight_average} if args.weight_average else {}),
             **({"fine_tune_layer_share": args.fine_tune_share} if trains_in_two_phases(args.arch, args.weights) else {}),
