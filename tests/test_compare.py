@@ -111,6 +111,7 @@ def test_the_card_shipped_before_keeps_its_own_row_and_the_runs_it_had_compared(
     gone = {**compare.summary(earlier_card, "run_whose_folder_is_gone"), "val_macro_f1": 0.2, "shipped": False}
     earlier_card["compared_runs"] = [{"run": "shipped", "val_macro_f1": 0.321, "shipped": True}, gone,
                                      {"run": "new_run", "val_macro_f1": 0.9, "shipped": False}]
+    earlier_card[compare.EARLIER_SPLIT_ROWS] = [{"run": "on_a_split_since_corrected", "val_macro_f1": 0.257}]
     earlier["card"].write_text(json.dumps(earlier_card))
 
     assert compare.main(["--model", str(shipped["model"]), "--earlier", str(earlier["card"]), str(other["card"])]) == 0
@@ -119,6 +120,8 @@ def test_the_card_shipped_before_keeps_its_own_row_and_the_runs_it_had_compared(
     assert [row["shipped"] for row in rows] == [True, False, False, False]
     assert rows[2]["val_macro_f1"] == 0.321 and rows[3] == gone
     assert rows[1]["val_macro_f1"] != 0.9, "a run named again is measured from its own card, not the old row"
+    kept = json.loads(shipped["card"].read_text())[compare.EARLIER_SPLIT_ROWS]
+    assert kept == earlier_card[compare.EARLIER_SPLIT_ROWS]
 
 
 def test_an_earlier_card_on_another_split_is_refused(tiny_models_dir, tmp_path, capsys):

@@ -25,6 +25,8 @@ TEST_FIGURES = {config.BINARY_TASK: ("auroc", "sensitivity", "specificity"),
                 config.TYPE_TASK: ("top1", "top3", "macro_f1")}
 SAME_SPLIT_KEYS = ("source", "images", "split_seed", "split_sizes")
 EARLIER_LABEL = "shipped before"
+# Comparisons on a split no longer in use: not comparable with compared_runs, kept as the earlier card had them.
+EARLIER_SPLIT_ROWS = "compared_runs_earlier_split"
 
 
 class NotComparable(ValueError):
@@ -145,7 +147,8 @@ def main(argv=None) -> int:
     except (OSError, ValueError, KeyError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    update_card(args.model, {"compared_runs": rows})
+    kept = {EARLIER_SPLIT_ROWS: earlier[EARLIER_SPLIT_ROWS]} if earlier and EARLIER_SPLIT_ROWS in earlier else {}
+    update_card(args.model, {"compared_runs": rows, **kept})
     score = f"val_{VALIDATION_SCORE[shipped['task']]}"
     run_width = max(len(row["run"]) for row in rows) + 2
     for row in rows:
