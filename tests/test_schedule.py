@@ -19,17 +19,17 @@ def test_the_rate_falls_from_its_peak_to_a_hundredth_of_it():
 
 
 def run_phase(callback, epochs):
-    """The rates the callback sets at the start of each of `epochs`, and writes into each epoch's logs."""
-    model = SimpleNamespace(optimizer=SimpleNamespace(learning_rate=None))
-    callback.set_model(model)
+    """The rates the callback logs for each of `epochs`: those it set in a real optimizer."""
+    import keras
+
+    callback.set_model(SimpleNamespace(optimizer=keras.optimizers.Adam(learning_rate=0.5)))
     callback.on_train_begin()
     rates = []
     for epoch in epochs:
         callback.on_epoch_begin(epoch)
-        logs = {}
+        logs = {"loss": 1.0}
         callback.on_epoch_end(epoch, logs)
-        assert logs["learning_rate"] == model.optimizer.learning_rate
-        rates.append(model.optimizer.learning_rate)
+        rates.append(logs["learning_rate"])
     return rates
 
 
@@ -50,3 +50,10 @@ def test_epochs_set_the_pace_where_they_run_out_before_the_deadline():
     readings = iter([0.0, 0.0, 1.0])
     callback = cosine_decay(PEAK, first_epoch=0, end_epoch=2, deadline=1000.0, clock=readings.__next__)
     assert run_phase(callback, range(2)) == pytest.approx([PEAK, cosine_rate(PEAK, 0.5)])
+
+
+def test_a_deadline_already_past_at_the_phase_start_leaves_the_pace_to_the_epochs():
+    """Training runs a phase's first epoch even when the time limit went on reading the images: at full rate."""
+    clock = iter([500.0]).__next__  # the phase starts after its deadline: no other reading
+    callback = cosine_decay(PEAK, first_epoch=0, end_epoch=4, deadline=200.0, clock=clock)
+    assert run_phase(callback, range(2)) == pytest.approx([PEAK, cosine_rate(PEAK, 0.25)])

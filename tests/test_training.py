@@ -310,33 +310,70 @@ def test_a_time_limit_ends_training_after_the_epoch_under_way(tmp_path):
     assert written["training"]["time_limit_minutes"] == 0.00001
 
 
-@pytest.mark.parametrize("lr_schedule, epochs_run", [("plateau", 1), ("cosine", 3)])
-def test_a_cosine_schedule_lowers_the_rate_each_epoch_and_never_stops_early(tmp_path, monkeypatch, lr_schedule,
-                                                                              epochs_run):
+def logged_rates(models_dir, task):
     import csv
 
+    with artifact_paths(models_dir, task)["history"].open() as history:
+        return [float(row["learning_rate"]) for row in csv.DictReader(history)]
+
+
+@pytest.mark.parametrize("lr_schedule, epochs_run", [("plateau", 1), ("cosine", 3)])
+def test_only_the_plateau_schedule_stops_early_and_the_cosine_one_lowers_the_rate_each_epoch(
+        tmp_path, monkeypatch, lr_schedule, epochs_run):
     import keras
 
+    import training.train as train_module
     from training.schedule import cosine_rate
+
+    made = []
 
     class StopAtOnce(keras.callbacks.Callback):  # early stopping at its most eager
         def __init__(self, **_):
             super().__init__()
+            made.append("early stopping")
 
         def on_epoch_end(self, epoch, logs=None):
             self.model.stop_training = True
 
+    class HalveNever(keras.callbacks.Callback):
+        def __init__(self, **_):
+            super().__init__()
+            made.append("halving on a plateau")
+
+    deadlines = []
+    cosine_decay = train_module.schedule.cosine_decay
+    monkeypatch.setattr(train_module.schedule, "cosine_decay",
+                        lambda *arguments: (deadlines.append(arguments[-1]), cosine_decay(*arguments))[1])
     monkeypatch.setattr(keras.callbacks, "EarlyStopping", StopAtOnce)
+    monkeypatch.setattr(keras.callbacks, "ReduceLROnPlateau", HalveNever)
     out = tmp_path / "out"
     assert train(["--task", "binary", "--data", str(FRACATLAS_FIXTURES), "--img-size", "32", "--epochs", "3",
-                  "--batch-size", "8", "--lr-schedule", lr_schedule, "--out", str(out), "--quiet"]) == 0
+                  "--batch-size", "8", "--lr-schedule", lr_schedule, "--time-limit", "600", "--out", str(out),
+                  "--quiet"]) == 0
     written = card(out, config.BINARY_TASK)
     assert written["training"]["lr_schedule"] == lr_schedule
     assert written["training"]["epochs_run"] == epochs_run
-    if lr_schedule == "cosine":
-        with artifact_paths(out, config.BINARY_TASK)["history"].open() as history:
-            rates = [float(row["learning_rate"]) for row in csv.DictReader(history)]
-        assert rates == pytest.approx([cosine_rate(1e-3, epoch / 3) for epoch in range(3)])
+    if lr_schedule == "plateau":
+        assert made == ["early stopping", "halving on a plateau"] and not deadlines
+    else:
+        assert not made and len(deadlines) == 1 and deadlines[0] is not None  # the time limit paces it too
+        assert logged_rates(out, config.BINARY_TASK) == pytest.approx([cosine_rate(1e-3, epoch / 3)
+                                                                       for epoch in range(3)], rel=1e-6)
+
+
+def test_a_pretrained_run_logs_both_phases_and_each_falls_from_its_own_rate(tiny_models_dir, tmp_path):
+    from conftest import BONE_BREAK_FIXTURES
+
+    from training.schedule import cosine_rate
+
+    donor_path = artifact_paths(tiny_models_dir, config.TYPE_TASK)["model"]
+    out = tmp_path / "out"
+    assert train(["--task", "type", "--data", str(BONE_BREAK_FIXTURES), "--arch", "mobilenetv2",
+                  "--weights", str(donor_path), "--img-size", str(TINY_SIZE), "--epochs", "4", "--batch-size", "8",
+                  "--lr-schedule", "cosine", "--out", str(out), "--quiet"]) == 0
+    # One head-only epoch at 1e-3, then three fine-tuning epochs falling from 1e-4.
+    assert logged_rates(out, config.TYPE_TASK) == pytest.approx(
+        [1e-3, 1e-4, cosine_rate(1e-4, 1 / 3), cosine_rate(1e-4, 2 / 3)], rel=1e-6)
 
 
 def test_training_runs_on_jax_without_tensorflow_and_evaluate_adds_the_pointing_game(tmp_path):

@@ -21,29 +21,26 @@ def cosine_rate(peak: float, progress: float) -> float:
 
 
 def cosine_decay(peak: float, first_epoch: int, end_epoch: int, deadline: float | None = None, clock=time.time):
-    """A Keras callback that sets the rate at the start of each epoch from `first_epoch` (the phase's first) until
-    `end_epoch`, by the share of the phase's epochs done or, with `deadline` (a clock() value), the share of its time
-    spent, whichever is larger; it writes the rate into the epoch's logs."""
+    """A Keras callback that, at the start of each epoch of the phase from `first_epoch` to `end_epoch`, sets the
+    rate by the share of the phase's epochs done or, with `deadline` (a clock() value), the share of its time spent,
+    whichever is larger; like Keras' LearningRateScheduler, which it extends, it logs the rate the optimizer holds."""
     import keras
 
-    class CosineDecay(keras.callbacks.Callback):
+    class CosineByEpochsOrTime(keras.callbacks.LearningRateScheduler):
+        def __init__(self):
+            super().__init__(self.rate_at)
+
         def on_train_begin(self, logs=None):
             self.phase_started = clock()
 
+        def rate_at(self, epoch: int, _current_rate: float) -> float:
+            return cosine_rate(peak, self.progress(epoch))
+
         def progress(self, epoch: int) -> float:
             by_epochs = (epoch - first_epoch) / max(1, end_epoch - first_epoch)
-            if deadline is None:
+            time_left = deadline - self.phase_started if deadline is not None else 0
+            if time_left <= 0:  # no limit, or one already spent: the epoch the phase still runs learns at full rate
                 return by_epochs
-            span = deadline - self.phase_started
-            by_time = (clock() - self.phase_started) / span if span > 0 else 1.0
-            return max(by_epochs, by_time)
+            return max(by_epochs, (clock() - self.phase_started) / time_left)
 
-        def on_epoch_begin(self, epoch, logs=None):
-            self.rate = cosine_rate(peak, self.progress(epoch))
-            self.model.optimizer.learning_rate = self.rate
-
-        def on_epoch_end(self, epoch, logs=None):
-            if logs is not None:
-                logs["learning_rate"] = self.rate
-
-    return CosineDecay()
+    return CosineByEpochsOrTime()

@@ -80,8 +80,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                              "stays frozen), e.g. 1 for a backbone pre-trained on X-rays rather than photographs")
     parser.add_argument("--lr-schedule", choices=schedule.SCHEDULES, default="plateau",
                         help="plateau (default): halve the learning rate when validation stops improving and stop "
-                             "early when it stays flat; cosine: let it fall along a half cosine over --epochs (or "
-                             "over --time-limit, where that ends sooner), with no early stopping")
+                             "early when it stays flat; cosine: let it fall along a half cosine to a hundredth of its "
+                             "start over --epochs (or over --time-limit, where that ends sooner), with no early "
+                             "stopping; with a pretrained backbone, over each phase from that phase's own rate")
     parser.add_argument("--time-limit", type=float, metavar="MINUTES",
                         help="finish the epoch under way once this many minutes have passed since the run "
                              "started (reading the images included), then evaluate and write as usual, which "
@@ -361,7 +362,6 @@ def fit(model, arrays, args, dataset, scratch: Path, strategy, started: float, m
         SaveBest(best_so_far),
         *plateau,
         keras.callbacks.TerminateOnNaN(),
-        keras.callbacks.CSVLogger(scratch / "history.csv", append=done > 0),
         keras.callbacks.LambdaCallback(on_epoch_end=lambda *_: _record_seconds(scratch, started)),
     ]
     deadline = started + 60 * args.time_limit if args.time_limit else None
@@ -375,9 +375,7 @@ def fit(model, arrays, args, dataset, scratch: Path, strategy, started: float, m
         frozen = max(1, round(args.epochs * FROZEN_EPOCH_SHARE))
         phases = [(frozen, learning_rate, 0.0), (args.epochs, FINE_TUNE_LEARNING_RATE, args.fine_tune_share)]
     averaging = {"use_ema": True, "ema_momentum": args.weight_average} if args.weight_average else {}
-    previous_end = 0
-    for epochs, learning_rate, trainable_share in phases:
-        first_epoch, previous_end = previous_end, epochs
+    for (epochs, learning_rate, trainable_share), first_epoch in zip(phases, [0] + [end for end, *_ in phases]):
         if epochs <= done:
             continue
         if deadline and done and time.time() >= deadline:  # at least one epoch runs
@@ -389,10 +387,13 @@ def fit(model, arrays, args, dataset, scratch: Path, strategy, started: float, m
             trained.compile(optimizer=keras.optimizers.Adam(learning_rate, **averaging), **losses)
         # First, so that the validation score, the checkpoint and early stopping all see the averaged weights.
         swap = [keras.callbacks.SwapEMAWeights(swap_on_epoch=True)] if averaging else []
-        rates = ([schedule.cosine_decay(learning_rate, first_epoch, epochs, deadline)]
-                 if args.lr_schedule == "cosine" else [])
+        cosine = ([schedule.cosine_decay(learning_rate, first_epoch, epochs, deadline)]
+                  if args.lr_schedule == "cosine" else [])
+        # Made anew for each phase: a logger that began a fresh file would empty it again when the next phase begins.
+        log_epochs = keras.callbacks.CSVLogger(scratch / "history.csv", append=done > 0)
         result = trained.fit(train_data, validation_data=val_data, epochs=epochs, initial_epoch=done,
-                             class_weight=class_weight, callbacks=swap + rates + callbacks, shuffle=False,  # batches() shuffles
+                             class_weight=class_weight, callbacks=swap + cosine + callbacks + [log_epochs],
+                             shuffle=False,  # batches() shuffles
                              verbose=2 if args.quiet else 1)
         for key, values in result.history.items():
             history.setdefault(key, []).extend(float(v) for v in values)
