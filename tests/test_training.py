@@ -311,10 +311,9 @@ def test_a_time_limit_ends_training_after_the_epoch_under_way(tmp_path):
 
 
 def logged_rates(models_dir, task):
-    import csv
+    from training.train import read_history
 
-    with artifact_paths(models_dir, task)["history"].open() as history:
-        return [float(row["learning_rate"]) for row in csv.DictReader(history)]
+    return read_history(artifact_paths(models_dir, task)["history"])["learning_rate"]
 
 
 @pytest.mark.parametrize("lr_schedule, epochs_run", [("plateau", 1), ("cosine", 3)])
