@@ -85,3 +85,20 @@ def test_a_dicom_file_is_copied_as_a_smaller_picture_under_its_own_name(tmp_path
     assert shrink.main(["--data", str(tmp_path / "data"), "--size", "64", "--out", str(tmp_path / "out")]) == 0
     copied = read_image(tmp_path / "out" / "scan.dcm")
     assert copied.pixels.shape == (38, 64) and copied.format == "PNG"
+
+
+def test_a_lower_jpeg_quality_makes_a_smaller_copy_that_still_stays_close(shrunk, tmp_path):
+    rougher = tmp_path / "rougher"
+    assert shrink.main(["--data", str(FRACATLAS_FIXTURES), "--size", str(SIZE), "--out", str(rougher),
+                        "--jpeg-quality", "60"]) == 0
+    images = sorted(path.relative_to(shrunk) for path in (shrunk / "images").rglob("*.jpg"))
+    assert sum((rougher / name).stat().st_size for name in images) < sum((shrunk / name).stat().st_size for name in images)
+    for name in images:
+        difference = np.abs(read_image(rougher / name).pixels - read_image(shrunk / name).pixels)
+        assert 0 < difference.mean() < 4 * JPEG_ROUNDING, name
+
+
+def test_a_jpeg_quality_out_of_range_is_refused(tmp_path):
+    with pytest.raises(SystemExit):
+        shrink.main(["--data", str(FRACATLAS_FIXTURES), "--size", "64", "--out", str(tmp_path / "out"),
+                     "--jpeg-quality", "0"])

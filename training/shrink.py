@@ -30,7 +30,7 @@ from training.pipeline import DECODE_WORKERS
 JPEG_QUALITY = 95  # high enough that the copy's rounding stays well below the augmentation's noise
 
 
-def shrink_image(source: Path, target: Path, size: int) -> str | None:
+def shrink_image(source: Path, target: Path, size: int, jpeg_quality: int = JPEG_QUALITY) -> str | None:
     """Write `source` scaled down to `target` in the same format; the reader's refusal, if it refuses."""
     try:
         pixels = read_image(source).pixels
@@ -43,7 +43,7 @@ def shrink_image(source: Path, target: Path, size: int) -> str | None:
     target.parent.mkdir(parents=True, exist_ok=True)
     suffix = source.suffix.lower()
     if suffix in (".jpg", ".jpeg"):
-        picture.save(target, quality=JPEG_QUALITY)
+        picture.save(target, quality=jpeg_quality)
     elif suffix in (".dcm", ".dicom"):
         picture.save(target, format="PNG")  # Pillow writes no DICOM; the reader goes by content, not by name
     else:
@@ -51,7 +51,7 @@ def shrink_image(source: Path, target: Path, size: int) -> str | None:
     return None
 
 
-def shrink_data_set(root: Path, out: Path, size: int) -> list[tuple[Path, str]]:
+def shrink_data_set(root: Path, out: Path, size: int, jpeg_quality: int = JPEG_QUALITY) -> list[tuple[Path, str]]:
     """Copy `root` to `out`, images scaled down; returns the images left out, with the reason."""
     files = sorted(path for path in root.rglob("*") if path.is_file())
     images = [path for path in files if path.suffix.lower() in IMAGE_SUFFIXES]
@@ -60,7 +60,7 @@ def shrink_data_set(root: Path, out: Path, size: int) -> list[tuple[Path, str]]:
             (out / path.relative_to(root)).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(path, out / path.relative_to(root))
     with ThreadPoolExecutor(DECODE_WORKERS) as pool:
-        refusals = pool.map(lambda path: shrink_image(path, out / path.relative_to(root), size), images)
+        refusals = pool.map(lambda path: shrink_image(path, out / path.relative_to(root), size, jpeg_quality), images)
         return [(path, reason) for path, reason in zip(images, refusals) if reason]
 
 
@@ -70,14 +70,19 @@ def main(argv=None) -> int:
     parser.add_argument("--size", type=int, required=True, help="longest side of the copies, in pixels: "
                         "the --img-size the copy will train at")
     parser.add_argument("--out", type=Path, required=True, help="a new folder for the copy")
+    parser.add_argument("--jpeg-quality", type=int, default=JPEG_QUALITY, metavar="Q",
+                        help=f"JPEG quality of the copies, 1-95 (default {JPEG_QUALITY}); lower makes a smaller "
+                        "copy, e.g. 85 to fit a 384-px FracAtlas under an upload limit, at the cost of more rounding")
     args = parser.parse_args(argv)
     if args.size < MIN_IMAGE_SIDE:
         parser.error(f"--size must be at least {MIN_IMAGE_SIDE}")
+    if not 1 <= args.jpeg_quality <= 95:
+        parser.error("--jpeg-quality must be between 1 and 95")
     if not args.data.is_dir():
         parser.error(f"--data: no such folder {args.data}")
     if args.out.exists() and any(args.out.iterdir()):
         parser.error(f"--out: {args.out} is not empty")
-    left_out = shrink_data_set(args.data, args.out, args.size)
+    left_out = shrink_data_set(args.data, args.out, args.size, args.jpeg_quality)
     for path, reason in left_out:
         print(f"left out {path}: {reason}", file=sys.stderr)
     print(f"copied {args.data} to {args.out} at {args.size} px ({len(left_out)} unreadable images left out)")
