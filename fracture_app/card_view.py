@@ -221,6 +221,7 @@ def _intervals_caption(test: dict, spec) -> None:
 # Augmentation: runs before the twelfth session trained with a chain of Keras layers and did not record it.
 # Learning-rate schedule: runs before the fourteenth session did not record it (they halved it on a plateau).
 # Pointing game: rows before the thirteenth session did not copy it; runs on JAX could not measure it.
+# Start model's digest: rows before the fifteenth session did not copy it; a start with no file of ours has none.
 BLANK_ROW_FIELDS = {
     "augmentation": ("not recorded", "not recorded"),
     "lr_schedule": ("not recorded", "not recorded"),
@@ -228,6 +229,7 @@ BLANK_ROW_FIELDS = {
     "test_pointing_game": ("not recorded", "not measured"),
     "weights_rounded_to": ("not recorded", "not rounded"),
     "fine_tune_share": ("not recorded", "—"),
+    "weights_init_sha256": ("not recorded", "—"),
 }
 
 

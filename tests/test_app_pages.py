@@ -190,7 +190,7 @@ def test_model_card_says_why_a_compared_run_has_no_figure():
             {"run": "shipped", "val_auroc": 0.85, "augmentation": "one affine warp", "val_pointing_game": 0.37735849,
              "weights_rounded_to": None},
             {"run": "on_jax", "val_auroc": 0.81, "augmentation": "one affine warp", "val_pointing_game": None,
-             "weights_rounded_to": "float16", "lr_schedule": "cosine"},
+             "weights_rounded_to": "float16", "lr_schedule": "cosine", "weights_init_sha256": None},
             {"run": "older", "val_auroc": 0.80},
         ])
 
@@ -201,6 +201,7 @@ def test_model_card_says_why_a_compared_run_has_no_figure():
     assert list(table["augmentation"]) == ["one affine warp", "one affine warp", "not recorded"]
     assert list(table["weights_rounded_to"]) == ["not rounded", "float16", "not recorded"]
     assert list(table["lr_schedule"]) == ["not recorded", "cosine", "not recorded"]
+    assert list(table["weights_init_sha256"]) == ["not recorded", "—", "not recorded"]
     assert "test_pointing_game" not in table.columns
 
 

@@ -32,6 +32,7 @@ def test_runs_on_the_same_split_are_recorded_with_their_own_figures(tiny_models_
     other_card["metrics"]["val"]["macro_f1"] = 0.123  # a different run measured something else
     other_card["training"]["weight_average_momentum"] = 0.99
     other_card["weights_init"] = "runs/domain/fracture_binary.keras"
+    other_card["weights_init_sha256"] = "ab" * 32
     del other_card["training"]["augmentation"]  # as in cards from before the twelfth session
     del other_card["training"]["lr_schedule"]  # as in cards from before the fourteenth session
     other["card"].write_text(json.dumps(other_card))
@@ -46,6 +47,7 @@ def test_runs_on_the_same_split_are_recorded_with_their_own_figures(tiny_models_
     assert rows[1]["weight_average"] == 0.99 and rows[0]["weight_average"] is None
     assert rows[0]["augmentation"] == "one affine warp" and rows[1]["augmentation"] is None
     assert rows[0]["lr_schedule"] == "plateau" and rows[1]["lr_schedule"] is None
+    assert rows[1]["weights_init_sha256"] == "ab" * 32 and rows[0]["weights_init_sha256"] is None  # from scratch
     assert "val_pointing_game" not in rows[0]  # a type model has no fracture boxes to point at
     assert rows[0]["fine_tune_share"] is None  # no pretrained backbone
     assert "fine_tune_share" not in rows[1]  # pretrained before cards recorded the share

@@ -40,6 +40,8 @@ def summary(card: dict, label: str) -> dict:
         "run": label,
         "architecture": card["architecture"],
         "weights_init": card["weights_init"],
+        # The same path names a different model after each release; only the digest says which one it was.
+        "weights_init_sha256": card.get("weights_init_sha256"),
         "input_size": card["preprocessing"]["size"],
         "mirror_averaged": card["test_time_flip"]["used"] if "test_time_flip" in card else None,  # None: not tried
         "weight_average": training.get("weight_average_momentum"),  # None: the last step's weights
