@@ -117,9 +117,13 @@ def shot(page, name: str) -> Path:
     return path
 
 
-def images_loaded(page) -> int:
-    return page.evaluate("""() => [...document.querySelectorAll('[data-testid="stImage"] img')]
-                              .filter(img => img.complete && img.naturalWidth > 0).length""")
+def wait_for_images(page, count: int) -> None:
+    """Wait until `count` images have arrived and decoded: the browser fetches each from the media endpoint
+    after the script run ends, so on a busy machine they can come a while after the page has settled."""
+    page.wait_for_function(
+        """count => [...document.querySelectorAll('[data-testid="stImage"] img')]
+                      .filter(img => img.complete && img.naturalWidth > 0).length >= count""",
+        arg=count, timeout=RUN_TIMEOUT_MS)
 
 
 def test_upload_diagnose_and_visit_every_page(server, browser_page, fractured_xray_path, tmp_path):
@@ -191,7 +195,7 @@ def test_upload_diagnose_and_visit_every_page(server, browser_page, fractured_xr
         shot(page, f"04_{link.lower().replace(' ', '_')}")
         if link == "Samples":
             expect(page.locator('[data-testid="stMetric"]').filter(has_text="Ground truth")).to_be_visible()
-            assert images_loaded(page) >= 2
+            wait_for_images(page, 2)
         if link == "Teaching mode":
             main.get_by_text("Not fractured", exact=True).click()
             page.get_by_role("button", name="Commit my reading").click()
