@@ -155,8 +155,7 @@ def test_upload_diagnose_and_visit_every_page(server, browser_page, fractured_xr
     probability = page.locator('[data-testid="stMetric"]').filter(has_text="Fracture probability")
     expect(probability.locator('[data-testid="stMetricValue"]')).to_have_text(re.compile(r"^[<>]?\d+(\.\d)?%$"))
     expect(page.get_by_text("Grad-CAM of the fracture model")).to_be_visible()
-    page.wait_for_function("""() => [...document.querySelectorAll('[data-testid="stImage"] img')]
-                                 .filter(img => img.complete && img.naturalWidth > 0).length >= 2""")
+    wait_for_images(page, 2)
     expect(page.get_by_role("button", name=re.compile("Download the report"))).to_be_visible()
     no_exceptions(page, "Diagnose (one X-ray)")
     shot(page, "02_diagnose_result")
