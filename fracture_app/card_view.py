@@ -8,7 +8,7 @@ import streamlit as st
 
 from fracture_app import config
 from fracture_app.diagnosis import LIKELY, NOT_RULED_OUT
-from fracture_app.models import artifact_paths
+from fracture_app.models import artifact_paths, member_curves_path
 from fracture_app.report import percent
 
 
@@ -138,7 +138,12 @@ def render_card(card, directory: Path, task: str) -> None:
             st.caption("A ROC curve belongs to the binary model; the type model is judged by the confusion matrix.")
     with plots[1]:
         _plot(paths["confusion"], "Confusion matrix (test split)")
-    _plot(paths["curves"], "Training curves (validation scored on each X-ray alone, epoch by epoch)")
+    caption = "Training curves (validation scored on each X-ray alone, epoch by epoch)"
+    members = training.get("members", [])
+    for number, _ in enumerate(members, start=1):
+        _plot(member_curves_path(directory, task, number), f"{caption}, member {number} of {len(members)}")
+    if not members:
+        _plot(paths["curves"], caption)
 
     if task == config.BINARY_TASK:
         st.markdown("#### Operating points")
@@ -189,6 +194,11 @@ def render_card(card, directory: Path, task: str) -> None:
     if training.get("time_note"):
         # A run that starts from an earlier model of ours took more training than its own time says.
         st.caption(f"Training time in all: {training['time_note']}")
+    for number, member in enumerate(training.get("members", []), start=1):
+        st.caption(f"Member {number} (sha256 {str(member.get('sha256'))[:12]}…): {member.get('epochs_run', '?')} "
+                   f"epochs (best {member.get('best_epoch', '?')}) in {_duration(member.get('seconds'))} on "
+                   f"{member.get('hardware', 'unknown')}, trained with:")
+        st.code(member.get("command") or "not recorded", language="bash")
     if training.get("command"):
         st.code(training["command"], language="bash")
     redone = data.get("validation_choices_redone")

@@ -38,6 +38,11 @@ def artifact_paths(out_dir: Path, task: str) -> dict[str, Path]:
     }
 
 
+def member_curves_path(out_dir: Path, task: str, number: int) -> Path:
+    """The training curves of an ensemble's member `number` (from 1), copied beside the joined model."""
+    return artifact_paths(out_dir, task)["curves"].with_name(f"{Path(config.MODEL_FILES[task]).stem}_member{number}_curves.png")
+
+
 def sha256_of(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:

@@ -110,6 +110,8 @@ def parse_args(argv=None) -> argparse.Namespace:
         parser.error("--epochs, --batch-size and --learning-rate must be positive, --map-loss-weight not negative, "
                      "--weight-average in [0, 1), --fine-tune-share in (0, 1], --time-limit positive and --img-size "
                      "at least 32")
+    # As called, also from Python (tests, training.ensemble's members), where sys.argv is someone else's.
+    args.command = "python -m training.train " + " ".join(sys.argv[1:] if argv is None else argv)
     return args
 
 
@@ -520,7 +522,7 @@ def build_card(args, dataset, spec, split_report, loaded, evaluation, history, b
             "seconds": round(time.time() - started, 1),
             "hardware": hardware_description(),
             "trained_at": now.isoformat(timespec="seconds"),
-            "command": "python -m training.train " + " ".join(sys.argv[1:]),
+            "command": args.command,
             "resumed_from_checkpoint": bool(args.resume),
             "augmentation": augment.description(),
             "lr_schedule": args.lr_schedule,

@@ -1,0 +1,163 @@
+"""Joining trained fracture-map models into one file: the answer and the heat map are the members' averages."""
+
+import json
+
+import numpy as np
+import pytest
+
+from conftest import FRACATLAS_FIXTURES, TINY_SIZE
+from fracture_app.preprocess import PreprocessSpec
+from training import architectures
+from training.ensemble import join
+
+SIZE = 64
+
+
+def heads_and_maps(member, images):
+    import keras
+
+    probe = keras.Model(member.inputs, [member.get_layer("logits").output,
+                                        member.get_layer(architectures.FRACTURE_MAP).output])
+    head, fracture_map = probe(images)
+    return np.asarray(head), np.asarray(fracture_map)
+
+
+def random_members(count: int = 2):
+    import keras
+
+    spec = PreprocessSpec(size=SIZE)
+    members = []
+    for seed in range(count):
+        keras.utils.set_random_seed(seed)
+        members.append(architectures.build("custom_cnn_map", spec, 1))
+    return members
+
+
+def test_the_joined_answer_is_the_mean_head_plus_the_peak_of_the_mean_map():
+    import keras
+
+    members = random_members()
+    images = np.random.default_rng(0).random((3, SIZE, SIZE, 1), dtype=np.float32)
+    joined = join(members)
+    assert not any(isinstance(layer, keras.Model) for layer in joined.layers), "flat, so Grad-CAM can probe any layer"
+    parts = [heads_and_maps(member, images) for member in members]
+    mean_head = np.mean([head for head, _ in parts], axis=0)
+    mean_map = np.mean([fracture_map for _, fracture_map in parts], axis=0)
+    expected = mean_head + mean_map.max(axis=(1, 2))
+    np.testing.assert_allclose(np.asarray(joined(images)), expected, rtol=1e-5, atol=1e-5)
+    # The members keep their weights: each copy answers as the member it came from.
+    copied = keras.Model(joined.inputs, joined.get_layer("m1_logits").output)
+    np.testing.assert_allclose(np.asarray(copied(images)), parts[1][0], rtol=1e-5, atol=1e-5)
+
+
+def test_gradcam_on_the_joined_map_is_the_mean_map():
+    from fracture_app.gradcam import GradCam
+
+    members = random_members()
+    for member in members:  # a positive map everywhere, so the ReLU of Grad-CAM keeps all of it
+        layer = member.get_layer(architectures.FRACTURE_MAP)
+        layer.set_weights([layer.get_weights()[0], np.array([10.0], np.float32)])
+    image = np.zeros((SIZE, SIZE, 1), np.float32)
+    image[10:20, 30:40] = 1.0
+    mean_map = np.mean([heads_and_maps(member, image[None])[1][0, ..., 0] for member in members], axis=0)
+    heat = GradCam(join(members), architectures.FRACTURE_MAP).heatmap(image, 1)
+    np.testing.assert_allclose(heat, mean_map / mean_map.max(), rtol=1e-4, atol=1e-5)
+
+
+def test_only_fracture_map_models_of_one_input_size_join():
+    spec = PreprocessSpec(size=SIZE)
+    with pytest.raises(ValueError, match="not a custom_cnn_map"):
+        join([architectures.build("custom_cnn_map", spec, 1), architectures.build("custom_cnn", spec, 1)])
+    with pytest.raises(ValueError, match="different inputs"):
+        join([architectures.build("custom_cnn_map", spec, 1),
+              architectures.build("custom_cnn_map", PreprocessSpec(size=2 * SIZE), 1)])
+    with pytest.raises(ValueError, match="at least two"):
+        join(random_members(1))
+
+
+@pytest.fixture(scope="module")
+def two_members(tmp_path_factory):
+    """Two tiny fracture-map models trained alike from different seeds by the real training command."""
+    from training.train import main as train
+
+    root = tmp_path_factory.mktemp("members")
+    paths = []
+    for seed in (1, 2):
+        out = root / f"seed{seed}"
+        same_split = ["--split", str(root / "seed1" / "fracture_binary_split.csv")] if paths else []
+        assert train(["--task", "binary", "--data", str(FRACATLAS_FIXTURES), "--arch", "custom_cnn_map",
+                      "--img-size", str(TINY_SIZE), "--epochs", "1", "--batch-size", "8", "--seed", str(seed),
+                      *same_split, "--out", str(out), "--quiet"]) == 0
+        paths.append(out / "fracture_binary.keras")
+    return paths
+
+
+def test_the_command_writes_a_model_that_evaluate_gives_its_validation_choices(two_members, tmp_path):
+    from fracture_app.models import load_model, sha256_of
+    from training.ensemble import main as ensemble
+    from training.evaluate import main as evaluate
+
+    out = tmp_path / "joined"
+    assert ensemble(["--members", *map(str, two_members), "--out", str(out)]) == 0
+    model_path = out / "fracture_binary.keras"
+    assert evaluate(["--model", str(model_path), "--data", str(FRACATLAS_FIXTURES), "--redo-validation-choices"]) == 0
+    model = load_model(model_path)  # checks the sha256 in the card
+    card = model.card.data
+    assert card["architecture"] == "custom_cnn_map, mean of 2"
+    assert [member["sha256"] for member in card["training"]["members"]] == [sha256_of(p) for p in two_members]
+    assert "--seed 2" in card["training"]["members"][1]["command"]
+    assert card["training"]["command"].startswith("python -m training.ensemble --members")
+    assert architectures.FRACTURE_MAP in card["gradcam"]["validation_hit_rates"]
+    assert "pointing_game" in card["metrics"]["test"]
+    assert (out / "fracture_binary_split.csv").is_file()
+    assert (out / "fracture_binary_member2_curves.png").is_file(), "each member's training curves come along"
+
+    def page(folder):
+        from pathlib import Path
+
+        from fracture_app.card_view import render_card
+        from fracture_app.models import load_model
+
+        render_card(load_model(Path(folder) / "fracture_binary.keras").card, Path(folder), "binary")
+
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_function(page, args=(str(out),), default_timeout=120).run()
+    assert not at.exception, [e.value for e in at.exception]
+    captions = [c for image in at.image for c in image.captions]
+    assert sum("member" in c for c in captions) == 2, captions
+    shown = [block.value for block in at.code]
+    assert any("--seed 1" in code for code in shown) and any("training.ensemble" in code for code in shown)
+
+
+def test_the_command_refuses_members_trained_on_other_splits(two_members, tmp_path, capsys):
+    import shutil
+
+    from training.ensemble import main as ensemble
+
+    other = tmp_path / "other"
+    shutil.copytree(two_members[1].parent, other)
+    manifest = other / "fracture_binary_split.csv"
+    rows = manifest.read_text().splitlines()
+    first_train = next(i for i, row in enumerate(rows) if ",train," in row)
+    rows[first_train] = rows[first_train].replace(",train,", ",test,")
+    manifest.write_text("\n".join(rows) + "\n")
+    assert ensemble(["--members", str(two_members[0]), str(other / "fracture_binary.keras"),
+                     "--out", str(tmp_path / "joined")]) == 2
+    assert "another split" in capsys.readouterr().err
+
+
+def test_the_command_refuses_a_model_that_does_not_match_its_card(two_members, tmp_path, capsys):
+    import shutil
+
+    from training.ensemble import main as ensemble
+
+    other = tmp_path / "other"
+    shutil.copytree(two_members[1].parent, other)
+    card_path = other / "fracture_binary.json"
+    card = json.loads(card_path.read_text())
+    card["sha256"] = "0" * 64
+    card_path.write_text(json.dumps(card))
+    assert ensemble(["--members", str(two_members[0]), str(other / "fracture_binary.keras"),
+                     "--out", str(tmp_path / "joined")]) == 2
+    assert "does not match the sha256" in capsys.readouterr().err

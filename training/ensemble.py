@@ -1,0 +1,172 @@
+"""Several trained binary models with a fracture map, joined into one model file that averages them.
+
+    python -m training.ensemble --members runs/a/fracture_binary.keras runs/b/fracture_binary.keras --out runs/ab
+    python -m training.evaluate --model runs/ab/fracture_binary.keras --data ../shared/data/fracatlas --redo-validation-choices
+
+Models trained alike from different random starts disagree in where they put small, spurious hot spots
+more than in where the fracture is; averaging their fracture maps keeps what they share. The joined
+model is flat (every member's layers renamed `m0_…`, `m1_…`), so Grad-CAM, loading and the app treat it
+as any other model:
+
+    answer = mean(members' pooled-head logits) + max(mean(members' fracture maps))
+
+which is each member's own formula applied to the averages: the heat map (Grad-CAM on `fracture_map`)
+is still exactly the evidence the answer took its maximum from. Its calibration, threshold, mirror choice
+and Grad-CAM layer are then chosen on validation by `training.evaluate --redo-validation-choices`, as for
+a trained model; the card written here carries only what the members agree on, and who they are.
+"""
+
+import argparse
+import json
+import shutil
+import sys
+from pathlib import Path
+
+from fracture_app import config
+from fracture_app.errors import FractureAppError
+from fracture_app.models import artifact_paths, card_path_for, member_curves_path, sha256_of
+from training.architectures import FRACTURE_MAP
+
+ARCHITECTURE = "custom_cnn_map"
+MEMBER_PREFIX = "m{index}_"
+HEAD_LOGITS = "logits"
+# Card fields that describe one member's training, not the joined file: each member keeps its own in "ensemble".
+MEMBER_ONLY_FIELDS = ("training", "metrics", "calibration", "threshold", "operating_points", "test_time_flip",
+                      "gradcam", "compared_runs", "validation_choices_redone", "version", "sha256")
+
+
+def renamed_copy(member, index: int, inputs):
+    """The member's graph called on `inputs`, every layer a fresh copy named `m{index}_<name>` with its weights."""
+    import keras
+
+    prefix = MEMBER_PREFIX.format(index=index)
+
+    def clone(layer):
+        return layer.__class__.from_config({**layer.get_config(), "name": prefix + layer.name})
+
+    copy = keras.models.clone_model(member, input_tensors=inputs, clone_function=clone)
+    for layer in member.layers:
+        if layer.weights:
+            copy.get_layer(prefix + layer.name).set_weights(layer.get_weights())
+    return copy
+
+
+def join(members: list) -> "keras.Model":
+    """One flat model whose answer and fracture map are the members' averages (see the module docstring)."""
+    import keras
+    from keras import layers
+
+    if len(members) < 2:
+        raise ValueError("an ensemble needs at least two members")
+    shapes = {tuple(member.inputs[0].shape[1:]) for member in members}
+    if len(shapes) != 1:
+        raise ValueError(f"members take different inputs: {sorted(shapes)}")
+    for member in members:
+        names = {layer.name for layer in member.layers}
+        if not {HEAD_LOGITS, FRACTURE_MAP} <= names:
+            raise ValueError(f"{member.name} is not a {ARCHITECTURE} model (no {HEAD_LOGITS!r} and {FRACTURE_MAP!r})")
+    inputs = keras.Input(shapes.pop(), name="xray")
+    heads, maps = [], []
+    for index, member in enumerate(members):
+        copy, prefix = renamed_copy(member, index, inputs), MEMBER_PREFIX.format(index=index)
+        heads.append(copy.get_layer(prefix + HEAD_LOGITS).output)
+        maps.append(copy.get_layer(prefix + FRACTURE_MAP).output)
+    head = layers.Average(dtype="float32", name="mean_logits")(heads)
+    fracture_map = layers.Average(dtype="float32", name=FRACTURE_MAP)(maps)
+    strongest = layers.GlobalMaxPooling2D(dtype="float32", name="map_max")(fracture_map)
+    answer = layers.Add(dtype="float32", name="answer")([head, strongest])
+    return keras.Model(inputs, answer, name=f"{ARCHITECTURE}_ensemble")
+
+
+def member_summary(path: Path, card: dict) -> dict:
+    training = card.get("training", {})
+    return {"model": str(path), "sha256": card["sha256"], "version": card.get("version"),
+            **{key: training.get(key) for key in ("command", "epochs_run", "best_epoch", "seconds", "hardware",
+                                                   "trained_at")}}
+
+
+def split_of(model_path: Path) -> dict[str, str]:
+    """Each image's split, from the split file beside a model (group numbers may differ between copies)."""
+    from training.datasets import read_manifest
+
+    manifest = artifact_paths(model_path.parent, config.BINARY_TASK)["manifest"]
+    if not manifest.is_file():
+        raise FractureAppError(f"no split file beside {model_path} ({manifest.name})")
+    return {str(sample.path): sample.split for sample in read_manifest(manifest, Path())}
+
+
+def joined_card(cards: list[tuple[Path, dict]], command: str) -> dict:
+    """The joined model's card before its validation choices: what the members share, and each member's training."""
+    first = cards[0][1]
+    for path, card in cards:
+        if card.get("task") != config.BINARY_TASK or card.get("architecture") != ARCHITECTURE:
+            raise FractureAppError(f"{path} is not a binary {ARCHITECTURE} model")
+        for field in ("classes", "preprocessing", "weights_init"):
+            if card.get(field) != first.get(field):
+                raise FractureAppError(f"{path} differs from {cards[0][0]} in {field}: members must be trained alike")
+        if split_of(path) != split_of(cards[0][0]):
+            raise FractureAppError(f"{path} was trained on another split than {cards[0][0]}")
+    members = [member_summary(path, card) for path, card in cards]
+    hardware = sorted({member["hardware"] for member in members if member["hardware"]})
+    seconds = [member["seconds"] for member in members]
+    card = {key: value for key, value in first.items() if key not in MEMBER_ONLY_FIELDS}
+    card["architecture"] = f"{ARCHITECTURE}, mean of {len(members)}"
+    card["training"] = {
+        "members": members,
+        "epochs_run": sum(member["epochs_run"] or 0 for member in members),
+        "epochs_requested": sum(card.get("training", {}).get("epochs_requested") or 0 for _, card in cards),
+        "best_epoch": "each member's own",
+        "batch_size": first["training"].get("batch_size"),
+        "seconds": sum(seconds) if None not in seconds else None,
+        "hardware": "; ".join(hardware) or "unknown",
+        "trained_at": max(member["trained_at"] or "" for member in members) or None,
+        "command": command,
+        "time_note": f"{len(members)} models trained separately, the epochs and time summed over them",
+    }
+    card["version"] = f"ensemble-{card['training']['trained_at'] or 'unknown'}"
+    return card
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m training.ensemble", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--members", type=Path, nargs="+", required=True,
+                        help="binary custom_cnn_map model files, each with its card and split file beside it")
+    parser.add_argument("--out", type=Path, required=True, help="output folder (a run folder; not models/)")
+    args = parser.parse_args(argv)
+    import keras
+
+    from training.card import write_atomically
+
+    command = "python -m training.ensemble " + " ".join(sys.argv[1:] if argv is None else argv)
+    try:
+        if len(args.members) < 2:
+            raise FractureAppError("an ensemble needs at least two --members")
+        cards = []
+        for path in args.members:
+            card_file = card_path_for(path)
+            if not path.is_file() or not card_file.is_file():
+                raise FractureAppError(f"{path}: a model file with its card beside it is needed")
+            card = json.loads(card_file.read_text(encoding="utf-8"))
+            if sha256_of(path) != card.get("sha256"):
+                raise FractureAppError(f"{path} does not match the sha256 in its card")
+            cards.append((path, card))
+        card = joined_card(cards, command)
+        model = join([keras.saving.load_model(path, compile=False) for path in args.members])
+    except (FractureAppError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    paths = artifact_paths(args.out, config.BINARY_TASK)
+    args.out.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(artifact_paths(args.members[0].parent, config.BINARY_TASK)["manifest"], paths["manifest"])
+    for number, member in enumerate(args.members, start=1):
+        curves = artifact_paths(member.parent, config.BINARY_TASK)["curves"]
+        if curves.is_file():
+            shutil.copyfile(curves, member_curves_path(args.out, config.BINARY_TASK, number))
+    write_atomically(model, card, {}, paths)
+    print(f"wrote {paths['model']} ({len(args.members)} members); next: python -m training.evaluate "
+          f"--model {paths['model']} --data DATA --redo-validation-choices")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
