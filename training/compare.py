@@ -153,9 +153,10 @@ def main(argv=None) -> int:
     update_card(args.model, {"compared_runs": rows, **kept})
     score = f"val_{VALIDATION_SCORE[shipped['task']]}"
     run_width = max(len(row["run"]) for row in rows) + 2
+    arch_width = max(len(row["architecture"]) for row in rows) + 2
     for row in rows:
         value = "—" if row[score] is None else f"{row[score]:.3f}"
-        print(f"{row['run']:<{run_width}}{row['architecture']:<16}{str(row['weights_init'])[:40]:<42}{score} {value}")
+        print(f"{row['run']:<{run_width}}{row['architecture']:<{arch_width}}{str(row['weights_init'])[:40]:<42}{score} {value}")
     return 0
 
 
