@@ -18,6 +18,14 @@ def _number(value, style: str = "ratio") -> str:
     return f"{100 * float(value):.1f}%" if style == "percent" else f"{float(value):.3f}"
 
 
+def _epochs_line(training: dict) -> str:
+    if training.get("members"):  # each member's own epochs are listed below with its command
+        return (f"- Epochs: {training.get('epochs_run', '?')} in all over {len(training['members'])} networks "
+                f"trained separately, batch size {training.get('batch_size', '?')}\n")
+    return (f"- Epochs: {training.get('epochs_run', '?')} of {training.get('epochs_requested', '?')} "
+            f"(best {training.get('best_epoch', '?')}), batch size {training.get('batch_size', '?')}\n")
+
+
 def _duration(seconds) -> str:
     if not seconds:
         return "n/a"
@@ -187,8 +195,7 @@ def render_card(card, directory: Path, task: str) -> None:
     calibration = card.calibration.get("method", "none")
     st.markdown(
         f"- Hardware: {training.get('hardware', 'unknown')}; time: {_duration(training.get('seconds'))}\n"
-        f"- Epochs: {training.get('epochs_run', '?')} of {training.get('epochs_requested', '?')} "
-        f"(best {training.get('best_epoch', '?')}), batch size {training.get('batch_size', '?')}\n"
+        + _epochs_line(training) +
         f"- Calibration: {calibration} (fitted on the {card.calibration.get('fitted_on', 'validation')} split)\n"
         f"- Trained at: {training.get('trained_at', 'unknown')}")
     if training.get("time_note"):

@@ -107,6 +107,8 @@ def test_the_command_writes_a_model_that_evaluate_gives_its_validation_choices(t
     assert [member["sha256"] for member in card["training"]["members"]] == [sha256_of(p) for p in two_members]
     assert "--seed 2" in card["training"]["members"][1]["command"]
     assert card["training"]["command"].startswith("python -m training.ensemble --members")
+    assert card["training"]["augmentation"]["method"] == "one affine warp", "what the members share is kept"
+    assert "best_epoch" not in card["training"] and "time_limit_minutes" not in card["training"]
     assert architectures.FRACTURE_MAP in card["gradcam"]["validation_hit_rates"]
     assert "pointing_game" in card["metrics"]["test"]
     assert (out / "fracture_binary_split.csv").is_file()
@@ -127,6 +129,7 @@ def test_the_command_writes_a_model_that_evaluate_gives_its_validation_choices(t
     captions = [c for image in at.image for c in image.captions]
     assert sum("member" in c for c in captions) == 2, captions
     shown = [block.value for block in at.code]
+    assert any("in all over 2 networks" in block.value for block in at.markdown)
     assert any("--seed 1" in code for code in shown) and any("training.ensemble" in code for code in shown)
 
 
@@ -161,3 +164,19 @@ def test_the_command_refuses_a_model_that_does_not_match_its_card(two_members, t
     assert ensemble(["--members", str(two_members[0]), str(other / "fracture_binary.keras"),
                      "--out", str(tmp_path / "joined")]) == 2
     assert "does not match the sha256" in capsys.readouterr().err
+
+
+def test_the_command_refuses_members_that_started_differently(two_members, tmp_path, capsys):
+    import shutil
+
+    from training.ensemble import main as ensemble
+
+    other = tmp_path / "other"
+    shutil.copytree(two_members[1].parent, other)
+    card_path = other / "fracture_binary.json"
+    card = json.loads(card_path.read_text())
+    card["weights_init"] = "runs/an_earlier_model/fracture_binary.keras"  # the file, and so its sha256, unchanged
+    card_path.write_text(json.dumps(card))
+    assert ensemble(["--members", str(two_members[0]), str(other / "fracture_binary.keras"),
+                     "--out", str(tmp_path / "joined")]) == 2
+    assert "differs from" in capsys.readouterr().err and not (tmp_path / "joined").exists()

@@ -30,7 +30,10 @@ from training.architectures import FRACTURE_MAP
 ARCHITECTURE = "custom_cnn_map"
 MEMBER_PREFIX = "m{index}_"
 HEAD_LOGITS = "logits"
-# Card fields that describe one member's training, not the joined file: each member keeps its own in "ensemble".
+# Card fields that describe one member's training or measurement, not the joined file. Each member's training
+# is summarised under training.members; the figures are measured again on the joined file.
+PER_RUN_FIELDS = ("epochs_requested", "epochs_run", "best_epoch", "seconds", "hardware", "trained_at", "command",
+                  "time_limit_minutes", "resumed_from_checkpoint")
 MEMBER_ONLY_FIELDS = ("training", "metrics", "calibration", "threshold", "operating_points", "test_time_flip",
                       "gradcam", "compared_runs", "validation_choices_redone", "version", "sha256")
 
@@ -95,6 +98,14 @@ def split_of(model_path: Path) -> dict[str, str]:
     return {str(sample.path): sample.split for sample in read_manifest(manifest, Path())}
 
 
+def shared_training(cards) -> dict:
+    """The training settings every member's card records alike (augmentation, schedule, box-loss weight, …);
+    where members differ, only their own commands say how."""
+    recorded = [card.get("training", {}) for card in cards]
+    return {key: value for key, value in recorded[0].items()
+            if key not in PER_RUN_FIELDS and all(other.get(key) == value for other in recorded[1:])}
+
+
 def joined_card(cards: list[tuple[Path, dict]], command: str) -> dict:
     """The joined model's card before its validation choices: what the members share, and each member's training."""
     first = cards[0][1]
@@ -112,11 +123,9 @@ def joined_card(cards: list[tuple[Path, dict]], command: str) -> dict:
     card = {key: value for key, value in first.items() if key not in MEMBER_ONLY_FIELDS}
     card["architecture"] = f"{ARCHITECTURE}, mean of {len(members)}"
     card["training"] = {
+        **shared_training(card for _, card in cards),
         "members": members,
         "epochs_run": sum(member["epochs_run"] or 0 for member in members),
-        "epochs_requested": sum(card.get("training", {}).get("epochs_requested") or 0 for _, card in cards),
-        "best_epoch": "each member's own",
-        "batch_size": first["training"].get("batch_size"),
         "seconds": sum(seconds) if None not in seconds else None,
         "hardware": "; ".join(hardware) or "unknown",
         "trained_at": max(member["trained_at"] or "" for member in members) or None,
