@@ -156,6 +156,14 @@ def test_tflite_export_agrees_with_keras(tiny_models_dir, tmp_path, capsys):
     assert export.agreement(model, out.read_bytes(), images) < export.AGREEMENT_TOLERANCE
 
 
+def test_export_writes_into_a_folder_and_refuses_a_missing_one_before_converting(tiny_models_dir, tmp_path, capsys):
+    model_path = artifact_paths(tiny_models_dir, config.BINARY_TASK)["model"]
+    assert export.main(["--model", str(model_path), "--out", str(tmp_path)]) == 0
+    assert (tmp_path / model_path.with_suffix(".tflite").name).stat().st_size > 0
+    assert export.main(["--model", str(model_path), "--out", str(tmp_path / "no" / "such.tflite")]) == 2
+    assert "no folder" in capsys.readouterr().err
+
+
 def test_a_mirror_averaged_model_exports_with_the_averaging_built_in(tiny_models_dir, tmp_path, capsys):
     for kind in ("model", "card"):
         shutil.copy(artifact_paths(tiny_models_dir, config.BINARY_TASK)[kind], tmp_path)

@@ -53,17 +53,30 @@ def check_images(folder: Path, count: int = CHECK_IMAGE_COUNT) -> list[Path]:
     return sorted(p for p in Path(folder).rglob("*.jpg"))[:count]
 
 
+def output_path(model_path: Path, out: Path | None) -> Path:
+    """Where the .tflite goes, checked before the minutes of conversion rather than after."""
+    if out is None:
+        return model_path.with_suffix(".tflite")
+    if out.is_dir():
+        return out / model_path.with_suffix(".tflite").name
+    if not out.parent.is_dir():
+        raise FractureAppError(f"--out: no folder {out.parent} to write {out.name} into")
+    return out
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m training.export", description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", type=Path, required=True, help="a .keras file with its model card beside it")
     parser.add_argument("--format", choices=("tflite",), default="tflite")
-    parser.add_argument("--out", type=Path, help="output file (default: beside the model, .tflite)")
+    parser.add_argument("--out", type=Path,
+                        help="output file, or a folder to write it into (default: beside the model, .tflite)")
     parser.add_argument("--check-images", type=Path, default=DEFAULT_CHECK_IMAGES,
                         help="folder of real X-rays to compare the two models on (default: the test fixtures)")
     args = parser.parse_args(argv)
     from fracture_app.models import as_the_app_runs_it, load_model
 
     try:
+        out = output_path(args.model, args.out)
         model = load_model(args.model)
         images = check_images(args.check_images)
         if not images:
@@ -76,8 +89,11 @@ def main(argv=None) -> int:
     if difference > AGREEMENT_TOLERANCE:
         print(f"error: TFLite disagrees with Keras by {difference:.2e} in logits (> {AGREEMENT_TOLERANCE})", file=sys.stderr)
         return 1
-    out = args.out or args.model.with_suffix(".tflite")
-    out.write_bytes(tflite_bytes)
+    try:
+        out.write_bytes(tflite_bytes)
+    except OSError as error:
+        print(f"error: could not write {out}: {error.strerror or error}", file=sys.stderr)
+        return 2
     print(f"wrote {out} ({len(tflite_bytes) / 1e6:.1f} MB); agrees with Keras on {len(images)} real X-rays "
           f"(largest logit difference {difference:.1e})")
     return 0
