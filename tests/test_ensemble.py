@@ -104,6 +104,7 @@ def test_the_command_writes_a_model_that_evaluate_gives_its_validation_choices(t
     model = load_model(model_path)  # checks the sha256 in the card
     card = model.card.data
     assert card["architecture"] == "custom_cnn_map, mean of 2"
+    assert card["version"].split("+")[0].endswith("-mean-of-2") and "+choices-" in card["version"]
     assert [member["sha256"] for member in card["training"]["members"]] == [sha256_of(p) for p in two_members]
     assert "--seed 2" in card["training"]["members"][1]["command"]
     assert card["training"]["command"].startswith("python -m training.ensemble --members")

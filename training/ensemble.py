@@ -20,6 +20,7 @@ import argparse
 import json
 import shutil
 import sys
+from datetime import datetime
 from pathlib import Path
 
 from fracture_app import config
@@ -132,7 +133,10 @@ def joined_card(cards: list[tuple[Path, dict]], command: str) -> dict:
         "command": command,
         "time_note": f"{len(members)} models trained separately, the epochs and time summed over them",
     }
-    card["version"] = f"ensemble-{card['training']['trained_at'] or 'unknown'}"
+    latest = card["training"]["trained_at"]
+    # Like a trained model's version (the time its newest member finished), marked as a mean.
+    stamp = datetime.fromisoformat(latest).strftime("%Y.%m.%d-%H%M") if latest else "unversioned"
+    card["version"] = f"{stamp}-mean-of-{len(members)}"
     return card
 
 
