@@ -18,6 +18,11 @@ def _number(value, style: str = "ratio") -> str:
     return f"{100 * float(value):.1f}%" if style == "percent" else f"{float(value):.3f}"
 
 
+def _smoothing_words(game: dict) -> str:
+    sigma = game.get("smoothing_cells") or 0
+    return f", blurred (Gaussian, σ = {sigma:g} map cells)" if sigma else ""
+
+
 def _epochs_line(training: dict) -> str:
     if training.get("members"):  # each member's own epochs are listed below with its command
         return (f"- Epochs: {training.get('epochs_run', '?')} in all over {len(training['members'])} networks "
@@ -123,8 +128,8 @@ def render_card(card, directory: Path, task: str) -> None:
                        f"({_number(game.get('hit_rate'), 'percent')}"
                        + (f", 95% interval {_interval(interval, 'percent')})"
                           if interval else ")")
-                       + (f"; heat map from layer `{game.get('layer', 'last')}`, chosen on the validation split."
-                          if data.get("gradcam") else "; heat map from the last convolutional layer."))
+                       + (f"; heat map from layer `{game.get('layer', 'last')}`{_smoothing_words(game)}, chosen on "
+                          "the validation split." if data.get("gradcam") else "; heat map from the last convolutional layer."))
         elif (data.get("gradcam") or {}).get("not_measured"):
             st.caption(f"Grad-CAM pointing game not measured: {data['gradcam']['not_measured']}.")
     else:
@@ -239,6 +244,7 @@ def _intervals_caption(test: dict, spec) -> None:
 # Learning-rate schedule: runs before the fourteenth session did not record it (they halved it on a plateau).
 # Pointing game: rows before the thirteenth session did not copy it; runs on JAX could not measure it.
 # Start model's digest: rows before the fifteenth session did not copy it; a start with no file of ours has none.
+# Heat-map blur (σ in map cells): rows before the sixteenth session measured the pointing game with none.
 BLANK_ROW_FIELDS = {
     "augmentation": ("not recorded", "not recorded"),
     "lr_schedule": ("not recorded", "not recorded"),
@@ -247,6 +253,7 @@ BLANK_ROW_FIELDS = {
     "weights_rounded_to": ("not recorded", "not rounded"),
     "fine_tune_share": ("not recorded", "—"),
     "weights_init_sha256": ("not recorded", "—"),
+    "pointing_game_smoothing": ("none", "—"),
 }
 
 

@@ -147,7 +147,8 @@ class Diagnoser:
         with self._gradcam_lock:
             if task not in self._gradcams:
                 model = self.models[task]
-                self._gradcams[task] = GradCam(model.keras_model, model.card.gradcam_layer, model.card.flip_average)
+                self._gradcams[task] = GradCam(model.keras_model, model.card.gradcam_layer, model.card.flip_average,
+                                               model.card.gradcam_smoothing)
             return self._gradcams[task]
 
     def diagnose(self, xray: XRay, heatmap_tasks: tuple[str, ...] = config.TASKS) -> Diagnosis:

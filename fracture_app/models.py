@@ -86,6 +86,11 @@ class ModelCard:
         return (self.data.get("gradcam") or {}).get("layer")
 
     @property
+    def gradcam_smoothing(self) -> float:
+        """σ, in map cells, of the blur applied to the heat map (chosen on validation); 0 means none."""
+        return float((self.data.get("gradcam") or {}).get("smoothing_cells") or 0.0)
+
+    @property
     def calibration(self) -> dict:
         return self.data.get("calibration", {"method": "none"})
 

@@ -33,8 +33,10 @@ red and yellow most, blue not at all. Use the opacity slider to compare it with 
 the two models' maps.
 
 - It is **coarse**: it comes from one feature map of the network (a grid of cells 1/8 to 1/32 of the input's
-  side; the Model card page names the fracture model's layer), stretched over the image. It points at a
-  neighbourhood, not at a fracture line.
+  side; the Model card page names the fracture model's layer), stretched over the image. Where the Model card
+  page says so, the fracture model's map is also blurred a little (by the amount that did best on validation
+  images), so that a region of warm cells outweighs a single hot one. It points at a neighbourhood, not at a
+  fracture line.
 - The fracture model's map was trained to point at the fracture boxes drawn on its training images, and the
   Model card page says how often its hottest point fell inside a box on the test images: far from always.
 - It is **not a segmentation** and not proof. A hot spot on a plate, a screw, a cast, a text label or the image

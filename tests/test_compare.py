@@ -70,6 +70,7 @@ def test_binary_rows_carry_the_pointing_game_and_the_rounding(tiny_models_dir, t
     assert compare.main(["--model", str(shipped_paths["model"]), str(other["card"])]) == 0
     shipped_row, other_row = json.loads(shipped_paths["card"].read_text())["compared_runs"]
     assert (shipped_row["val_pointing_game"], shipped_row["test_pointing_game"]) == (0.25, 0.5)
+    assert shipped_row["pointing_game_smoothing"] == shipped_card["gradcam"]["smoothing_cells"]
     assert other_row["val_pointing_game"] is None and other_row["test_pointing_game"] is None
     assert shipped_row["weights_rounded_to"] is None and other_row["weights_rounded_to"] == "float16"
 
@@ -146,3 +147,13 @@ def test_keep_rows_adds_a_run_beside_those_the_card_already_compares(tiny_models
     rows = json.loads(shipped["card"].read_text())["compared_runs"]
     assert [row["run"] for row in rows] == ["shipped", "another_try", "run_whose_folder_is_gone"]
     assert rows[0]["val_macro_f1"] == card["metrics"]["val"]["macro_f1"] and rows[2] == gone
+
+
+def test_the_validation_pointing_game_of_a_row_is_the_one_with_the_chosen_blur():
+    card = {"metrics": {"test": {"pointing_game": {"hit_rate": 0.63}}},
+            "gradcam": {"layer": "fracture_map", "validation_hit_rates": {"fracture_map": 0.61},
+                        "smoothing_cells": 1.0, "validation_hit_rates_by_smoothing": {"0.0": 0.61, "1.0": 0.69}}}
+    assert compare.pointing_game(card) == {"val_pointing_game": 0.69, "test_pointing_game": 0.63,
+                                           "pointing_game_smoothing": 1.0}
+    del card["gradcam"]["smoothing_cells"]  # a card from before the blur was chosen
+    assert compare.pointing_game(card)["val_pointing_game"] == 0.61

@@ -78,3 +78,24 @@ def test_works_with_only_one_model(tiny_models_dir, tmp_path, fractured_xray_pat
     assert only_binary.problems and "fracture_type" in only_binary.problems[0]
     diagnosis = only_binary.diagnose(read_image(fractured_xray_path))
     assert diagnosis.type_probabilities == {} and diagnosis.verdict in ("Fractured", "Not fractured")
+
+
+def test_the_heat_map_is_blurred_as_the_card_says(tiny_models_dir, tmp_path, fractured_xray_path):
+    import json
+    import shutil
+
+    from fracture_app.gradcam import GradCam, heatmap_on_image, smoothed
+    from fracture_app.preprocess import prepare
+
+    for path in tiny_models_dir.glob("fracture_binary*"):
+        shutil.copy(path, tmp_path)
+    card_path = tmp_path / "fracture_binary.json"
+    card = json.loads(card_path.read_text())
+    card["gradcam"] = {**(card.get("gradcam") or {}), "smoothing_cells": 1.0}
+    card_path.write_text(json.dumps(card))
+    diagnoser = Diagnoser.from_dir(tmp_path)
+    model, xray = diagnoser.models["binary"], read_image(fractured_xray_path)
+    raw = GradCam(model.keras_model, model.card.gradcam_layer, model.card.flip_average).heatmap(
+        prepare(xray.pixels, model.spec), 1)
+    expected = heatmap_on_image(smoothed(raw, 1.0), xray.pixels.shape, model.spec.size)
+    np.testing.assert_allclose(diagnoser.diagnose(xray).heatmaps["binary"], expected, atol=1e-4)

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from fracture_app import config
-from fracture_app.gradcam import GradCam, find_layer, heatmap_on_image, overlay
+from fracture_app.gradcam import GradCam, find_layer, heatmap_on_image, overlay, smoothed
 from fracture_app.imaging import read_image
 from fracture_app.models import load_model
 from fracture_app.preprocess import PreprocessSpec, prepare
@@ -88,3 +88,26 @@ def test_a_flip_averaged_map_treats_an_image_and_its_mirror_alike(xrays):
     assert heat.max() > 0
     np.testing.assert_allclose(heat, averaged.heatmap(image[:, ::-1], 1)[:, ::-1], atol=1e-5)
     assert not np.allclose(alone.heatmap(image, 1), alone.heatmap(image[:, ::-1], 1)[:, ::-1], atol=1e-3)
+
+
+def test_smoothing_lets_a_hot_region_outweigh_a_hotter_lone_cell():
+    heat = np.zeros((24, 24), np.float32)
+    heat[3, 3] = 1.0  # a lone hot cell
+    heat[14:18, 14:18] = 0.8  # a region of warm ones
+    assert np.unravel_index(np.argmax(heat), heat.shape) == (3, 3)
+    blurred = smoothed(heat, 1.0)
+    assert 14 <= np.unravel_index(np.argmax(blurred), heat.shape)[0] <= 17
+    assert blurred.max() == pytest.approx(1.0) and blurred.min() >= 0
+    np.testing.assert_array_equal(smoothed(heat, 0.0), heat)
+
+
+def test_the_card_smoothing_reaches_the_heat_map():
+    import keras
+
+    keras.utils.set_random_seed(3)
+    spec = PreprocessSpec(size=64)
+    model = architectures.build("custom_cnn_map", spec, 1)
+    image = np.random.default_rng(0).random((64, 64, 1), dtype=np.float32)
+    plain = GradCam(model, architectures.FRACTURE_MAP).heatmap(image, 1)
+    blurred = GradCam(model, architectures.FRACTURE_MAP, smoothing=1.5).heatmap(image, 1)
+    np.testing.assert_allclose(blurred, smoothed(plain, 1.5), rtol=1e-5, atol=1e-6)

@@ -14,6 +14,7 @@ from fracture_app import config
 from fracture_app.models import load_model, sha256_of
 from training import augment, evaluate, export
 from fracture_app.models import artifact_paths
+from training.localisation import SMOOTHING_CELLS
 from training.train import main as train
 
 from conftest import FRACATLAS_FIXTURES, TINY_SIZE
@@ -55,6 +56,13 @@ def test_training_writes_a_loadable_model_with_a_complete_card(tiny_models_dir, 
         assert written["gradcam"]["chosen_on"] == "validation pointing game"
         assert written["gradcam"]["layer"] in (None, *written["gradcam"]["validation_hit_rates"])
         assert written["metrics"]["test"]["pointing_game"]["layer"] == (written["gradcam"]["layer"] or "last")
+        tried = written["gradcam"]["validation_hit_rates_by_smoothing"]
+        if written["gradcam"]["layer"] is not None:  # the blur is chosen for the chosen layer, least first on a tie
+            assert [float(sigma) for sigma in tried] == list(SMOOTHING_CELLS)
+            chosen = written["gradcam"]["smoothing_cells"]
+            assert tried[str(chosen)] == max(tried.values())
+            assert all(rate < tried[str(chosen)] for sigma, rate in tried.items() if float(sigma) < chosen)
+        assert written["metrics"]["test"]["pointing_game"]["smoothing_cells"] == written["gradcam"]["smoothing_cells"]
     model = load_model(paths["model"])
     assert model.task == task
     assert not list(tiny_models_dir.glob(".training-*")) and not list(tiny_models_dir.glob(".writing-*"))
@@ -94,6 +102,7 @@ def test_choosing_the_gradcam_layer_rewrites_only_the_card(tiny_models_dir, tmp_
     assert after["gradcam"]["chosen_on"] == "validation pointing game"
     assert after["gradcam"]["layer"] in (None, *after["gradcam"]["validation_hit_rates"])
     assert load_model(model_path).card.gradcam_layer == after["gradcam"]["layer"]
+    assert load_model(model_path).card.gradcam_smoothing == after["gradcam"]["smoothing_cells"]
     assert f"), layer {after['gradcam']['layer'] or 'last'}" in capsys.readouterr().out  # the pointing-game line
 
 

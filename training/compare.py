@@ -74,14 +74,17 @@ def rounded_to(card: dict) -> str | None:
 
 
 def pointing_game(card: dict) -> dict:
-    """The Grad-CAM pointing game's hit rates on validation (the chosen layer's) and on test; None where the run did
-    not measure them (on JAX, until `training.evaluate --redo-validation-choices` does)."""
+    """The Grad-CAM pointing game's hit rates on validation (the chosen layer's, with the chosen blur) and on test,
+    and that blur; None where the run did not measure them (on JAX, until `training.evaluate
+    --redo-validation-choices` does). Cards from before the blur was chosen had none."""
     test = (card["metrics"]["test"].get("pointing_game") or {}).get("hit_rate")
     if test is None:  # measured again without the boxes, a card keeps the earlier weights' layer choice: not theirs
-        return {"val_pointing_game": None, "test_pointing_game": None}
+        return {"val_pointing_game": None, "test_pointing_game": None, "pointing_game_smoothing": None}
     gradcam = card.get("gradcam") or {}
-    validation = (gradcam.get("validation_hit_rates") or {}).get(gradcam.get("layer"))
-    return {"val_pointing_game": validation, "test_pointing_game": test}
+    smoothing = float(gradcam.get("smoothing_cells") or 0.0)
+    validation = (gradcam.get("validation_hit_rates_by_smoothing") or {}).get(str(smoothing)) if smoothing else (
+        gradcam.get("validation_hit_rates") or {}).get(gradcam.get("layer"))
+    return {"val_pointing_game": validation, "test_pointing_game": test, "pointing_game_smoothing": smoothing}
 
 
 def compare(shipped: dict, others: dict[str, dict]) -> list[dict]:

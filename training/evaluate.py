@@ -105,11 +105,11 @@ def main(argv=None) -> int:
                 raise FractureAppError("--redo-validation-choices needs the stored splits; leave out --split all")
             command = "python -m training.evaluate " + " ".join(sys.argv[1:] if argv is None else argv)
             model = redo_validation_choices(args.model, model, args.data, boxed, command)
-        layer, chosen_game = model.card.gradcam_layer, None
+        layer, smoothing, chosen_game = model.card.gradcam_layer, model.card.gradcam_smoothing, None
         if args.choose_gradcam_layer:
             if not boxed:
                 raise FractureAppError("--choose-gradcam-layer needs the binary model and FracAtlas fracture boxes")
-            layer, chosen_game = write_gradcam_choice(args.model, model, args.data)
+            layer, smoothing, chosen_game = write_gradcam_choice(args.model, model, args.data)
         labels, probabilities, skipped = predict_files(model, samples)
     except FractureAppError as error:
         print(f"error: {error}", file=sys.stderr)
@@ -119,7 +119,7 @@ def main(argv=None) -> int:
         positives = [s for s in samples if s.label == 1]
         result["pointing_game"] = (chosen_game if chosen_game and args.split == "test" else
                                    pointing_game(model.keras_model, model.spec, args.data, positives, layer,
-                                                 model.card.flip_average))
+                                                 model.card.flip_average, smoothing))
     result["skipped"] = skipped
     if args.json:
         print(json.dumps(without_nan({k: v for k, v in result.items() if k != "roc"}), indent=2))
@@ -128,15 +128,17 @@ def main(argv=None) -> int:
     return 0
 
 
-def write_gradcam_choice(model_path: Path, model, data_dir: Path) -> tuple[str | None, dict]:
-    """Choose the Grad-CAM layer on the validation split; record it and the test pointing game in the card.
+def write_gradcam_choice(model_path: Path, model, data_dir: Path) -> tuple[str | None, float, dict]:
+    """Choose the Grad-CAM layer and its smoothing on the validation split; record them and the test pointing
+    game in the card.
 
-    Returns the chosen layer and that test pointing game."""
+    Returns the chosen layer, the smoothing and that test pointing game."""
     rows = datasets.read_manifest(artifact_paths(model_path.parent, model.task)["manifest"], data_dir)
     choice, game = choose_and_score(model.keras_model, model.spec, data_dir, rows, model.card.flip_average)
     update_card(model_path, {"gradcam": choice}, test_metrics={"pointing_game": game})
-    print(f"Grad-CAM layer {choice['layer'] or 'last'} (validation hit rates {choice['validation_hit_rates']})")
-    return choice["layer"], game
+    print(f"Grad-CAM layer {choice['layer'] or 'last'} (validation hit rates {choice['validation_hit_rates']}), "
+          f"smoothing {choice['smoothing_cells']} cells (validation hit rates {choice['validation_hit_rates_by_smoothing']})")
+    return choice["layer"], choice["smoothing_cells"], game
 
 
 def redo_validation_choices(model_path: Path, model, data_dir: Path, boxed: bool, command: str):
@@ -207,7 +209,7 @@ def print_comparison(result: dict, card_metrics: dict | None, task: str, split: 
         game = result["pointing_game"]
         rate = "—" if game["hit_rate"] is None else f"{game['hit_rate']:.3f}"
         print(f"pointing game: {game['hits']}/{game['images']} peaks inside a fracture box ({rate}), "
-              f"layer {game['layer']}")
+              f"layer {game['layer']}, smoothing {game.get('smoothing_cells', 0.0)} cells")
 
 
 if __name__ == "__main__":

@@ -2,8 +2,8 @@
 
 The pointing game (Zhang et al., 2018) counts a hit when the hottest pixel of the heat map falls inside an
 annotated fracture box. FracAtlas boxes are small (often 5% of the image side), so the last, coarsest feature
-map (8×8 for a 256-px input) can hardly hit them; a finer map may. Which map to show is chosen on the
-validation split, never on the test split, and saved in the model card.
+map (8×8 for a 256-px input) can hardly hit them; a finer map may. Which map to show, and how much to blur it,
+is chosen on the validation split, never on the test split, and saved in the model card.
 """
 
 from dataclasses import dataclass
@@ -17,6 +17,8 @@ from fracture_app.preprocess import prepare
 from training.metrics import wilson_interval
 
 FINEST_MAP_SHARE = 1 / 8  # finer maps than input/8 are edge detectors, not evidence for the answer
+# Blurs of the chosen map tried on validation (σ in map cells), fixed before any was measured; 0: none.
+SMOOTHING_CELLS = (0.0, 0.5, 1.0, 1.5, 2.0, 3.0)
 FRACTURED = 1
 
 
@@ -71,22 +73,30 @@ def peak_in_a_box(heat: np.ndarray, image_shape: tuple[int, int], input_size: in
     return any(abs(x - bx) <= bw / 2 and abs(y - by) <= bh / 2 for bx, by, bw, bh in boxes)
 
 
-def hit_count(keras_model, spec, images: list[BoxedImage], layer_name: str | None = None,
-              flip_average: bool = False) -> int:
+def heatmaps(keras_model, images: list[BoxedImage], layer_name: str | None = None,
+             flip_average: bool = False) -> list[np.ndarray]:
+    """Each image's unsmoothed Grad-CAM map for "Fractured", computed once for every smoothing tried on it."""
     from fracture_app.gradcam import GradCam
 
     gradcam = GradCam(keras_model, layer_name, flip_average)
-    return sum(peak_in_a_box(gradcam.heatmap(image.model_input, FRACTURED), image.shape, spec.size, image.boxes)
-               for image in images)
+    return [gradcam.heatmap(image.model_input, FRACTURED) for image in images]
+
+
+def hits_in(maps: list[np.ndarray], images: list[BoxedImage], input_size: int, smoothing: float = 0.0) -> int:
+    from fracture_app.gradcam import smoothed
+
+    return sum(peak_in_a_box(smoothed(heat, smoothing), image.shape, input_size, image.boxes)
+               for heat, image in zip(maps, images))
 
 
 def pointing_game(keras_model, spec, data_dir: Path, samples, layer_name: str | None = None,
-                  flip_average: bool = False) -> dict:
-    """Share of boxed fractures whose Grad-CAM peak falls inside a box."""
+                  flip_average: bool = False, smoothing: float = 0.0) -> dict:
+    """Share of boxed fractures whose Grad-CAM peak (after the smoothing the app applies) falls inside a box."""
     images = boxed_images(data_dir, samples, spec)
-    hits = hit_count(keras_model, spec, images, layer_name, flip_average)
+    hits = hits_in(heatmaps(keras_model, images, layer_name, flip_average), images, spec.size, smoothing)
     return {"images": len(images), "hits": hits, "hit_rate": hits / len(images) if images else None,
-            "interval": wilson_interval(hits, len(images)), "layer": layer_name or "last"}
+            "interval": wilson_interval(hits, len(images)), "layer": layer_name or "last",
+            "smoothing_cells": smoothing}
 
 
 def candidate_layers(keras_model, input_size: int) -> list[str]:
@@ -102,20 +112,28 @@ def candidate_layers(keras_model, input_size: int) -> list[str]:
 
 
 def choose_gradcam_layer(keras_model, spec, data_dir: Path, validation_samples, flip_average: bool = False) -> dict:
-    """The candidate layer with the most validation hits (ties go to the coarser, more abstract one).
+    """The candidate layer with the most validation hits (ties go to the coarser, more abstract one), then the
+    smoothing of its map with the most validation hits (ties go to the lesser, none first).
 
     Without candidates or validation boxes, the layer is None: the last feature map, as before any choice.
     """
     images = boxed_images(data_dir, validation_samples, spec)
     candidates = candidate_layers(keras_model, spec.size) if images else []
-    hits = {name: hit_count(keras_model, spec, images, name, flip_average) for name in candidates}
+    maps = {name: heatmaps(keras_model, images, name, flip_average) for name in candidates}
+    hits = {name: hits_in(maps[name], images, spec.size) for name in candidates}
     best = max(hits, key=hits.get) if hits else None  # dicts keep insertion order: coarsest first wins a tie
+    smoothing_hits = {sigma: hits_in(maps[best], images, spec.size, sigma) for sigma in SMOOTHING_CELLS} if best else {}
+    smoothing = max(smoothing_hits, key=smoothing_hits.get) if smoothing_hits else 0.0
     return {"layer": best, "chosen_on": "validation pointing game", "validation_images": len(images),
-            "validation_hit_rates": {name: count / len(images) for name, count in hits.items()}}
+            "validation_hit_rates": {name: count / len(images) for name, count in hits.items()},
+            "smoothing_cells": smoothing,
+            "validation_hit_rates_by_smoothing": {str(sigma): count / len(images)
+                                                  for sigma, count in smoothing_hits.items()}}
 
 
 def choose_and_score(keras_model, spec, data_dir: Path, samples, flip_average: bool = False) -> tuple[dict, dict]:
     """Choose the layer on the fractured validation images, then play the pointing game on the test ones."""
     fractured = {split: [s for s in samples if s.split == split and s.label == FRACTURED] for split in ("val", "test")}
     choice = choose_gradcam_layer(keras_model, spec, data_dir, fractured["val"], flip_average)
-    return choice, pointing_game(keras_model, spec, data_dir, fractured["test"], choice["layer"], flip_average)
+    return choice, pointing_game(keras_model, spec, data_dir, fractured["test"], choice["layer"], flip_average,
+                                 choice["smoothing_cells"])
