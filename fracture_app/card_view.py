@@ -20,7 +20,7 @@ def _number(value, style: str = "ratio") -> str:
 
 def _smoothing_words(game: dict) -> str:
     sigma = game.get("smoothing_cells") or 0
-    return f", blurred (Gaussian, σ = {sigma:g} map cells)" if sigma else ""
+    return f", blurred (Gaussian, σ = {sigma:g} map cell{'' if sigma == 1 else 's'})" if sigma else ""
 
 
 def _epochs_line(training: dict) -> str:
@@ -253,7 +253,7 @@ BLANK_ROW_FIELDS = {
     "weights_rounded_to": ("not recorded", "not rounded"),
     "fine_tune_share": ("not recorded", "—"),
     "weights_init_sha256": ("not recorded", "—"),
-    "pointing_game_smoothing": ("none", "—"),
+    "pointing_game_smoothing": ("none", "none"),
 }
 
 

@@ -157,3 +157,4 @@ def test_the_validation_pointing_game_of_a_row_is_the_one_with_the_chosen_blur()
                                            "pointing_game_smoothing": 1.0}
     del card["gradcam"]["smoothing_cells"]  # a card from before the blur was chosen
     assert compare.pointing_game(card)["val_pointing_game"] == 0.61
+    assert compare.pointing_game(card)["pointing_game_smoothing"] is None

@@ -76,13 +76,13 @@ def rounded_to(card: dict) -> str | None:
 def pointing_game(card: dict) -> dict:
     """The Grad-CAM pointing game's hit rates on validation (the chosen layer's, with the chosen blur) and on test,
     and that blur; None where the run did not measure them (on JAX, until `training.evaluate
-    --redo-validation-choices` does). Cards from before the blur was chosen had none."""
+    --redo-validation-choices` does), and a blur of None where the card predates the choice (it had none)."""
     test = (card["metrics"]["test"].get("pointing_game") or {}).get("hit_rate")
     if test is None:  # measured again without the boxes, a card keeps the earlier weights' layer choice: not theirs
         return {"val_pointing_game": None, "test_pointing_game": None, "pointing_game_smoothing": None}
     gradcam = card.get("gradcam") or {}
-    smoothing = float(gradcam.get("smoothing_cells") or 0.0)
-    validation = (gradcam.get("validation_hit_rates_by_smoothing") or {}).get(str(smoothing)) if smoothing else (
+    smoothing = gradcam.get("smoothing_cells")
+    validation = (gradcam.get("validation_hit_rates_by_smoothing") or {}).get(str(float(smoothing))) if smoothing else (
         gradcam.get("validation_hit_rates") or {}).get(gradcam.get("layer"))
     return {"val_pointing_game": validation, "test_pointing_game": test, "pointing_game_smoothing": smoothing}
 

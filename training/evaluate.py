@@ -87,11 +87,11 @@ def main(argv=None) -> int:
                         help="a stored split from the model's manifest (default test), or all images of --data")
     parser.add_argument("--json", action="store_true", help="print the metrics as JSON")
     parser.add_argument("--choose-gradcam-layer", action="store_true",
-                        help="binary model on FracAtlas: pick the heat-map layer by the validation pointing game, "
+                        help="binary model on FracAtlas: pick the heat-map layer and its blur by the validation pointing game, "
                              "then write it and the test pointing game into the model card")
     parser.add_argument("--redo-validation-choices", action="store_true",
                         help="redo, with this version of the code, every choice training makes on the validation "
-                             "split (test-time flip, calibration, thresholds, Grad-CAM layer); rewrite the card's "
+                             "split (test-time flip, calibration, thresholds, Grad-CAM layer and blur); rewrite the card's "
                              "figures and test plots. The model file is not changed.")
     args = parser.parse_args(argv)
     from fracture_app.models import load_model
