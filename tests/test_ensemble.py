@@ -134,50 +134,44 @@ def test_the_command_writes_a_model_that_evaluate_gives_its_validation_choices(t
     assert any("--seed 1" in code for code in shown) and any("training.ensemble" in code for code in shown)
 
 
-def test_the_command_refuses_members_trained_on_other_splits(two_members, tmp_path, capsys):
+def refusal(two_members, tmp_path, capsys, change) -> str:
+    """The command's message for the first member beside a copy of the second that `change(folder)` altered."""
     import shutil
 
     from training.ensemble import main as ensemble
 
     other = tmp_path / "other"
     shutil.copytree(two_members[1].parent, other)
-    manifest = other / "fracture_binary_split.csv"
-    rows = manifest.read_text().splitlines()
-    first_train = next(i for i, row in enumerate(rows) if ",train," in row)
-    rows[first_train] = rows[first_train].replace(",train,", ",test,")
-    manifest.write_text("\n".join(rows) + "\n")
+    change(other)
     assert ensemble(["--members", str(two_members[0]), str(other / "fracture_binary.keras"),
                      "--out", str(tmp_path / "joined")]) == 2
-    assert "another split" in capsys.readouterr().err
+    assert not (tmp_path / "joined").exists()
+    return capsys.readouterr().err
+
+
+def changed_card(**fields):
+    def change(folder):
+        card_path = folder / "fracture_binary.json"
+        card_path.write_text(json.dumps({**json.loads(card_path.read_text()), **fields}))
+    return change
+
+
+def test_the_command_refuses_members_trained_on_other_splits(two_members, tmp_path, capsys):
+    def move_one_training_image_to_test(folder):
+        manifest = folder / "fracture_binary_split.csv"
+        rows = manifest.read_text().splitlines()
+        first_train = next(i for i, row in enumerate(rows) if ",train," in row)
+        rows[first_train] = rows[first_train].replace(",train,", ",test,")
+        manifest.write_text("\n".join(rows) + "\n")
+
+    assert "another split" in refusal(two_members, tmp_path, capsys, move_one_training_image_to_test)
 
 
 def test_the_command_refuses_a_model_that_does_not_match_its_card(two_members, tmp_path, capsys):
-    import shutil
-
-    from training.ensemble import main as ensemble
-
-    other = tmp_path / "other"
-    shutil.copytree(two_members[1].parent, other)
-    card_path = other / "fracture_binary.json"
-    card = json.loads(card_path.read_text())
-    card["sha256"] = "0" * 64
-    card_path.write_text(json.dumps(card))
-    assert ensemble(["--members", str(two_members[0]), str(other / "fracture_binary.keras"),
-                     "--out", str(tmp_path / "joined")]) == 2
-    assert "does not match the sha256" in capsys.readouterr().err
+    assert "does not match its model card" in refusal(two_members, tmp_path, capsys, changed_card(sha256="0" * 64))
 
 
 def test_the_command_refuses_members_that_started_differently(two_members, tmp_path, capsys):
-    import shutil
-
-    from training.ensemble import main as ensemble
-
-    other = tmp_path / "other"
-    shutil.copytree(two_members[1].parent, other)
-    card_path = other / "fracture_binary.json"
-    card = json.loads(card_path.read_text())
-    card["weights_init"] = "runs/an_earlier_model/fracture_binary.keras"  # the file, and so its sha256, unchanged
-    card_path.write_text(json.dumps(card))
-    assert ensemble(["--members", str(two_members[0]), str(other / "fracture_binary.keras"),
-                     "--out", str(tmp_path / "joined")]) == 2
-    assert "differs from" in capsys.readouterr().err and not (tmp_path / "joined").exists()
+    # The file, and so its sha256, unchanged: only the card says it started elsewhere.
+    started_elsewhere = changed_card(weights_init="runs/an_earlier_model/fracture_binary.keras")
+    assert "differs from" in refusal(two_members, tmp_path, capsys, started_elsewhere)

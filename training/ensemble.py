@@ -17,7 +17,6 @@ a trained model; the card written here carries only what the members agree on, a
 """
 
 import argparse
-import json
 import shutil
 import sys
 from datetime import datetime
@@ -25,7 +24,7 @@ from pathlib import Path
 
 from fracture_app import config
 from fracture_app.errors import FractureAppError
-from fracture_app.models import artifact_paths, card_path_for, member_curves_path, sha256_of
+from fracture_app.models import artifact_paths, member_curves_path
 from training.architectures import FRACTURE_MAP
 
 ARCHITECTURE = "custom_cnn_map"
@@ -146,25 +145,16 @@ def main(argv=None) -> int:
                         help="binary custom_cnn_map model files, each with its card and split file beside it")
     parser.add_argument("--out", type=Path, required=True, help="output folder (a run folder; not models/)")
     args = parser.parse_args(argv)
-    import keras
-
+    from fracture_app.models import load_model
     from training.card import write_atomically
 
     command = "python -m training.ensemble " + " ".join(sys.argv[1:] if argv is None else argv)
     try:
         if len(args.members) < 2:
             raise FractureAppError("an ensemble needs at least two --members")
-        cards = []
-        for path in args.members:
-            card_file = card_path_for(path)
-            if not path.is_file() or not card_file.is_file():
-                raise FractureAppError(f"{path}: a model file with its card beside it is needed")
-            card = json.loads(card_file.read_text(encoding="utf-8"))
-            if sha256_of(path) != card.get("sha256"):
-                raise FractureAppError(f"{path} does not match the sha256 in its card")
-            cards.append((path, card))
-        card = joined_card(cards, command)
-        model = join([keras.saving.load_model(path, compile=False) for path in args.members])
+        loaded = [load_model(path) for path in args.members]  # checks each file against its card's sha256
+        card = joined_card([(path, member.card.data) for path, member in zip(args.members, loaded)], command)
+        model = join([member.keras_model for member in loaded])
     except (FractureAppError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
