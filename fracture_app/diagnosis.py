@@ -57,7 +57,18 @@ class Diagnosis:
 
     @property
     def cautions(self) -> list["Caution"]:
+        """About the image itself: the app shows these above everything else."""
         return cautions_for(self.xray)
+
+    @property
+    def type_caution(self) -> "Caution | None":
+        """About the type guess: the type model was trained on fractures only, so it names one regardless."""
+        return TYPE_GUESS_WITHOUT_FRACTURE if self.fractured is False and self.type_probabilities else None
+
+    @property
+    def notes(self) -> list[str]:
+        """Every caution's brief, for a table cell or a CSV column."""
+        return [caution.brief for caution in [*self.cautions, self.type_caution] if caution is not None]
 
 
 def looks_like_xray(xray: XRay) -> bool:
@@ -67,9 +78,14 @@ def looks_like_xray(xray: XRay) -> bool:
 @dataclass(frozen=True)
 class Caution:
     """What a reader must know before trusting a reading, worded once for the app, the report and the CSV."""
-    kind: str  # not_xray, incomplete, more_frames, guessed_brightness
+    kind: str  # not_xray, incomplete, more_frames, guessed_brightness, type_without_fracture
     brief: str  # a few words a script can grep for
     text: str  # a sentence for the app and the report
+
+
+TYPE_GUESS_WITHOUT_FRACTURE = Caution(
+    "type_without_fracture", "no fracture seen: the type guess says little",
+    "The fracture model sees no fracture here, so the type model's guess says little.")
 
 
 def cautions_for(xray: XRay) -> list[Caution]:

@@ -61,18 +61,10 @@ def row_for(path: Path, diagnosis=None, error: str | None = None, heatmaps: list
         "reading": diagnosis.band,
         "fracture_type": best_type,
         "fracture_type_probability": _rounded(type_probability),
-        "warnings": "; ".join(warnings_for(diagnosis)),
+        "warnings": "; ".join(diagnosis.notes),
         "heatmaps": "; ".join(map(str, heatmaps)),
         "error": "",
     }
-
-
-def warnings_for(diagnosis) -> list[str]:
-    """What the app shows above a reading, in words a script can grep for."""
-    found = [caution.brief for caution in diagnosis.cautions]
-    if diagnosis.fractured is False and diagnosis.type_top:
-        found.append("no fracture seen: the type guess says little")
-    return found
 
 
 def _rounded(value):

@@ -90,6 +90,8 @@ def findings(diagnosis: Diagnosis, task: str | None = None, opacity: float = DEF
     if diagnosis.type_top:
         guesses = ", ".join(f"{name} {percent(p)}" for name, p in diagnosis.type_top)
         rows.append(("Type model's guess", f"{guesses} ({TYPE_GUESS_CAVEAT})"))
+        if diagnosis.type_caution:
+            rows.append(("Warning", diagnosis.type_caution.text))
     task, _ = heatmap_for(diagnosis, task)
     if task:
         rows.append(("Heat map", f"Grad-CAM of the {config.TASK_NAMES.get(task, task)}, opacity {opacity:.0%}"))

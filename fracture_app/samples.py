@@ -5,7 +5,7 @@ Where the samples come from (first match wins):
   1. the folder named by the environment variable FRACTURE_SAMPLES_DIR, else `sample_images/`;
   2. in that folder, `labels.csv` with columns `file,source,ground_truth`, where ground_truth is
      "Not fractured", "Fractured" or one of the ten fracture-type names;
-  3. otherwise the folder read as a data set, in any layout `training.datasets.discover` knows
+  3. otherwise the folder read as a data set, in any layout `fracture_app.data_layout.discover` knows
      (FracAtlas, Bone Break, class folders), or a folder holding several such data sets; the images the
      models trained or were tuned on, by their split files, are left out.
 
@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from fracture_app import config
+from fracture_app.data_layout import normalise
 
 SAMPLES_DIR_ENV = "FRACTURE_SAMPLES_DIR"
 LABELS_FILE = "labels.csv"
@@ -30,9 +31,10 @@ ANY_FRACTURE = "Fractured (any type)"
 # How deep to look for data sets inside the samples folder (tests/fixtures holds two side by side).
 MAX_NESTING = 2
 
+# Keys are spelt as data_layout.normalise spells them, so a labels.csv accepts what a folder name would.
 _CANONICAL = {
-    **{_key: name for name in config.FRACTURE_TYPES for _key in (name.lower(),)},
-    "not fractured": NOT_FRACTURED, "non fractured": NOT_FRACTURED, "non_fractured": NOT_FRACTURED,
+    **{normalise(name): name for name in config.FRACTURE_TYPES},
+    "not fractured": NOT_FRACTURED, "non fractured": NOT_FRACTURED,
     "normal": NOT_FRACTURED, "fractured": FRACTURED, "fracture": FRACTURED,
 }
 
@@ -72,8 +74,8 @@ def samples_dir() -> Path:
 
 
 def canonical_truth(value: str) -> str | None:
-    """'not fractured', 'Non_fractured', 'oblique fracture' … → the display name; None if unknown."""
-    return _CANONICAL.get(" ".join(str(value).replace("_", " ").split()).lower())
+    """'not fractured', 'Non-fractured', 'oblique_fracture' … → the display name; None if unknown."""
+    return _CANONICAL.get(normalise(str(value)))
 
 
 def list_samples(root: Path | str | None = None) -> SampleSet:

@@ -282,7 +282,7 @@ def results_frame(results: list[tuple[str, Diagnosis | str]]) -> pd.DataFrame:
             "Type guess": best,
             "Type probability (%)": np.nan if best_p is None else round(100 * best_p, 1),
             "Reading": reading.band or "",
-            "Note": "; ".join(caution.brief for caution in reading.cautions),
+            "Note": "; ".join(reading.notes),
         })
     return pd.DataFrame(rows, columns=list(RESULT_COLUMNS))
 
@@ -343,10 +343,8 @@ def render_type_guess(diagnosis: Diagnosis) -> None:
     if not diagnosis.type_top:
         return
     st.markdown("**The type model's guess** (top 3)")
-    caveat = f"{TYPE_GUESS_CAVEAT.capitalize()}."
-    if diagnosis.fractured is False:
-        caveat += " The fracture model sees no fracture here, so this guess says little."
-    st.caption(caveat)
+    caution = diagnosis.type_caution
+    st.caption(f"{TYPE_GUESS_CAVEAT.capitalize()}." + (f" {caution.text}" if caution else ""))
     frame = pd.DataFrame({"Fracture type": [name for name, _ in diagnosis.type_top],
                           "Probability (%)": [round(100 * p, 1) for _, p in diagnosis.type_top]})
     st.altair_chart(type_chart(frame), width="stretch")

@@ -147,6 +147,8 @@ def test_a_broken_upload_shows_the_readers_message_and_the_others_are_still_read
     assert list(table["File"]) == [fractured_xray_path.name, "notes.pdf", "cut.jpg", others[0].name]
     assert list(table["Verdict"][[1, 2]]) == ["Not read", "Not read"]
     assert set(table["Verdict"][[0, 3]]) <= {"Fractured", "Not fractured"}
+    for index in (0, 3):  # the note says what the CSV's warnings column says
+        assert ("type guess says little" in table["Note"][index]) == (table["Verdict"][index] == "Not fractured")
     assert table["Image"][0].startswith("data:image/png;base64,")
     assert at.download_button(key="diagnose_csv")
     assert metrics(at)["Verdict"] in ("Fractured", "Not fractured")  # the detail view of a readable one

@@ -143,4 +143,7 @@ def test_grading_a_reading():
 def test_canonical_truth_names():
     assert canonical_truth("non_fractured") == NOT_FRACTURED
     assert canonical_truth(" spiral   fracture ") == "Spiral Fracture"
+    # the spellings a data-set folder may use are accepted in labels.csv too
+    assert canonical_truth("Non-fractured") == NOT_FRACTURED
+    assert canonical_truth("Fracture-Dislocation") == "Fracture Dislocation"
     assert canonical_truth("maybe") is None

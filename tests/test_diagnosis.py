@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from fracture_app import config
-from fracture_app.diagnosis import (LIKELY, NOT_RULED_OUT, NOT_SEEN, POSSIBLE, Diagnoser, cautions_for,
-                                    confidence_band)
+from fracture_app.diagnosis import (LIKELY, NOT_RULED_OUT, NOT_SEEN, POSSIBLE, Diagnoser, Diagnosis,
+                                    cautions_for, confidence_band)
 from fracture_app.imaging import XRay, read_image
 
 
@@ -46,6 +46,20 @@ def test_cautions_come_from_what_the_reader_recorded(colour, metadata, kinds):
     for word in ("12%" if "incomplete" in kinds else None, "3 images" if "more_frames" in kinds else None,
                  "12-bit" if "guessed_brightness" in kinds else None):
         assert word is None or word in texts
+
+
+@pytest.mark.parametrize("probability, types, noted", [
+    (0.1, {"Oblique fracture": 1.0}, True),  # no fracture seen, yet a type is named
+    (0.9, {"Oblique fracture": 1.0}, False),
+    (0.1, {}, False),  # no type model
+    (None, {"Oblique fracture": 1.0}, False),  # no fracture model: nothing says "no fracture"
+])
+def test_the_type_guess_is_cautioned_when_no_fracture_is_seen(probability, types, noted):
+    xray = XRay(np.zeros((64, 64), np.float32), "upload", "PNG", 0.9, {})
+    diagnosis = Diagnosis(xray, probability, 0.5, None, types)
+    assert (diagnosis.type_caution is not None) == noted
+    assert diagnosis.notes[0] == cautions_for(xray)[0].brief  # the image's own cautions come first
+    assert any("type guess says little" in note for note in diagnosis.notes) == noted
 
 
 def test_a_real_upload_gets_a_full_diagnosis(diagnoser, fractured_xray_path):

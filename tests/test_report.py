@@ -74,7 +74,10 @@ def test_pdf_report_is_a_valid_pdf_with_the_verdict_versions_and_notice():
 
 def test_not_fractured_report_and_a_reading_without_heat_maps():
     diagnosis = make_diagnosis(probability=0.01, band=NOT_SEEN, heat=False)
-    assert "Not fractured (fracture probability 1.0%)" in pdf_text(report_pdf(diagnosis))
+    text = pdf_text(report_pdf(diagnosis))
+    assert "Not fractured (fracture probability 1.0%)" in text
+    assert "the type model's guess says little" in text  # the same caution as the app's and the CSV's
+    assert "says little" not in pdf_text(report_pdf(make_diagnosis()))
     assert Image.open(io.BytesIO(report_png(diagnosis))).text["Title"].endswith("Not fractured")
 
 
