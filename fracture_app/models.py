@@ -188,7 +188,7 @@ class FractureModel:
 def load_model(model_path: Path, verify_checksum: bool = True) -> FractureModel:
     model_path = Path(model_path)
     if not model_path.is_file():
-        raise ModelLoadError(f"model file missing: {model_path}. Train it with `python -m training.train`.")
+        raise ModelLoadError(f"model file missing: {model_path} (train it with `python -m training.train`)")
     card = read_card(model_path)
     if verify_checksum:
         expected, actual = card.data.get("sha256"), sha256_of(model_path)

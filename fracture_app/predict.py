@@ -8,6 +8,7 @@ Exit status: 0 when every input was diagnosed, 1 when some could not be, 2 for u
 import argparse
 import csv
 import json
+import os
 import sys
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
@@ -44,8 +45,6 @@ def read(path: Path):
         return read_image(path), None
     except FractureAppError as error:
         return None, str(error)
-    except OSError as error:  # missing file, permission denied
-        return None, f"cannot open file: {error.strerror or error}"
 
 
 def row_for(path: Path, diagnosis=None, error: str | None = None, heatmaps: list[Path] = ()) -> dict:
@@ -63,7 +62,7 @@ def row_for(path: Path, diagnosis=None, error: str | None = None, heatmaps: list
         "fracture_type_probability": _rounded(type_probability),
         "warnings": "; ".join(diagnosis.notes),
         "heatmaps": "; ".join(map(str, heatmaps)),
-        "error": "",
+        "error": " ".join((error or "").split()),
     }
 
 
@@ -94,8 +93,6 @@ def decoded_ahead(files: list[Path]):
 
 def diagnose_files(diagnoser, files: list[Path], gradcam_dir: Path | None, progress: bool):
     """Yield (path, diagnosis or None, error, heat-map files written) in input order, in batches."""
-    from fracture_app.gradcam import overlay
-
     bar = None
     if progress:
         from tqdm import tqdm
@@ -109,7 +106,7 @@ def diagnose_files(diagnoser, files: list[Path], gradcam_dir: Path | None, progr
         for path, (_, error) in chunk:
             diagnosis, written = diagnoses.get(path), []
             if diagnosis is not None and gradcam_dir is not None:
-                written = _write_gradcam(diagnoser, diagnosis, gradcam_dir, unique_stem(path, names_taken), overlay)
+                written, error = _write_gradcam(diagnoser, diagnosis, gradcam_dir, unique_stem(path, names_taken))
             yield path, diagnosis, error, written
         if bar:
             bar.update(len(chunk))
@@ -127,24 +124,46 @@ def unique_stem(path: Path, taken: set[str]) -> str:
     return stem
 
 
-def _write_gradcam(diagnoser, diagnosis, out_dir: Path, stem: str, overlay) -> list[Path]:
+def _write_gradcam(diagnoser, diagnosis, out_dir: Path, stem: str) -> tuple[list[Path], str | None]:
+    """The overlays written, and what went wrong when one could not be (a name too long, a full disk)."""
     import cv2
 
-    out_dir.mkdir(parents=True, exist_ok=True)
+    from fracture_app.gradcam import overlay
+
     written = []
     for task in diagnoser.models:
         heat = diagnoser.heatmap(diagnosis.xray, task, diagnosis)
         picture = overlay(diagnosis.xray.pixels, heat)
-        written.append(out_dir / f"{stem}_{task}_gradcam.png")
-        cv2.imwrite(str(written[-1]), cv2.cvtColor(picture, cv2.COLOR_RGB2BGR))
-    return written
+        target = out_dir / f"{stem}_{task}_gradcam.png"
+        try:
+            saved = cv2.imwrite(str(target), cv2.cvtColor(picture, cv2.COLOR_RGB2BGR))
+        except cv2.error:
+            saved = False
+        if not saved:
+            return written, f"could not write the heat map {target}"
+        written.append(target)
+    return written, None
+
+
+def prepare_gradcam_dir(folder: Path) -> str | None:
+    """Make the heat-map folder before any model loads; what is wrong with it, or None."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        return f"--gradcam {folder} is a file, not a folder"
+    except OSError as error:
+        return f"cannot make the --gradcam folder {folder}: {error.strerror or error}"
+    if not os.access(folder, os.W_OK):
+        return f"cannot write into the --gradcam folder {folder}"
+    return None
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m fracture_app.predict", description=__doc__.split("\n\n")[0],
                                      epilog=config.NOTICE)
     parser.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="image files or folders (searched recursively)")
-    parser.add_argument("--format", choices=("csv", "json"), default="csv")
+    parser.add_argument("--format", choices=("csv", "json"), default="csv",
+                        help="csv (default): one row per file, streamed; json: one list, written at the end")
     parser.add_argument("--models", type=Path, default=config.MODELS_DIR, help="folder with the .keras models and cards")
     parser.add_argument("--gradcam", type=Path, metavar="OUT_DIR", help="also write Grad-CAM overlays (PNG) here")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
@@ -156,6 +175,9 @@ def main(argv=None) -> int:
     files = expand(args.paths)
     if not files:
         print("error: no image files found in the given paths", file=sys.stderr)
+        return 2
+    if args.gradcam is not None and (problem := prepare_gradcam_dir(args.gradcam)):
+        print(f"error: {problem}", file=sys.stderr)
         return 2
     import_tensorflow_quietly()
     from fracture_app.diagnosis import Diagnoser

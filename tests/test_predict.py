@@ -94,6 +94,32 @@ def test_same_named_files_in_two_folders_get_two_sets_of_overlays(tiny_models_di
         "scan_2_binary_gradcam.png", "scan_2_type_gradcam.png", "scan_binary_gradcam.png", "scan_type_gradcam.png"]
 
 
+def test_a_gradcam_folder_that_is_a_file_is_a_usage_error_before_the_models_load(tmp_path, capsys, monkeypatch):
+    import fracture_app.diagnosis
+
+    monkeypatch.setattr(fracture_app.diagnosis.Diagnoser, "from_dir", lambda *_: pytest.fail("models were loaded"))
+    taken = tmp_path / "cams.png"
+    taken.write_bytes(b"x")
+    image = sorted((FRACATLAS_FIXTURES / "images" / "Fractured").glob("*.jpg"))[0]
+    code, out, err = run(["--gradcam", str(taken), str(image)], capsys)
+    assert code == 2 and out == ""
+    assert err.strip() == f"error: --gradcam {taken} is a file, not a folder"
+
+
+def test_an_overlay_that_cannot_be_written_is_that_files_error(tiny_models_dir, tmp_path, capsys):
+    image = sorted((FRACATLAS_FIXTURES / "images" / "Fractured").glob("*.jpg"))[0]
+    long_name = tmp_path / "in" / ("a" * 240 + ".jpg")  # fits the file system; its overlay's name does not
+    long_name.parent.mkdir()
+    shutil.copy(image, long_name)
+    code, out, _ = run(["--format", "json", "--models", str(tiny_models_dir), "--gradcam", str(tmp_path / "cams"),
+                        str(long_name)], capsys)
+    assert code == 1
+    [row] = json.loads(out)
+    assert row["error"].startswith("could not write the heat map") and row["heatmaps"] == ""
+    assert row["fractured"] is not None  # the reading itself stands
+    assert not list((tmp_path / "cams").iterdir())
+
+
 def test_a_colour_photograph_is_flagged_in_the_warnings_column(tiny_models_dir, tmp_path, capsys):
     from PIL import Image
 
