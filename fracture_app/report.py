@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 
 from fracture_app import config
-from fracture_app.diagnosis import Diagnosis
+from fracture_app.diagnosis import LIKELY, NOT_RULED_OUT, NOT_SEEN, POSSIBLE, Diagnosis
 from fracture_app.gradcam import DEFAULT_OPACITY, overlay
 
 # Longer side of the pictures placed in a report: sharp on A4 and on screen, small enough to share.
@@ -23,7 +23,12 @@ TYPE_GUESS_CAVEAT = "meaningful only when a fracture is present"
 DICOM_FIELDS = (("BodyPartExamined", "Body part"), ("ViewPosition", "View"), ("Modality", "Modality"),
                 ("ImageLaterality", "Laterality"), ("Laterality", "Laterality"),
                 ("StudyDescription", "Study"), ("SeriesDescription", "Series"))
-VERDICT_COLOURS = {"Fractured": "#b3261e", "Not fractured": "#1e6b3a"}
+# The headline takes the band's colour, as the app's box does: "not ruled out" is amber there, not green.
+BAND_COLOURS = {LIKELY: "#b3261e", POSSIBLE: "#8a5a00", NOT_RULED_OUT: "#8a5a00", NOT_SEEN: "#1e6b3a"}
+# The PNG page in inches, from the top: the text below the pictures grows the page, never runs off it.
+PNG_WIDTH, PNG_MIN_HEIGHT, PNG_DPI = 11.0, 8.5, 110
+PNG_PICTURES_TOP, PNG_PICTURES_HEIGHT, PNG_VERDICT_TOP, PNG_ROWS_TOP = 0.85, 4.42, 5.65, 6.08
+PNG_LINE_HEIGHT, PNG_BOTTOM_MARGIN = 0.24, 0.35
 
 
 def percent(probability: float | None) -> str:
@@ -108,40 +113,64 @@ def _title(diagnosis: Diagnosis) -> str:
     return f"Fracture X-ray reading: {diagnosis.verdict}"
 
 
-def report_png(diagnosis: Diagnosis, task: str | None = None, opacity: float = DEFAULT_OPACITY,
-               generated_at: datetime | None = None) -> bytes:
-    """The report as one PNG picture: images on top, findings and notice below."""
-    from matplotlib.figure import Figure  # the object API: no pyplot global state, safe across sessions
+def headline_colour(diagnosis: Diagnosis) -> str:
+    return BAND_COLOURS.get(diagnosis.band, "#333333")
 
-    original, blended, task = pictures(diagnosis, task, opacity)
-    rows = findings(diagnosis, task, opacity, generated_at)
-    figure = Figure(figsize=(11, 8.5), dpi=110, facecolor="white")
-    figure.text(0.04, 0.965, "Fracture X-ray reading aid: report", fontsize=17, weight="bold", color="#16324f")
-    figure.text(0.04, 0.935, config.NOTICE, fontsize=9.5, color="#7a4b00")
-    panels = [(original, "Original")] + ([(blended, f"Grad-CAM overlay ({config.TASK_NAMES.get(task, task)})")]
-                                         if blended is not None else [])
-    width = 0.9 / len(panels)
-    for index, (picture, caption) in enumerate(panels):
-        axes = figure.add_axes((0.05 + index * width, 0.38, width - 0.02, 0.52))
-        axes.imshow(picture)
-        axes.set_title(caption, fontsize=11)
-        axes.axis("off")
-    colour = VERDICT_COLOURS.get(diagnosis.verdict, "#333333")
-    figure.text(0.04, 0.325, diagnosis.verdict, fontsize=20, weight="bold", color=colour)
-    y = 0.285
+
+def _png_lines(rows: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """(label or "", line) for each printed line: the label on the first line of its value only."""
+    lines = []
     for label, value in rows:
         if label == "File":
             value = textwrap.shorten(value, 110)
-        lines = textwrap.wrap(value, 105) or [""]
-        figure.text(0.04, y, f"{label}:", fontsize=10, weight="bold", color="#16324f")
-        for line in lines:
-            figure.text(0.22, y, line, fontsize=10, color="#1b2a35")
-            y -= 0.028
+        for index, line in enumerate(textwrap.wrap(value, 105) or [""]):
+            lines.append((f"{label}:" if index == 0 else "", line))
+    return lines
+
+
+def report_png(diagnosis: Diagnosis, task: str | None = None, opacity: float = DEFAULT_OPACITY,
+               generated_at: datetime | None = None) -> bytes:
+    """The report as one PNG picture: images on top, findings and notice below."""
+    original, blended, task = pictures(diagnosis, task, opacity)
+    rows = findings(diagnosis, task, opacity, generated_at)
+    figure = report_figure(diagnosis, original, blended, task, rows)
     buffer = io.BytesIO()
     metadata = {"Title": _title(diagnosis), "Description": "; ".join(f"{k}: {v}" for k, v in rows),
                 "Disclaimer": config.NOTICE, "Software": "fracture X-ray reading aid"}
     figure.savefig(buffer, format="png", metadata=metadata)
     return buffer.getvalue()
+
+
+def report_figure(diagnosis: Diagnosis, original, blended, task: str | None, rows: list[tuple[str, str]]):
+    """The PNG report's page; it grows taller with the findings, so no row is cut off."""
+    from matplotlib.figure import Figure  # the object API: no pyplot global state, safe across sessions
+
+    lines = _png_lines(rows)
+    height = max(PNG_MIN_HEIGHT, PNG_ROWS_TOP + len(lines) * PNG_LINE_HEIGHT + PNG_BOTTOM_MARGIN)
+
+    def y(inches_from_top: float) -> float:
+        return 1 - inches_from_top / height
+
+    figure = Figure(figsize=(PNG_WIDTH, height), dpi=PNG_DPI, facecolor="white")
+    figure.text(0.04, y(0.30), "Fracture X-ray reading aid: report", fontsize=17, weight="bold", color="#16324f")
+    figure.text(0.04, y(0.55), config.NOTICE, fontsize=9.5, color="#7a4b00")
+    panels = [(original, "Original")] + ([(blended, f"Grad-CAM overlay ({config.TASK_NAMES.get(task, task)})")]
+                                         if blended is not None else [])
+    width = 0.9 / len(panels)
+    for index, (picture, caption) in enumerate(panels):
+        bottom = y(PNG_PICTURES_TOP + PNG_PICTURES_HEIGHT)
+        axes = figure.add_axes((0.05 + index * width, bottom, width - 0.02, PNG_PICTURES_HEIGHT / height))
+        axes.imshow(picture)
+        axes.set_title(caption, fontsize=11)
+        axes.axis("off")
+    figure.text(0.04, y(PNG_VERDICT_TOP), diagnosis.verdict, fontsize=20, weight="bold",
+                color=headline_colour(diagnosis))
+    for number, (label, line) in enumerate(lines):
+        top = PNG_ROWS_TOP + number * PNG_LINE_HEIGHT
+        if label:
+            figure.text(0.04, y(top), label, fontsize=10, weight="bold", color="#16324f")
+        figure.text(0.22, y(top), line, fontsize=10, color="#1b2a35")
+    return figure
 
 
 # fpdf2's built-in fonts speak Latin-1 only; these few characters appear in our own wording.
@@ -198,7 +227,7 @@ def report_pdf(diagnosis: Diagnosis, task: str | None = None, opacity: float = D
         tallest = max(tallest, h + 6)
     pdf.set_xy(pdf.l_margin, top + tallest + 3)
 
-    red, green, blue = (int(VERDICT_COLOURS.get(diagnosis.verdict, "#333333")[i:i + 2], 16) for i in (1, 3, 5))
+    red, green, blue = (int(headline_colour(diagnosis)[i:i + 2], 16) for i in (1, 3, 5))
     pdf.set_font("helvetica", "B", 18)
     pdf.set_text_color(red, green, blue)
     pdf.cell(0, 10, _latin1(diagnosis.verdict), new_x="LMARGIN", new_y="NEXT")

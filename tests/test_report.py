@@ -9,12 +9,14 @@ from datetime import datetime, timezone
 
 import numpy as np
 import pytest
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 from PIL import Image
 
 from fracture_app import config
-from fracture_app.diagnosis import NOT_SEEN, POSSIBLE, Diagnosis
+from fracture_app.diagnosis import NOT_RULED_OUT, NOT_SEEN, POSSIBLE, Diagnosis
 from fracture_app.imaging import XRay, read_image
-from fracture_app.report import dicom_summary, findings, percent, report_pdf, report_png
+from fracture_app.report import (dicom_summary, findings, headline_colour, percent, pictures, report_figure,
+                                 report_pdf, report_png)
 
 WHEN = datetime(2026, 1, 2, 3, 4, tzinfo=timezone.utc)
 
@@ -89,6 +91,29 @@ def test_a_large_image_is_shrunk_and_a_dicom_is_summarised():
     assert len(pdf) < 3_000_000
     assert "WRIST" in pdf_text(pdf)
     assert ("DICOM body part", "WRIST") in findings(diagnosis)
+
+
+def test_every_row_of_a_long_png_report_is_on_the_page():
+    metadata = {"Modality": "DX", "BodyPartExamined": "WRIST", "ViewPosition": "PA", "ImageLaterality": "L",
+                "StudyDescription": "Wrist two views " * 6, "SeriesDescription": "Left wrist PA " * 6,
+                "missing_fraction": 0.1, "frames": 2, "brightness_bits": 12}
+    diagnosis = make_diagnosis(probability=0.01, band=NOT_SEEN, metadata=metadata)
+    rows = findings(diagnosis, generated_at=WHEN)
+    original, blended, task = pictures(diagnosis)
+    figure = report_figure(diagnosis, original, blended, task, rows)
+    renderer = FigureCanvasAgg(figure).get_renderer()
+    page = figure.bbox
+    drawn = [text for text in figure.texts if text.get_text()]
+    assert "Generated:" in [text.get_text() for text in drawn]  # the last row
+    for text in drawn:
+        box = text.get_window_extent(renderer)
+        assert page.y0 <= box.y0 and box.y1 <= page.y1, text.get_text()
+    assert figure.get_figheight() > 8.5  # grown, not cropped
+
+
+def test_the_headline_takes_the_bands_colour():
+    assert headline_colour(make_diagnosis(probability=0.2, band=NOT_RULED_OUT)) != headline_colour(
+        make_diagnosis(probability=0.01, band=NOT_SEEN))
 
 
 def test_report_of_a_real_xray_through_the_real_models(fractured_xray_path, tiny_models_dir, monkeypatch):
