@@ -183,6 +183,22 @@ def test_a_tinted_radiograph_is_not_coloured(grey8):
     assert read_image(encode(Image.fromarray(tinted), "PNG")).colour_fraction < 0.05
 
 
+@pytest.mark.parametrize("blank", [
+    np.zeros((300, 200), np.uint8),
+    np.full((300, 200), 180, np.uint8),
+    np.dstack([np.full((300, 200, 3), 200, np.uint8), np.zeros((300, 200), np.uint8)]),  # fully transparent
+    np.where(np.random.default_rng(0).random((300, 200)) < 0.005, 255, 90).astype(np.uint8),  # a few specks
+])
+def test_a_blank_picture_is_refused_rather_than_answered(blank):
+    with pytest.raises(ImageReadError, match="blank"):
+        read_image(encode(Image.fromarray(blank), "PNG"))
+
+
+def test_a_faint_but_real_picture_is_read():
+    faint = np.tile(np.linspace(100, 130, 200), (300, 1)).astype(np.uint8)  # about 0.1 of the range, dim
+    assert read_image(encode(Image.fromarray(faint), "PNG")).pixels.std() > 0
+
+
 def test_rgba_is_composited_over_black(grey8, expected):
     opaque = np.dstack([grey8] * 3 + [np.full_like(grey8, 255)])
     half = opaque.copy()

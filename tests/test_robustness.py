@@ -141,7 +141,8 @@ def test_command_line_refuses_or_diagnoses_every_hostile_file(tiny_models_dir, h
                                    (config.MIN_IMAGE_SIDE, config.MIN_IMAGE_SIDE * MAX_ASPECT_RATIO)])
 def test_the_smallest_and_narrowest_accepted_images_get_a_full_diagnosis(diagnoser, shape):
     """Just inside the reader's limits (test_imaging checks the refusals just outside them)."""
-    xray = read_image(encoded(Image.new("L", shape[::-1], 128), "PNG"))
+    ramp = np.linspace(0, 255, shape[0] * shape[1]).reshape(shape).astype(np.uint8)  # not blank: blank is refused
+    xray = read_image(encoded(Image.fromarray(ramp), "PNG"))
     diagnosis = diagnoser.diagnose(xray)
     assert diagnosis.verdict in ("Fractured", "Not fractured") and len(diagnosis.type_top) == 3
     assert {task: heat.shape for task, heat in diagnosis.heatmaps.items()} == {task: shape for task in config.TASKS}
