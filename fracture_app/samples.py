@@ -17,7 +17,7 @@ from __future__ import annotations
 import csv
 import os
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from fracture_app import config
@@ -236,3 +236,19 @@ def grade(sample: SampleImage, guessed_fractured: bool, guessed_type: str | None
     else:
         message = "Correct: fractured (this data set does not record the type)."
     return Grade(fracture_correct, type_scored, type_correct, message)
+
+
+def grade_model(sample: SampleImage, model_fractured: bool, model_type: str | None) -> Grade:
+    """The model's reading of a sample, marked as a trainee's is and worded for the Samples page."""
+    marked = grade(sample, model_fractured, model_type)
+    if not marked.fracture_correct and sample.fractured:
+        detail = f" ({sample.fracture_type})" if sample.fracture_type else ""
+        message = f"The model misses this fracture{detail}: a case worth studying."
+    elif not marked.fracture_correct:
+        message = "The model sees a fracture where there is none: a case worth studying."
+    elif marked.type_scored and not marked.type_correct:
+        message = (f"The model is right that this is fractured, but its type guess ({model_type}) is not the "
+                   f"ground truth ({sample.fracture_type}).")
+    else:
+        message = f"The model agrees with the ground truth ({sample.ground_truth})."
+    return replace(marked, message=message)

@@ -3,7 +3,7 @@
 import streamlit as st
 
 from fracture_app import ui
-from fracture_app.samples import filter_options, filter_samples, pick
+from fracture_app.samples import filter_options, filter_samples, grade_model, pick
 
 CURRENT = "samples_current"
 
@@ -34,14 +34,15 @@ def main() -> None:
     if isinstance(reading, str):
         st.error(f"**{current.name}** could not be read: {reading}", icon=":material/error:")
         return
-    agrees = reading.fractured is not None and reading.fractured == current.fractured
-    if reading.fractured is None:
-        pass
-    elif agrees:
-        st.success(f"The model agrees with the ground truth ({current.ground_truth}).", icon=":material/check_circle:")
-    else:
-        st.error(f"The model disagrees with the ground truth ({current.ground_truth}): a case worth studying.",
-                 icon=":material/compare_arrows:")
+    if reading.fractured is not None:
+        best_type = reading.type_top[0][0] if reading.type_top else None
+        result = grade_model(current, reading.fractured, best_type)
+        if not result.fracture_correct:
+            st.error(result.message, icon=":material/compare_arrows:")
+        elif result.type_scored and not result.type_correct:
+            st.warning(result.message, icon=":material/compare_arrows:")
+        else:
+            st.success(result.message, icon=":material/check_circle:")
     ui.render_diagnosis(reading, key="samples", ground_truth=current.ground_truth)
 
 

@@ -9,7 +9,7 @@ import pytest
 
 from fracture_app import config
 from fracture_app.samples import (ALL, ANY_FRACTURE, NOT_FRACTURED, SampleImage, canonical_truth, filter_options,
-                                  filter_samples, grade, list_samples, pick, samples_dir)
+                                  filter_samples, grade, grade_model, list_samples, pick, samples_dir)
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -138,6 +138,18 @@ def test_grading_a_reading():
     assert not missed.fracture_correct and "no fracture" in missed.message
     assert grade(normal, False, None).fracture_correct
     assert "Oblique fracture" in grade(oblique, False, None).message
+
+
+def test_the_models_reading_of_a_sample_says_when_only_the_type_is_wrong():
+    oblique = SampleImage(Path("x.jpg"), "Oblique fracture")
+    wrong_type = grade_model(oblique, True, "Pathological fracture")
+    assert wrong_type.fracture_correct and not wrong_type.type_correct
+    assert "agrees" not in wrong_type.message and "Pathological fracture" in wrong_type.message
+    assert "agrees" in grade_model(oblique, True, "Oblique fracture").message
+    assert "misses" in grade_model(oblique, False, "Oblique fracture").message
+    normal = SampleImage(Path("z.jpg"), NOT_FRACTURED)
+    assert "none" in grade_model(normal, True, "Oblique fracture").message
+    assert "agrees" in grade_model(normal, False, "Oblique fracture").message  # the type guess is moot
 
 
 def test_canonical_truth_names():
