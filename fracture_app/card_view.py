@@ -74,8 +74,12 @@ def render_targets(targets: list[dict] | None) -> None:
         return
     missed = sum(target["met"] is False for target in targets)
     st.markdown("#### Against the project's targets (test split)")
+    unmeasured = sum(target["met"] is None for target in targets)
     if missed:
         st.warning(f"This model misses {missed} of its {len(targets)} targets.", icon=":material/flag:")
+    elif not unmeasured:
+        st.success(f"This model meets all {len(targets)} of its targets on the point estimates; the 95% intervals "
+                   "say how sure that is on a test split this size.", icon=":material/flag:")
     frame = pd.DataFrame({
         "Target": [target["target"] for target in targets],
         "Measured": [_measured(target["measured"]) for target in targets],
@@ -83,6 +87,10 @@ def render_targets(targets: list[dict] | None) -> None:
         "Met": [{True: "yes", False: "no", None: "not measured"}[target["met"]] for target in targets],
     })
     st.dataframe(frame, hide_index=True)
+
+
+def _channels(count: int) -> str:
+    return "grey (1 channel)" if count == 1 else f"{count} channels"
 
 
 def _interval(bounds, style: str = "ratio") -> str:
@@ -102,7 +110,7 @@ def render_card(card, directory: Path, task: str) -> None:
     st.subheader(f"{data.get('name', task)} · version {card.version}")
     size = pre.get("size", "?")
     st.caption(f"Architecture **{data.get('architecture', 'unknown')}** · input {size}×{size} px, letterboxed, "
-               f"{pre.get('channels', 1)} channel(s) · initial weights: {_initial_weights(data)} · "
+               f"{_channels(pre.get('channels', 1))} · initial weights: {_initial_weights(data)} · "
                f"{len(card.classes)} classes: {', '.join(card.classes)}{_flip_sentence(data.get('test_time_flip'))}")
     rounded = data.get("weights_rounded")
     if isinstance(rounded, dict):
@@ -115,6 +123,7 @@ def render_card(card, directory: Path, task: str) -> None:
         st.info(f"**Intended use.** {data['intended_use']}", icon=":material/school:")
 
     test = data.get("metrics", {}).get("test", {})
+    validation = data.get("metrics", {}).get("val", {})
     count = test.get("n", "?")
     st.markdown(f"#### Test split ({count} image{'' if count == 1 else 's'} never used in training)")
     if task == config.BINARY_TASK:
@@ -163,7 +172,8 @@ def render_card(card, directory: Path, task: str) -> None:
         rows = [{"Operating point": "Decision threshold (verdict “Fractured”)", "Threshold": percent(card.threshold),
                  "Test sensitivity": _number(test.get("sensitivity"), "percent"),
                  "Test specificity": _number(test.get("specificity"), "percent"),
-                 "Validation sensitivity": "", "Validation specificity": ""}]
+                 "Validation sensitivity": _number(validation.get("sensitivity"), "percent"),
+                 "Validation specificity": _number(validation.get("specificity"), "percent")}]
         for name, point in card.operating_points.items():
             at_test, at_val = point.get("test", {}), point.get("validation", {})
             rows.append({"Operating point": POINT_NAMES.get(name, name.replace("_", " ")),

@@ -114,6 +114,7 @@ def test_model_card_page_shows_metrics_plots_and_provenance(tiny_models_dir):
     tables = [frame.value for frame in at.dataframe]
     points = next(table for table in tables if "Operating point" in table.columns)
     assert any("High sensitivity" in v for v in points["Operating point"])
+    assert all(points["Validation sensitivity"]) and all(points["Validation specificity"])  # the decision row too
     assert sum("Target" in table.columns for table in tables) == 2, "each card's targets are shown"
     assert "95% intervals: AUROC" in text and "95% intervals: Top-1 accuracy" in text
     assert "chosen on validation AUROC" in text and "chosen on validation macro-F1" in text
@@ -154,6 +155,18 @@ def test_the_model_card_page_says_how_many_targets_are_missed():
     table = at.dataframe[0].value
     assert list(table["Measured"]) == ["0.856", "0.019", "custom_cnn"] and list(table["Met"]) == ["no", "yes", "no"]
     assert list(table["95% interval"]) == ["0.810–0.900", "", ""]
+
+
+def test_the_model_card_page_says_when_every_target_is_met():
+    def page():
+        from fracture_app.card_view import render_targets
+
+        render_targets([{"target": "AUROC ≥ 0.90", "measured": 0.93, "interval": [0.89, 0.96], "met": True},
+                        {"target": "expected calibration error ≤ 0.05", "measured": 0.019, "met": True}])
+
+    at = AppTest.from_function(page).run()
+    assert_clean(at)
+    assert not at.warning and "meets all 2 of its targets" in at.success[0].value
 
 
 def test_about_page_explains_the_tool_and_the_heat_map():
