@@ -260,8 +260,9 @@ def thumbnail_uri(pixels: np.ndarray, side: int = THUMBNAIL_SIDE) -> str:
     return "data:image/png;base64," + base64.b64encode(encoded.tobytes()).decode("ascii") if ok else ""
 
 
-RESULT_COLUMNS = ("Image", "File", "Verdict", "Fracture probability (%)", "Type guess", "Type probability (%)",
-                  "Reading", "Note")
+# The reading and its cautions before the type guess: on a laptop screen the last columns need scrolling to.
+RESULT_COLUMNS = ("Image", "File", "Verdict", "Fracture probability (%)", "Reading", "Note", "Type guess",
+                  "Type probability (%)")
 
 
 def results_frame(results: list[tuple[str, Diagnosis | str]]) -> pd.DataFrame:
