@@ -206,3 +206,10 @@ def copy_matching_weights(model: keras.Model, path: Path) -> None:
 def find_backbone(model: keras.Model) -> keras.Model | None:
     nested = [layer for layer in model.layers if isinstance(layer, keras.Model)]
     return nested[0] if nested else None
+
+
+def trains_in_two_phases(arch: str, weights) -> bool:
+    """A pretrained backbone first learns with its layers frozen, then with the top --fine-tune-share of them.
+
+    (`weights`, as --weights or a card's weights_init, becomes "none" where ImageNet weights could not be downloaded.)"""
+    return arch in BACKBONES and str(weights) != "none"

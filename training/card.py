@@ -5,6 +5,7 @@ import math
 import os
 import platform
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 
@@ -38,6 +39,11 @@ TARGETS = {
     config.TYPE_TASK: (("top-1 accuracy", "top1", ">=", 0.50), ("top-3 accuracy", "top3", ">=", 0.80)),
 }
 TARGET_ARCHITECTURE = {config.TYPE_TASK: "resnet50"}  # as the user asked
+
+
+def command_line(module: str, argv: list[str] | None) -> str:
+    """The command as called, for the card; from Python (tests, an ensemble's members) sys.argv is someone else's."""
+    return f"python -m {module} " + " ".join(sys.argv[1:] if argv is None else argv)
 
 
 def target_report(card: dict) -> list[dict]:

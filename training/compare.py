@@ -16,11 +16,11 @@ from pathlib import Path
 
 from fracture_app import config
 from fracture_app.models import artifact_paths, card_path_for
+from training.architectures import trains_in_two_phases
 from training.card import update_card
-from training.datasets import read_manifest
-from training.train import trains_in_two_phases
+from training.datasets import split_assignments
+from training.validation_choices import VALIDATION_METRIC
 
-VALIDATION_SCORE = {config.BINARY_TASK: "auroc", config.TYPE_TASK: "macro_f1"}
 TEST_FIGURES = {config.BINARY_TASK: ("auroc", "sensitivity", "specificity"),
                 config.TYPE_TASK: ("top1", "top3", "macro_f1")}
 SAME_SPLIT_KEYS = ("source", "images", "split_seed", "split_sizes")
@@ -51,7 +51,7 @@ def summary(card: dict, label: str) -> dict:
         "minutes": round(training["seconds"] / 60, 1) if training.get("seconds") is not None else None,
         "hardware": training["hardware"],
         "command": training["command"],
-        f"val_{VALIDATION_SCORE[task]}": val[VALIDATION_SCORE[task]],
+        f"val_{VALIDATION_METRIC[task][0]}": val[VALIDATION_METRIC[task][0]],
         **{f"test_{key}": test[key] for key in TEST_FIGURES[task]},
         **(pointing_game(card) if task == config.BINARY_TASK else {}),
         **fine_tune_share(card),
@@ -113,7 +113,7 @@ def check_split_files(model_path: Path, card_paths: list[Path], task: str) -> No
     def assignments(manifest: Path) -> dict[Path, str] | None:
         if not manifest.is_file():
             return None  # runs from before split files were kept: the card's keys are all there is
-        return {sample.path: sample.split for sample in read_manifest(manifest, Path())}
+        return split_assignments(manifest)
 
     shipped = assignments(artifact_paths(model_path.parent, task)["manifest"])
     for path in card_paths:
@@ -154,7 +154,7 @@ def main(argv=None) -> int:
         return 2
     kept = {EARLIER_SPLIT_ROWS: earlier[EARLIER_SPLIT_ROWS]} if earlier and EARLIER_SPLIT_ROWS in earlier else {}
     update_card(args.model, {"compared_runs": rows, **kept})
-    score = f"val_{VALIDATION_SCORE[shipped['task']]}"
+    score = f"val_{VALIDATION_METRIC[shipped['task']][0]}"
     run_width = max(len(row["run"]) for row in rows) + 2
     arch_width = max(len(row["architecture"]) for row in rows) + 2
     for row in rows:

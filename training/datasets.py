@@ -211,6 +211,11 @@ def write_manifest(path: Path, dataset: Dataset) -> None:
             writer.writerow([s.path.relative_to(dataset.root).as_posix(), s.label, dataset.classes[s.label], s.split, s.group])
 
 
+def split_assignments(path: Path, root: Path = Path()) -> dict[Path, str]:
+    """Each image's split in a split file (group numbers may differ between copies of one split)."""
+    return {sample.path: sample.split for sample in read_manifest(path, root)}
+
+
 def read_manifest(path: Path, root: Path) -> list[Sample]:
     with open(path, newline="", encoding="utf-8") as handle:
         return [

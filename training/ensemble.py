@@ -88,14 +88,14 @@ def member_summary(path: Path, card: dict) -> dict:
                                                    "trained_at")}}
 
 
-def split_of(model_path: Path) -> dict[str, str]:
-    """Each image's split, from the split file beside a model (group numbers may differ between copies)."""
-    from training.datasets import read_manifest
+def split_of(model_path: Path) -> dict[Path, str]:
+    """Each image's split, from the split file beside a model."""
+    from training.datasets import split_assignments
 
     manifest = artifact_paths(model_path.parent, config.BINARY_TASK)["manifest"]
     if not manifest.is_file():
         raise FractureAppError(f"no split file beside {model_path} ({manifest.name})")
-    return {str(sample.path): sample.split for sample in read_manifest(manifest, Path())}
+    return split_assignments(manifest)
 
 
 def shared_training(cards) -> dict:
@@ -146,9 +146,9 @@ def main(argv=None) -> int:
     parser.add_argument("--out", type=Path, required=True, help="output folder (a run folder; not models/)")
     args = parser.parse_args(argv)
     from fracture_app.models import load_model
-    from training.card import write_atomically
+    from training.card import command_line, write_atomically
 
-    command = "python -m training.ensemble " + " ".join(sys.argv[1:] if argv is None else argv)
+    command = command_line("training.ensemble", argv)
     try:
         if len(args.members) < 2:
             raise FractureAppError("an ensemble needs at least two --members")

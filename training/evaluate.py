@@ -23,8 +23,8 @@ from fracture_app.imaging import read_image
 from fracture_app.models import artifact_paths
 from fracture_app.preprocess import prepare_batch
 from training import datasets, metrics
-from training.card import limitations, update_card, without_nan
-from training.localisation import choose_and_score, pointing_game
+from training.card import command_line, limitations, update_card, without_nan
+from training.localisation import choose_and_score, has_fracture_boxes, pointing_game
 
 BATCH_SIZE = 32
 HEADLINE = {config.BINARY_TASK: ("auroc", "accuracy", "sensitivity", "specificity", "precision", "f1", "ece"),
@@ -99,11 +99,11 @@ def main(argv=None) -> int:
     try:
         model = load_model(args.model)
         samples = split_samples(args.model, args.data, args.split, model.task, model.classes)
-        boxed = model.task == config.BINARY_TASK and (args.data / "annotations_yolo").is_dir()
+        boxed = model.task == config.BINARY_TASK and has_fracture_boxes(args.data)
         if args.redo_validation_choices:
             if args.split == "all":
                 raise FractureAppError("--redo-validation-choices needs the stored splits; leave out --split all")
-            command = "python -m training.evaluate " + " ".join(sys.argv[1:] if argv is None else argv)
+            command = command_line("training.evaluate", argv)
             model = redo_validation_choices(args.model, model, args.data, boxed, command)
         layer, smoothing, chosen_game = model.card.gradcam_layer, model.card.gradcam_smoothing, None
         if args.choose_gradcam_layer:

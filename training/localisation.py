@@ -29,14 +29,21 @@ class BoxedImage:
     boxes: list[tuple[float, float, float, float]]
 
 
+BOX_FOLDER = "annotations_yolo"  # FracAtlas's one YOLO label file per image, beside images/
+
+
+def has_fracture_boxes(data_dir: Path) -> bool:
+    return (Path(data_dir) / BOX_FOLDER).is_dir()
+
+
 def fracture_boxes(data_dir: Path, image_path: Path, cut_short: bool = False) -> list[tuple[float, float, float, float]]:
     """FracAtlas fracture boxes as (x_centre, y_centre, width, height), relative to the image.
 
-    None for a truncated file whose missing rows the reader cut off (`cut_short`): its boxes are relative to
+    None (an empty list) for a truncated file whose missing rows the reader cut off (`cut_short`): its boxes are relative to
     the picture as stored and would land lower than drawn. No FracAtlas box is on such a file
     (tests/test_localisation.py checks); a user's data set may have some.
     """
-    label_file = Path(data_dir) / "annotations_yolo" / f"{Path(image_path).stem}.txt"
+    label_file = Path(data_dir) / BOX_FOLDER / f"{Path(image_path).stem}.txt"
     if cut_short or not label_file.is_file():
         return []
     rows = [line.split() for line in label_file.read_text().splitlines() if line.strip()]

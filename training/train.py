@@ -22,8 +22,10 @@ from fracture_app.models import artifact_paths, card_path_for
 from fracture_app.preprocess import PreprocessSpec
 from training import architectures, augment, datasets, schedule
 from training.box_supervision import MAP_LOSS_WEIGHT
-from training.card import INTENDED_USE, gpu_names, hardware_description, limitations, target_report, write_atomically
-from training.validation_choices import evaluate_splits, validation_score
+from training.card import (INTENDED_USE, command_line, gpu_names, hardware_description, limitations, target_report,
+                           write_atomically)
+from training.localisation import fracture_boxes, has_fracture_boxes
+from training.validation_choices import VALIDATION_METRIC, evaluate_splits, validation_score
 
 log = logging.getLogger("training")
 
@@ -94,7 +96,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     args.arch = args.arch or config.DEFAULT_ARCHITECTURE[args.task]
     args.img_size = args.img_size or config.DEFAULT_IMG_SIZE[args.task]
     args.weights = args.weights or ("imagenet" if args.arch in architectures.BACKBONES else "none")
-    if args.fine_tune_share != FINE_TUNE_LAYER_SHARE and not trains_in_two_phases(args.arch, args.weights):
+    if args.fine_tune_share != FINE_TUNE_LAYER_SHARE and not architectures.trains_in_two_phases(args.arch, args.weights):
         parser.error(f"--fine-tune-share applies to a pretrained backbone only ({', '.join(architectures.BACKBONES)} "
                      "with --weights other than none)")
     if args.weights not in ("imagenet", "none") and not Path(args.weights).is_file():
@@ -110,16 +112,8 @@ def parse_args(argv=None) -> argparse.Namespace:
         parser.error("--epochs, --batch-size and --learning-rate must be positive, --map-loss-weight not negative, "
                      "--weight-average in [0, 1), --fine-tune-share in (0, 1], --time-limit positive and --img-size "
                      "at least 32")
-    # As called, also from Python (tests, training.ensemble's members), where sys.argv is someone else's.
-    args.command = "python -m training.train " + " ".join(sys.argv[1:] if argv is None else argv)
+    args.command = command_line("training.train", argv)
     return args
-
-
-def trains_in_two_phases(arch: str, weights) -> bool:
-    """A pretrained backbone first learns with its layers frozen, then with the top --fine-tune-share of them.
-
-    (`weights`, as --weights or a card's weights_init, becomes "none" where ImageNet weights could not be downloaded.)"""
-    return arch in architectures.BACKBONES and str(weights) != "none"
 
 
 def main(argv=None) -> int:
@@ -189,7 +183,7 @@ def train_model(args, dataset: datasets.Dataset) -> dict:
     clean = architectures.build(args.arch, spec, _outputs(args.task, dataset), "none")  # no optimizer state
     clean.set_weights(model.get_weights())
     evaluation = evaluate_splits(clean, arrays, args.task, dataset.classes)
-    if args.task == config.BINARY_TASK and (dataset.root / "annotations_yolo").is_dir():
+    if args.task == config.BINARY_TASK and has_fracture_boxes(dataset.root):
         if on_tensorflow():
             from training.localisation import choose_and_score
 
@@ -212,7 +206,8 @@ def choose_split(args, dataset: datasets.Dataset) -> dict:
     for this task on this data, else grouped and dealt here. The report is split_groups' (with
     `split_file` where a file gave the split)."""
     inherited = stored_split_of(args.weights, args.task, dataset)
-    if args.split and inherited and _assignments(args.split, dataset.root) != _assignments(inherited, dataset.root):
+    if args.split and inherited and (datasets.split_assignments(args.split, dataset.root)
+                                     != datasets.split_assignments(inherited, dataset.root)):
         raise SystemExit(f"error: --split {args.split} differs from {inherited}, the split of {args.weights}, which "
                          "was trained on these images: validation and test could hold images it trained on")
     stored = args.split or inherited
@@ -233,10 +228,6 @@ def choose_split(args, dataset: datasets.Dataset) -> dict:
         log.warning("%d groups of near-identical images, as grouped here, span two splits of %s: kept as it says",
                     report["groups_spanning_split_file"], stored)
     return {**report, "split_file": stored}
-
-
-def _assignments(split_file: Path, root: Path) -> dict[Path, str]:
-    return {row.path: row.split for row in datasets.read_manifest(split_file, root)}
 
 
 def stored_split_of(weights: str, task: str, dataset: datasets.Dataset) -> Path | None:
@@ -269,11 +260,13 @@ def fracture_masks(args, dataset, loaded, model) -> dict[str, np.ndarray] | None
     """Per-split fracture-box masks, when the model has a fracture map and the data has FracAtlas boxes."""
     if architectures.FRACTURE_MAP not in {layer.name for layer in model.layers}:
         return None
-    if args.task != config.BINARY_TASK or not (dataset.root / "annotations_yolo").is_dir():
+    if args.task != config.BINARY_TASK:
+        log.warning("fracture boxes mark fractures, not their types: the fracture map trains from the labels alone")
+        return None
+    if not has_fracture_boxes(dataset.root):
         log.warning("no fracture boxes in %s: the fracture map trains from the labels alone", dataset.root)
         return None
     from training.box_supervision import box_masks
-    from training.localisation import fracture_boxes
 
     every = box_masks(dataset.root, loaded.samples, loaded.shapes, loaded.cut_short, args.img_size)
     left_out = sum(cut and bool(fracture_boxes(dataset.root, sample.path))
@@ -312,7 +305,7 @@ def fit(model, arrays, args, dataset, scratch: Path, strategy, started: float, m
     import keras
 
     num_classes = len(dataset.classes)
-    monitor = "val_auroc" if args.task == config.BINARY_TASK else "val_macro_f1"
+    monitor = f"val_{VALIDATION_METRIC[args.task][0]}"
     val_x, val_y = arrays["val"]
     with strategy.scope():  # a wrapper with the box loss is a new model: it must live where the weights do
         trained, losses, train_data, val_data, class_weight = _training_setup(model, arrays, args, num_classes, masks)
@@ -370,7 +363,7 @@ def fit(model, arrays, args, dataset, scratch: Path, strategy, started: float, m
     if deadline:
         callbacks.append(StopAt(deadline))
     backbone = architectures.find_backbone(model)
-    pretrained = backbone is not None and trains_in_two_phases(args.arch, args.weights)
+    pretrained = backbone is not None and architectures.trains_in_two_phases(args.arch, args.weights)
     learning_rate = args.learning_rate or LEARNING_RATE
     phases = [(args.epochs, learning_rate, None)]
     if pretrained:
@@ -528,7 +521,7 @@ def build_card(args, dataset, spec, split_report, loaded, evaluation, history, b
             "lr_schedule": args.lr_schedule,
             **({"map_loss_weight": args.map_loss_weight} if args.arch == "custom_cnn_map" else {}),
             **({"weight_average_momentum": args.weight_average} if args.weight_average else {}),
-            **({"fine_tune_layer_share": args.fine_tune_share} if trains_in_two_phases(args.arch, args.weights) else {}),
+            **({"fine_tune_layer_share": args.fine_tune_share} if architectures.trains_in_two_phases(args.arch, args.weights) else {}),
             **({"time_limit_minutes": args.time_limit} if args.time_limit else {}),
             "precision": args.precision,
             "keras_backend": keras.backend.backend(),
@@ -568,7 +561,7 @@ def write_plots_and_manifest(card, history, dataset, scratch: Path, paths) -> di
     staged = {"manifest": scratch / "manifest.csv", "history": scratch / "history.csv",
               "curves": scratch / "curves.png", "confusion": scratch / "confusion.png"}
     datasets.write_manifest(staged["manifest"], dataset)
-    monitor = "val_auroc" if card["task"] == config.BINARY_TASK else "val_macro_f1"
+    monitor = f"val_{VALIDATION_METRIC[card['task']][0]}"
     plots.training_curves(history, monitor, staged["curves"], f"{card['name']} ({card['architecture']})")
     if card["task"] == config.BINARY_TASK:
         staged["roc"] = scratch / "roc.png"

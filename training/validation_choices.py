@@ -10,6 +10,8 @@ from fracture_app.preprocess import mirrored
 from training import metrics
 
 BATCH_SIZE = 32
+# What picks the best epoch, the mirror and the model to ship: (the history's column stem, its name for people).
+VALIDATION_METRIC = {config.BINARY_TASK: ("auroc", "AUROC"), config.TYPE_TASK: ("macro_f1", "macro-F1")}
 
 
 def evaluate_splits(keras_model, arrays, task: str, classes) -> dict:
@@ -40,7 +42,7 @@ def choose_flip(task: str, labels, plain, flipped) -> dict:
     """Average over the mirror only where that scores the validation images better than the image alone."""
     alone, averaged = validation_score(task, labels, plain), validation_score(task, labels, (plain + flipped) / 2)
     return {"used": bool(averaged > alone),
-            "chosen_on": "validation " + ("AUROC" if task == config.BINARY_TASK else "macro-F1"),
+            "chosen_on": "validation " + VALIDATION_METRIC[task][1],
             "validation": {"image_alone": alone, "averaged_with_mirror": averaged}}
 
 
