@@ -47,6 +47,8 @@ FRACTURE_TYPES = (
 )
 
 CLASSES = {BINARY_TASK: BINARY_CLASSES, TYPE_TASK: FRACTURE_TYPES}
+TASK_TITLES = {task: name.capitalize() for task, name in TASK_NAMES.items()}  # as a heading names them
+TASK_HELP = {BINARY_TASK: "fractured or not", TYPE_TASK: f"which of {len(FRACTURE_TYPES)} fracture types"}
 
 MODEL_FILES = {
     BINARY_TASK: "fracture_binary.keras",

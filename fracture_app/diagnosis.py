@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 
 from fracture_app import config
-from fracture_app.errors import FractureAppError, ModelLoadError
+from fracture_app.errors import ModelLoadError
 from fracture_app.gradcam import GradCam, heatmap_on_image
-from fracture_app.imaging import XRay
+from fracture_app.imaging import XRay, roughness
 from fracture_app.models import FractureModel, load_model, model_path_for
 from fracture_app.preprocess import prepare, prepare_batch
 
@@ -26,6 +26,9 @@ NOT_SEEN = "no fracture seen"
 # More than this share of coloured pixels means a photograph or drawing, not a radiograph. Measured on
 # the data sets: no FracAtlas image and under 1% of Bone Break journal figures exceed it; photographs do.
 XRAY_COLOUR_FRACTION_LIMIT = 0.2
+# Rougher than this (imaging.roughness) is noise, not a radiograph: the data sets' roughest image scores 0.25,
+# noise 1.1 (runs/s17_roughness.py, seventeenth session).
+XRAY_ROUGHNESS_LIMIT = 0.6
 TYPE_TOP_K = 3
 
 
@@ -46,6 +49,11 @@ class Diagnosis:
     @property
     def verdict(self) -> str:
         return {None: "No binary model", True: "Fractured", False: "Not fractured"}[self.fractured]
+
+    @property
+    def best_type(self) -> tuple[str | None, float | None]:
+        """The type model's first guess and its probability; (None, None) without a type model."""
+        return next(iter(self.type_probabilities.items()), (None, None))
 
     @property
     def type_top(self) -> list[tuple[str, float]]:
@@ -72,7 +80,16 @@ class Diagnosis:
 
 
 def looks_like_xray(xray: XRay) -> bool:
-    return xray.colour_fraction <= XRAY_COLOUR_FRACTION_LIMIT
+    return _unlike_an_xray(xray) is None
+
+
+def _unlike_an_xray(xray: XRay) -> tuple[str, str] | None:
+    """(what the picture is instead, why that shows) where it is not a radiograph; None where it may be one."""
+    if xray.colour_fraction > XRAY_COLOUR_FRACTION_LIMIT:
+        return "a colour image", "it is in colour"
+    if roughness(xray.pixels) > XRAY_ROUGHNESS_LIMIT:
+        return "noise", "it looks like noise: neighbouring pixels differ as much as any two"
+    return None
 
 
 @dataclass(frozen=True)
@@ -90,9 +107,10 @@ TYPE_GUESS_WITHOUT_FRACTURE = Caution(
 
 def cautions_for(xray: XRay) -> list[Caution]:
     found, metadata = [], xray.metadata
-    if not looks_like_xray(xray):
-        found.append(Caution("not_xray", "not an X-ray: a colour image, the answer means nothing",
-                             "This image does not look like an X-ray (it is in colour). The models were trained "
+    if unlike := _unlike_an_xray(xray):
+        what, why = unlike
+        found.append(Caution("not_xray", f"not an X-ray: {what}, the answer means nothing",
+                             f"This image does not look like an X-ray ({why}). The models were trained "
                              "on radiographs only, so their answer here means nothing."))
     if metadata.get("missing_fraction"):
         missing = metadata["missing_fraction"]
@@ -192,7 +210,7 @@ class Diagnoser:
         if task == config.BINARY_TASK:
             class_index = 1  # always explain the fracture score, even when it is low
         else:
-            class_index = model.classes.index(next(iter(diagnosis.type_probabilities)))
+            class_index = model.classes.index(diagnosis.best_type[0])
         heat = self.gradcam(task).heatmap(prepare(xray.pixels, model.spec), class_index)
         return heatmap_on_image(heat, xray.pixels.shape, model.spec.size)
 
@@ -208,4 +226,4 @@ class Diagnoser:
         return {classes[i]: float(probabilities[i]) for i in order}
 
 
-__all__ = ["Caution", "Diagnosis", "Diagnoser", "FractureAppError", "cautions_for", "confidence_band", "looks_like_xray"]
+__all__ = ["Caution", "Diagnosis", "Diagnoser", "cautions_for", "confidence_band", "looks_like_xray"]

@@ -8,7 +8,7 @@ friends). For the nested case we cannot ask Keras for a model from the outer inp
 import cv2
 import numpy as np
 
-from fracture_app.preprocess import WIDTH_AXIS
+from fracture_app.preprocess import WIDTH_AXIS, to_uint8
 
 DEFAULT_OPACITY = 0.4
 MAP_WIDTH_AXIS = 1  # of a heat map (height, width)
@@ -152,9 +152,8 @@ def heatmap_on_image(heat: np.ndarray, image_shape: tuple[int, int], input_size:
 
 def overlay(image: np.ndarray, heat: np.ndarray, opacity: float = DEFAULT_OPACITY) -> np.ndarray:
     """Blend a heat map (same shape as `image`, [0, 1]) over a grayscale image → RGB uint8."""
-    gray = np.clip(image * 255.0, 0, 255).astype(np.uint8)
-    base = cv2.cvtColor(gray, cv2.COLOR_GRAY2RGB)
-    coloured = cv2.applyColorMap(np.clip(heat * 255.0, 0, 255).astype(np.uint8), COLORMAP)
+    base = cv2.cvtColor(to_uint8(image), cv2.COLOR_GRAY2RGB)
+    coloured = cv2.applyColorMap(to_uint8(heat), COLORMAP)
     coloured = cv2.cvtColor(coloured, cv2.COLOR_BGR2RGB)
     return cv2.addWeighted(coloured, float(opacity), base, 1.0 - float(opacity), 0.0)
 

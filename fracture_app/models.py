@@ -185,18 +185,18 @@ class FractureModel:
         return calibrate(self.logits(batch), self.card.calibration)
 
 
-def load_model(model_path: Path, verify_checksum: bool = True) -> FractureModel:
+def load_model(model_path: Path) -> FractureModel:
+    """The model and its card, refused where the file is not the one its card measured."""
     model_path = Path(model_path)
     if not model_path.is_file():
         raise ModelLoadError(f"model file missing: {model_path} (train it with `python -m training.train`)")
     card = read_card(model_path)
-    if verify_checksum:
-        expected, actual = card.data.get("sha256"), sha256_of(model_path)
-        if expected != actual:
-            raise ModelLoadError(
-                f"{model_path.name} does not match its model card (sha256 {actual[:12]}… ≠ {str(expected)[:12]}…): "
-                "the file is corrupt or was replaced; retrain or restore it."
-            )
+    expected, actual = card.data.get("sha256"), sha256_of(model_path)
+    if expected != actual:
+        raise ModelLoadError(
+            f"{model_path.name} does not match its model card (sha256 {actual[:12]}… ≠ {str(expected)[:12]}…): "
+            "the file is corrupt or was replaced; retrain or restore it."
+        )
     import keras
 
     try:

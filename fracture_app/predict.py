@@ -52,7 +52,7 @@ def row_for(path: Path, diagnosis=None, error: str | None = None, heatmaps: list
     if diagnosis is None:
         empty = dict.fromkeys(COLUMNS[1:-1])
         return {"path": str(path), **empty, "error": " ".join((error or "unknown error").split())}
-    best_type, type_probability = (diagnosis.type_top or [(None, None)])[0]
+    best_type, type_probability = diagnosis.best_type
     return {
         "path": str(path),
         "fractured": diagnosis.fractured,

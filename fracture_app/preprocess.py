@@ -9,8 +9,6 @@ import cv2
 import numpy as np
 
 PAD_VALUE = 0.0  # radiographs have black borders; padding with black adds no false edges
-# A model card may ask for the answer averaged over the image and its mirror (`test_time_flip`, chosen on
-# validation): left and right limbs are mirror images, and training already flips at random.
 WIDTH_AXIS = 2  # of a (batch, height, width, channels) array
 
 
@@ -40,7 +38,7 @@ class PreprocessSpec:
 
 def letterbox_box(shape: tuple[int, int], size: int) -> tuple[int, int, int, int]:
     """Where an image of `shape` lands inside the letterboxed square: (top, left, height, width)."""
-    height, width = shape
+    height, width = shape[:2]
     scale = size / max(height, width)
     new_h, new_w = max(1, round(height * scale)), max(1, round(width * scale))
     return (size - new_h) // 2, (size - new_w) // 2, new_h, new_w
@@ -53,6 +51,16 @@ def resize_longer_side(pixels: np.ndarray, size: int) -> np.ndarray:
     shrinking = max(pixels.shape) > size
     interpolation = cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR
     return cv2.resize(pixels, (new_w, new_h), interpolation=interpolation)
+
+
+def at_most(pixels: np.ndarray, max_side: int) -> np.ndarray:
+    """The image shrunk so its longer side is at most `max_side` (for display); never enlarged."""
+    return pixels if max(pixels.shape[:2]) <= max_side else resize_longer_side(pixels, max_side)
+
+
+def to_uint8(pixels: np.ndarray) -> np.ndarray:
+    """A [0, 1] picture or heat map as 8-bit, for display and PNG files."""
+    return np.clip(pixels * 255.0, 0, 255).astype(np.uint8)
 
 
 def letterbox(pixels: np.ndarray, size: int) -> np.ndarray:
@@ -77,5 +85,8 @@ def prepare_batch(images: list[np.ndarray], spec: PreprocessSpec) -> np.ndarray:
 
 
 def mirrored(batch: np.ndarray) -> np.ndarray:
-    """The batch flipped left↔right."""
+    """The batch flipped left↔right.
+
+    A model card may ask for the answer averaged over the image and its mirror (`test_time_flip`, chosen on
+    validation): left and right limbs are mirror images, and training already flips at random."""
     return np.flip(batch, axis=WIDTH_AXIS)

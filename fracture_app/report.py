@@ -16,6 +16,7 @@ import numpy as np
 from fracture_app import config
 from fracture_app.diagnosis import LIKELY, NOT_RULED_OUT, NOT_SEEN, POSSIBLE, Diagnosis
 from fracture_app.gradcam import DEFAULT_OPACITY, overlay
+from fracture_app.preprocess import at_most, to_uint8
 
 # Longer side of the pictures placed in a report: sharp on A4 and on screen, small enough to share.
 REPORT_MAX_SIDE = 1024
@@ -61,20 +62,11 @@ def heatmap_for(diagnosis: Diagnosis, task: str | None = None) -> tuple[str | No
     return None, None
 
 
-def shrink(image: np.ndarray, max_side: int = REPORT_MAX_SIDE) -> np.ndarray:
-    height, width = image.shape[:2]
-    scale = max_side / max(height, width)
-    if scale >= 1:
-        return image
-    size = (max(1, round(width * scale)), max(1, round(height * scale)))
-    return cv2.resize(image, size, interpolation=cv2.INTER_AREA)
-
-
 def pictures(diagnosis: Diagnosis, task: str | None = None,
              opacity: float = DEFAULT_OPACITY) -> tuple[np.ndarray, np.ndarray | None, str | None]:
     """(original as RGB uint8, overlay as RGB uint8 or None, task of the overlay), both at report size."""
-    pixels = shrink(diagnosis.xray.pixels)
-    original = cv2.cvtColor(np.clip(pixels * 255.0, 0, 255).astype(np.uint8), cv2.COLOR_GRAY2RGB)
+    pixels = at_most(diagnosis.xray.pixels, REPORT_MAX_SIDE)
+    original = cv2.cvtColor(to_uint8(pixels), cv2.COLOR_GRAY2RGB)
     task, heat = heatmap_for(diagnosis, task)
     if heat is None:
         return original, None, None

@@ -16,7 +16,7 @@ look at an X-ray:
 - the **fracture model** answers *fractured or not fractured*, with a calibrated probability and a plain-language
   reading taken from the operating points on its model card: *likely fracture* or *possible fracture — look
   closely* go with “Fractured”, *fracture not ruled out — look closely* or *no fracture seen* with “Not fractured”;
-- the **fracture-type model** guesses {ui.TASK_HELP[config.TYPE_TASK]} it is ({ui.TYPE_NAMES_TEXT}). It was
+- the **fracture-type model** guesses {config.TASK_HELP[config.TYPE_TASK]} it is ({ui.TYPE_NAMES_TEXT}). It was
   trained only on fractured images, so **its guess means something only when a fracture is present**.
 
 ### What it does not do
@@ -24,8 +24,8 @@ look at an X-ray:
 - It does not localise or measure a fracture, grade displacement, or look at soft tissue, joints or implants.
 - It has not been validated outside the public data sets it learned from. On images from other hospitals,
   devices, age groups or body regions it will be wrong more often, and it does not know when.
-- It cannot tell a radiograph from another picture reliably; a colour photo is flagged, but the answer on any
-  image that is not an X-ray is meaningless.
+- It cannot tell a radiograph from another picture reliably; a colour photo and plain noise are flagged and a
+  blank picture is refused, but the answer on any image that is not an X-ray is meaningless.
 
 ### How to read a Grad-CAM heat map
 Grad-CAM (Selvaraju et al., 2017) colours the regions whose features most **raised** the chosen model's score:

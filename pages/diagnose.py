@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from fracture_app import ui
+from fracture_app import reading_view, ui
 
 
 def main() -> None:
@@ -26,7 +26,7 @@ def main() -> None:
     readable = [(name, reading) for name, reading in results if not isinstance(reading, str)]
     if len(results) > 1:
         st.subheader("Results")
-        ui.render_results_table(results, key="diagnose")
+        reading_view.render_results_table(results, key="diagnose")
     if not readable:
         return
     if len(readable) > 1:
@@ -38,7 +38,7 @@ def main() -> None:
     name, diagnosis = readable[index]
     if len(readable) == 1:
         st.subheader(name)
-    ui.render_diagnosis(diagnosis, key="diagnose")
+    reading_view.render_diagnosis(diagnosis, key="diagnose")
 
 
 main()

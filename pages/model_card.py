@@ -12,12 +12,12 @@ def main() -> None:
                "thresholds sit, and what it must not be used for.")
     models = ui.load_models()
     diagnoser = ui.require_models(models)
-    tabs = st.tabs([ui.TASK_TITLES[task] for task in config.TASKS])
+    tabs = st.tabs([config.TASK_TITLES[task] for task in config.TASKS])
     for tab, task in zip(tabs, config.TASKS):
         with tab:
             model = diagnoser.models.get(task)
             if model is None:
-                st.warning(f"The {ui.TASK_TITLES[task].lower()} is not loaded: "
+                st.warning(f"The {config.TASK_TITLES[task].lower()} is not loaded: "
                            + ("; ".join(models.problems) or "no model file"), icon=":material/warning:")
                 continue
             card_view.render_card(model.card, models.directory, task)

@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from fracture_app import ui
+from fracture_app import reading_view, ui
 from fracture_app.samples import filter_options, filter_samples, grade_model, pick
 
 CURRENT = "samples_current"
@@ -35,15 +35,14 @@ def main() -> None:
         st.error(f"**{current.name}** could not be read: {reading}", icon=":material/error:")
         return
     if reading.fractured is not None:
-        best_type = reading.type_top[0][0] if reading.type_top else None
-        result = grade_model(current, reading.fractured, best_type)
+        result = grade_model(current, reading.fractured, reading.best_type[0])
         if not result.fracture_correct:
             st.error(result.message, icon=":material/compare_arrows:")
         elif result.type_scored and not result.type_correct:
             st.warning(result.message, icon=":material/compare_arrows:")
         else:
             st.success(result.message, icon=":material/check_circle:")
-    ui.render_diagnosis(reading, key="samples", ground_truth=current.ground_truth)
+    reading_view.render_diagnosis(reading, key="samples", ground_truth=current.ground_truth)
 
 
 main()

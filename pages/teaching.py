@@ -2,7 +2,8 @@
 
 import streamlit as st
 
-from fracture_app import config, ui
+from fracture_app import config, reading_view, ui
+from fracture_app.preprocess import to_uint8
 from fracture_app.samples import grade, pick
 
 CASE, COMMITTED, GRADE, GUESS, SCORE = "teach_case", "teach_committed", "teach_grade", "teach_guess", "teach_score"
@@ -60,11 +61,11 @@ def main() -> None:
     if not st.session_state.get(COMMITTED):
         image_col, form_col = st.columns([3, 2])
         with image_col:
-            ui.render_warnings(reading)
+            reading_view.render_warnings(reading)
             height, width = reading.xray.pixels.shape
             share = min(1.0, width / height)  # a tall radiograph: no taller than the column is wide
             columns = st.columns([(1 - share) / 2 + 1e-3, share, (1 - share) / 2 + 1e-3])
-            columns[1].image((reading.xray.pixels * 255).astype("uint8"), caption="Case to read", width="stretch")
+            columns[1].image(to_uint8(reading.xray.pixels), caption="Case to read", width="stretch")
         with form_col.form("teach_form", border=True):
             st.markdown("**Your reading**")
             fractured = st.radio("Is there a fracture?", FRACTURE_CHOICES, index=None, key="teach_fractured")
@@ -96,7 +97,7 @@ def main() -> None:
         next_case(sample_set.samples, avoid=case.path)
         st.rerun()
     st.markdown("##### What the model says")
-    ui.render_diagnosis(reading, key="teach", report=False, ground_truth=case.ground_truth)
+    reading_view.render_diagnosis(reading, key="teach", report=False, ground_truth=case.ground_truth)
 
 
 main()

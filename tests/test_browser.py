@@ -161,9 +161,9 @@ def test_upload_diagnose_and_visit_every_page(server, browser_page, fractured_xr
     shot(page, "02_diagnose_result")
 
     main = page.locator('[data-testid="stMainBlockContainer"]')
-    from fracture_app import config, ui
+    from fracture_app import config
 
-    main.get_by_text(f"{ui.TASK_TITLES[config.TYPE_TASK]} ({ui.TASK_HELP[config.TYPE_TASK]})").click()
+    main.get_by_text(f"{config.TASK_TITLES[config.TYPE_TASK]} ({config.TASK_HELP[config.TYPE_TASK]})").click()
     settle(page)
     expect(page.get_by_text("Grad-CAM of the fracture-type model")).to_be_visible()
     no_exceptions(page, "Diagnose (type heat map)")

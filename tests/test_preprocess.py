@@ -48,3 +48,18 @@ def test_batch_stacks_and_handles_empty_input(xray):
     spec = PreprocessSpec(size=32)
     assert prepare_batch([xray, xray], spec).shape == (2, 32, 32, 1)
     assert prepare_batch([], spec).shape == (0, 32, 32, 1)
+
+
+def test_at_most_shrinks_large_pictures_only_and_keeps_their_shape():
+    from fracture_app.preprocess import at_most
+
+    wide = np.random.default_rng(0).random((300, 600, 3), dtype=np.float32)  # an RGB overlay too
+    assert at_most(wide, 200).shape == (100, 200, 3)
+    small = wide[:50, :80]
+    assert at_most(small, 200) is small
+
+
+def test_to_uint8_clips_what_lies_outside_zero_to_one():
+    from fracture_app.preprocess import to_uint8
+
+    assert to_uint8(np.array([-0.2, 0.0, 0.5, 1.0, 1.3], np.float32)).tolist() == [0, 0, 127, 255, 255]

@@ -19,7 +19,7 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
 from fracture_app import config, predict
-from fracture_app.diagnosis import Diagnoser, looks_like_xray
+from fracture_app.diagnosis import Diagnoser, cautions_for, looks_like_xray
 from fracture_app.imaging import MAX_ASPECT_RATIO, read_image
 
 from conftest import BONE_BREAK_FIXTURES, FRACATLAS_FIXTURES
@@ -156,6 +156,15 @@ def test_photographs_and_synthetic_colour_pictures_are_flagged():
         assert not looks_like_xray(read_image(encoded(Image.fromarray(colour), "PNG")))
 
 
+def test_noise_is_flagged_as_not_an_xray():
+    rng = np.random.default_rng(5)
+    for noise in (rng.integers(0, 256, (512, 512), dtype=np.uint8),
+                  np.clip(rng.normal(128, 40, (900, 700)), 0, 255).astype(np.uint8)):
+        xray = read_image(encoded(Image.fromarray(noise), "PNG"))
+        assert not looks_like_xray(xray)
+        assert "looks like noise" in cautions_for(xray)[0].text
+
+
 def test_real_xrays_are_not_flagged():
     xrays = sorted(FRACATLAS_FIXTURES.rglob("*.jpg")) + sorted(BONE_BREAK_FIXTURES.rglob("*.jpg"))
     flagged = [p.name for p in xrays if not looks_like_xray(read_image(p))]
@@ -236,6 +245,10 @@ def test_not_an_xray_flag_rates_on_the_test_splits(full_data_dir):
         picture = np.kron(palette[blocks], np.ones((8, 8, 1), np.uint8))
         colour_pictures.append(encoded(Image.fromarray(picture), "PNG"))
     caught = sum(not looks_like_xray(read_image(data)) for data in colour_pictures)
-    print(f"flagged {flagged}/{len(xray_paths)} real test-split X-rays; caught {caught}/{len(colour_pictures)} colour pictures")
+    noise = [encoded(Image.fromarray(rng.integers(0, 256, (rng.integers(64, 900), rng.integers(64, 900)),
+                                                  dtype=np.uint8)), "PNG") for _ in range(16)]
+    caught_noise = sum(not looks_like_xray(read_image(data)) for data in noise)
+    print(f"flagged {flagged}/{len(xray_paths)} real test-split X-rays; caught {caught}/{len(colour_pictures)} colour "
+          f"pictures and {caught_noise}/{len(noise)} grey noise pictures")
     assert flagged / len(xray_paths) <= 0.02
-    assert caught / len(colour_pictures) >= 0.95
+    assert caught / len(colour_pictures) >= 0.95 and caught_noise == len(noise)

@@ -14,6 +14,7 @@ from fracture_app import config
 from fracture_app.models import load_model, sha256_of
 from training import augment, evaluate, export
 from fracture_app.models import artifact_paths
+from training.fit import ELAPSED_FILE
 from training.localisation import SMOOTHING_CELLS
 from training.train import main as train
 
@@ -328,7 +329,7 @@ def test_a_time_limit_ends_training_after_the_epoch_under_way(tmp_path):
 
 
 def logged_rates(models_dir, task):
-    from training.train import read_history
+    from training.fit import read_history
 
     return read_history(artifact_paths(models_dir, task)["history"])["learning_rate"]
 
@@ -338,7 +339,7 @@ def test_only_the_plateau_schedule_stops_early_and_the_cosine_one_lowers_the_rat
         tmp_path, monkeypatch, lr_schedule, epochs_run):
     import keras
 
-    import training.train as train_module
+    from training import schedule
     from training.schedule import cosine_rate
 
     made = []
@@ -357,8 +358,8 @@ def test_only_the_plateau_schedule_stops_early_and_the_cosine_one_lowers_the_rat
             made.append("halving on a plateau")
 
     deadlines = []
-    cosine_decay = train_module.schedule.cosine_decay
-    monkeypatch.setattr(train_module.schedule, "cosine_decay",
+    cosine_decay = schedule.cosine_decay
+    monkeypatch.setattr(schedule, "cosine_decay",
                         lambda *arguments: (deadlines.append(arguments[-1]), cosine_decay(*arguments))[1])
     monkeypatch.setattr(keras.callbacks, "EarlyStopping", StopAtOnce)
     monkeypatch.setattr(keras.callbacks, "ReduceLROnPlateau", HalveNever)
@@ -466,11 +467,11 @@ def test_an_offline_imagenet_run_is_recorded_and_trained_as_from_scratch(tmp_pat
 def test_pretrained_run_trains_in_two_phases(tiny_models_dir, tmp_path, monkeypatch, share_option, share):
     from conftest import BONE_BREAK_FIXTURES
 
-    import training.train as train_module
+    import training.fit as fit_module
 
     shares_set = []
-    set_trainable_top = train_module._set_trainable_top
-    monkeypatch.setattr(train_module, "_set_trainable_top",
+    set_trainable_top = fit_module._set_trainable_top
+    monkeypatch.setattr(fit_module, "_set_trainable_top",
                         lambda backbone, share_: (shares_set.append(share_), set_trainable_top(backbone, share_)))
     donor_path = artifact_paths(tiny_models_dir, config.TYPE_TASK)["model"]
     out = tmp_path / "out"
@@ -489,7 +490,7 @@ def test_pretrained_run_trains_in_two_phases(tiny_models_dir, tmp_path, monkeypa
 def test_fine_tune_share_sets_which_backbone_layers_learn(share):
     import keras
 
-    from training.train import _set_trainable_top
+    from training.fit import _set_trainable_top
 
     backbone = keras.applications.MobileNetV2(input_shape=(TINY_SIZE, TINY_SIZE, 3), weights=None, include_top=False)
     _set_trainable_top(backbone, share)
@@ -530,7 +531,7 @@ def test_an_interrupted_run_resumes_from_its_checkpoint(tmp_path, monkeypatch):
     monkeypatch.undo()
     assert not (out / config.MODEL_FILES[config.BINARY_TASK]).exists()  # nothing half-written
     (checkpoint_dir,) = out.glob(".training-*")
-    spent_before = float((checkpoint_dir / train_module.ELAPSED_FILE).read_text())
+    spent_before = float((checkpoint_dir / ELAPSED_FILE).read_text())
     assert spent_before > 0
     assert train([*arguments, "--resume", str(checkpoint_dir), "--epochs", "2"]) == 0  # one epoch more
     written = card(out, config.BINARY_TASK)

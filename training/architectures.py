@@ -73,7 +73,8 @@ def custom_cnn(spec: PreprocessSpec, num_outputs: int, fracture_map: bool = Fals
 
     Plain convolutions, not separable ones: on a CPU their oneDNN kernels train several times faster,
     and the 4× stem keeps the 256 px input affordable. Each block's output (block1_out … block4_out, from
-    1/4 to 1/32 of the input) is a Grad-CAM candidate; training.localisation chooses among them.
+    1/4 to 1/32 of the input) that is no finer than localisation.FINEST_MAP_SHARE is a Grad-CAM candidate;
+    training.localisation chooses among them.
     With `fracture_map`, see _fracture_map_head.
     """
     inputs = keras.Input((spec.size, spec.size, spec.channels), name="xray")

@@ -1,4 +1,5 @@
-"""Writing a trained model and everything that describes it, atomically, into the output folder."""
+"""A model card's parts that are not measured figures (intended use, limitations, targets, the hardware, the
+command), and writing a trained model with its card and plots, atomically, into the output folder."""
 
 import json
 import math

@@ -12,12 +12,23 @@ import time
 
 SCHEDULES = ("plateau", "cosine")
 LOWEST_SHARE = 0.01  # the rate never reaches zero: an epoch at zero would learn nothing
+PLATEAU_PATIENCE = 3  # epochs without a better validation score before the rate halves
+EARLY_STOP_PATIENCE = 8  # … and before training stops
 
 
 def cosine_rate(peak: float, progress: float) -> float:
     """The rate after `progress` (0 at the phase's start, 1 at its end) of the way down the half cosine."""
     progress = min(1.0, max(0.0, progress))
     return peak * (LOWEST_SHARE + (1 - LOWEST_SHARE) * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def plateau_callbacks(monitor: str) -> list:
+    """Keras callbacks that halve the rate on a plateau of `monitor` (higher is better) and stop on a long one."""
+    import keras
+
+    return [keras.callbacks.EarlyStopping(monitor=monitor, mode="max", patience=EARLY_STOP_PATIENCE),
+            keras.callbacks.ReduceLROnPlateau(monitor=monitor, mode="max", factor=0.5, patience=PLATEAU_PATIENCE,
+                                              min_lr=1e-6)]
 
 
 def cosine_decay(peak: float, first_epoch: int, end_epoch: int, deadline: float | None = None, clock=time.time):

@@ -24,7 +24,7 @@ from PIL import Image
 from fracture_app.config import IMAGE_SUFFIXES, MIN_IMAGE_SIDE
 from fracture_app.errors import FractureAppError
 from fracture_app.imaging import read_image
-from fracture_app.preprocess import resize_longer_side
+from fracture_app.preprocess import at_most
 from training.pipeline import DECODE_WORKERS
 
 JPEG_QUALITY = 95  # high enough that the copy's rounding stays well below the augmentation's noise
@@ -38,7 +38,7 @@ def shrink_image(source: Path, target: Path, size: int, jpeg_quality: int = JPEG
         return str(error)
     # A long, thin image keeps the shortest side the reader accepts, or it would drop out of the copy.
     longer_side = max(size, math.ceil(MIN_IMAGE_SIDE * max(pixels.shape) / min(pixels.shape)))
-    smaller = resize_longer_side(pixels, longer_side) if max(pixels.shape) > longer_side else pixels
+    smaller = at_most(pixels, longer_side)
     picture = Image.fromarray(np.round(np.clip(smaller, 0.0, 1.0) * 255).astype(np.uint8), mode="L")
     target.parent.mkdir(parents=True, exist_ok=True)
     suffix = source.suffix.lower()

@@ -1,0 +1,219 @@
+"""How a reading looks on a page: the results table of many files, and one reading in full (verdict, band,
+cautions, type guess, original beside its heat map, DICOM header, report download). UI only: the reading itself
+comes from fracture_app.diagnosis, through ui's cache.
+"""
+
+from __future__ import annotations
+
+import base64
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from fracture_app import config
+from fracture_app.diagnosis import LIKELY, NOT_RULED_OUT, NOT_SEEN, POSSIBLE, Diagnosis
+from fracture_app.gradcam import DEFAULT_OPACITY, overlay
+from fracture_app.preprocess import at_most, to_uint8
+from fracture_app.report import TYPE_GUESS_CAVEAT, dicom_summary, percent, report_pdf, report_png
+
+THUMBNAIL_SIDE = 96
+EMPTY_HEATMAP = 0.01  # a Grad-CAM whose peak is below this has nothing to show
+BAND_STYLE = {LIKELY: ("error", ":material/emergency:"), POSSIBLE: ("warning", ":material/visibility:"),
+              NOT_RULED_OUT: ("warning", ":material/visibility:"), NOT_SEEN: ("success", ":material/check_circle:")}
+CAUTION_ICONS = {"incomplete": ":material/broken_image:", "more_frames": ":material/burst_mode:",
+                 "guessed_brightness": ":material/contrast:"}
+BAND_ADVICE = {
+    LIKELY: "The score is at or above the model's high-specificity operating point: few X-rays without a "
+            "fracture score this high.",
+    POSSIBLE: "The score is at or above the decision threshold, hence “Fractured”, but below the "
+              "high-specificity operating point: many X-rays without a fracture score this high too.",
+    NOT_RULED_OUT: "The score is below the decision threshold, hence “Not fractured”, but at or above the "
+                   "high-sensitivity operating point: some fractured X-rays score this low too.",
+    NOT_SEEN: "The score is below the model's high-sensitivity operating point: few fractured X-rays score this low.",
+}
+
+
+def thumbnail_uri(pixels: np.ndarray, side: int = THUMBNAIL_SIDE) -> str:
+    """A small PNG as a data URI, for st.column_config.ImageColumn."""
+    ok, encoded = cv2.imencode(".png", to_uint8(at_most(pixels, side)))
+    return "data:image/png;base64," + base64.b64encode(encoded.tobytes()).decode("ascii") if ok else ""
+
+
+# The reading and its cautions before the type guess: on a laptop screen the last columns need scrolling to.
+RESULT_COLUMNS = ("Image", "File", "Verdict", "Fracture probability (%)", "Reading", "Note", "Type guess",
+                  "Type probability (%)")
+
+
+def results_frame(results: list[tuple[str, Diagnosis | str]]) -> pd.DataFrame:
+    """One row per file; unreadable files keep their row, with the reader's message as the note."""
+    rows = []
+    for name, reading in results:
+        if isinstance(reading, str):
+            rows.append({"Image": None, "File": name, "Verdict": "Not read", "Fracture probability (%)": np.nan,
+                         "Type guess": "", "Type probability (%)": np.nan, "Reading": "", "Note": reading})
+            continue
+        best, best_p = reading.best_type
+        probability = reading.fracture_probability
+        rows.append({
+            "Image": thumbnail_uri(reading.xray.pixels),
+            "File": name,
+            "Verdict": reading.verdict,
+            "Fracture probability (%)": np.nan if probability is None else round(100 * probability, 1),
+            "Type guess": best or "",
+            "Type probability (%)": np.nan if best_p is None else round(100 * best_p, 1),
+            "Reading": reading.band or "",
+            "Note": "; ".join(reading.notes),
+        })
+    return pd.DataFrame(rows, columns=list(RESULT_COLUMNS))
+
+
+def results_csv(frame: pd.DataFrame) -> bytes:
+    return frame.drop(columns=["Image"]).to_csv(index=False).encode("utf-8")
+
+
+def render_results_table(results: list[tuple[str, Diagnosis | str]], key: str) -> None:
+    frame = results_frame(results)
+    st.dataframe(
+        frame, hide_index=True, row_height=56, key=f"{key}_table", placeholder="–",
+        column_config={
+            "Image": st.column_config.ImageColumn("X-ray", width="small"),
+            "File": st.column_config.TextColumn("File", width="medium"),
+            "Fracture probability (%)": st.column_config.ProgressColumn(
+                "Fracture probability", min_value=0, max_value=100, format="%.1f%%", width="medium"),
+            "Type probability (%)": st.column_config.NumberColumn("Type probability", format="%.1f%%"),
+            "Type guess": st.column_config.TextColumn("Type model's guess", help=TYPE_GUESS_CAVEAT.capitalize()),
+            "Note": st.column_config.TextColumn("Note", width="large"),
+        },
+    )
+    st.download_button("Download the table (CSV)", data=results_csv(frame), file_name="fracture_readings.csv",
+                       mime="text/csv", icon=":material/download:", on_click="ignore", key=f"{key}_csv")
+
+
+# ---- showing one reading ---------------------------------------------------------------------------------
+
+
+def render_warnings(diagnosis: Diagnosis) -> None:
+    """What the trainee must know before trusting anything on the page (not an X-ray, an incomplete file, …)."""
+    for caution in diagnosis.cautions:
+        st.warning(caution.text, icon=CAUTION_ICONS.get(caution.kind, ":material/warning:"))
+
+
+def render_verdict(diagnosis: Diagnosis, ground_truth: str | None = None) -> None:
+    """Verdict, probability and threshold (with the ground truth first when it is known), then the band."""
+    render_warnings(diagnosis)
+    if diagnosis.fracture_probability is None:
+        st.info("No fracture model is loaded, so there is no verdict; only the type model's guess is shown.")
+        return
+    threshold_help = (f"At or above {percent(diagnosis.threshold)} the verdict is “Fractured” (the decision "
+                      "operating point on the model card).")
+    if ground_truth:  # the truth needs the room: a type name is long
+        columns = st.columns([3, 2, 2])
+        columns[0].metric("Ground truth", ground_truth)
+        columns = columns[1:]
+    else:
+        columns = st.columns(3)
+        columns[2].metric("Decision threshold", percent(diagnosis.threshold), help=threshold_help)
+    columns[0].metric("Verdict", diagnosis.verdict)
+    columns[1].metric("Fracture probability", percent(diagnosis.fracture_probability), help=threshold_help)
+    style, icon = BAND_STYLE.get(diagnosis.band, ("info", None))
+    getattr(st, style)(f"**{diagnosis.band.capitalize()}.** {BAND_ADVICE.get(diagnosis.band, '')}", icon=icon)
+
+
+def render_type_guess(diagnosis: Diagnosis) -> None:
+    if not diagnosis.type_top:
+        return
+    st.markdown("**The type model's guess** (top 3)")
+    caution = diagnosis.type_caution
+    st.caption(f"{TYPE_GUESS_CAVEAT.capitalize()}." + (f" {caution.text}" if caution else ""))
+    frame = pd.DataFrame({"Fracture type": [name for name, _ in diagnosis.type_top],
+                          "Probability (%)": [round(100 * p, 1) for _, p in diagnosis.type_top]})
+    st.altair_chart(type_chart(frame), width="stretch")
+
+
+def type_chart(frame: pd.DataFrame):
+    """Horizontal bars on a 0–100% axis (a short bar must look short), best guess on top, values printed."""
+    import altair as alt
+
+    base = alt.Chart(frame).encode(
+        x=alt.X("Probability (%):Q", scale=alt.Scale(domain=[0, 100]), title="Probability (%)"),
+        y=alt.Y("Fracture type:N", sort="-x", title=None),
+        tooltip=["Fracture type", "Probability (%)"])
+    bars = base.mark_bar(color="#1f6f8b", cornerRadiusEnd=3)
+    labels = base.mark_text(align="left", dx=4, color="#1b2a35").encode(text=alt.Text("Probability (%):Q", format=".1f"))
+    return (bars + labels).properties(height=alt.Step(30))
+
+
+def render_dicom(diagnosis: Diagnosis) -> None:
+    summary = dicom_summary(diagnosis)
+    if summary:
+        st.markdown("**DICOM header**")
+        st.caption(" · ".join(f"{label}: **{value}**" for label, value in summary.items()))
+
+
+def image_fraction(shape: tuple[int, ...], pictures: int = 2) -> float:
+    """The share of the page width each of `pictures` side-by-side images gets, so that a tall radiograph
+    is no taller than half the page width (the verdict and both pictures then fit on one screen)."""
+    height, width = shape[:2]
+    return min(1.0 / pictures, 0.5 * width / height)
+
+
+def image_columns(shape: tuple[int, ...], pictures: int = 2) -> list:
+    """`pictures` columns sized by `image_fraction`, centred between two spacers."""
+    fraction = image_fraction(shape, pictures)
+    spare = max(0.0, 1.0 - pictures * fraction)
+    if spare < 0.02:
+        return st.columns(pictures)
+    return st.columns([spare / 2, *([fraction] * pictures), spare / 2])[1:-1]
+
+
+def render_images(diagnosis: Diagnosis, key: str) -> tuple[str | None, float]:
+    """Original and Grad-CAM overlay side by side, with the opacity and the heat-map source to choose."""
+    tasks = [task for task in config.TASKS if task in diagnosis.heatmaps]
+    original = to_uint8(diagnosis.xray.pixels)
+    if not tasks:
+        image_columns(original.shape, 1)[0].image(original, caption=f"Original: {diagnosis.xray.source}", width="stretch")
+        return None, DEFAULT_OPACITY
+    controls = st.columns([3, 2])
+    task = controls[0].radio(
+        "Heat map from", tasks, format_func=lambda t: f"{config.TASK_TITLES[t]} ({config.TASK_HELP[t]})", horizontal=True,
+        key=f"{key}_heat", help="Grad-CAM of the fracture model explains its “Fractured” score; Grad-CAM of the "
+                                "type model explains its top type.")
+    opacity = controls[1].slider("Heat map opacity", 0.0, 1.0, DEFAULT_OPACITY, 0.05, key=f"{key}_opacity")
+    left, right = image_columns(original.shape)
+    left.image(original, caption=f"Original: {diagnosis.xray.source}", width="stretch")
+    right.image(overlay(diagnosis.xray.pixels, diagnosis.heatmaps[task], opacity), width="stretch",
+                caption=f"Grad-CAM of the {config.TASK_TITLES[task].lower()}: red = raised the score most")
+    if float(np.max(diagnosis.heatmaps[task])) < EMPTY_HEATMAP:
+        st.caption("This heat map is empty: no region raised the score, so it says nothing about where to look.")
+    return task, opacity
+
+
+def render_report_download(diagnosis: Diagnosis, key: str, task: str | None, opacity: float) -> None:
+    columns = st.columns([1, 2])
+    choice = columns[0].radio("Report format", ("PDF", "PNG"), horizontal=True, key=f"{key}_report_format")
+    maker, mime = (report_pdf, "application/pdf") if choice == "PDF" else (report_png, "image/png")
+    stem = Path(diagnosis.xray.source).stem or "xray"
+    with columns[1]:
+        st.download_button(
+            f"Download the report ({choice})", data=lambda: maker(diagnosis, task, opacity),
+            file_name=f"{stem}_fracture_report.{choice.lower()}", mime=mime, icon=":material/download:",
+            on_click="ignore", key=f"{key}_report",
+            help="The image, the heat map as shown, the verdict, the type guess, the model versions and the notice.")
+
+
+def render_diagnosis(diagnosis: Diagnosis, key: str, report: bool = True, ground_truth: str | None = None) -> None:
+    """Everything about one reading: verdict, warnings, type guess, images, DICOM summary, report."""
+    render_verdict(diagnosis, ground_truth)
+    task, opacity = render_images(diagnosis, key)
+    details = st.columns(2)
+    with details[0]:
+        render_type_guess(diagnosis)
+    with details[1]:
+        render_dicom(diagnosis)
+        versions = "; ".join(f"{config.TASK_TITLES[t]} {v}" for t, v in diagnosis.model_versions.items())
+        st.caption(f"Models: {versions}")
+        if report:
+            render_report_download(diagnosis, key, task, opacity)
