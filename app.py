@@ -7,9 +7,9 @@ For education and research only; see the About page.
 
 import streamlit as st
 
-from fracture_app import ui
+from fracture_app import config, ui
 
-st.set_page_config(page_title="Fracture X-ray reading aid", page_icon=":material/radiology:", layout="wide")
+st.set_page_config(page_title="Fracture X-ray reading aid", page_icon=str(config.FAVICON), layout="wide")
 
 PAGES = [
     st.Page("pages/diagnose.py", title="Diagnose", icon=":material/radiology:", default=True),

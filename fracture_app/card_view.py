@@ -198,6 +198,8 @@ def render_card(card, directory: Path, task: str) -> None:
         + (f" · split from the file `{source['split_file']['path']}`" if source.get("split_file") else "")
         + (f", across whose splits {source['groups_spanning_split_file']} groups of near-identical pictures, as "
            "grouped on these pixels, fall" if source.get("groups_spanning_split_file") else ""))
+    if source.get("source") in config.DATA_AS_USED:
+        st.caption(config.DATA_AS_USED[source["source"]])
     attribution = source.get("attribution") or config.DATA_ATTRIBUTION.get(source.get("source", ""), "")
     if attribution:
         st.caption(f"Attribution: {attribution}")

@@ -20,6 +20,7 @@ def models_dir() -> Path:
 
 MODELS_DIR = models_dir()  # the default for the command lines, read once at start
 SAMPLE_IMAGES_DIR = REPO_ROOT / "sample_images"
+FAVICON = Path(__file__).resolve().parent / "favicon.png"  # a file, not a Material icon: those load from the web
 
 # Environment variable naming the folder that holds the full data sets (FracAtlas, Bone Break).
 DATA_DIR_ENV = "FRACTURE_DATA_DIR"
@@ -73,6 +74,14 @@ NOTICE = (
     "every finding must be confirmed by a qualified clinician."
 )
 
+# How the copies this project trained on differ from the published sets (../shared/data/README.md), so that a
+# reader who knows the published counts is not puzzled by the cards' smaller ones.
+DATA_AS_USED = {
+    "fracatlas": "The copy used here is not the whole published set (4,083 images): about 8% of the images are "
+                 "held back for a check outside this project, and images over 1024 px were downscaled to 1024 px.",
+    "bone_break": "The copy used here is not the whole published set: about 10% of the images (whole groups of "
+                  "near-duplicates) are held back for a check outside this project.",
+}
 DATA_ATTRIBUTION = {
     "fracatlas": (
         "FracAtlas: Abedeen et al., \"FracAtlas: A Dataset for Fracture Classification, Localization and "

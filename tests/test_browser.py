@@ -92,6 +92,9 @@ def browser_page(server):
         try:
             page = browser.new_page(viewport=VIEWPORT)
             page.set_default_timeout(RUN_TIMEOUT_MS)
+            page.outside_requests = []  # the app must work offline: nothing it loads may come from elsewhere
+            page.on("request", lambda request: request.url.startswith(server) or request.url.startswith("data:")
+                    or page.outside_requests.append(request.url))
             yield page
         finally:
             browser.close()
@@ -203,3 +206,4 @@ def test_upload_diagnose_and_visit_every_page(server, browser_page, fractured_xr
             expect(page.locator('[data-testid="stMetric"]').filter(has_text="Cases read")).to_contain_text("1")
             no_exceptions(page, "Teaching mode (answer)")
             shot(page, "05_teaching_answer")
+    assert page.outside_requests == [], "the app fetched from outside the server (fails offline)"
