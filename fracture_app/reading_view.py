@@ -139,7 +139,7 @@ def type_chart(frame: pd.DataFrame):
 
     base = alt.Chart(frame).encode(
         x=alt.X("Probability (%):Q", scale=alt.Scale(domain=[0, 100]), title="Probability (%)"),
-        y=alt.Y("Fracture type:N", sort="-x", title=None),
+        y=alt.Y("Fracture type:N", sort="-x", title=None, axis=alt.Axis(labelLimit=240)),  # whole type names
         tooltip=["Fracture type", "Probability (%)"])
     bars = base.mark_bar(color="#1f6f8b", cornerRadiusEnd=3)
     labels = base.mark_text(align="left", dx=4, color="#1b2a35").encode(text=alt.Text("Probability (%):Q", format=".1f"))
