@@ -63,7 +63,8 @@ def main() -> None:
         with image_col:
             reading_view.render_warnings(reading)
             height, width = reading.xray.pixels.shape
-            share = min(1.0, width / height)  # a tall radiograph: no taller than the column is wide
+            # The trainee reads this picture alone, so it may be taller than the column is wide (half as tall again).
+            share = min(1.0, 1.5 * width / height)
             columns = st.columns([(1 - share) / 2 + 1e-3, share, (1 - share) / 2 + 1e-3])
             columns[1].image(to_uint8(reading.xray.pixels), caption="Case to read", width="stretch")
         with form_col.form("teach_form", border=True):
