@@ -77,10 +77,11 @@ NOTICE = (
 # How the copies this project trained on differ from the published sets (../shared/data/README.md), so that a
 # reader who knows the published counts is not puzzled by the cards' smaller ones.
 DATA_AS_USED = {
-    "fracatlas": "The copy used here is not the whole published set (4,083 images): about 8% of the images are "
-                 "held back for a check outside this project, and images over 1024 px were downscaled to 1024 px.",
-    "bone_break": "The copy used here is not the whole published set: about 10% of the images (whole groups of "
-                  "near-duplicates) are held back for a check outside this project.",
+    "fracatlas": "The copy this project was given is not the whole published set (4,083 images): about 8% of "
+                 "the images are held back for a check outside this project, and images over 1024 px were "
+                 "downscaled to 1024 px; training may have read a copy scaled down further (the card's data folder).",
+    "bone_break": "The copy this project was given is not the whole published set: about 10% of the images "
+                  "(whole groups of near-duplicates) are held back for a check outside this project.",
 }
 DATA_ATTRIBUTION = {
     "fracatlas": (

@@ -26,8 +26,8 @@ NOT_SEEN = "no fracture seen"
 # More than this share of coloured pixels means a photograph or drawing, not a radiograph. Measured on
 # the data sets: no FracAtlas image and under 1% of Bone Break journal figures exceed it; photographs do.
 XRAY_COLOUR_FRACTION_LIMIT = 0.2
-# Rougher than this (imaging.roughness) is noise, not a radiograph: the data sets' roughest image scores 0.25,
-# noise 1.1 (runs/s17_roughness.py, seventeenth session).
+# Rougher than this (imaging.roughness) is pixel-level noise, not a radiograph: the data sets' roughest image
+# scores 0.25, such noise 1.1 (benchmarks/reader_limits.py).
 XRAY_ROUGHNESS_LIMIT = 0.6
 TYPE_TOP_K = 3
 
@@ -88,21 +88,21 @@ def _unlike_an_xray(xray: XRay) -> tuple[str, str] | None:
     if xray.colour_fraction > XRAY_COLOUR_FRACTION_LIMIT:
         return "a colour image", "it is in colour"
     if roughness(xray.pixels) > XRAY_ROUGHNESS_LIMIT:
-        return "noise", "it looks like noise: neighbouring pixels differ as much as any two"
+        return "noise", "it looks like noise: neighbouring pixels barely resemble each other"
     return None
 
 
 @dataclass(frozen=True)
 class Caution:
     """What a reader must know before trusting a reading, worded once for the app, the report and the CSV."""
-    kind: str  # not_xray, incomplete, more_frames, guessed_brightness, type_without_fracture
+    kind: str  # not_xray, incomplete, more_frames, guessed_brightness, narrow_band, type_without_fracture
     brief: str  # a few words a script can grep for
     text: str  # a sentence for the app and the report
 
 
 TYPE_GUESS_WITHOUT_FRACTURE = Caution(
-    "type_without_fracture", "no fracture seen: the type guess says little",
-    "The fracture model sees no fracture here, so the type model's guess says little.")
+    "type_without_fracture", "verdict not fractured: the type guess says little",
+    "The fracture model's score is below its decision threshold, so the type model's guess says little.")
 
 
 def cautions_for(xray: XRay) -> list[Caution]:
@@ -128,6 +128,11 @@ def cautions_for(xray: XRay) -> list[Caution]:
                              f"This file stores more than 8 bits a pixel but not how to display them; its values "
                              f"were read as {bits}-bit. If the picture looks too dark or too bright, export it as "
                              "an 8-bit PNG or as DICOM."))
+    if metadata.get("narrow_band"):
+        found.append(Caution("narrow_band", "very low contrast: brightness needs a display window",
+                             "This picture uses only a narrow band of its brightness range (a raw 16-bit export?), "
+                             "so it shows almost flat, and the models read it as flat too. Export it with a display "
+                             "window, as an 8-bit PNG or as DICOM with its window settings."))
     return found
 
 

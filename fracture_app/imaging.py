@@ -43,10 +43,13 @@ ROUGHNESS_SIDE = 256  # roughness is judged at this size, where a radiograph's o
 MAX_MISSING_FRACTION = 0.6
 JPEG_FILL, JPEG_BLOCK, JPEG_BAND = 128, 8, 16  # libjpeg's fill value; a block's width; a block row's most rows
 
-# Below this spread between the 1st and 99th percentile of brightness (on [0, 1]) a picture is blank: nothing
-# in it for a model to read, yet a model would still answer. The least of the 4771 images in both data sets
-# spreads 0.275 (runs/s17_spread.py, seventeenth session).
+# Below this spread between the 1st and 99th percentile of brightness (on [0, 1]) a picture has almost no
+# contrast. The least of the 4771 images in both data sets spreads 0.27 (benchmarks/reader_limits.py). With
+# no more than BLANK_LEVELS shades in that band it is blank: nothing for a model to read, yet a model would
+# still answer, so it is refused; with more (a 16-bit file whose content fills a narrow band) it is read, and
+# the app says its brightness needs a display window.
 BLANK_SPREAD = 0.05
+BLANK_LEVELS = 32
 
 _MEGA = 1_000_000
 _DICOM_INSTALL = {
@@ -86,7 +89,7 @@ def read_image(source: str | os.PathLike | bytes, name: str | None = None) -> XR
     try:
         data, label = _load_bytes(source, name)
         xray = _decode(data, label)
-        _check_not_blank(xray.pixels)
+        _check_contrast(xray)
         return xray
     except ImageReadError:
         raise
@@ -96,11 +99,16 @@ def read_image(source: str | os.PathLike | bytes, name: str | None = None) -> XR
         raise ImageReadError("unrecognised or corrupt image file") from exc
 
 
-def _check_not_blank(pixels: np.ndarray) -> None:
-    step = _grid_step(pixels)
-    darkest, brightest = np.percentile(pixels[::step, ::step], [1, 99])
-    if brightest - darkest < BLANK_SPREAD:
+def _check_contrast(xray: XRay) -> None:
+    """Refuse a blank picture; note a faint one (metadata["narrow_band"]) for the app to warn about."""
+    sample = xray.pixels[::_grid_step(xray.pixels), ::_grid_step(xray.pixels)]
+    darkest, brightest = np.percentile(sample, [1, 99])
+    if brightest - darkest >= BLANK_SPREAD:
+        return
+    shades = np.unique(sample[(sample >= darkest) & (sample <= brightest)]).size
+    if shades <= BLANK_LEVELS:
         raise ImageReadError("the picture is blank (almost every pixel has the same shade): nothing to read")
+    xray.metadata["narrow_band"] = round(float(brightest - darkest), 4)
 
 
 def _load_bytes(source, name: str | None) -> tuple[bytes, str]:
@@ -314,8 +322,9 @@ def _grid_step(arr: np.ndarray) -> int:
 def roughness(pixels: np.ndarray) -> float:
     """How far neighbouring pixels differ, for the picture's own spread, on a copy at most 256 px long.
 
-    About 0.05 for a radiograph (no image in either data set above 0.25), about 1.1 for noise, where each
-    pixel is as unlike its neighbour as any other pixel."""
+    About 0.05 for a radiograph (no image in either data set above 0.25; benchmarks/reader_limits.py), about
+    1.1 for pixel-level random noise, where each pixel is as unlike its neighbour as any other pixel. Noise in
+    coarser grains scores lower and may pass."""
     small = at_most(pixels, ROUGHNESS_SIDE).astype(np.float32)
     steps = np.abs(np.diff(small, axis=0)).mean() + np.abs(np.diff(small, axis=1)).mean()
     return float(steps / 2 / max(float(small.std()), 1e-6))

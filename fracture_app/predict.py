@@ -2,7 +2,8 @@
 
     python -m fracture_app.predict [--format csv|json] [--models DIR] [--gradcam OUT_DIR] PATH...
 
-Exit status: 0 when every input was diagnosed, 1 when some could not be, 2 for usage errors.
+Exit status: 0 when every input was diagnosed (and its overlays written), 1 when some were not, 2 for usage
+errors.
 """
 
 import argparse

@@ -54,7 +54,7 @@ def resize_longer_side(pixels: np.ndarray, size: int) -> np.ndarray:
 
 
 def at_most(pixels: np.ndarray, max_side: int) -> np.ndarray:
-    """The image shrunk so its longer side is at most `max_side` (for display); never enlarged."""
+    """The image shrunk so its longer side is at most `max_side`; never enlarged."""
     return pixels if max(pixels.shape[:2]) <= max_side else resize_longer_side(pixels, max_side)
 
 

@@ -24,7 +24,7 @@ EMPTY_HEATMAP = 0.01  # a Grad-CAM whose peak is below this has nothing to show
 BAND_STYLE = {LIKELY: ("error", ":material/emergency:"), POSSIBLE: ("warning", ":material/visibility:"),
               NOT_RULED_OUT: ("warning", ":material/visibility:"), NOT_SEEN: ("success", ":material/check_circle:")}
 CAUTION_ICONS = {"incomplete": ":material/broken_image:", "more_frames": ":material/burst_mode:",
-                 "guessed_brightness": ":material/contrast:"}
+                 "guessed_brightness": ":material/contrast:", "narrow_band": ":material/contrast:"}
 BAND_ADVICE = {
     LIKELY: "The score is at or above the model's high-specificity operating point: few X-rays without a "
             "fracture score this high.",

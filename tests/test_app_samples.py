@@ -51,7 +51,7 @@ def test_the_app_reads_data_sets_and_cards_without_the_training_package():
 
     script = (
         "import sys; sys.modules['training'] = None\n"  # any `import training…` now fails
-        "from fracture_app import card_view, ui\n"
+        "from fracture_app import card_view, reading_view, ui\n"
         "from fracture_app.samples import list_samples\n"
         f"found = list_samples({str(FIXTURES)!r})\n"
         "assert len(found.samples) > 12 and not found.problems, found.problems\n"

@@ -194,6 +194,15 @@ def test_a_blank_picture_is_refused_rather_than_answered(blank):
         read_image(encode(Image.fromarray(blank), "PNG"))
 
 
+def test_a_16_bit_picture_in_a_narrow_band_is_read_and_flagged_not_refused():
+    ramp = np.tile(np.linspace(40_000, 41_000, 200), (300, 1)).astype(np.uint16)  # 1000 shades, 1.5% of the range
+    xray = read_image(encode(Image.fromarray(ramp), "PNG"))
+    assert 0 < xray.metadata["narrow_band"] < imaging.BLANK_SPREAD
+    from fracture_app.diagnosis import cautions_for
+
+    assert [caution.kind for caution in cautions_for(xray)] == ["narrow_band"]
+
+
 def test_a_faint_but_real_picture_is_read():
     faint = np.tile(np.linspace(100, 130, 200), (300, 1)).astype(np.uint8)  # about 0.1 of the range, dim
     assert read_image(encode(Image.fromarray(faint), "PNG")).pixels.std() > 0

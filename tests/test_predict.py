@@ -52,7 +52,7 @@ def test_csv_rows_for_good_and_broken_files(tiny_models_dir, mixed_folder, capsy
         assert 0 <= float(row["fracture_probability"]) <= 1
         assert row["fracture_type"] and 0 <= float(row["fracture_type_probability"]) <= 1
         assert row["reading"] in (LIKELY, POSSIBLE, NOT_RULED_OUT, NOT_SEEN)
-        assert ("no fracture seen" in row["warnings"]) == (row["fractured"] == "false")
+        assert ("the type guess says little" in row["warnings"]) == (row["fractured"] == "false")
     assert "not an image" in rows["notes.png"]["error"]
     assert "empty" in rows["empty.jpg"]["error"]
     for name in ("notes.png", "empty.jpg", "half.jpg"):

@@ -13,7 +13,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from PIL import Image
 
 from fracture_app import config
-from fracture_app.diagnosis import NOT_RULED_OUT, NOT_SEEN, POSSIBLE, Diagnosis
+from fracture_app.diagnosis import LIKELY, NOT_RULED_OUT, NOT_SEEN, POSSIBLE, Diagnosis
 from fracture_app.imaging import XRay, read_image
 from fracture_app.report import (dicom_summary, findings, headline_colour, percent, pictures, report_figure,
                                  report_pdf, report_png)
@@ -112,8 +112,9 @@ def test_every_row_of_a_long_png_report_is_on_the_page():
 
 
 def test_the_headline_takes_the_bands_colour():
-    assert headline_colour(make_diagnosis(probability=0.2, band=NOT_RULED_OUT)) != headline_colour(
-        make_diagnosis(probability=0.01, band=NOT_SEEN))
+    colours = {band: headline_colour(make_diagnosis(band=band)) for band in (LIKELY, POSSIBLE, NOT_RULED_OUT, NOT_SEEN)}
+    assert colours[POSSIBLE] == colours[NOT_RULED_OUT]  # both say "look closely", as the app's amber box does
+    assert len({colours[LIKELY], colours[POSSIBLE], colours[NOT_SEEN]}) == 3
 
 
 def test_report_of_a_real_xray_through_the_real_models(fractured_xray_path, tiny_models_dir, monkeypatch):

@@ -39,7 +39,7 @@ def has_fracture_boxes(data_dir: Path) -> bool:
 def fracture_boxes(data_dir: Path, image_path: Path, cut_short: bool = False) -> list[tuple[float, float, float, float]]:
     """FracAtlas fracture boxes as (x_centre, y_centre, width, height), relative to the image.
 
-    None (an empty list) for a truncated file whose missing rows the reader cut off (`cut_short`): its boxes are relative to
+    An empty list for a truncated file whose missing rows the reader cut off (`cut_short`): its boxes are relative to
     the picture as stored and would land lower than drawn. No FracAtlas box is on such a file
     (tests/test_localisation.py checks); a user's data set may have some.
     """

@@ -1,0 +1,63 @@
+"""Where the reader's limits sit against real X-rays: the contrast below which a picture is blank or faint, and
+the roughness above which it is noise, not a radiograph.
+
+    python benchmarks/reader_limits.py ../shared/data/fracatlas ../shared/data/bone_break
+
+For every image the reader accepts: the spread between its 1st and 99th percentile of brightness (the blank
+check; imaging.BLANK_SPREAD) and imaging.roughness (diagnosis.XRAY_ROUGHNESS_LIMIT); then the same for
+pixel-level random noise and for coarser noise. Prints figures, asserts nothing.
+"""
+
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from fracture_app import config  # noqa: E402
+from fracture_app.diagnosis import XRAY_ROUGHNESS_LIMIT  # noqa: E402
+from fracture_app.errors import ImageReadError  # noqa: E402
+from fracture_app.imaging import BLANK_SPREAD, read_image, roughness  # noqa: E402
+
+SHOWN = 5
+
+
+def spread(pixels: np.ndarray) -> float:
+    darkest, brightest = np.percentile(pixels, [1, 99])
+    return float(brightest - darkest)
+
+
+def main(folders: list[str]) -> None:
+    figures, refused = [], 0
+    for folder in folders:
+        for path in sorted(Path(folder).rglob("*")):
+            if path.suffix.lower() not in config.IMAGE_SUFFIXES:
+                continue
+            try:
+                pixels = read_image(path).pixels
+            except ImageReadError:
+                refused += 1
+                continue
+            figures.append((spread(pixels), roughness(pixels), path))
+    print(f"{len(figures)} images read, {refused} refused by the reader")
+    print(f"least contrast (1st-99th percentile spread; blank below {BLANK_SPREAD}):")
+    for value, _, path in sorted(figures, key=lambda row: row[0])[:SHOWN]:
+        print(f"  {value:.3f}  {path}")
+    print(f"roughest (noise above {XRAY_ROUGHNESS_LIMIT}); median {np.median([row[1] for row in figures]):.3f}:")
+    for _, value, path in sorted(figures, key=lambda row: row[1])[-SHOWN:]:
+        print(f"  {value:.3f}  {path}")
+    rng = np.random.default_rng(0)
+    print("noise:")
+    for side in (256, 512, 2000):
+        print(f"  pixel-level, {side} px: {roughness(rng.random((side, side), dtype=np.float32)):.3f}")
+    for grain in (2, 4, 8):
+        coarse = cv2.resize(rng.random((512 // grain, 512 // grain), dtype=np.float32), (512, 512),
+                            interpolation=cv2.INTER_NEAREST)
+        print(f"  in grains of {grain} px, 512 px: {roughness(coarse):.3f}")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:] or [str(REPO / "tests" / "fixtures")])
