@@ -5,6 +5,7 @@
 
 import threading
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -63,7 +64,7 @@ class Diagnosis:
     def looks_like_xray(self) -> bool:
         return looks_like_xray(self.xray)
 
-    @property
+    @cached_property  # the roughness check resizes the picture; a page asks for the cautions several times
     def cautions(self) -> list["Caution"]:
         """About the image itself: the app shows these above everything else."""
         return cautions_for(self.xray)

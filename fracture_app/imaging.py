@@ -101,7 +101,8 @@ def read_image(source: str | os.PathLike | bytes, name: str | None = None) -> XR
 
 def _check_contrast(xray: XRay) -> None:
     """Refuse a blank picture; note a faint one (metadata["narrow_band"]) for the app to warn about."""
-    sample = xray.pixels[::_grid_step(xray.pixels), ::_grid_step(xray.pixels)]
+    step = _grid_step(xray.pixels)
+    sample = xray.pixels[::step, ::step]
     darkest, brightest = np.percentile(sample, [1, 99])
     if brightest - darkest >= BLANK_SPREAD:
         return
