@@ -184,6 +184,7 @@ def render_card(card, directory: Path, task: str) -> None:
                          "Validation specificity": _number(at_val.get("specificity"), "percent")})
         st.dataframe(pd.DataFrame(rows), hide_index=True)
         st.caption("Thresholds are chosen on the validation split and reported on the test split.")
+        render_subgroups(test.get("subgroups"))
 
     st.markdown("#### Data")
     splits = source.get("split_sizes", {})
@@ -231,6 +232,27 @@ def render_card(card, directory: Path, task: str) -> None:
         st.code(redone.get("command", ""), language="bash")
     st.caption(f"Model file sha256: `{data.get('sha256', 'unknown')}`")
     render_compared_runs(data.get("compared_runs"))
+
+
+def render_subgroups(rows: list[dict] | None) -> None:
+    """The test figures within each body region, hardware and view (training.subgroups), with their intervals."""
+    if not rows:
+        return
+    st.markdown("#### By kind of X-ray (test split)")
+    table = [{"Group": row["group"], "Subgroup": row["subgroup"], "Images": row["images"], "Fractured": row["fractured"],
+              **{f"{label} (95% interval)": _with_interval(row.get(key), row.get("intervals", {}).get(key), style)
+                 for key, label, style in BINARY_METRICS[:3]}}
+             for row in rows]
+    st.dataframe(pd.DataFrame(table), hide_index=True)
+    st.caption("From FracAtlas' own flags for each image; an image of two regions or two views counts in each. "
+               "At the one decision threshold chosen on validation. Small subgroups have wide intervals: read the "
+               "interval, not the figure. Nothing was chosen on these rows.")
+
+
+def _with_interval(value, bounds, style: str) -> str:
+    if value is None or value != value:
+        return "n/a (one class only)"
+    return f"{_number(value, style)} ({_interval(bounds, style)})" if bounds else _number(value, style)
 
 
 def _flip_sentence(flip: dict | None) -> str:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 from streamlit.testing.v1 import AppTest
 
 from fracture_app import config
+from fracture_app.models import artifact_paths
 from fracture_app.samples import ALL, NOT_FRACTURED, list_samples
 
 REPO = Path(__file__).resolve().parent.parent
@@ -120,6 +122,10 @@ def test_model_card_page_shows_metrics_plots_and_provenance(tiny_models_dir):
     assert any("High sensitivity" in v for v in points["Operating point"])
     assert all(points["Validation sensitivity"]) and all(points["Validation specificity"])  # the decision row too
     assert sum("Target" in table.columns for table in tables) == 2, "each card's targets are shown"
+    by_kind = next(table for table in tables if "Subgroup" in table.columns)
+    card = json.loads(artifact_paths(tiny_models_dir, config.BINARY_TASK)["card"].read_text())
+    assert list(by_kind["Subgroup"]) == [row["subgroup"] for row in card["metrics"]["test"]["subgroups"]]
+    assert list(by_kind["Images"]) == [row["images"] for row in card["metrics"]["test"]["subgroups"]]
     assert "95% intervals: AUROC" in text and "95% intervals: Top-1 accuracy" in text
     assert "chosen on validation AUROC" in text and "chosen on validation macro-F1" in text
 

@@ -18,12 +18,12 @@ from training.fit import ELAPSED_FILE
 from training.localisation import SMOOTHING_CELLS
 from training.train import main as train
 
-from conftest import FRACATLAS_FIXTURES, TINY_SIZE
+from conftest import BONE_BREAK_FIXTURES, FRACATLAS_FIXTURES, TINY_SIZE
 
 ROOT = Path(__file__).resolve().parents[1]
 
 BINARY_TEST_KEYS = {"auroc", "accuracy", "sensitivity", "specificity", "precision", "f1", "confusion_matrix",
-                    "roc", "threshold", "ece", "pointing_game"}
+                    "roc", "threshold", "ece", "pointing_game", "subgroups"}
 TYPE_TEST_KEYS = {"top1", "top3", "macro_f1", "per_class", "confusion_matrix"}
 
 
@@ -83,6 +83,37 @@ def test_evaluate_reproduces_the_card(tiny_models_dir, capsys):
             assert measured[key] is None, key
         else:
             assert measured[key] == pytest.approx(stored[key], abs=0.01), key
+    assert [(row["subgroup"], row["images"], row["fractured"]) for row in measured["subgroups"]] == \
+        [(row["subgroup"], row["images"], row["fractured"]) for row in stored["subgroups"]]
+    for again, first in zip(measured["subgroups"], stored["subgroups"]):
+        for key in ("auroc", "sensitivity", "specificity"):
+            if first[key] is None:  # undefined in a subgroup of one class
+                assert again[key] is None, (first["subgroup"], key)
+            else:
+                assert again[key] == pytest.approx(first[key], abs=0.01), (first["subgroup"], key)
+
+
+def test_writing_the_subgroups_into_a_card_changes_nothing_else(tiny_models_dir, tmp_path, capsys):
+    copy = tmp_path / "models"
+    shutil.copytree(tiny_models_dir, copy)
+    paths = artifact_paths(copy, config.BINARY_TASK)
+    before = card(copy, config.BINARY_TASK)
+    del before["metrics"]["test"]["subgroups"]
+    paths["card"].write_text(json.dumps(before))
+    assert evaluate.main(["--model", str(paths["model"]), "--data", str(FRACATLAS_FIXTURES), "--write-subgroups"]) == 0
+    after = card(copy, config.BINARY_TASK)
+    written = after["metrics"]["test"].pop("subgroups")
+    assert after == {**before, "targets": after["targets"]} and after["sha256"] == sha256_of(paths["model"])
+    test_images = [row for row in written if row["group"] == "orthopaedic hardware"]
+    assert sum(row["images"] for row in test_images) == before["metrics"]["test"]["n"]  # present + absent: all
+    printed = capsys.readouterr().out
+    assert all(f"{row['group']}: {row['subgroup']}" in printed for row in written)
+
+
+def test_subgroups_need_fracatlas_flags(tiny_models_dir, capsys):
+    model_path = artifact_paths(tiny_models_dir, config.TYPE_TASK)["model"]
+    assert evaluate.main(["--model", str(model_path), "--data", str(BONE_BREAK_FIXTURES), "--write-subgroups"]) == 2
+    assert "--write-subgroups needs" in capsys.readouterr().err
 
 
 def test_evaluate_on_a_new_data_set(tiny_models_dir, capsys):
@@ -379,8 +410,6 @@ def test_only_the_plateau_schedule_stops_early_and_the_cosine_one_lowers_the_rat
 
 
 def test_a_pretrained_run_logs_both_phases_and_each_falls_from_its_own_rate(tiny_models_dir, tmp_path):
-    from conftest import BONE_BREAK_FIXTURES
-
     from training.schedule import cosine_rate
 
     donor_path = artifact_paths(tiny_models_dir, config.TYPE_TASK)["model"]
@@ -441,7 +470,6 @@ def test_imagenet_weights_fall_back_with_a_clear_warning_when_offline():
 
 def test_an_offline_imagenet_run_is_recorded_and_trained_as_from_scratch(tmp_path, monkeypatch):
     """No frozen random backbone, and a card that does not claim ImageNet weights."""
-    from conftest import BONE_BREAK_FIXTURES
     from training import architectures
 
     real, mode = architectures.BACKBONES["mobilenetv2"]
@@ -465,7 +493,6 @@ def test_an_offline_imagenet_run_is_recorded_and_trained_as_from_scratch(tmp_pat
 
 @pytest.mark.parametrize("share_option, share", [([], 0.3), (["--fine-tune-share", "1"], 1.0)])
 def test_pretrained_run_trains_in_two_phases(tiny_models_dir, tmp_path, monkeypatch, share_option, share):
-    from conftest import BONE_BREAK_FIXTURES
 
     import training.fit as fit_module
 

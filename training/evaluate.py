@@ -4,6 +4,7 @@
     python -m training.evaluate --model models/fracture_type.keras --data my_xrays/ --split all
     python -m training.evaluate --model models/fracture_binary.keras --data ../shared/data/fracatlas --choose-gradcam-layer
     python -m training.evaluate --model models/fracture_binary.keras --data ../shared/data/fracatlas --redo-validation-choices
+    python -m training.evaluate --model models/fracture_binary.keras --data ../shared/data/fracatlas --write-subgroups
 
 Images take exactly the app's road (read_image → prepare → calibrated model), so a card's figures are
 what a user of the app gets.
@@ -25,6 +26,7 @@ from fracture_app.preprocess import prepare_batch
 from training import datasets, metrics
 from training.card import command_line, limitations, update_card, without_nan
 from training.localisation import choose_and_score, has_fracture_boxes, pointing_game
+from training.subgroups import image_flags, print_subgroups, subgroup_metrics
 
 BATCH_SIZE = 32
 HEADLINE = {config.BINARY_TASK: ("auroc", "accuracy", "sensitivity", "specificity", "precision", "f1", "ece"),
@@ -50,33 +52,39 @@ def split_samples(model_path: Path, data_dir: Path, split: str, task: str, class
     return [datasets.Sample(s.path, list(classes).index(found.classes[s.label]), split="all") for s in found.samples]
 
 
-def predict_files(model, samples) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """Probabilities for every readable file; unreadable ones are listed, not counted."""
-    kept_labels, outputs, skipped, pending, pending_labels = [], [], [], [], []
+def predict_files(model, samples) -> tuple[list[datasets.Sample], np.ndarray, list[str]]:
+    """The readable samples and their probabilities; unreadable ones are listed, not counted."""
+    kept, outputs, skipped, pending, pending_samples = [], [], [], [], []
 
     def flush():
         if pending:
             outputs.append(model.probabilities(prepare_batch(pending, model.spec)))
-            kept_labels.extend(pending_labels)
+            kept.extend(pending_samples)
             pending.clear()
-            pending_labels.clear()
+            pending_samples.clear()
 
     for sample in samples:
         try:
             pending.append(read_image(sample.path).pixels)
-            pending_labels.append(sample.label)
+            pending_samples.append(sample)
         except FractureAppError as error:
             skipped.append(f"{sample.path}: {error}")
         if len(pending) == BATCH_SIZE:
             flush()
     flush()
-    return np.array(kept_labels, int), np.concatenate(outputs) if outputs else np.zeros(0), skipped
+    return kept, np.concatenate(outputs) if outputs else np.zeros(0), skipped
 
 
-def measure(model, labels, probabilities) -> dict:
-    if model.task == config.BINARY_TASK:
-        return metrics.binary_metrics(labels, probabilities, model.card.threshold)
-    return metrics.multiclass_metrics(labels, probabilities, model.classes)
+def measure(model, samples, probabilities, data_dir: Path) -> dict:
+    """The card's figures for these samples; for the binary model on FracAtlas, its subgroups' too."""
+    labels = np.array([s.label for s in samples], int)
+    if model.task != config.BINARY_TASK:
+        return metrics.multiclass_metrics(labels, probabilities, model.classes)
+    result = metrics.binary_metrics(labels, probabilities, model.card.threshold)
+    flags = image_flags(samples, data_dir)
+    if flags is not None:
+        result["subgroups"] = subgroup_metrics(labels, probabilities, model.card.threshold, flags)
+    return result
 
 
 def main(argv=None) -> int:
@@ -93,6 +101,9 @@ def main(argv=None) -> int:
                         help="redo, with this version of the code, every choice training makes on the validation "
                              "split (test-time flip, calibration, thresholds, Grad-CAM layer and blur); rewrite the card's "
                              "figures and test plots. The model file is not changed.")
+    parser.add_argument("--write-subgroups", action="store_true",
+                        help="binary model on FracAtlas: write the test split's figures within each body region, "
+                             "hardware and view into the model card (training and --redo-validation-choices do it too)")
     args = parser.parse_args(argv)
     from fracture_app.models import load_model
 
@@ -110,11 +121,13 @@ def main(argv=None) -> int:
             if not boxed:
                 raise FractureAppError("--choose-gradcam-layer needs the binary model and FracAtlas fracture boxes")
             layer, smoothing, chosen_game = write_gradcam_choice(args.model, model, args.data)
-        labels, probabilities, skipped = predict_files(model, samples)
+        kept, probabilities, skipped = predict_files(model, samples)
+        result = measure(model, kept, probabilities, args.data)
+        if args.write_subgroups:
+            write_subgroups(args.model, result, args.split)
     except FractureAppError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    result = measure(model, labels, probabilities)
     if boxed:
         positives = [s for s in samples if s.label == 1]
         result["pointing_game"] = (chosen_game if chosen_game and args.split == "test" else
@@ -126,6 +139,12 @@ def main(argv=None) -> int:
     else:
         print_comparison(result, model.card.data.get("metrics", {}).get(args.split), model.task, args.split)
     return 0
+
+
+def write_subgroups(model_path: Path, result: dict, split: str) -> None:
+    if split != "test" or "subgroups" not in result:
+        raise FractureAppError("--write-subgroups needs the binary model's test split and FracAtlas' dataset.csv in --data")
+    update_card(model_path, {}, test_metrics={"subgroups": result["subgroups"]})
 
 
 def write_gradcam_choice(model_path: Path, model, data_dir: Path) -> tuple[str | None, float, dict]:
@@ -150,7 +169,8 @@ def redo_validation_choices(model_path: Path, model, data_dir: Path, boxed: bool
     splits = {split: split_samples(model_path, data_dir, split, model.task, model.classes) for split in ("val", "test")}
     arrays = {split: (prepare_batch([read_image(s.path).pixels for s in rows], model.spec),
                       np.array([s.label for s in rows], int)) for split, rows in splits.items()}
-    evaluation = evaluate_splits(model.keras_model, arrays, model.task, model.classes)
+    test_flags = image_flags(splits["test"], data_dir) if model.task == config.BINARY_TASK else None
+    evaluation = evaluate_splits(model.keras_model, arrays, model.task, model.classes, test_flags)
     if boxed:
         evaluation["gradcam"], evaluation["metrics"]["test"]["pointing_game"] = choose_and_score(
             model.keras_model, model.spec, data_dir, splits["val"] + splits["test"], evaluation["test_time_flip"]["used"])
@@ -205,6 +225,8 @@ def print_comparison(result: dict, card_metrics: dict | None, task: str, split: 
         card_value = "—" if stored is None else f"{stored:.4f}"  # None: absent, or undefined on that split
         print(f"{key:<14}{result[key]:>10.4f}{card_value:>10}")
     print(f"images: {result['n']} ({split} split), skipped: {len(result['skipped'])}")
+    if "subgroups" in result:
+        print_subgroups(result["subgroups"], (card_metrics or {}).get("subgroups"))
     if "pointing_game" in result:
         game = result["pointing_game"]
         rate = "—" if game["hit_rate"] is None else f"{game['hit_rate']:.3f}"

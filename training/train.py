@@ -26,6 +26,7 @@ from training.card import (INTENDED_USE, command_line, gpu_names, hardware_descr
 from training.fit import (CHECKPOINT_FILE, FINE_TUNE_LEARNING_RATE, HISTORY_FILE, LEARNING_RATE, earlier_seconds, fit,
                           remove_scratch)
 from training.localisation import fracture_boxes, has_fracture_boxes
+from training.subgroups import image_flags
 from training.validation_choices import VALIDATION_METRIC, evaluate_splits
 
 log = logging.getLogger("training")
@@ -176,7 +177,9 @@ def train_model(args, dataset: datasets.Dataset) -> dict:
     keras.mixed_precision.set_global_policy("float32")
     clean = architectures.build(args.arch, spec, _outputs(args.task, dataset), "none")  # no optimizer state
     clean.set_weights(model.get_weights())
-    evaluation = evaluate_splits(clean, arrays, args.task, dataset.classes)
+    test_flags = (image_flags([loaded.samples[i] for i in _split_indices(loaded, "test")], dataset.root)
+                  if args.task == config.BINARY_TASK else None)
+    evaluation = evaluate_splits(clean, arrays, args.task, dataset.classes, test_flags)
     if args.task == config.BINARY_TASK and has_fracture_boxes(dataset.root):
         if on_tensorflow():
             from training.localisation import choose_and_score

@@ -1,0 +1,79 @@
+"""The binary model's test figures within each kind of FracAtlas image: body region, orthopaedic hardware and
+view, from the flags in the data set's `dataset.csv`.
+
+A headline AUROC can hide a region where the model is much weaker (few hip fractures, say) or a shortcut
+(screws and plates seen as fractures); a reader of the card should see both. Nothing here is chosen on these
+figures: the threshold is the one chosen on validation for the whole model.
+"""
+
+import csv
+from pathlib import Path
+
+import numpy as np
+
+from training import metrics
+
+METADATA_FILE = "dataset.csv"
+# (group shown to people, subgroup shown to people, the dataset.csv column, the value that puts an image in it).
+# An image may carry several region or view flags (a "mixed" study, a multiscan with two views): it counts in each.
+SUBGROUPS = (
+    ("body region", "hand", "hand", 1),
+    ("body region", "leg", "leg", 1),
+    ("body region", "hip", "hip", 1),
+    ("body region", "shoulder", "shoulder", 1),
+    ("body region", "more than one region", "mixed", 1),
+    ("orthopaedic hardware", "present", "hardware", 1),
+    ("orthopaedic hardware", "absent", "hardware", 0),
+    ("view", "frontal", "frontal", 1),
+    ("view", "lateral", "lateral", 1),
+    ("view", "oblique", "oblique", 1),
+)
+FIELDS = ("auroc", "sensitivity", "specificity")
+
+
+def image_flags(samples, data_root: Path) -> list[dict] | None:
+    """Each sample's dataset.csv row (column → int), in the samples' order; None where the data set has no such
+    file or it misses a sample (a folder other than FracAtlas, or a different copy of it)."""
+    table = Path(data_root) / METADATA_FILE
+    if not table.is_file():
+        return None
+    with open(table, newline="", encoding="utf-8") as handle:
+        rows = {row["image_id"]: row for row in csv.DictReader(handle)}
+    columns = {column for _, _, column, _ in SUBGROUPS}
+    flags = []
+    for sample in samples:
+        row = rows.get(Path(sample.path).name)
+        if row is None or not columns <= row.keys():
+            return None
+        flags.append({column: int(row[column] or 0) for column in columns})
+    return flags
+
+
+def subgroup_metrics(labels, probabilities, threshold: float, flags: list[dict]) -> list[dict]:
+    """One row per subgroup: its size, its fractures, and AUROC, sensitivity and specificity at `threshold`
+    with their 95% intervals (AUROC is undefined, None, where the subgroup holds one class only)."""
+    labels, probabilities = np.asarray(labels, int), np.asarray(probabilities, float)
+    rows = []
+    for group, name, column, value in SUBGROUPS:
+        inside = np.array([image[column] == value for image in flags], bool)
+        if not inside.any():
+            continue
+        measured = metrics.binary_metrics(labels[inside], probabilities[inside], threshold)
+        rows.append({"group": group, "subgroup": name, "images": int(inside.sum()), "fractured": int(labels[inside].sum()),
+                     **{field: measured[field] for field in FIELDS},
+                     "intervals": {field: measured["intervals"][field] for field in FIELDS}})
+    return rows
+
+
+def print_subgroups(measured: list[dict], on_card: list[dict] | None) -> None:
+    """The measured rows beside the card's, for `training.evaluate`'s reproduction check."""
+    stored = {(row["group"], row["subgroup"]): row for row in on_card or []}
+    print(f"{'subgroup':<36}{'images':>7}{'fract.':>7}" + "".join(f"{field:>13}{'card':>7}" for field in FIELDS))
+    for row in measured:
+        card_row = stored.get((row["group"], row["subgroup"]), {})
+        cells = "".join(f"{_figure(row[field]):>13}{_figure(card_row.get(field)):>7}" for field in FIELDS)
+        print(f"{row['group'] + ': ' + row['subgroup']:<36}{row['images']:>7}{row['fractured']:>7}{cells}")
+
+
+def _figure(value) -> str:
+    return "—" if value is None or value != value else f"{value:.3f}"
