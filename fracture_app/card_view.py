@@ -185,6 +185,7 @@ def render_card(card, directory: Path, task: str) -> None:
         st.dataframe(pd.DataFrame(rows), hide_index=True)
         st.caption("Thresholds are chosen on the validation split and reported on the test split.")
         render_subgroups(test.get("subgroups"))
+        render_external_checks(data.get("external_checks"))
 
     st.markdown("#### Data")
     splits = source.get("split_sizes", {})
@@ -247,6 +248,27 @@ def render_subgroups(rows: list[dict] | None) -> None:
     st.caption("From FracAtlas' own flags for each image; an image of two regions or two views counts in each. "
                "At the one decision threshold chosen on validation. Small subgroups have wide intervals: read the "
                "interval, not the figure. Nothing was chosen on these rows.")
+
+
+def render_external_checks(checks: dict | None) -> None:
+    """training.external_check's results: the share of another source's fractures the model calls fractured."""
+    for name, check in (checks or {}).items():
+        st.markdown(f"#### Fractures from another source: {name}")
+        pictures = check["source_pictures"]
+        st.markdown(f"Every one of these {check['images']} images shows a fracture, and the model saw none of them "
+                    f"in training. It called **{_number(check['share'], 'percent')}** of them fractured (95% interval "
+                    f"{_interval(check['interval'], 'percent')}); counted by source picture (augmented copies of one "
+                    f"picture averaged), {pictures['found']} of {pictures['images']} "
+                    f"({_number(pictures['share'], 'percent')}).")
+        table = [{"Folder": folder, "Images": part["images"], "Called fractured (95% interval)":
+                  _with_interval(part["share"], part["interval"], "percent"),
+                  "Source pictures called fractured": f"{part['source_pictures']['found']} of "
+                                                      f"{part['source_pictures']['images']}"}
+                 for folder, part in check.get("by_folder", {}).items()]
+        st.dataframe(pd.DataFrame(table), hide_index=True)
+        st.caption(f"At the decision threshold ({percent(check.get('threshold'))}); measured on "
+                   f"{str(check.get('at', '?'))[:10]} with `{check.get('command', '')}`. Only sensitivity can be "
+                   "measured here: the folder holds no healthy X-rays.")
 
 
 def _with_interval(value, bounds, style: str) -> str:

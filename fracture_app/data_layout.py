@@ -44,7 +44,7 @@ def normalise(name: str) -> str:
     return re.sub(r"[\s_\-]+", " ", name.strip().lower())
 
 
-def _images_in(folder: Path) -> list[Path]:
+def image_files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in config.IMAGE_SUFFIXES)
 
 
@@ -84,7 +84,7 @@ def _matches_fracture_types(class_dirs: dict) -> bool:
 
 
 def _from_class_folders(root, layout, class_dirs: dict, task: str, source: str) -> Dataset:
-    class_dirs = {name: entries for name, entries in class_dirs.items() if any(_images_in(d) for d, _ in entries)}
+    class_dirs = {name: entries for name, entries in class_dirs.items() if any(image_files(d) for d, _ in entries)}
     if len(class_dirs) < 2:
         raise DatasetError(
             f"no usable layout in {root}: expected at least two class folders with images, e.g. "
@@ -97,7 +97,7 @@ def _from_class_folders(root, layout, class_dirs: dict, task: str, source: str) 
         Sample(path, names.index(name), split)
         for name, entries in class_dirs.items()
         for folder, split in entries
-        for path in _images_in(folder)
+        for path in image_files(folder)
     ]
     display = tuple(_display_name(name, task) for name in names)
     return Dataset(Path(root), layout, display, samples, source)

@@ -1,0 +1,64 @@
+"""The binary model on another source's fractures: the share it calls fractured, per image and per picture."""
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+from fracture_app import config
+from fracture_app.models import artifact_paths
+from training.external_check import main as external_check, measure
+
+from conftest import BONE_BREAK_FIXTURES
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = Path("/data")
+
+
+def test_copies_of_one_picture_count_once_and_folders_separately():
+    paths = [DATA / "Spiral" / "Train" / "a_jpg.rf.1.jpg", DATA / "Spiral" / "Train" / "a_jpg.rf.2.jpg",
+             DATA / "Spiral" / "Test" / "b.jpg", DATA / "Greenstick" / "Train" / "a_jpg.rf.3.jpg"]
+    # Picture a in Spiral: one copy above the threshold, one below; their mean (0.45) is below it.
+    result = measure(paths, np.array([0.8, 0.1, 0.6, 0.9]), DATA, threshold=0.5)
+    assert (result["images"], result["found"], result["share"]) == (4, 3, 0.75)
+    assert (result["source_pictures"]["images"], result["source_pictures"]["found"]) == (3, 2)
+    spiral, greenstick = result["by_folder"]["Spiral"], result["by_folder"]["Greenstick"]
+    assert (spiral["images"], spiral["found"], spiral["source_pictures"]["found"]) == (3, 2, 1)
+    assert (greenstick["images"], greenstick["found"], greenstick["source_pictures"]["images"]) == (1, 1, 1)
+    assert result["interval"][0] < 0.75 < result["interval"][1]
+
+
+def test_the_check_is_written_into_the_card_and_shown_on_the_model_card_page(tiny_models_dir, tmp_path, capsys,
+                                                                             monkeypatch):
+    copy = tmp_path / "models"
+    shutil.copytree(tiny_models_dir, copy)
+    paths = artifact_paths(copy, config.BINARY_TASK)
+    args = ["--model", str(paths["model"]), "--data", str(BONE_BREAK_FIXTURES), "--name", "Bone Break", "--write"]
+    assert external_check(args) == 0
+    check = json.loads(paths["card"].read_text())["external_checks"]["Bone Break"]
+    assert check["images"] == 30 and sorted(check["by_folder"]) == sorted(config.FRACTURE_TYPES)
+    assert sum(part["found"] for part in check["by_folder"].values()) == check["found"]
+    assert f"{check['found']}/30" in capsys.readouterr().out
+
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.setenv("FRACTURE_MODELS_DIR", str(copy))
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120).run()
+    at.switch_page("pages/model_card.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert any(m.value.startswith("#### Fractures from another source: Bone Break") for m in at.markdown)
+    table = next(frame.value for frame in at.dataframe if "Folder" in frame.value.columns)
+    assert list(table["Images"]) == [part["images"] for part in check["by_folder"].values()]
+
+
+def test_only_the_binary_model_is_checked(tiny_models_dir, capsys):
+    model_path = artifact_paths(tiny_models_dir, config.TYPE_TASK)["model"]
+    assert external_check(["--model", str(model_path), "--data", str(BONE_BREAK_FIXTURES)]) == 2
+    assert "measures the binary model" in capsys.readouterr().err
+
+
+def test_a_folder_without_images_is_an_error(tiny_models_dir, tmp_path, capsys):
+    model_path = artifact_paths(tiny_models_dir, config.BINARY_TASK)["model"]
+    assert external_check(["--model", str(model_path), "--data", str(tmp_path)]) == 2
+    assert "no images under" in capsys.readouterr().err
