@@ -23,7 +23,11 @@ look at an X-ray:
 - It does not diagnose. It is not a medical device and has no regulatory clearance.
 - It does not localise or measure a fracture, grade displacement, or look at soft tissue, joints or implants.
 - It has not been validated outside the public data sets it learned from. On images from other hospitals,
-  devices, age groups or body regions it will be wrong more often, and it does not know when.
+  devices, age groups or body regions it will be wrong more often, and it does not know when. The Model card
+  page measures this where it can: on fracture pictures from another public data set, and on its own test
+  images by body region, view and implant.
+- Plates, screws and nails may look like a fracture to it: in the data it learned from, almost every X-ray
+  with such hardware was fractured.
 - It cannot tell a radiograph from another picture reliably; a colour photo and plain noise are flagged and a
   blank picture is refused, but the answer on any image that is not an X-ray is meaningless.
 

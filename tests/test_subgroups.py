@@ -66,3 +66,18 @@ def test_a_subgroup_of_one_class_has_no_auroc_but_keeps_its_sensitivity():
     assert np.isnan(rows["shoulder"]["auroc"]) and rows["shoulder"]["intervals"]["auroc"] is None
     assert rows["shoulder"]["sensitivity"] == 0.5
     assert np.isnan(rows["shoulder"]["specificity"])
+
+
+def test_a_kind_of_image_almost_always_fractured_is_named_as_a_limitation(tmp_path):
+    from training.subgroups import shortcut_limitations
+
+    header = "image_id,hand,leg,hip,shoulder,mixed,hardware,multiscan,fractured,fracture_count,frontal,lateral,oblique"
+    rows = [f"IMG{i}.jpg,0,1,0,0,0,1,0,1,1,1,0,0" for i in range(9)]  # nine legs with hardware, all fractured
+    rows += ["IMG9.jpg,0,1,0,0,0,1,0,0,0,1,0,0"]                   # and one with hardware, not fractured
+    rows += [f"IMG{i}.jpg,0,1,0,0,0,0,0,{i % 2},0,1,0,0" for i in range(10, 30)]  # legs, half fractured
+    (tmp_path / "dataset.csv").write_text("\n".join([header, *rows]) + "\n")
+    found = shortcut_limitations(tmp_path)
+    assert len(found) == 1 and "9 of the 10 X-rays flagged “orthopaedic hardware: present”" in found[0]
+    (tmp_path / "dataset.csv").write_text("\n".join([header, *rows, "IMG99.jpg,0,1,0,0,0,1,0,0,0,1,0,0"]) + "\n")
+    assert shortcut_limitations(tmp_path) == []  # 9 of 11 is under the 0.9 share
+    assert shortcut_limitations(tmp_path / "no such folder") == []

@@ -26,7 +26,7 @@ from fracture_app.preprocess import prepare_batch
 from training import datasets, metrics
 from training.card import command_line, limitations, update_card, without_nan
 from training.localisation import choose_and_score, has_fracture_boxes, pointing_game
-from training.subgroups import image_flags, print_subgroups, subgroup_metrics
+from training.subgroups import image_flags, print_subgroups, shortcut_limitations, subgroup_metrics
 
 BATCH_SIZE = 32
 HEADLINE = {config.BINARY_TASK: ("auroc", "accuracy", "sensitivity", "specificity", "precision", "f1", "ece"),
@@ -124,7 +124,7 @@ def main(argv=None) -> int:
         kept, probabilities, skipped = predict_files(model, samples)
         result = measure(model, kept, probabilities, args.data)
         if args.write_subgroups:
-            write_subgroups(args.model, result, args.split)
+            write_subgroups(args.model, model.card.data, result, args.split, args.data)
     except FractureAppError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -141,10 +141,13 @@ def main(argv=None) -> int:
     return 0
 
 
-def write_subgroups(model_path: Path, result: dict, split: str) -> None:
+def write_subgroups(model_path: Path, card: dict, result: dict, split: str, data_dir: Path) -> None:
+    """The test subgroups into the card, with the limitations the data set's flags call for (once each)."""
     if split != "test" or "subgroups" not in result:
         raise FractureAppError("--write-subgroups needs the binary model's test split and FracAtlas' dataset.csv in --data")
-    update_card(model_path, {}, test_metrics={"subgroups": result["subgroups"]})
+    kept = card.get("limitations", [])
+    added = [item for item in shortcut_limitations(data_dir) if item not in kept]
+    update_card(model_path, {"limitations": kept + added}, test_metrics={"subgroups": result["subgroups"]})
 
 
 def write_gradcam_choice(model_path: Path, model, data_dir: Path) -> tuple[str | None, float, dict]:

@@ -26,7 +26,7 @@ from training.card import (INTENDED_USE, command_line, gpu_names, hardware_descr
 from training.fit import (CHECKPOINT_FILE, FINE_TUNE_LEARNING_RATE, HISTORY_FILE, LEARNING_RATE, earlier_seconds, fit,
                           remove_scratch)
 from training.localisation import fracture_boxes, has_fracture_boxes
-from training.subgroups import image_flags
+from training.subgroups import image_flags, shortcut_limitations
 from training.validation_choices import VALIDATION_METRIC, evaluate_splits
 
 log = logging.getLogger("training")
@@ -333,7 +333,8 @@ def build_card(args, dataset, spec, split_report, loaded, evaluation, history, b
         **evaluation,
         "intended_use": INTENDED_USE,
         "limitations": limitations(args.task, str(args.weights), split_report["sizes"],
-                                   start_digest.get("weights_init_sha256")),
+                                   start_digest.get("weights_init_sha256"))
+                       + (shortcut_limitations(dataset.root) if args.task == config.BINARY_TASK else []),
     }
     card["targets"] = target_report(card)
     return card
