@@ -185,7 +185,7 @@ def render_card(card, directory: Path, task: str) -> None:
         st.dataframe(pd.DataFrame(rows), hide_index=True)
         st.caption("Thresholds are chosen on the validation split and reported on the test split.")
         render_subgroups(test.get("subgroups"))
-        render_external_checks(data.get("external_checks"))
+        render_external_checks(data.get("external_checks"), card.version)
 
     st.markdown("#### Data")
     splits = source.get("split_sizes", {})
@@ -235,6 +235,9 @@ def render_card(card, directory: Path, task: str) -> None:
     render_compared_runs(data.get("compared_runs"))
 
 
+SUBGROUP_METRICS = ("auroc", "sensitivity", "specificity")  # training.subgroups.FIELDS
+
+
 def render_subgroups(rows: list[dict] | None) -> None:
     """The test figures within each body region, hardware and view (training.subgroups), with their intervals."""
     if not rows:
@@ -242,7 +245,7 @@ def render_subgroups(rows: list[dict] | None) -> None:
     st.markdown("#### By kind of X-ray (test split)")
     table = [{"Group": row["group"], "Subgroup": row["subgroup"], "Images": row["images"], "Fractured": row["fractured"],
               **{f"{label} (95% interval)": _with_interval(row.get(key), row.get("intervals", {}).get(key), style)
-                 for key, label, style in BINARY_METRICS[:3]}}
+                 for key, label, style in BINARY_METRICS if key in SUBGROUP_METRICS}}
              for row in rows]
     st.dataframe(pd.DataFrame(table), hide_index=True)
     st.caption("From FracAtlas' own flags for each image; an image of two regions or two views counts in each. "
@@ -250,12 +253,15 @@ def render_subgroups(rows: list[dict] | None) -> None:
                "interval, not the figure. Nothing was chosen on these rows.")
 
 
-def render_external_checks(checks: dict | None) -> None:
+def render_external_checks(checks: dict | None, version: str) -> None:
     """training.external_check's results: the share of another source's fractures the model calls fractured."""
     for name, check in (checks or {}).items():
         st.markdown(f"#### Fractures from another source: {name}")
+        if check.get("model_version") != version:  # e.g. a threshold chosen again since: the share may differ now
+            st.warning(f"Measured on version {check.get('model_version')}, not on this one: run the command below "
+                       "again before relying on it.", icon=":material/history:")
         pictures = check["source_pictures"]
-        st.markdown(f"Every one of these {check['images']} images shows a fracture, and the model saw none of them "
+        st.markdown(f"Every one of these {check['images']:,} images shows a fracture, and the model saw none of them "
                     f"in training. It called **{_number(check['share'], 'percent')}** of them fractured (95% interval "
                     f"{_interval(check['interval'], 'percent')}); counted by source picture (augmented copies of one "
                     f"picture averaged), {pictures['found']} of {pictures['images']} "
@@ -267,13 +273,16 @@ def render_external_checks(checks: dict | None) -> None:
                  for folder, part in check.get("by_folder", {}).items()]
         st.dataframe(pd.DataFrame(table), hide_index=True)
         st.caption(f"At the decision threshold ({percent(check.get('threshold'))}); measured on "
-                   f"{str(check.get('at', '?'))[:10]} with `{check.get('command', '')}`. Only sensitivity can be "
-                   "measured here: the folder holds no healthy X-rays.")
+                   f"{str(check.get('at', '?'))[:10]} with `{check.get('command', '')}`; "
+                   f"{check.get('skipped', 0)} unreadable images left out. Only sensitivity can be measured here: the "
+                   "folder holds no healthy X-rays.")
 
 
 def _with_interval(value, bounds, style: str) -> str:
     if value is None or value != value:
         return "n/a (one class only)"
+    if bounds and bounds[1] - bounds[0] < 1e-9:  # every bootstrap resample agreed (perfect ranking): not certainty
+        return f"{_number(value, style)} (too few to bound)"
     return f"{_number(value, style)} ({_interval(bounds, style)})" if bounds else _number(value, style)
 
 

@@ -50,6 +50,14 @@ def test_the_check_is_written_into_the_card_and_shown_on_the_model_card_page(tin
     assert any(m.value.startswith("#### Fractures from another source: Bone Break") for m in at.markdown)
     table = next(frame.value for frame in at.dataframe if "Folder" in frame.value.columns)
     assert list(table["Images"]) == [part["images"] for part in check["by_folder"].values()]
+    assert not any("not on this one" in warning.value for warning in at.warning)  # measured on this version
+
+    card = json.loads(paths["card"].read_text())
+    card["version"] += "+choices-later"  # as --redo-validation-choices leaves it: a new threshold, perhaps
+    paths["card"].write_text(json.dumps(card))
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120).run()
+    at.switch_page("pages/model_card.py").run()
+    assert any("not on this one" in warning.value for warning in at.warning)
 
 
 def test_only_the_binary_model_is_checked(tiny_models_dir, capsys):
@@ -62,3 +70,20 @@ def test_a_folder_without_images_is_an_error(tiny_models_dir, tmp_path, capsys):
     model_path = artifact_paths(tiny_models_dir, config.BINARY_TASK)["model"]
     assert external_check(["--model", str(model_path), "--data", str(tmp_path)]) == 2
     assert "no images under" in capsys.readouterr().err
+
+
+def test_images_directly_in_the_folder_and_unreadable_ones(tiny_models_dir, tmp_path, capsys):
+    xray = next((BONE_BREAK_FIXTURES / "Spiral Fracture").rglob("*.jpg"))
+    shutil.copy(xray, tmp_path / "loose.jpg")
+    (tmp_path / "broken.jpg").write_bytes(b"not a picture")
+    model_path = artifact_paths(tiny_models_dir, config.BINARY_TASK)["model"]
+    assert external_check(["--model", str(model_path), "--data", str(tmp_path)]) == 0
+    printed = capsys.readouterr().out
+    assert "(1 unreadable images left out)" in printed
+    lines = printed.splitlines()[1:]
+    assert [line.split()[0] for line in lines] == ["all", "(the"]  # the one readable image, in the folder itself
+    assert all(" 0/1 " in line or " 1/1 " in line for line in lines)
+
+    (tmp_path / "loose.jpg").unlink()
+    assert external_check(["--model", str(model_path), "--data", str(tmp_path)]) == 2
+    assert "none of the 1 images" in capsys.readouterr().err

@@ -78,6 +78,15 @@ def test_a_kind_of_image_almost_always_fractured_is_named_as_a_limitation(tmp_pa
     (tmp_path / "dataset.csv").write_text("\n".join([header, *rows]) + "\n")
     found = shortcut_limitations(tmp_path)
     assert len(found) == 1 and "9 of the 10 X-rays flagged “orthopaedic hardware: present”" in found[0]
+    assert "the whole set holds 1)" in found[0]
     (tmp_path / "dataset.csv").write_text("\n".join([header, *rows, "IMG99.jpg,0,1,0,0,0,1,0,0,0,1,0,0"]) + "\n")
     assert shortcut_limitations(tmp_path) == []  # 9 of 11 is under the 0.9 share
     assert shortcut_limitations(tmp_path / "no such folder") == []
+
+
+def test_a_perfect_ranking_is_not_shown_as_a_certain_interval():
+    from fracture_app.card_view import _with_interval
+
+    assert _with_interval(1.0, [0.9999999999999999, 1.0], "ratio") == "1.000 (too few to bound)"  # as the card has it
+    assert _with_interval(0.9, [0.8, 0.95], "percent") == "90.0% (80.0%–95.0%)"
+    assert _with_interval(float("nan"), None, "ratio") == _with_interval(None, None, "ratio") == "n/a (one class only)"

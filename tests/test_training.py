@@ -16,6 +16,7 @@ from training import augment, evaluate, export
 from fracture_app.models import artifact_paths
 from training.fit import ELAPSED_FILE
 from training.localisation import SMOOTHING_CELLS
+from training.subgroups import SHORTCUT_OPENING
 from training.train import main as train
 
 from conftest import BONE_BREAK_FIXTURES, FRACATLAS_FIXTURES, TINY_SIZE
@@ -99,11 +100,16 @@ def test_writing_the_subgroups_into_a_card_changes_nothing_else(tiny_models_dir,
     paths = artifact_paths(copy, config.BINARY_TASK)
     before = card(copy, config.BINARY_TASK)
     del before["metrics"]["test"]["subgroups"]
+    current = before["limitations"][-1]
+    assert current.startswith(SHORTCUT_OPENING)  # the fixtures' two X-rays with hardware are both fractured
+    before["limitations"][-1] = SHORTCUT_OPENING + "an older wording."
     paths["card"].write_text(json.dumps(before))
     assert evaluate.main(["--model", str(paths["model"]), "--data", str(FRACATLAS_FIXTURES), "--write-subgroups"]) == 0
     after = card(copy, config.BINARY_TASK)
     written = after["metrics"]["test"].pop("subgroups")
-    assert after == {**before, "targets": after["targets"]} and after["sha256"] == sha256_of(paths["model"])
+    assert after["limitations"] == [*before["limitations"][:-1], current]  # replaced, not added beside
+    assert after == {**before, "targets": after["targets"], "limitations": after["limitations"]}
+    assert after["sha256"] == sha256_of(paths["model"])
     test_images = [row for row in written if row["group"] == "orthopaedic hardware"]
     assert sum(row["images"] for row in test_images) == before["metrics"]["test"]["n"]  # present + absent: all
     printed = capsys.readouterr().out

@@ -26,7 +26,7 @@ from fracture_app.preprocess import prepare_batch
 from training import datasets, metrics
 from training.card import command_line, limitations, update_card, without_nan
 from training.localisation import choose_and_score, has_fracture_boxes, pointing_game
-from training.subgroups import image_flags, print_subgroups, shortcut_limitations, subgroup_metrics
+from training.subgroups import SHORTCUT_OPENING, image_flags, print_subgroups, shortcut_limitations, subgroup_metrics
 
 BATCH_SIZE = 32
 HEADLINE = {config.BINARY_TASK: ("auroc", "accuracy", "sensitivity", "specificity", "precision", "f1", "ece"),
@@ -142,12 +142,13 @@ def main(argv=None) -> int:
 
 
 def write_subgroups(model_path: Path, card: dict, result: dict, split: str, data_dir: Path) -> None:
-    """The test subgroups into the card, with the limitations the data set's flags call for (once each)."""
+    """The test subgroups into the card, with the limitations the data set's flags call for (replacing any
+    written before)."""
     if split != "test" or "subgroups" not in result:
         raise FractureAppError("--write-subgroups needs the binary model's test split and FracAtlas' dataset.csv in --data")
-    kept = card.get("limitations", [])
-    added = [item for item in shortcut_limitations(data_dir) if item not in kept]
-    update_card(model_path, {"limitations": kept + added}, test_metrics={"subgroups": result["subgroups"]})
+    kept = [item for item in card.get("limitations", []) if not item.startswith(SHORTCUT_OPENING)]
+    update_card(model_path, {"limitations": kept + shortcut_limitations(data_dir)},
+                test_metrics={"subgroups": result["subgroups"]})
 
 
 def write_gradcam_choice(model_path: Path, model, data_dir: Path) -> tuple[str | None, float, dict]:

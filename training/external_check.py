@@ -26,6 +26,9 @@ from training.evaluate import predict_files
 from training.metrics import wilson_interval
 
 
+TOP_FOLDER = "(the folder itself)"  # for images directly under --data
+
+
 def share_found(found: int, total: int) -> dict:
     return {"images": total, "found": found, "share": found / total if total else None,
             "interval": wilson_interval(found, total)}
@@ -33,7 +36,7 @@ def share_found(found: int, total: int) -> dict:
 
 def measure(paths: list[Path], probabilities: np.ndarray, data_dir: Path, threshold: float) -> dict:
     """Overall and per top-level folder: the share of images, and of source pictures, called fractured."""
-    folder_of = [path.relative_to(data_dir).parts[0] if len(path.relative_to(data_dir).parts) > 1 else "."
+    folder_of = [path.relative_to(data_dir).parts[0] if len(path.relative_to(data_dir).parts) > 1 else TOP_FOLDER
                  for path in paths]
     called = probabilities >= threshold
     pictures = defaultdict(list)
@@ -57,7 +60,8 @@ def print_result(name: str, result: dict) -> None:
                 f"[{part['interval'][0]:.1%}–{part['interval'][1]:.1%}]   source pictures "
                 f"{pictures['found']}/{pictures['images']} ({pictures['share']:.1%})")
 
-    print(f"fractures called fractured on {name}, at threshold {result['threshold']:.4f}:")
+    print(f"fractures called fractured on {name}, at threshold {result['threshold']:.4f} "
+          f"({result['skipped']} unreadable images left out):")
     print(line("all", result))
     for folder, part in result["by_folder"].items():
         print(line(folder, part))
@@ -81,6 +85,9 @@ def main(argv=None) -> int:
         if not samples:
             raise FractureAppError(f"no images under {args.data}")
         kept, probabilities, skipped = predict_files(model, samples)
+        if not kept:
+            raise FractureAppError(f"none of the {len(samples)} images under {args.data} could be read "
+                                   f"(first: {skipped[0]})")
     except FractureAppError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
