@@ -20,6 +20,7 @@ import numpy as np
 import streamlit as st
 
 from fracture_app import config, import_tensorflow_quietly
+from fracture_app.card_view import measured_in_brief
 from fracture_app.diagnosis import Diagnoser, Diagnosis
 from fracture_app.errors import FractureAppError
 from fracture_app.imaging import read_image
@@ -157,7 +158,8 @@ def sidebar(models: LoadedModels) -> None:
         else:
             for task in config.TASKS:
                 if task in models.versions:
-                    st.caption(f"{config.TASK_TITLES[task]} ({config.TASK_HELP[task]}): version `{models.versions[task]}`")
+                    st.caption(f"{config.TASK_TITLES[task]} ({config.TASK_HELP[task]}): version `{models.versions[task]}`. "
+                               + measured_in_brief(models.diagnoser.models[task].card))
                 else:
                     st.caption(f"{config.TASK_TITLES[task]}: not loaded")
 

@@ -84,6 +84,12 @@ def test_landing_page_is_diagnose_with_notice_and_model_versions(tiny_models_dir
 
     for task in config.TASKS:
         assert read_card(model_path_for(task, tiny_models_dir)).version in sidebar
+    # How good each model measured, from its card: a trainee sees it beside every reading.
+    type_test = read_card(model_path_for(config.TYPE_TASK, tiny_models_dir)).data["metrics"]["test"]
+    assert f"its first guess was right for {100 * type_test['top1']:.1f}% of fractures" in sidebar
+    binary_test = read_card(model_path_for(config.BINARY_TASK, tiny_models_dir)).data["metrics"]["test"]
+    if binary_test["sensitivity"] is not None:  # undefined where a tiny test split holds no fracture
+        assert f"it found {100 * binary_test['sensitivity']:.1f}% of fractures" in sidebar
 
 
 def test_uploaded_xray_gets_the_same_verdict_as_the_core(fractured_xray_path, tiny_models_dir):

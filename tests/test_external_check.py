@@ -51,6 +51,10 @@ def test_the_check_is_written_into_the_card_and_shown_on_the_model_card_page(tin
     table = next(frame.value for frame in at.dataframe if "Folder" in frame.value.columns)
     assert list(table["Images"]) == [part["images"] for part in check["by_folder"].values()]
     assert not any("not on this one" in warning.value for warning in at.warning)  # measured on this version
+    sidebar = " ".join(caption.value for caption in at.sidebar.caption)
+    test = json.loads(paths["card"].read_text())["metrics"]["test"]
+    assert f"it found {100 * test['sensitivity']:.1f}% of fractures" in sidebar
+    assert f"on Bone Break's fracture pictures, from elsewhere, it found {100 * check['share']:.1f}%" in sidebar
 
     card = json.loads(paths["card"].read_text())
     card["version"] += "+choices-later"  # as --redo-validation-choices leaves it: a new threshold, perhaps
@@ -58,6 +62,7 @@ def test_the_check_is_written_into_the_card_and_shown_on_the_model_card_page(tin
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120).run()
     at.switch_page("pages/model_card.py").run()
     assert any("not on this one" in warning.value for warning in at.warning)
+    assert "from elsewhere" not in " ".join(caption.value for caption in at.sidebar.caption)  # not quoted as current
 
 
 def test_only_the_binary_model_is_checked(tiny_models_dir, capsys):
