@@ -103,24 +103,6 @@ def _measured(value) -> str:
     return _number(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else str(value)
 
 
-def measured_in_brief(card) -> str:
-    """How the model measured, in one sentence for the sidebar: its test split, and another source where checked."""
-    test = card.data.get("metrics", {}).get("test", {})
-    if card.task == config.BINARY_TASK:
-        if test.get("sensitivity") is None:
-            return ""
-        sentence = (f"On its test split it found {_number(test['sensitivity'], 'percent')} of fractures and cleared "
-                    f"{_number(test.get('specificity'), 'percent')} of X-rays without one")
-        checks = [(name, check) for name, check in card.data.get("external_checks", {}).items()
-                  if check.get("model_version") == card.version]
-        return sentence + "".join(f"; on {name}'s fracture pictures, from elsewhere, it found "
-                                  f"{_number(check['share'], 'percent')}" for name, check in checks) + "."
-    if test.get("top1") is None:
-        return ""
-    return (f"On its test split its first guess was right for {_number(test['top1'], 'percent')} of fractures "
-            f"(among its top three: {_number(test.get('top3'), 'percent')}).")
-
-
 def render_card(card, directory: Path, task: str) -> None:
     """The model card (the JSON beside the model) and the plots training wrote beside it."""
     data = card.data

@@ -3,6 +3,7 @@
     read_image() → prepare() → both models → calibrated probabilities → band → Grad-CAM → Diagnosis
 """
 
+import dataclasses
 import threading
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -42,6 +43,7 @@ class Diagnosis:
     type_probabilities: dict[str, float]  # all classes, best first; {} when no type model is loaded
     heatmaps: dict[str, np.ndarray] = field(default_factory=dict)  # task → map on the original pixels
     model_versions: dict[str, str] = field(default_factory=dict)
+    model_measures: dict[str, str] = field(default_factory=dict)  # task → how it measured, from its card
 
     @property
     def fractured(self) -> bool | None:
@@ -183,6 +185,10 @@ class Diagnoser:
     def model_versions(self) -> dict[str, str]:
         return {task: model.card.version for task, model in self.models.items()}
 
+    @property
+    def model_measures(self) -> dict[str, str]:
+        return {task: model.card.measured_in_brief for task, model in self.models.items()}
+
     def gradcam(self, task: str) -> GradCam:
         with self._gradcam_lock:
             if task not in self._gradcams:
@@ -194,7 +200,7 @@ class Diagnoser:
     def diagnose(self, xray: XRay, heatmap_tasks: tuple[str, ...] = config.TASKS) -> Diagnosis:
         diagnosis = self.diagnose_batch([xray])[0]
         heatmaps = {task: self.heatmap(xray, task, diagnosis) for task in heatmap_tasks if task in self.models}
-        return Diagnosis(**{**diagnosis.__dict__, "heatmaps": heatmaps})
+        return dataclasses.replace(diagnosis, heatmaps=heatmaps)
 
     def diagnose_batch(self, xrays: list[XRay]) -> list[Diagnosis]:
         fracture = self._predict(config.BINARY_TASK, xrays)
@@ -207,7 +213,8 @@ class Diagnoser:
             probability = None if fracture is None else float(fracture[index])
             ranked = {} if types is None else self._ranked(types[index])
             band = None if probability is None else confidence_band(probability, points, threshold)
-            results.append(Diagnosis(xray, probability, threshold, band, ranked, {}, self.model_versions))
+            results.append(Diagnosis(xray, probability, threshold, band, ranked, {}, self.model_versions,
+                                     self.model_measures))
         return results
 
     def heatmap(self, xray: XRay, task: str, diagnosis: Diagnosis) -> np.ndarray:

@@ -95,9 +95,32 @@ class ModelCard:
         return self.data.get("calibration", {"method": "none"})
 
     @property
+    def measured_in_brief(self) -> str:
+        """How the model measured, in one sentence for a reader of its answers: on its test split, and on another
+        source's fractures where that was checked on this very version."""
+        test = self.data.get("metrics", {}).get("test", {})
+        if self.task == config.BINARY_TASK:
+            if test.get("sensitivity") is None or test.get("specificity") is None:
+                return ""
+            checks = [(name, check["share"]) for name, check in self.data.get("external_checks", {}).items()
+                      if check.get("model_version") == self.version and check.get("share") is not None]
+            return (f"On its test split it found {_percent(test['sensitivity'])} of fractures and cleared "
+                    f"{_percent(test['specificity'])} of X-rays without one"
+                    + "".join(f"; on {name}'s fracture pictures, from elsewhere, it found {_percent(share)}"
+                              for name, share in checks) + ".")
+        if test.get("top1") is None or test.get("top3") is None:
+            return ""
+        return (f"On its test split its first guess was right for {_percent(test['top1'])} of fractures "
+                f"(among its top three: {_percent(test['top3'])}).")
+
+    @property
     def flip_average(self) -> bool:
         """Whether the answer is the mean of the logits for the image and its mirror (chosen on validation)."""
         return bool((self.data.get("test_time_flip") or {}).get("used", False))
+
+
+def _percent(share: float) -> str:
+    return f"{100 * share:.1f}%"
 
 
 def read_card(model_path: Path) -> ModelCard:

@@ -20,7 +20,6 @@ import numpy as np
 import streamlit as st
 
 from fracture_app import config, import_tensorflow_quietly
-from fracture_app.card_view import measured_in_brief
 from fracture_app.diagnosis import Diagnoser, Diagnosis
 from fracture_app.errors import FractureAppError
 from fracture_app.imaging import read_image
@@ -159,7 +158,7 @@ def sidebar(models: LoadedModels) -> None:
             for task in config.TASKS:
                 if task in models.versions:
                     st.caption(f"{config.TASK_TITLES[task]} ({config.TASK_HELP[task]}): version `{models.versions[task]}`. "
-                               + measured_in_brief(models.diagnoser.models[task].card))
+                               + models.diagnoser.models[task].card.measured_in_brief)
                 else:
                     st.caption(f"{config.TASK_TITLES[task]}: not loaded")
 

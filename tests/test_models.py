@@ -102,3 +102,21 @@ def test_a_card_asking_for_the_mirror_gets_the_mean_of_both_logits(binary_copy, 
     expected = (alone + mirror) / 2 if flip_average else alone
     np.testing.assert_allclose(model.logits(batch), expected, rtol=1e-5, atol=1e-5)
     assert model.card.flip_average is flip_average
+
+
+def test_a_card_says_in_brief_how_its_model_measured():
+    from pathlib import Path
+
+    from fracture_app.models import ModelCard
+
+    checks = {"Bone Break": {"model_version": "v2", "share": 0.583},
+              "Elsewhere": {"model_version": "v1", "share": 0.9}}  # measured on an earlier version: not quoted
+    binary = ModelCard(Path("m.keras"), {"task": config.BINARY_TASK, "version": "v2", "external_checks": checks,
+                                         "metrics": {"test": {"sensitivity": 0.88, "specificity": 0.8766}}})
+    assert binary.measured_in_brief == ("On its test split it found 88.0% of fractures and cleared 87.7% of X-rays "
+                                        "without one; on Bone Break's fracture pictures, from elsewhere, it found 58.3%.")
+    fracture_type = ModelCard(Path("t.keras"), {"task": config.TYPE_TASK, "metrics": {"test": {"top1": 0.34, "top3": 0.595}}})
+    assert fracture_type.measured_in_brief == ("On its test split its first guess was right for 34.0% of fractures "
+                                               "(among its top three: 59.5%).")
+    undefined = ModelCard(Path("m.keras"), {"task": config.BINARY_TASK, "metrics": {"test": {"sensitivity": None}}})
+    assert undefined.measured_in_brief == ModelCard(Path("t.keras"), {"task": config.TYPE_TASK}).measured_in_brief == ""
