@@ -113,14 +113,19 @@ def test_the_card_shipped_before_keeps_its_own_row_and_the_runs_it_had_compared(
     earlier_card["metrics"]["val"]["macro_f1"] = 0.321
     gone = {**compare.summary(earlier_card, "run_whose_folder_is_gone"), "val_macro_f1": 0.2, "shipped": False}
     earlier_card["compared_runs"] = [{"run": "shipped", "val_macro_f1": 0.321, "shipped": True}, gone,
-                                     {"run": "new_run", "val_macro_f1": 0.9, "shipped": False}]
+                                     {"run": "new_run", "val_macro_f1": 0.9, "shipped": False},
+                                     {**gone, "run": compare.EARLIER_LABEL, "val_macro_f1": 0.31},
+                                     {**gone, "run": "shipped 2 releases before", "val_macro_f1": 0.3}]
     earlier_card[compare.EARLIER_SPLIT_ROWS] = [{"run": "on_a_split_since_corrected", "val_macro_f1": 0.257}]
     earlier["card"].write_text(json.dumps(earlier_card))
 
     assert compare.main(["--model", str(shipped["model"]), "--earlier", str(earlier["card"]), str(other["card"])]) == 0
     rows = json.loads(shipped["card"].read_text())["compared_runs"]
-    assert [row["run"] for row in rows] == ["shipped", "new_run", compare.EARLIER_LABEL, "run_whose_folder_is_gone"]
-    assert [row["shipped"] for row in rows] == [True, False, False, False]
+    # Each model shipped earlier keeps its row, a release older now.
+    assert [row["run"] for row in rows] == ["shipped", "new_run", compare.EARLIER_LABEL, "run_whose_folder_is_gone",
+                                            "shipped 2 releases before", "shipped 3 releases before"]
+    assert [row["val_macro_f1"] for row in rows[4:]] == [0.31, 0.3]
+    assert [row["shipped"] for row in rows] == [True, False, False, False, False, False]
     assert rows[2]["val_macro_f1"] == 0.321 and rows[3] == gone
     assert rows[1]["val_macro_f1"] != 0.9, "a run named again is measured from its own card, not the old row"
     kept = json.loads(shipped["card"].read_text())[compare.EARLIER_SPLIT_ROWS]

@@ -11,6 +11,7 @@ that chose what ships; the test columns are for the reader.
 
 import argparse
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -25,6 +26,7 @@ TEST_FIGURES = {config.BINARY_TASK: ("auroc", "sensitivity", "specificity"),
                 config.TYPE_TASK: ("top1", "top3", "macro_f1")}
 SAME_SPLIT_KEYS = ("source", "images", "split_seed", "split_sizes")
 EARLIER_LABEL = "shipped before"
+OLDER_RELEASE = re.compile(r"shipped (\d+) releases before")
 # Comparisons on a split no longer in use: not comparable with compared_runs, kept as the earlier card had them.
 EARLIER_SPLIT_ROWS = "compared_runs_earlier_split"
 
@@ -102,10 +104,21 @@ def compare(shipped: dict, others: dict[str, dict]) -> list[dict]:
         {**summary(card, label), "shipped": False} for label, card in others.items()]
 
 
-def earlier_rows(earlier: dict, taken: set[str]) -> list[dict]:
-    """The runs a card had compared, as it recorded them (their run folders may be gone), less those in `taken`."""
-    return [{**row, "shipped": False} for row in earlier.get("compared_runs", [])
-            if not row.get("shipped") and row["run"] not in taken]
+def earlier_rows(earlier: dict, taken: set[str], aging: bool = False) -> list[dict]:
+    """The runs a card had compared, as it recorded them (their run folders may be gone), less those in `taken`.
+
+    aging: the card is the one shipped before, so its own "shipped before" row is a release older now."""
+    rows = [{**row, "run": _one_release_older(row["run"]) if aging else row["run"], "shipped": False}
+            for row in earlier.get("compared_runs", []) if not row.get("shipped")]
+    return [row for row in rows if row["run"] not in taken]
+
+
+def _one_release_older(run: str) -> str:
+    """"shipped before" → "shipped 2 releases before" → "shipped 3 releases before"; other runs keep their name."""
+    if run == EARLIER_LABEL:
+        return "shipped 2 releases before"
+    match = OLDER_RELEASE.fullmatch(run)
+    return f"shipped {int(match.group(1)) + 1} releases before" if match else run
 
 
 def check_split_files(model_path: Path, card_paths: list[Path], task: str) -> None:
@@ -145,7 +158,7 @@ def main(argv=None) -> int:
             others[EARLIER_LABEL] = earlier
         rows = compare(shipped, others)
         if earlier is not None:
-            rows += earlier_rows(earlier, {row["run"] for row in rows})
+            rows += earlier_rows(earlier, {row["run"] for row in rows}, aging=True)
         if args.keep_rows:
             rows += earlier_rows(shipped, {row["run"] for row in rows})
         check_split_files(args.model, args.cards + ([args.earlier] if args.earlier else []), shipped["task"])
