@@ -102,7 +102,7 @@ class ModelCard:
         if self.task == config.BINARY_TASK:
             if test.get("sensitivity") is None or test.get("specificity") is None:
                 return ""
-            checks = [(name, check["share"]) for name, check in self.data.get("external_checks", {}).items()
+            checks = [(name, check["share"]) for name, check in (self.data.get("external_checks") or {}).items()
                       if check.get("model_version") == self.version and check.get("share") is not None]
             return (f"On its test split it found {_percent(test['sensitivity'])} of fractures and cleared "
                     f"{_percent(test['specificity'])} of X-rays without one"

@@ -96,7 +96,7 @@ def findings(diagnosis: Diagnosis, task: str | None = None, opacity: float = DEF
         rows.append((f"DICOM {label.lower()}", value))
     versions = ", ".join(f"{config.TASK_NAMES.get(t, t)} {v}" for t, v in diagnosis.model_versions.items())
     rows.append(("Models", versions or "none"))
-    rows += [("How good", f"{config.TASK_TITLES.get(t, t)}: {measure[0].lower()}{measure[1:]}")
+    rows += [("How good", f"{config.TASK_TITLES.get(t, t)}: {measure}")
              for t, measure in diagnosis.model_measures.items() if measure]
     when = (generated_at or datetime.now(timezone.utc)).strftime("%Y-%m-%d %H:%M UTC")
     rows.append(("Generated", when))

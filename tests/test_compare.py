@@ -163,3 +163,10 @@ def test_the_validation_pointing_game_of_a_row_is_the_one_with_the_chosen_blur()
     del card["gradcam"]["smoothing_cells"]  # a card from before the blur was chosen
     assert compare.pointing_game(card)["val_pointing_game"] == 0.61
     assert compare.pointing_game(card)["pointing_game_smoothing"] is None
+
+
+def test_a_run_folder_named_like_an_earlier_release_is_refused(tiny_models_dir, tmp_path, capsys):
+    shipped = copy_models(tiny_models_dir, tmp_path / "shipped")
+    clash = copy_models(tiny_models_dir, tmp_path / "shipped 2 releases before")
+    assert compare.main(["--model", str(shipped["model"]), str(clash["card"])]) == 2
+    assert "name of a model shipped before" in capsys.readouterr().err

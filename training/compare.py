@@ -150,8 +150,9 @@ def main(argv=None) -> int:
     try:
         shipped = json.loads(card_path_for(args.model).read_text(encoding="utf-8"))
         labels = [path.parent.name for path in args.cards]
-        if len(set(labels)) < len(labels) or EARLIER_LABEL in labels:
-            raise NotComparable("two cards come from the same folder; each run needs a folder of its own")
+        if len(set(labels)) < len(labels) or EARLIER_LABEL in labels or any(map(OLDER_RELEASE.fullmatch, labels)):
+            raise NotComparable("two cards come from the same folder, or a folder takes the name of a model "
+                                "shipped before; each run needs a folder of its own")
         others = {label: json.loads(path.read_text(encoding="utf-8")) for label, path in zip(labels, args.cards)}
         earlier = json.loads(args.earlier.read_text(encoding="utf-8")) if args.earlier else None
         if earlier is not None:
