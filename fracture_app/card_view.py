@@ -235,9 +235,6 @@ def render_card(card, directory: Path, task: str) -> None:
     render_compared_runs(data.get("compared_runs"))
 
 
-SUBGROUP_METRICS = ("auroc", "sensitivity", "specificity")  # training.subgroups.FIELDS
-
-
 def render_subgroups(rows: list[dict] | None) -> None:
     """The test figures within each body region, hardware and view (training.subgroups), with their intervals."""
     if not rows:
@@ -245,7 +242,7 @@ def render_subgroups(rows: list[dict] | None) -> None:
     st.markdown("#### By kind of X-ray (test split)")
     table = [{"Group": row["group"], "Subgroup": row["subgroup"], "Images": row["images"], "Fractured": row["fractured"],
               **{f"{label} (95% interval)": _with_interval(row.get(key), row.get("intervals", {}).get(key), style)
-                 for key, label, style in BINARY_METRICS if key in SUBGROUP_METRICS}}
+                 for key, label, style in BINARY_METRICS if key in row.get("intervals", {})}}
              for row in rows]
     st.dataframe(pd.DataFrame(table), hide_index=True)
     st.caption("From FracAtlas' own flags for each image; an image of two regions or two views counts in each. "

@@ -173,8 +173,7 @@ def redo_validation_choices(model_path: Path, model, data_dir: Path, boxed: bool
     splits = {split: split_samples(model_path, data_dir, split, model.task, model.classes) for split in ("val", "test")}
     arrays = {split: (prepare_batch([read_image(s.path).pixels for s in rows], model.spec),
                       np.array([s.label for s in rows], int)) for split, rows in splits.items()}
-    test_flags = image_flags(splits["test"], data_dir) if model.task == config.BINARY_TASK else None
-    evaluation = evaluate_splits(model.keras_model, arrays, model.task, model.classes, test_flags)
+    evaluation = evaluate_splits(model.keras_model, arrays, model.task, model.classes, image_flags(splits["test"], data_dir))
     if boxed:
         evaluation["gradcam"], evaluation["metrics"]["test"]["pointing_game"] = choose_and_score(
             model.keras_model, model.spec, data_dir, splits["val"] + splits["test"], evaluation["test_time_flip"]["used"])

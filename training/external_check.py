@@ -36,8 +36,7 @@ def share_found(found: int, total: int) -> dict:
 
 def measure(paths: list[Path], probabilities: np.ndarray, data_dir: Path, threshold: float) -> dict:
     """Overall and per top-level folder: the share of images, and of source pictures, called fractured."""
-    folder_of = [path.relative_to(data_dir).parts[0] if len(path.relative_to(data_dir).parts) > 1 else TOP_FOLDER
-                 for path in paths]
+    folder_of = [parts[0] if len(parts) > 1 else TOP_FOLDER for parts in (p.relative_to(data_dir).parts for p in paths)]
     called = probabilities >= threshold
     pictures = defaultdict(list)
     for path, folder, probability in zip(paths, folder_of, probabilities):

@@ -34,14 +34,22 @@ SHORTCUT_SHARE = 0.9
 SHORTCUT_OPENING = "In the data set it learnt from, "  # how such a limitation starts, so a rewrite can replace it
 
 
-def image_flags(samples, data_root: Path) -> list[dict] | None:
-    """Each sample's dataset.csv row (column → int), in the samples' order; None where the data set has no such
-    file or it misses a sample (a folder other than FracAtlas, or a different copy of it)."""
+def _table(data_root: Path) -> list[dict] | None:
+    """dataset.csv's rows, or None where the data set has no such file."""
     table = Path(data_root) / METADATA_FILE
     if not table.is_file():
         return None
     with open(table, newline="", encoding="utf-8") as handle:
-        rows = {row["image_id"]: row for row in csv.DictReader(handle)}
+        return list(csv.DictReader(handle))
+
+
+def image_flags(samples, data_root: Path) -> list[dict] | None:
+    """Each sample's dataset.csv row (column → int), in the samples' order; None where the data set has no such
+    file or it misses a sample (a folder other than FracAtlas, or a different copy of it)."""
+    table = _table(data_root)
+    if table is None:
+        return None
+    rows = {row["image_id"]: row for row in table}
     columns = {column for _, _, column, _ in SUBGROUPS}
     flags = []
     for sample in samples:
@@ -55,11 +63,7 @@ def image_flags(samples, data_root: Path) -> list[dict] | None:
 def shortcut_limitations(data_root: Path) -> list[str]:
     """A card limitation for each kind of image (a flag set) that is almost always fractured in the data set: in
     FracAtlas, 90 of the 92 X-rays with orthopaedic hardware."""
-    table = Path(data_root) / METADATA_FILE
-    if not table.is_file():
-        return []
-    with open(table, newline="", encoding="utf-8") as handle:
-        rows = list(csv.DictReader(handle))
+    rows = _table(data_root) or []
     found = []
     for group, name, column, value in SUBGROUPS:
         if value != 1 or not rows or column not in rows[0] or "fractured" not in rows[0]:

@@ -177,8 +177,7 @@ def train_model(args, dataset: datasets.Dataset) -> dict:
     keras.mixed_precision.set_global_policy("float32")
     clean = architectures.build(args.arch, spec, _outputs(args.task, dataset), "none")  # no optimizer state
     clean.set_weights(model.get_weights())
-    test_flags = (image_flags([loaded.samples[i] for i in _split_indices(loaded, "test")], dataset.root)
-                  if args.task == config.BINARY_TASK else None)
+    test_flags = image_flags([loaded.samples[i] for i in _split_indices(loaded, "test")], dataset.root)
     evaluation = evaluate_splits(clean, arrays, args.task, dataset.classes, test_flags)
     if args.task == config.BINARY_TASK and has_fracture_boxes(dataset.root):
         if on_tensorflow():

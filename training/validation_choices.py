@@ -17,7 +17,8 @@ VALIDATION_METRIC = {config.BINARY_TASK: ("auroc", "AUROC"), config.TYPE_TASK: (
 
 def evaluate_splits(keras_model, arrays, task: str, classes, test_flags: list[dict] | None = None) -> dict:
     """arrays: split → (prepared inputs, labels), with "val" and "test"; test_flags: each test image's FracAtlas
-    flags (`subgroups.image_flags`), where known. Returns the card's evaluation fields."""
+    flags (`subgroups.image_flags`), where known (the binary model's subgroups are measured on them; the type
+    model ignores them). Returns the card's evaluation fields."""
     labels = {split: arrays[split][1] for split in ("val", "test")}
     plain = {split: _logits(keras_model, arrays[split][0]) for split in labels}
     flipped = {split: _logits(keras_model, mirrored(arrays[split][0])) for split in labels}
