@@ -1,16 +1,18 @@
-"""Joining trained fracture-map models into one file: the answer and the heat map are the members' averages."""
+"""Joining trained models into one file: the answer and the heat map are the members' averages."""
 
 import json
 
 import numpy as np
 import pytest
 
-from conftest import FRACATLAS_FIXTURES, TINY_SIZE
+from conftest import BONE_BREAK_FIXTURES, FRACATLAS_FIXTURES, TINY_SIZE
 from fracture_app.preprocess import PreprocessSpec
 from training import architectures
+from training.card import MEMBERS_OWN_START
 from training.ensemble import join
 
 SIZE = 64
+TYPE_CLASSES = 10
 
 
 def heads_and_maps(member, images):
@@ -22,14 +24,14 @@ def heads_and_maps(member, images):
     return np.asarray(head), np.asarray(fracture_map)
 
 
-def random_members(count: int = 2):
+def random_members(count: int = 2, architecture: str = "custom_cnn_map", outputs: int = 1):
     import keras
 
     spec = PreprocessSpec(size=SIZE)
     members = []
     for seed in range(count):
         keras.utils.set_random_seed(seed)
-        members.append(architectures.build("custom_cnn_map", spec, 1))
+        members.append(architectures.build(architecture, spec, outputs))
     return members
 
 
@@ -64,9 +66,48 @@ def test_gradcam_on_the_joined_map_is_the_mean_map():
     np.testing.assert_allclose(heat, mean_map / mean_map.max(), rtol=1e-4, atol=1e-5)
 
 
-def test_only_fracture_map_models_of_one_input_size_join():
+def test_joined_type_models_answer_the_mean_of_their_logits():
+    import keras
+
+    members = random_members(3, "custom_cnn", TYPE_CLASSES)
+    images = np.random.default_rng(0).random((3, SIZE, SIZE, 1), dtype=np.float32)
+    joined = join(members)
+    assert not any(isinstance(layer, keras.Model) for layer in joined.layers)
+    expected = np.mean([np.asarray(member(images)) for member in members], axis=0)
+    np.testing.assert_allclose(np.asarray(joined(images)), expected, rtol=1e-5, atol=1e-5)
+    from fracture_app.gradcam import find_layer
+
+    assert find_layer(joined)[1].name == "members_features", "Grad-CAM's default map carries every member"
+
+
+def raw_gradcam(model, layer_name: str, image, class_index: int) -> np.ndarray:
+    """Grad-CAM before its ReLU and scaling: the feature map weighted by its mean gradients."""
+    import keras
+    import tensorflow as tf
+
+    probe = keras.Model(model.inputs, [model.get_layer(layer_name).output, model.output])
+    with tf.GradientTape() as tape:
+        features, logits = probe(image[None])
+        score = logits[0, class_index]
+    grads = tape.gradient(score, features)[0]
+    return np.asarray(tf.reduce_sum(features[0] * tf.reduce_mean(grads, axis=(0, 1)), axis=-1))
+
+
+def test_gradcam_on_joined_type_models_is_the_mean_of_the_members_gradcams():
+    from fracture_app.gradcam import GradCam
+
+    members = random_members(2, "custom_cnn", TYPE_CLASSES)
+    image = np.random.default_rng(1).random((SIZE, SIZE, 1), dtype=np.float32)
+    raw = [raw_gradcam(member, "block4_out", image, 3) for member in members]
+    expected = np.maximum(np.mean(raw, axis=0), 0) / np.maximum(np.mean(raw, axis=0), 0).max()
+    for own in raw:  # so a map from one member alone would fail
+        assert not np.allclose(np.maximum(own, 0) / np.maximum(own, 0).max(), expected, atol=1e-3)
+    np.testing.assert_allclose(GradCam(join(members)).heatmap(image, 3), expected, rtol=1e-4, atol=1e-5)
+
+
+def test_only_models_of_one_kind_and_input_size_join():
     spec = PreprocessSpec(size=SIZE)
-    with pytest.raises(ValueError, match="not a custom_cnn_map"):
+    with pytest.raises(ValueError, match="mix custom_cnn_map and other"):
         join([architectures.build("custom_cnn_map", spec, 1), architectures.build("custom_cnn", spec, 1)])
     with pytest.raises(ValueError, match="different inputs"):
         join([architectures.build("custom_cnn_map", spec, 1),
@@ -175,3 +216,30 @@ def test_the_command_refuses_members_that_started_differently(two_members, tmp_p
     # The file, and so its sha256, unchanged: only the card says it started elsewhere.
     started_elsewhere = changed_card(weights_init="runs/an_earlier_model/fracture_binary.keras")
     assert "differs from" in refusal(two_members, tmp_path, capsys, started_elsewhere)
+
+
+def test_type_models_each_started_from_its_own_binary_model_join(two_members, tmp_path):
+    """How the type model's members were made: each from another binary run, on one split."""
+    from fracture_app.models import load_model
+    from training.ensemble import main as ensemble
+    from training.evaluate import main as evaluate
+    from training.train import main as train
+
+    paths = []
+    for number, start in enumerate(two_members, start=1):
+        out = tmp_path / f"type{number}"
+        same_split = ["--split", str(tmp_path / "type1" / "fracture_type_split.csv")] if paths else []
+        assert train(["--task", "type", "--data", str(BONE_BREAK_FIXTURES), "--arch", "custom_cnn", "--img-size",
+                      str(TINY_SIZE), "--epochs", "1", "--batch-size", "8", "--weights", str(start), *same_split,
+                      "--out", str(out), "--quiet"]) == 0
+        paths.append(out / "fracture_type.keras")
+    joined = tmp_path / "joined"
+    assert ensemble(["--members", *map(str, paths), "--out", str(joined)]) == 0
+    model_path = joined / "fracture_type.keras"
+    assert evaluate(["--model", str(model_path), "--data", str(BONE_BREAK_FIXTURES), "--redo-validation-choices"]) == 0
+    card = load_model(model_path).card.data
+    assert card["architecture"] == "custom_cnn, mean of 2"
+    assert card["weights_init"] == MEMBERS_OWN_START and "weights_init_sha256" not in card
+    assert [member["weights_init"] for member in card["training"]["members"]] == [str(p) for p in two_members]
+    assert card["limitations"][0].startswith("Averages several networks, each started from")
+    assert card["calibration"]["fitted_on"] == "validation"

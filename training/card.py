@@ -23,6 +23,8 @@ GENERAL_LIMITATIONS = [
     "Grad-CAM shows which regions raised the score, at coarse resolution; it is not a segmentation and can "
     "highlight hardware, text or borders.",
 ]
+# The start of an ensemble whose members each started from an earlier model of their own (training.ensemble).
+MEMBERS_OWN_START = "each member from its own earlier model (training.members)"
 TYPE_LIMITATION = (
     "Trained only on fractured images from journals and web pages (some with arrows or text); its guess is "
     "meaningful only when a fracture is present."
@@ -72,6 +74,9 @@ def limitations(task: str, weights_init: str, split_sizes: dict, weights_sha256:
         start = "Trained from random initialisation"
     elif weights_init == "imagenet":
         start = "Started from ImageNet weights (photographs, not radiographs), then trained"
+    elif weights_init == MEMBERS_OWN_START:
+        start = ("Averages several networks, each started from the layers it shares with an earlier model of its own "
+                 "(listed with the members), then trained")
     else:
         digest = f" (sha256 {weights_sha256[:12]}…)" if weights_sha256 else ""
         start = f"Started from the layers it shares with an earlier model, {Path(weights_init).name}{digest}, then trained"

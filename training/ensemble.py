@@ -1,19 +1,24 @@
-"""Several trained binary models with a fracture map, joined into one model file that averages them.
+"""Several models trained alike, joined into one model file that averages them (either task).
 
     python -m training.ensemble --members runs/a/fracture_binary.keras runs/b/fracture_binary.keras --out runs/ab
     python -m training.evaluate --model runs/ab/fracture_binary.keras --data ../shared/data/fracatlas --redo-validation-choices
 
 Models trained alike from different random starts disagree in where they put small, spurious hot spots
-more than in where the fracture is; averaging their fracture maps keeps what they share. The joined
-model is flat (every member's layers renamed `m0_…`, `m1_…`), so Grad-CAM, loading and the app treat it
-as any other model:
+more than in where the fracture is, and in their mistakes more than in their right answers; averaging keeps
+what they share. The joined model is flat (every member's layers renamed `m0_…`, `m1_…`), so Grad-CAM,
+loading and the app treat it as any other model. Each member's own formula is applied to the averages:
 
-    answer = mean(members' pooled-head logits) + max(mean(members' fracture maps))
+- custom CNNs with a fracture map (the binary model):
+  answer = mean(members' pooled-head logits) + max(mean(members' fracture maps)),
+  so the heat map (Grad-CAM on `fracture_map`) is still exactly the evidence the answer took its maximum from;
+- plain custom CNNs (the type model): their last feature maps side by side (`members_features`), pooled, and
+  one dense layer holding every member's weights divided by their number, which is the mean of their logits;
+  Grad-CAM on `members_features` (the last feature map, so the default) is then the mean of the members'
+  Grad-CAMs before the ReLU.
 
-which is each member's own formula applied to the averages: the heat map (Grad-CAM on `fracture_map`)
-is still exactly the evidence the answer took its maximum from. Its calibration, threshold, mirror choice
-and Grad-CAM layer are then chosen on validation by `training.evaluate --redo-validation-choices`, as for
-a trained model; the card written here carries only what the members agree on, and who they are.
+Its calibration, threshold, mirror choice and Grad-CAM layer are then chosen on validation by
+`training.evaluate --redo-validation-choices`, as for a trained model; the card written here carries only what
+the members agree on, and who they are.
 """
 
 import argparse
@@ -22,20 +27,22 @@ import sys
 from datetime import datetime
 from pathlib import Path
 
-from fracture_app import config
 from fracture_app.errors import FractureAppError
 from fracture_app.models import artifact_paths, member_curves_path
 from training.architectures import FRACTURE_MAP
+from training.card import MEMBERS_OWN_START, limitations
 
-ARCHITECTURE = "custom_cnn_map"
+JOINABLE = ("custom_cnn", "custom_cnn_map")
 MEMBER_PREFIX = "m{index}_"
 HEAD_LOGITS = "logits"
+HEAD_POOL = "pool"
+MEMBERS_FEATURES = "members_features"
 # Card fields that describe one member's training or measurement, not the joined file. Each member's training
 # is summarised under training.members; the figures are measured again on the joined file.
 PER_RUN_FIELDS = ("epochs_requested", "epochs_run", "best_epoch", "seconds", "hardware", "trained_at", "command",
                   "time_limit_minutes", "resumed_from_checkpoint")
 MEMBER_ONLY_FIELDS = ("training", "metrics", "calibration", "threshold", "operating_points", "test_time_flip",
-                      "gradcam", "compared_runs", "validation_choices_redone", "version", "sha256")
+                      "gradcam", "compared_runs", "validation_choices_redone", "version", "sha256", "weights_init_sha256")
 
 
 def renamed_copy(member, index: int, inputs):
@@ -54,45 +61,74 @@ def renamed_copy(member, index: int, inputs):
     return copy
 
 
-def join(members: list) -> "keras.Model":
-    """One flat model whose answer and fracture map are the members' averages (see the module docstring)."""
+def join(members: list):
+    """One flat model that averages the members (see the module docstring)."""
     import keras
-    from keras import layers
 
     if len(members) < 2:
         raise ValueError("an ensemble needs at least two members")
     shapes = {tuple(member.inputs[0].shape[1:]) for member in members}
     if len(shapes) != 1:
         raise ValueError(f"members take different inputs: {sorted(shapes)}")
+    with_map = [_has_layers(member, HEAD_LOGITS, FRACTURE_MAP) for member in members]
+    if any(with_map) and not all(with_map):
+        raise ValueError("members mix custom_cnn_map and other models: join models of one architecture")
     for member in members:
-        names = {layer.name for layer in member.layers}
-        if not {HEAD_LOGITS, FRACTURE_MAP} <= names:
-            raise ValueError(f"{member.name} is not a {ARCHITECTURE} model (no {HEAD_LOGITS!r} and {FRACTURE_MAP!r})")
+        if not _has_layers(member, HEAD_POOL, HEAD_LOGITS):
+            raise ValueError(f"{member.name} is not one of {', '.join(JOINABLE)} (no {HEAD_POOL!r} and {HEAD_LOGITS!r})")
     inputs = keras.Input(shapes.pop(), name="xray")
-    heads, maps = [], []
-    for index, member in enumerate(members):
-        copy, prefix = renamed_copy(member, index, inputs), MEMBER_PREFIX.format(index=index)
-        heads.append(copy.get_layer(prefix + HEAD_LOGITS).output)
-        maps.append(copy.get_layer(prefix + FRACTURE_MAP).output)
+    copies = [(renamed_copy(member, index, inputs), MEMBER_PREFIX.format(index=index))
+              for index, member in enumerate(members)]
+    answer = _mean_of_maps_and_heads(copies) if all(with_map) else _mean_of_pooled_heads(copies, members)
+    architecture = JOINABLE[1] if all(with_map) else JOINABLE[0]
+    return keras.Model(inputs, answer, name=f"{architecture}_ensemble")
+
+
+def _has_layers(model, *names: str) -> bool:
+    return set(names) <= {layer.name for layer in model.layers}
+
+
+def _mean_of_maps_and_heads(copies):
+    from keras import layers
+
+    heads = [copy.get_layer(prefix + HEAD_LOGITS).output for copy, prefix in copies]
+    maps = [copy.get_layer(prefix + FRACTURE_MAP).output for copy, prefix in copies]
     head = layers.Average(dtype="float32", name="mean_logits")(heads)
     fracture_map = layers.Average(dtype="float32", name=FRACTURE_MAP)(maps)
     strongest = layers.GlobalMaxPooling2D(dtype="float32", name="map_max")(fracture_map)
-    answer = layers.Add(dtype="float32", name="answer")([head, strongest])
-    return keras.Model(inputs, answer, name=f"{ARCHITECTURE}_ensemble")
+    return layers.Add(dtype="float32", name="answer")([head, strongest])
+
+
+def _mean_of_pooled_heads(copies, members):
+    """mean_i(W_i · pool(F_i) + b_i) = [W_1 … W_n]/n · pool([F_1 … F_n]) + mean_i(b_i): one dense layer on the
+    members' feature maps side by side, so Grad-CAM has one map that carries every member's evidence."""
+    import numpy as np
+    from keras import layers
+
+    features = [copy.get_layer(prefix + HEAD_POOL).input for copy, prefix in copies]
+    side_by_side = layers.Concatenate(name=MEMBERS_FEATURES)(features)
+    pooled = layers.GlobalAveragePooling2D(name=HEAD_POOL)(side_by_side)
+    heads = [member.get_layer(HEAD_LOGITS).get_weights() for member in members]
+    logits = layers.Dense(heads[0][1].shape[0], dtype="float32", name=HEAD_LOGITS)
+    answer = logits(pooled)
+    logits.set_weights([np.concatenate([kernel for kernel, _ in heads]) / len(heads),
+                        np.mean([bias for _, bias in heads], axis=0)])
+    return answer
 
 
 def member_summary(path: Path, card: dict) -> dict:
     training = card.get("training", {})
     return {"model": str(path), "sha256": card["sha256"], "version": card.get("version"),
+            "weights_init": card.get("weights_init"), "weights_init_sha256": card.get("weights_init_sha256"),
             **{key: training.get(key) for key in ("command", "epochs_run", "best_epoch", "seconds", "hardware",
                                                    "trained_at")}}
 
 
-def split_of(model_path: Path) -> dict[Path, str]:
+def split_of(model_path: Path, task: str) -> dict[Path, str]:
     """Each image's split, from the split file beside a model."""
     from training.datasets import split_assignments
 
-    manifest = artifact_paths(model_path.parent, config.BINARY_TASK)["manifest"]
+    manifest = artifact_paths(model_path.parent, task)["manifest"]
     if not manifest.is_file():
         raise FractureAppError(f"no split file beside {model_path} ({manifest.name})")
     return split_assignments(manifest)
@@ -106,22 +142,40 @@ def shared_training(cards) -> dict:
             if key not in PER_RUN_FIELDS and all(other.get(key) == value for other in recorded[1:])}
 
 
+def _start_kind(card: dict) -> str:
+    """How a member started: from scratch, from ImageNet, or from an earlier model of ours (which one may differ,
+    as a seed does; each member's start is recorded in its summary)."""
+    start = card.get("weights_init")
+    return start if start in ("none", "imagenet") else "an earlier model"
+
+
 def joined_card(cards: list[tuple[Path, dict]], command: str) -> dict:
     """The joined model's card before its validation choices: what the members share, and each member's training."""
     first = cards[0][1]
     for path, card in cards:
-        if card.get("task") != config.BINARY_TASK or card.get("architecture") != ARCHITECTURE:
-            raise FractureAppError(f"{path} is not a binary {ARCHITECTURE} model")
-        for field in ("classes", "preprocessing", "weights_init"):
+        if card.get("architecture") not in JOINABLE:
+            raise FractureAppError(f"{path} is a {card.get('architecture')} model; only {', '.join(JOINABLE)} models join")
+        for field in ("task", "architecture", "classes", "preprocessing"):
             if card.get(field) != first.get(field):
                 raise FractureAppError(f"{path} differs from {cards[0][0]} in {field}: members must be trained alike")
-        if split_of(path) != split_of(cards[0][0]):
+        if _start_kind(card) != _start_kind(first):
+            raise FractureAppError(f"{path} differs from {cards[0][0]} in weights_init: members must be trained alike "
+                                   "(from scratch, or each from an earlier model of ours)")
+        if split_of(path, first["task"]) != split_of(cards[0][0], first["task"]):
             raise FractureAppError(f"{path} was trained on another split than {cards[0][0]}")
     members = [member_summary(path, card) for path, card in cards]
     hardware = sorted({member["hardware"] for member in members if member["hardware"]})
     seconds = [member["seconds"] for member in members]
     card = {key: value for key, value in first.items() if key not in MEMBER_ONLY_FIELDS}
-    card["architecture"] = f"{ARCHITECTURE}, mean of {len(members)}"
+    card["architecture"] = f"{first['architecture']}, mean of {len(members)}"
+    starts = {(member["weights_init"], member["weights_init_sha256"]) for member in members}
+    if len(starts) == 1:
+        card["weights_init"], digest = starts.pop()
+        card.update({"weights_init_sha256": digest} if digest else {})
+    else:
+        card["weights_init"] = MEMBERS_OWN_START
+        card["limitations"] = [limitations(first["task"], MEMBERS_OWN_START, first["data"]["split_sizes"])[0],
+                               *first["limitations"][1:]]
     card["training"] = {
         **shared_training(card for _, card in cards),
         "members": members,
@@ -142,7 +196,7 @@ def joined_card(cards: list[tuple[Path, dict]], command: str) -> dict:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m training.ensemble", description=__doc__.split("\n\n")[0])
     parser.add_argument("--members", type=Path, nargs="+", required=True,
-                        help="binary custom_cnn_map model files, each with its card and split file beside it")
+                        help=f"{' or '.join(JOINABLE)} model files of one task, each with its card and split file beside it")
     parser.add_argument("--out", type=Path, required=True, help="output folder (a run folder; not models/)")
     args = parser.parse_args(argv)
     from fracture_app.models import load_model
@@ -158,13 +212,14 @@ def main(argv=None) -> int:
     except (FractureAppError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    paths = artifact_paths(args.out, config.BINARY_TASK)
+    task = card["task"]
+    paths = artifact_paths(args.out, task)
     args.out.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(artifact_paths(args.members[0].parent, config.BINARY_TASK)["manifest"], paths["manifest"])
+    shutil.copyfile(artifact_paths(args.members[0].parent, task)["manifest"], paths["manifest"])
     for number, member in enumerate(args.members, start=1):
-        curves = artifact_paths(member.parent, config.BINARY_TASK)["curves"]
+        curves = artifact_paths(member.parent, task)["curves"]
         if curves.is_file():
-            shutil.copyfile(curves, member_curves_path(args.out, config.BINARY_TASK, number))
+            shutil.copyfile(curves, member_curves_path(args.out, task, number))
     write_atomically(model, card, {}, paths)
     print(f"wrote {paths['model']} ({len(args.members)} members); next: python -m training.evaluate "
           f"--model {paths['model']} --data DATA --redo-validation-choices")
