@@ -1,0 +1,109 @@
+"""Grouped cross-validation: folds that validate every image outside test once, and pooled out-of-fold figures."""
+
+import csv
+from collections import defaultdict
+
+import numpy as np
+import pytest
+
+from conftest import BONE_BREAK_FIXTURES, TINY_SIZE
+from fracture_app import config
+from fracture_app.errors import FractureAppError
+from training import metrics
+from training.crossval import compare, fold_rows, main, write_folds
+
+
+def split_rows(groups_per_class: int = 6, classes: int = 3) -> list[dict]:
+    """Rows as a split file has them: groups of one to three copies, every fourth group in test."""
+    rows, group = [], 0
+    for label in range(classes):
+        for index in range(groups_per_class):
+            split = "test" if index % 4 == 3 else ("val" if index % 4 == 2 else "train")
+            for copy in range(1 + group % 3):
+                rows.append({"path": f"c{label}/g{group}_{copy}.jpg", "label": str(label), "class": f"c{label}",
+                             "split": split, "group": str(group)})
+            group += 1
+    return rows
+
+
+def test_folds_keep_test_and_validate_every_other_image_once_with_its_whole_group():
+    rows = split_rows()
+    folds = fold_rows(rows, 3)
+    validated = defaultdict(int)
+    for fold in folds:
+        assert [row for row in fold if row["split"] == "test"] == [row for row in rows if row["split"] == "test"]
+        assert [row["path"] for row in fold] == [row["path"] for row in rows], "same images, same order"
+        splits_of_group = defaultdict(set)
+        for row in fold:
+            splits_of_group[row["group"]].add(row["split"])
+            validated[row["path"]] += row["split"] == "val"
+        assert all(len(splits) == 1 for splits in splits_of_group.values()), "a group of copies is never split"
+        assert {row["label"] for row in fold if row["split"] == "val"} == {"0", "1", "2"}, "every class validated"
+    assert all(validated[row["path"]] == (row["split"] != "test") for row in rows)
+
+
+def test_too_few_groups_for_the_folds_are_refused():
+    with pytest.raises(FractureAppError, match="too few"):
+        fold_rows(split_rows(groups_per_class=1), 5)
+    with pytest.raises(FractureAppError, match="at least 2"):
+        fold_rows(split_rows(), 1)
+
+
+def test_written_fold_files_keep_the_split_file_name_and_columns(tmp_path):
+    source = tmp_path / "fracture_type_split.csv"
+    rows = split_rows()
+    with open(source, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    written = write_folds(source, 2, tmp_path / "folds")
+    assert [path.relative_to(tmp_path).as_posix() for path in written] == [
+        "folds/fold1/fracture_type_split.csv", "folds/fold2/fracture_type_split.csv"]
+    with open(written[1], newline="") as handle:
+        assert csv.DictReader(handle).fieldnames == list(rows[0])
+
+
+def recipe(labels, groups, probabilities, runs: int = 2) -> dict:
+    return {"task": config.TYPE_TASK, "runs": runs,
+            "images": {f"image{i}.jpg": (label, group, answer)
+                       for i, (label, group, answer) in enumerate(zip(labels, groups, probabilities))}}
+
+
+def test_pooled_figures_and_the_paired_difference():
+    rng = np.random.default_rng(0)
+    labels = np.repeat(np.arange(4), 30)
+    groups = np.arange(len(labels)) // 2
+    right = np.eye(4)[labels] * 0.7 + 0.1
+    guessing = rng.dirichlet(np.ones(4), len(labels))
+    result = compare(recipe(labels, groups, right), recipe(labels, groups, guessing))
+    assert result["images"] == 120 and result["groups"] == 60 and result["metric"] == "macro-F1"
+    assert result["recipes"][0]["score"] == 1.0
+    assert result["recipes"][1]["score"] == pytest.approx(metrics.macro_f1(labels, guessing))
+    low, high = result["difference"]["interval"]
+    assert 0 < low < result["difference"]["score"] < high <= 1
+
+
+def test_recipes_validated_on_other_images_are_not_compared():
+    labels, groups = np.arange(4), np.arange(4)
+    answers = np.eye(4)
+    with pytest.raises(FractureAppError, match="same images"):
+        compare(recipe(labels, groups, answers), recipe(labels[:3], groups[:3], answers[:3]))
+
+
+def test_the_command_scores_runs_trained_on_the_folds(tiny_models_dir, tmp_path, capsys):
+    from training.train import main as train
+
+    folds = write_folds(tiny_models_dir / "fracture_type_split.csv", 2, tmp_path / "folds")
+    runs = []
+    for number, split_file in enumerate(folds, start=1):
+        runs.append(tmp_path / f"run{number}")
+        assert train(["--task", "type", "--data", str(BONE_BREAK_FIXTURES), "--arch", "custom_cnn", "--img-size",
+                      str(TINY_SIZE), "--epochs", "1", "--batch-size", "8", "--split", str(split_file),
+                      "--out", str(runs[-1]), "--quiet"]) == 0
+    capsys.readouterr()
+    assert main(["score", "--data", str(BONE_BREAK_FIXTURES), "--runs", *map(str, runs)]) == 0
+    outside_test = sum(row["split"] != "test" for row in csv.DictReader(open(folds[0], newline="")))
+    printed = capsys.readouterr().out
+    assert f"out-of-fold macro-F1 on {outside_test} images" in printed and "over 2 folds" in printed
+    assert main(["score", "--data", str(BONE_BREAK_FIXTURES), "--runs", str(runs[0]), str(runs[0])]) == 2
+    assert "validated in two runs" in capsys.readouterr().err

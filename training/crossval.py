@@ -1,0 +1,182 @@
+"""Grouped cross-validation of a training recipe, for comparisons one validation split is too small to make.
+
+    python -m training.crossval folds --split models/fracture_type_split.csv --folds 5 --out runs/type_folds
+    # train the recipe once per fold, e.g. --split runs/type_folds/fold1/fracture_type_split.csv --out runs/cv_a_1
+    python -m training.crossval score --data ../shared/data/bone_break --runs runs/cv_a_* --against runs/cv_b_*
+
+`folds` keeps every test row as it is and deals the training and validation groups of copies, whole and class
+by class, into K folds: fold k's split file validates on fold k and trains on the rest, so every image outside
+test is validated on exactly once. `score` pools each run's predictions on its own validation fold (the app's
+road, with the card's mirror and calibration) into one figure over all of them, the task's validation metric
+(macro-F1 for types, AUROC for fractures) with a 95% interval from resampling groups of copies; with
+`--against`, the same for a second recipe trained on the same folds, and their paired difference. The mirror and
+calibration were chosen on the very fold they are scored on, a small flattery both recipes share.
+"""
+
+import argparse
+import csv
+import random
+import sys
+from collections import Counter, defaultdict
+from pathlib import Path
+
+import numpy as np
+
+from fracture_app import config
+from fracture_app.errors import FractureAppError
+from training import metrics
+from training.validation_choices import VALIDATION_METRIC
+
+FOLD_FOLDER = "fold{number}"
+SEED = 0
+
+
+def fold_rows(rows: list[dict], folds: int, seed: int = SEED) -> list[list[dict]]:
+    """One list of split-file rows per fold: test rows unchanged, the others' groups dealt whole into folds."""
+    if folds < 2:
+        raise FractureAppError("cross-validation needs at least 2 folds")
+    groups = defaultdict(list)
+    for row in rows:
+        if row["split"] != "test":
+            groups[row["group"]].append(row)
+    by_class = defaultdict(list)
+    for members in groups.values():
+        by_class[Counter(row["label"] for row in members).most_common(1)[0][0]].append(members)
+    fold_of, rng = {}, random.Random(seed)
+    for _, class_groups in sorted(by_class.items()):
+        rng.shuffle(class_groups)
+        images = Counter()
+        for members in sorted(class_groups, key=len, reverse=True):  # large groups first, so folds even out
+            fold = min(range(folds), key=lambda k: (images[k], k))
+            fold_of[members[0]["group"]] = fold
+            images[fold] += len(members)
+    if len(set(fold_of.values())) < folds:
+        raise FractureAppError(f"only {len(groups)} groups of copies outside test: too few for {folds} folds")
+    return [[row if row["split"] == "test" else {**row, "split": "val" if fold_of[row["group"]] == k else "train"}
+             for row in rows] for k in range(folds)]
+
+
+def write_folds(split_file: Path, folds: int, out: Path) -> list[Path]:
+    with open(split_file, newline="", encoding="utf-8") as handle:
+        reader = csv.DictReader(handle)
+        fields, rows = reader.fieldnames, list(reader)
+    written = []
+    for number, fold in enumerate(fold_rows(rows, folds), start=1):
+        path = out / FOLD_FOLDER.format(number=number) / split_file.name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "w", newline="", encoding="utf-8") as handle:
+            writer = csv.DictWriter(handle, fieldnames=fields)
+            writer.writeheader()
+            writer.writerows(fold)
+        written.append(path)
+    return written
+
+
+def out_of_fold(runs: list[Path], data_dir: Path) -> dict:
+    """Each run's calibrated predictions on its own validation fold, pooled: image path → (label, group, probabilities)."""
+    from fracture_app.models import artifact_paths, load_model
+    from training import datasets
+    from training.evaluate import predict_files
+
+    pooled, tests, task = {}, set(), None
+    for run in runs:
+        model_path = run / config.MODEL_FILES[_task_of(run)] if run.is_dir() else run
+        model = load_model(model_path)
+        task = task or model.task
+        if model.task != task:
+            raise FractureAppError(f"{run} is a {model.task} model; the others are {task}")
+        rows = datasets.read_manifest(artifact_paths(model_path.parent, task)["manifest"], data_dir)
+        tests.add(frozenset(row.path for row in rows if row.split == "test"))
+        kept, probabilities, skipped = predict_files(model, [row for row in rows if row.split == "val"])
+        if skipped:
+            raise FractureAppError(f"{len(skipped)} validation images of {run} unreadable (first: {skipped[0]})")
+        for sample, answer in zip(kept, probabilities):
+            if sample.path in pooled:
+                raise FractureAppError(f"{sample.path.name} is validated in two runs: are they folds of one fold set?")
+            pooled[sample.path] = (sample.label, sample.group, answer)
+    if len(tests) != 1:
+        raise FractureAppError("the runs' test splits differ: they were not trained on folds of one split file")
+    return {"task": task, "runs": len(runs), "images": pooled}
+
+
+def _task_of(run: Path) -> str:
+    found = [task for task, name in config.MODEL_FILES.items() if (run / name).is_file()]
+    if len(found) != 1:
+        raise FractureAppError(f"{run} holds no single model file ({', '.join(config.MODEL_FILES.values())})")
+    return found[0]
+
+
+def score(task: str, labels, probabilities) -> float:
+    if task == config.BINARY_TASK:
+        return metrics.auroc(labels, probabilities)
+    return metrics.macro_f1(labels, probabilities)
+
+
+def group_bootstrap(task: str, labels, groups, *predictions) -> list[list[float]]:
+    """95% intervals of each prediction set's score and, for two, of their difference, resampling whole groups."""
+    labels, groups = np.asarray(labels), np.asarray(groups)
+    members = [np.flatnonzero(groups == group) for group in np.unique(groups)]
+    rng, draws = np.random.default_rng(metrics.BOOTSTRAP_SEED), []
+    for _ in range(metrics.BOOTSTRAP_REPLICATES):
+        chosen = np.concatenate([members[i] for i in rng.integers(len(members), size=len(members))])
+        scores = [score(task, labels[chosen], np.asarray(p)[chosen]) for p in predictions]
+        draws.append(scores + ([scores[0] - scores[1]] if len(scores) == 2 else []))
+    return np.nanpercentile(np.array(draws, float), [2.5, 97.5], axis=0).T.tolist()
+
+
+def compare(recipe: dict, other: dict | None = None) -> dict:
+    """Pooled out-of-fold figures of one recipe, or two on the same images and their paired difference."""
+    task, paths = recipe["task"], sorted(recipe["images"])
+    if other is not None and (other["task"] != task or sorted(other["images"]) != paths):
+        raise FractureAppError("the two recipes were not validated on the same images: train both on the same folds")
+    labels = [recipe["images"][path][0] for path in paths]
+    groups = [recipe["images"][path][1] for path in paths]
+    predictions = [np.array([chosen["images"][path][2] for path in paths]) for chosen in filter(None, (recipe, other))]
+    intervals = group_bootstrap(task, labels, groups, *predictions)
+    result = {"task": task, "metric": VALIDATION_METRIC[task][1], "images": len(paths), "groups": len(set(groups)),
+              "recipes": [{"runs": chosen["runs"], "score": score(task, labels, p), "interval": interval}
+                          for chosen, p, interval in zip(filter(None, (recipe, other)), predictions, intervals)]}
+    if other is not None:
+        result["difference"] = {"score": result["recipes"][0]["score"] - result["recipes"][1]["score"],
+                                "interval": intervals[2]}
+    return result
+
+
+def report(result: dict) -> str:
+    lines = [f"out-of-fold {result['metric']} on {result['images']} images ({result['groups']} groups of copies):"]
+    for name, recipe in zip(("--runs", "--against"), result["recipes"]):
+        low, high = recipe["interval"]
+        lines.append(f"  {name:<10}{recipe['score']:.3f} [{low:.3f}–{high:.3f}] over {recipe['runs']} folds")
+    if "difference" in result:
+        low, high = result["difference"]["interval"]
+        lines.append(f"  difference {result['difference']['score']:+.3f} [{low:+.3f} – {high:+.3f}]")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m training.crossval", description=__doc__.split("\n\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    folds = commands.add_parser("folds", help="write one split file per fold")
+    folds.add_argument("--split", type=Path, required=True, help="a split file (its test rows are kept as they are)")
+    folds.add_argument("--folds", type=int, default=5)
+    folds.add_argument("--out", type=Path, required=True, help="folder for fold1/, fold2/, … (not models/)")
+    scoring = commands.add_parser("score", help="pool the runs' out-of-fold predictions into one figure")
+    scoring.add_argument("--data", type=Path, required=True, help="the data folder the runs were trained on")
+    scoring.add_argument("--runs", type=Path, nargs="+", required=True, help="one run folder (or model file) per fold")
+    scoring.add_argument("--against", type=Path, nargs="+", help="another recipe's runs on the same folds")
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "folds":
+            for path in write_folds(args.split, args.folds, args.out):
+                print(path)
+            return 0
+        result = compare(out_of_fold(args.runs, args.data), out_of_fold(args.against, args.data) if args.against else None)
+    except FractureAppError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(report(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
