@@ -2,8 +2,8 @@
 
     python -m fracture_app.predict [--format csv|json] [--models DIR] [--gradcam OUT_DIR] PATH...
 
-Exit status: 0 when every input was diagnosed (and its overlays written), 1 when some were not, 2 for usage
-errors.
+Exit status: 0 when every input was diagnosed (and its overlays written), 1 when some were not or the output
+could not be written, 2 for usage errors and a fracture model that does not load.
 """
 
 import argparse
@@ -28,11 +28,13 @@ PROGRESS_MIN_FILES = 20
 
 
 def expand(paths: list[Path]) -> list[Path]:
-    """Files as given; folders searched recursively for images (and extension-less files, often DICOM)."""
+    """Files as given; folders searched recursively for images (and extension-less files, often DICOM), leaving
+    out hidden files and folders (a checkout's .git holds many extension-less files)."""
     files = []
     for path in paths:
         if path.is_dir():
-            files.extend(sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith(".")
+            files.extend(sorted(p for p in path.rglob("*") if p.is_file()
+                                and not any(part.startswith(".") for part in p.relative_to(path).parts)
                                 and (p.suffix.lower() in config.IMAGE_SUFFIXES or not p.suffix)))
         else:
             files.append(path)
@@ -188,12 +190,25 @@ def main(argv=None) -> int:
     except FractureAppError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    if config.BINARY_TASK not in diagnoser.models:
+        # A type guess alone would read as an answer, and the type model assumes a fracture is there.
+        print(f"error: the fracture model did not load, so no verdict can be given: {'; '.join(diagnoser.problems)}",
+              file=sys.stderr)
+        return 2
     for problem in diagnoser.problems:
         print(f"warning: {problem}", file=sys.stderr)
     progress = not args.no_progress and len(files) >= PROGRESS_MIN_FILES and sys.stderr.isatty()
     rows = (row_for(path, diagnosis, error, heatmaps) for path, diagnosis, error, heatmaps in
             diagnose_files(diagnoser, files, args.gradcam, progress))
-    failures = write_rows(rows, args.format, sys.stdout)
+    try:
+        failures = write_rows(rows, args.format, sys.stdout)
+    except BrokenPipeError:
+        # The reader stopped early (`| head`): nothing more to say, and no traceback at exit either.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+    except OSError as error:
+        print(f"error: cannot write the output: {error.strerror or error}", file=sys.stderr)
+        return 1
     return 1 if failures else 0
 
 

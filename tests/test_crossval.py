@@ -107,3 +107,8 @@ def test_the_command_scores_runs_trained_on_the_folds(tiny_models_dir, tmp_path,
     assert f"out-of-fold macro-F1 on {outside_test} images" in printed and "over 2 folds" in printed
     assert main(["score", "--data", str(BONE_BREAK_FIXTURES), "--runs", str(runs[0]), str(runs[0])]) == 2
     assert "validated in two runs" in capsys.readouterr().err
+
+
+def test_classes_with_fewer_groups_than_folds_spread_over_all_folds():
+    folds = fold_rows(split_rows(groups_per_class=3, classes=5), 5)
+    assert all(any(row["split"] == "val" for row in fold) for fold in folds)

@@ -197,6 +197,14 @@ def changed_card(**fields):
     return change
 
 
+def test_the_command_never_writes_over_the_shipped_models(two_members, capsys):
+    from fracture_app import config
+    from training.ensemble import main as ensemble
+
+    assert ensemble(["--members", *map(str, two_members), "--out", str(config.SHIPPED_MODELS_DIR)]) == 2
+    assert "not models/" in capsys.readouterr().err
+
+
 def test_the_command_refuses_members_trained_on_other_splits(two_members, tmp_path, capsys):
     def move_one_training_image_to_test(folder):
         manifest = folder / "fracture_binary_split.csv"

@@ -148,3 +148,39 @@ def test_an_incomplete_jpeg_is_flagged_in_the_warnings_column(tiny_models_dir, t
     code, out, _ = run(["--format", "json", "--models", str(tiny_models_dir), str(tmp_path / "cut.jpg")], capsys)
     assert code == 0
     assert "incomplete file: about" in json.loads(out)[0]["warnings"]
+
+
+def test_hidden_folders_below_a_folder_given_are_not_searched(mixed_folder):
+    git_objects = mixed_folder / ".git" / "objects" / "ab"
+    git_objects.mkdir(parents=True)
+    (git_objects / "cdef0123").write_bytes(b"x")
+    (mixed_folder / ".git" / "HEAD").write_text("ref: refs/heads/main\n")
+    found = predict.expand([mixed_folder])
+    assert not any(".git" in path.parts for path in found)
+    assert mixed_folder / "nested" / "accentué et espace.jpg" in found
+
+
+def test_without_the_fracture_model_no_type_guess_is_given_as_an_answer(tiny_models_dir, tmp_path, capsys):
+    only_type = tmp_path / "models"
+    shutil.copytree(tiny_models_dir, only_type)
+    (only_type / "fracture_binary.keras").write_bytes(b"damaged")
+    code, out, err = run(["--models", str(only_type), str(FRACATLAS_FIXTURES)], capsys)
+    assert code == 2 and out == ""
+    assert "the fracture model did not load, so no verdict can be given" in err
+    assert "fracture_binary.keras does not match its model card" in err
+
+
+def test_a_reader_that_stops_early_or_a_full_disk_ends_without_a_traceback(tiny_models_dir):
+    command = [sys.executable, "-m", "fracture_app.predict", "--no-progress", "--models", str(tiny_models_dir),
+               *[str(FRACATLAS_FIXTURES)] * 4]  # a folder given four times: more rows than one read takes
+    reader = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert reader.stdout.readline().startswith("path,")
+    reader.stdout.close()  # as `| head -1` does
+    assert reader.wait(timeout=300) == 1
+    assert "Traceback" not in reader.stderr.read()
+    reader.stderr.close()
+    with open("/dev/full", "w") as full:
+        result = subprocess.run(command, stdout=full, stderr=subprocess.PIPE, text=True, timeout=300)
+    assert result.returncode == 1
+    assert "error: cannot write the output: No space left on device" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -128,6 +128,27 @@ def test_evaluate_on_a_new_data_set(tiny_models_dir, capsys):
     assert "images: 12 (all split)" in capsys.readouterr().out
 
 
+def test_a_folder_evaluate_does_not_recognise_is_one_line_of_error(tiny_models_dir, tmp_path, capsys):
+    model_path = artifact_paths(tiny_models_dir, config.TYPE_TASK)["model"]
+    (tmp_path / "empty").mkdir()
+    assert evaluate.main(["--model", str(model_path), "--data", str(tmp_path / "empty"), "--split", "all"]) == 2
+    assert capsys.readouterr().err.startswith("error: ")
+
+
+def test_a_fracture_map_size_that_cannot_work_is_refused_before_any_image_is_read(tmp_path, capsys):
+    with pytest.raises(SystemExit) as stopped:
+        train(["--task", "binary", "--data", str(FRACATLAS_FIXTURES), "--arch", "custom_cnn_map", "--img-size", "100",
+               "--out", str(tmp_path / "run")])
+    assert stopped.value.code == 2 and "multiple of 32" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+
+
+def test_export_checks_on_every_image_kind_the_app_reads(tmp_path):
+    for name in ("a.jpg", "b.PNG", "c.jpeg", "d.dcm", "notes.txt"):
+        (tmp_path / name).write_bytes(b"x")
+    assert [path.name for path in export.check_images(tmp_path)] == ["a.jpg", "b.PNG", "c.jpeg", "d.dcm"]
+
+
 def test_choosing_the_gradcam_layer_rewrites_only_the_card(tiny_models_dir, tmp_path, capsys):
     copy = tmp_path / "models"
     shutil.copytree(tiny_models_dir, copy)

@@ -42,14 +42,16 @@ def fold_rows(rows: list[dict], folds: int, seed: int = SEED) -> list[list[dict]
     by_class = defaultdict(list)
     for members in groups.values():
         by_class[Counter(row["label"] for row in members).most_common(1)[0][0]].append(members)
-    fold_of, rng = {}, random.Random(seed)
+    fold_of, totals, rng = {}, Counter(), random.Random(seed)
     for _, class_groups in sorted(by_class.items()):
         rng.shuffle(class_groups)
         images = Counter()
         for members in sorted(class_groups, key=len, reverse=True):  # large groups first, so folds even out
-            fold = min(range(folds), key=lambda k: (images[k], k))
+            # The fold with the fewest of this class, then the fewest in all: small classes spread over folds.
+            fold = min(range(folds), key=lambda k: (images[k], totals[k], k))
             fold_of[members[0]["group"]] = fold
             images[fold] += len(members)
+            totals[fold] += len(members)
     if len(set(fold_of.values())) < folds:
         raise FractureAppError(f"only {len(groups)} groups of copies outside test: too few for {folds} folds")
     return [[row if row["split"] == "test" else {**row, "split": "val" if fold_of[row["group"]] == k else "train"}

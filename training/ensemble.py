@@ -27,6 +27,7 @@ import sys
 from datetime import datetime
 from pathlib import Path
 
+from fracture_app import config
 from fracture_app.errors import FractureAppError
 from fracture_app.models import artifact_paths, member_curves_path
 from training.architectures import FRACTURE_MAP
@@ -204,6 +205,9 @@ def main(argv=None) -> int:
 
     command = command_line("training.ensemble", argv)
     try:
+        if args.out.resolve() == config.SHIPPED_MODELS_DIR.resolve():
+            raise FractureAppError("--out must be a run folder, not models/: a joined model has no calibration or "
+                                   "threshold until `training.evaluate --redo-validation-choices` gives it them")
         if len(args.members) < 2:
             raise FractureAppError("an ensemble needs at least two --members")
         loaded = [load_model(path) for path in args.members]  # checks each file against its card's sha256

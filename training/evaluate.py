@@ -125,7 +125,7 @@ def main(argv=None) -> int:
         result = measure(model, kept, probabilities, args.data)
         if args.write_subgroups:
             write_subgroups(args.model, model.card.data, result, args.split, args.data)
-    except FractureAppError as error:
+    except (FractureAppError, datasets.DatasetError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     if boxed:

@@ -53,6 +53,7 @@ def main(argv=None) -> int:
     parser.add_argument("--seed", type=int, default=7)
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
+    remove_earlier_samples(args.out)
     rows = []
     for task, per_class in ((config.BINARY_TASK, PER_BINARY_CLASS), (config.TYPE_TASK, PER_TYPE)):
         source = SOURCES[task]
@@ -72,6 +73,15 @@ def main(argv=None) -> int:
     (args.out / "ATTRIBUTION.md").write_text(attribution(len(rows)), encoding="utf-8")
     print(f"wrote {len(rows)} sample X-rays to {args.out}")
     return 0
+
+
+def remove_earlier_samples(folder: Path) -> None:
+    """The X-rays an earlier run listed in its labels.csv: a new draw replaces them, not adds to them."""
+    labels = folder / "labels.csv"
+    if labels.is_file():
+        with open(labels, newline="", encoding="utf-8") as handle:
+            for row in csv.DictReader(handle):
+                (folder / Path(row["file"]).name).unlink(missing_ok=True)
 
 
 def attribution(count: int) -> str:

@@ -107,6 +107,9 @@ def parse_args(argv=None) -> argparse.Namespace:
         parser.error("--epochs, --batch-size and --learning-rate must be positive, --map-loss-weight not negative, "
                      "--weight-average in [0, 1), --fine-tune-share in (0, 1], --time-limit positive and --img-size "
                      "at least 32")
+    if args.arch == "custom_cnn_map" and args.img_size % architectures.MAP_SIZE_MULTIPLE:
+        # Checked here, not when the model is built: by then minutes of decoding would be lost.
+        parser.error(f"--arch custom_cnn_map needs an --img-size that is a multiple of {architectures.MAP_SIZE_MULTIPLE}")
     args.command = command_line("training.train", argv)
     return args
 
