@@ -1,11 +1,13 @@
-"""Where the reader's limits sit against real X-rays: the contrast below which a picture is blank or faint, and
-the roughness above which it is noise, not a radiograph.
+"""Where the reader's limits sit against real X-rays: the contrast below which a picture is blank or faint, the
+roughness above which it is noise, not a radiograph, and how many real X-rays, and how many of them inverted,
+look like a negative.
 
     python benchmarks/reader_limits.py ../shared/data/fracatlas ../shared/data/bone_break
 
 For every image the reader accepts: the spread between its 1st and 99th percentile of brightness (the blank
-check; imaging.BLANK_SPREAD) and imaging.roughness (diagnosis.XRAY_ROUGHNESS_LIMIT); then the same for
-pixel-level random noise and for coarser noise. Prints figures, asserts nothing.
+check; imaging.BLANK_SPREAD and LOW_CONTRAST_SPREAD), imaging.roughness (diagnosis.XRAY_ROUGHNESS_LIMIT) and
+diagnosis.looks_negative, on the image and on its inversion; then roughness for pixel-level random noise and for
+coarser noise. Prints figures, asserts nothing.
 """
 
 import sys
@@ -18,9 +20,9 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from fracture_app import config  # noqa: E402
-from fracture_app.diagnosis import XRAY_ROUGHNESS_LIMIT  # noqa: E402
+from fracture_app.diagnosis import XRAY_ROUGHNESS_LIMIT, looks_negative  # noqa: E402
 from fracture_app.errors import ImageReadError  # noqa: E402
-from fracture_app.imaging import BLANK_SPREAD, read_image, roughness  # noqa: E402
+from fracture_app.imaging import BLANK_SPREAD, LOW_CONTRAST_SPREAD, read_image, roughness  # noqa: E402
 
 SHOWN = 5
 
@@ -41,13 +43,19 @@ def main(folders: list[str]) -> None:
             except ImageReadError:
                 refused += 1
                 continue
-            figures.append((spread(pixels), roughness(pixels), path))
+            figures.append((spread(pixels), roughness(pixels), path, looks_negative(pixels), looks_negative(1 - pixels)))
     print(f"{len(figures)} images read, {refused} refused by the reader")
-    print(f"least contrast (1st-99th percentile spread; blank below {BLANK_SPREAD}):")
-    for value, _, path in sorted(figures, key=lambda row: row[0])[:SHOWN]:
+    negatives = [row[2] for row in figures if row[3]]
+    print(f"look like a negative: {len(negatives)} as stored; {sum(row[4] for row in figures)} of {len(figures)} "
+          "inverted")
+    for path in negatives:
+        print(f"  {path}")
+    print(f"least contrast (1st-99th percentile spread; blank below {BLANK_SPREAD}, low contrast below "
+          f"{LOW_CONTRAST_SPREAD}):")
+    for value, _, path, *_ in sorted(figures, key=lambda row: row[0])[:SHOWN]:
         print(f"  {value:.3f}  {path}")
     print(f"roughest (noise above {XRAY_ROUGHNESS_LIMIT}); median {np.median([row[1] for row in figures]):.3f}:")
-    for _, value, path in sorted(figures, key=lambda row: row[1])[-SHOWN:]:
+    for _, value, path, *_ in sorted(figures, key=lambda row: row[1])[-SHOWN:]:
         print(f"  {value:.3f}  {path}")
     rng = np.random.default_rng(0)
     print("noise:")

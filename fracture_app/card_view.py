@@ -141,6 +141,8 @@ def render_card(card, directory: Path, task: str) -> None:
                           "the validation split." if data.get("gradcam") else "; heat map from the last convolutional layer."))
         elif (data.get("gradcam") or {}).get("not_measured"):
             st.caption(f"Grad-CAM pointing game not measured: {data['gradcam']['not_measured']}.")
+        if (data.get("gradcam") or {}).get("disclosure"):  # how the choice came about, where that flatters it
+            st.caption(data["gradcam"]["disclosure"])
     else:
         _metric_row(test, TYPE_METRICS)
         _intervals_caption(test, TYPE_METRICS)

@@ -19,8 +19,9 @@ from fracture_app.models import FractureModel, load_model, model_path_for
 from fracture_app.preprocess import prepare, prepare_batch
 
 # The band refines the verdict, never contradicts it: the first two go with "Fractured", the last two
-# with "Not fractured".
-LIKELY = "likely fracture"
+# with "Not fractured". Each says how the score ranks against the card's operating points, not the chance of a
+# fracture: with fractures in one X-ray of six, a probability of 40% is a high suspicion, not a likelihood.
+LIKELY = "high suspicion of fracture"
 POSSIBLE = "possible fracture — look closely"
 NOT_RULED_OUT = "fracture not ruled out — look closely"
 NOT_SEEN = "no fracture seen"
@@ -32,6 +33,13 @@ XRAY_COLOUR_FRACTION_LIMIT = 0.2
 # scores 0.25, such noise 1.1 (benchmarks/reader_limits.py).
 XRAY_ROUGHNESS_LIMIT = 0.6
 TYPE_TOP_K = 3
+# A radiograph shows air dark and bone white; a negative the reverse. A picture whose outer twentieth is bright
+# on average and whose median is bright too may be one: of the 4771 images in both data sets 1 FracAtlas X-ray and
+# 10 Bone Break figures (some printed as negatives) are flagged; of the same images inverted, 93%
+# (benchmarks/reader_limits.py).
+NEGATIVE_BORDER_MEAN = 0.6
+NEGATIVE_MEDIAN = 0.4
+BORDER_SHARE = 20  # the outer 1/20 of each side
 
 
 @dataclass(frozen=True)
@@ -82,6 +90,15 @@ class Diagnosis:
         return [caution.brief for caution in [*self.cautions, self.type_caution] if caution is not None]
 
 
+def looks_negative(pixels: np.ndarray) -> bool:
+    """Whether the picture may be a negative (see NEGATIVE_BORDER_MEAN)."""
+    height, width = pixels.shape
+    rows, columns = max(1, height // BORDER_SHARE), max(1, width // BORDER_SHARE)
+    border = np.concatenate([pixels[:rows].ravel(), pixels[-rows:].ravel(),
+                             pixels[:, :columns].ravel(), pixels[:, -columns:].ravel()])
+    return float(border.mean()) > NEGATIVE_BORDER_MEAN and float(np.median(pixels)) > NEGATIVE_MEDIAN
+
+
 def looks_like_xray(xray: XRay) -> bool:
     return _unlike_an_xray(xray) is None
 
@@ -98,7 +115,7 @@ def _unlike_an_xray(xray: XRay) -> tuple[str, str] | None:
 @dataclass(frozen=True)
 class Caution:
     """What a reader must know before trusting a reading, worded once for the app, the report and the CSV."""
-    kind: str  # not_xray, incomplete, more_frames, guessed_brightness, narrow_band, type_without_fracture
+    kind: str  # not_xray, negative, low_contrast, incomplete, more_frames, guessed_brightness, narrow_band, type_without_fracture
     brief: str  # a few words a script can grep for
     text: str  # a sentence for the app and the report
 
@@ -115,6 +132,19 @@ def cautions_for(xray: XRay) -> list[Caution]:
         found.append(Caution("not_xray", f"not an X-ray: {what}, the answer means nothing",
                              f"This image does not look like an X-ray ({why}). The models were trained "
                              "on radiographs only, so their answer here means nothing."))
+    elif not (metadata.get("narrow_band") or metadata.get("low_contrast")) and looks_negative(xray.pixels):
+        # (a flat picture's brightness says nothing of its polarity: the contrast caution covers it)
+        found.append(Caution("negative", "bright background: a negative? a fracture may be missed",
+                             "The background of this picture is bright and most of it is light: it may be a negative "
+                             "(inverted) image. The models learned from X-rays with dark air and white bone, and on a "
+                             "negative they can miss a fracture. Use a positive image if there is one."))
+    if metadata.get("low_contrast"):
+        spread = metadata["low_contrast"]
+        found.append(Caution("low_contrast", "low contrast: a fracture may be missed",
+                             f"This picture's brightness spans only {spread:.0%} of its range, where every X-ray the "
+                             "models learned from spans at least 27%: it is much darker, paler or flatter than "
+                             "they are, and the models can miss a fracture on it. Use the original export if there "
+                             "is one."))
     if metadata.get("missing_fraction"):
         missing = metadata["missing_fraction"]
         found.append(Caution("incomplete", f"incomplete file: about {missing:.0%} missing",

@@ -24,10 +24,12 @@ EMPTY_HEATMAP = 0.01  # a Grad-CAM whose peak is below this has nothing to show
 BAND_STYLE = {LIKELY: ("error", ":material/emergency:"), POSSIBLE: ("warning", ":material/visibility:"),
               NOT_RULED_OUT: ("warning", ":material/visibility:"), NOT_SEEN: ("success", ":material/check_circle:")}
 CAUTION_ICONS = {"incomplete": ":material/broken_image:", "more_frames": ":material/burst_mode:",
-                 "guessed_brightness": ":material/contrast:", "narrow_band": ":material/contrast:"}
+                 "guessed_brightness": ":material/contrast:", "narrow_band": ":material/contrast:",
+                 "low_contrast": ":material/contrast:", "negative": ":material/invert_colors:"}
 BAND_ADVICE = {
     LIKELY: "The score is at or above the model's high-specificity operating point: few X-rays without a "
-            "fracture score this high.",
+            "fracture score this high. That ranks the X-ray; the probability beside it says how often X-rays "
+            "scoring so were fractured, and it can be under 50%.",
     POSSIBLE: "The score is at or above the decision threshold, hence “Fractured”, but below the "
               "high-specificity operating point: many X-rays without a fracture score this high too.",
     NOT_RULED_OUT: "The score is below the decision threshold, hence “Not fractured”, but at or above the "
@@ -47,13 +49,23 @@ RESULT_COLUMNS = ("Image", "File", "Verdict", "Fracture probability (%)", "Readi
                   "Type probability (%)")
 
 
+NO_VERDICT = "No verdict: not an X-ray"
+CAUTION_MARK = "⚠ "  # before the verdict on screen, where the note explaining it may be scrolled out of view
+
+
 def results_frame(results: list[tuple[str, Diagnosis | str]]) -> pd.DataFrame:
-    """One row per file; unreadable files keep their row, with the reader's message as the note."""
+    """One row per file; unreadable files keep their row, with the reader's message as the note. A picture that
+    is not an X-ray gets no verdict in the table: the models' answer on it means nothing (the note says why)."""
     rows = []
     for name, reading in results:
         if isinstance(reading, str):
             rows.append({"Image": None, "File": name, "Verdict": "Not read", "Fracture probability (%)": np.nan,
                          "Type guess": "", "Type probability (%)": np.nan, "Reading": "", "Note": reading})
+            continue
+        if not reading.looks_like_xray:
+            rows.append({"Image": thumbnail_uri(reading.xray.pixels), "File": name, "Verdict": NO_VERDICT,
+                         "Fracture probability (%)": np.nan, "Type guess": "", "Type probability (%)": np.nan,
+                         "Reading": "", "Note": "; ".join(reading.notes)})
             continue
         best, best_p = reading.best_type
         probability = reading.fracture_probability
@@ -70,12 +82,26 @@ def results_frame(results: list[tuple[str, Diagnosis | str]]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=list(RESULT_COLUMNS))
 
 
-def results_csv(frame: pd.DataFrame) -> bytes:
-    return frame.drop(columns=["Image"]).to_csv(index=False).encode("utf-8")
+def results_csv(results: list[tuple[str, Diagnosis | str]]) -> bytes:
+    """The table as a file that still says, once separated from the app, which models answered, at what
+    threshold, and that it is not for clinical use."""
+    frame = results_frame(results).drop(columns=["Image"])
+    diagnoses = [reading for _, reading in results if not isinstance(reading, str)]
+    versions = diagnoses[0].model_versions if diagnoses else {}
+    for task in config.TASKS:
+        frame[f"{config.TASK_TITLES[task]} version"] = versions.get(task, "")
+    threshold = diagnoses[0].threshold if diagnoses and diagnoses[0].fracture_probability is not None else None
+    frame["Decision threshold (%)"] = np.nan if threshold is None else round(100 * threshold, 1)
+    frame["Notice"] = config.NOTICE
+    return frame.to_csv(index=False).encode("utf-8")
 
 
 def render_results_table(results: list[tuple[str, Diagnosis | str]], key: str) -> None:
     frame = results_frame(results)
+    # Cautions about the image itself (an incomplete file, a faint picture, …), not the type guess's caveat.
+    cautioned = [not isinstance(reading, str) and reading.looks_like_xray and bool(reading.cautions)
+                 for _, reading in results]
+    frame.loc[cautioned, "Verdict"] = CAUTION_MARK + frame.loc[cautioned, "Verdict"]
     st.dataframe(
         frame, hide_index=True, row_height=56, key=f"{key}_table", placeholder="–",
         column_config={
@@ -88,7 +114,7 @@ def render_results_table(results: list[tuple[str, Diagnosis | str]], key: str) -
             "Note": st.column_config.TextColumn("Note", width="large"),
         },
     )
-    st.download_button("Download the table (CSV)", data=results_csv(frame), file_name="fracture_readings.csv",
+    st.download_button("Download the table (CSV)", data=results_csv(results), file_name="fracture_readings.csv",
                        mime="text/csv", icon=":material/download:", on_click="ignore", key=f"{key}_csv")
 
 

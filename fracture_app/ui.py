@@ -8,6 +8,7 @@ straight to `read_image`, and only a display-sized copy of each reading is kept 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import threading
@@ -198,12 +199,15 @@ def _readings() -> OrderedDict:
     return st.session_state.setdefault(READINGS_KEY, OrderedDict())
 
 
-def cached_reading(models: LoadedModels, data: bytes, name: str) -> Diagnosis | str:
-    """Read once per session per (file content, name, models): moving a slider does not rerun the models."""
+def cached_reading(models: LoadedModels, data: bytes, name: str, spinner: bool = True) -> Diagnosis | str:
+    """Read once per session per (file content, name, models): moving a slider does not rerun the models.
+    A new reading takes seconds, so it shows a spinner unless the caller shows progress of its own."""
     key = _reading_key(models, data, name)
     readings = _readings()
     if key not in readings:
-        readings[key] = with_arrays_as(read_and_diagnose(models.diagnoser, data, name), STORED_DTYPE)
+        with st.spinner(f"Reading {name}…") if spinner else contextlib.nullcontext():
+            reading = read_and_diagnose(models.diagnoser, data, name)
+        readings[key] = with_arrays_as(reading, STORED_DTYPE)
         while len(readings) > MAX_READINGS_KEPT:
             readings.popitem(last=False)
     readings.move_to_end(key)
@@ -228,7 +232,7 @@ def read_uploads(models: LoadedModels, uploads) -> list[tuple[str, Diagnosis | s
     for index, (name, data) in enumerate(files):
         if progress is not None:
             progress.progress(index / len(files), text=f"Reading {name} ({index + 1} of {len(files)})…")
-        results.append((name, cached_reading(models, data, name)))
+        results.append((name, cached_reading(models, data, name, spinner=progress is None)))
     if progress is not None:
         progress.empty()
     return results

@@ -14,7 +14,8 @@ This tool helps clinicians in training practise reading musculoskeletal radiogra
 look at an X-ray:
 
 - the **fracture model** answers *fractured or not fractured*, with a calibrated probability and a plain-language
-  reading taken from the operating points on its model card: *likely fracture* or *possible fracture — look
+  reading taken from the operating points on its model card: *high suspicion of fracture* (a ranking, which can go
+  with a probability under 50%) or *possible fracture — look
   closely* go with “Fractured”, *fracture not ruled out — look closely* or *no fracture seen* with “Not fractured”;
 - the **fracture-type model** guesses {config.TASK_HELP[config.TYPE_TASK]} it is ({ui.TYPE_NAMES_TEXT}). It was
   trained only on fractured images, so **its guess means something only when a fracture is present**.
@@ -28,6 +29,9 @@ look at an X-ray:
   images by body region, view and implant.
 - Plates, screws and nails may look like a fracture to it: in the data it learned from, almost every X-ray
   with such hardware was fractured.
+- It reads X-rays as they are usually shown: upright, bone white. Turned a quarter turn, the fracture model found
+  21 of 92 test fractures it had found 81 of upright, and it gives no warning; a negative or a very dull picture
+  gets a warning, since it misses nearly every fracture on them.
 - It cannot tell a radiograph from another picture reliably; a colour photo and plain noise are flagged and a
   blank picture is refused, but the answer on any image that is not an X-ray is meaningless.
 

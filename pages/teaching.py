@@ -90,8 +90,12 @@ def main() -> None:
         return
 
     result = st.session_state[GRADE]
-    (st.success if result.fracture_correct and (result.type_correct or not result.type_scored) else st.error)(
-        result.message, icon=":material/school:")
+    if not result.fracture_correct:
+        st.error(result.message, icon=":material/school:")
+    elif result.type_scored and not result.type_correct:  # right about the fracture, not its type: half right
+        st.warning(result.message, icon=":material/school:")
+    else:
+        st.success(result.message, icon=":material/school:")
     guess_col, next_col = st.columns([3, 1], vertical_alignment="bottom")
     guess_col.markdown(f"Your reading: **{st.session_state.get(GUESS, '')}** · ground truth: **{case.ground_truth}**")
     if next_col.button("Next case", type="primary", icon=":material/arrow_forward:", key="teach_next", width="stretch"):

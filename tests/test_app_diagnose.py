@@ -6,10 +6,12 @@ The models are the tiny ones trained by the conftest fixture, found through FRAC
 
 from __future__ import annotations
 
+import csv
 import io
 import re
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 from PIL import Image
@@ -17,7 +19,7 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 from streamlit.testing.v1 import AppTest
 
-from fracture_app import config
+from fracture_app import config, reading_view
 
 REPO = Path(__file__).resolve().parent.parent
 APP = str(REPO / "app.py")
@@ -178,6 +180,29 @@ def test_colour_photo_is_flagged_as_not_an_xray():
     at = upload(run_app(), ("holiday.jpg", photo.read_bytes()))
     assert_clean(at)
     assert any("does not look like an X-ray" in w.value for w in at.warning)
+
+
+def test_in_the_table_a_picture_that_is_not_an_xray_gets_no_verdict(fractured_xray_path):
+    noise = np.random.default_rng(0).integers(0, 256, (300, 300), dtype=np.uint8)
+    ok, encoded = cv2.imencode(".png", noise)
+    at = upload(run_app(), fixture_bytes(fractured_xray_path), ("noise.png", encoded.tobytes()))
+    assert_clean(at)
+    table = at.dataframe[0].value
+    assert table["Verdict"][1] == reading_view.NO_VERDICT and np.isnan(table["Fracture probability (%)"][1])
+    assert "not an X-ray" in table["Note"][1] and table["Type guess"][1] == ""
+    assert table["Verdict"][0] in ("Fractured", "Not fractured")
+
+
+def test_the_tables_csv_names_the_models_the_threshold_and_the_notice():
+    from test_report import make_diagnosis
+
+    rows = list(csv.DictReader(io.StringIO(reading_view.results_csv(
+        [("wrist.png", make_diagnosis(probability=0.42, threshold=0.3)), ("notes.pdf", "not an image")]).decode())))
+    assert rows[0]["Verdict"] == "Fractured" and rows[1]["Verdict"] == "Not read"
+    for row in rows:
+        assert row["Fracture model version"] == "2026.01.01-0001" and row["Fracture-type model version"] == "2026.01.01-0002"
+        assert row["Decision threshold (%)"] == "30.0" and row["Notice"] == config.NOTICE
+    assert "Image" not in rows[0]
 
 
 def test_missing_models_give_a_clear_message_and_about_still_works(tmp_path, monkeypatch):

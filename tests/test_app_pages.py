@@ -93,7 +93,7 @@ def test_teaching_mode_hides_the_answer_until_the_guess_then_scores_it():
     assert shown["Ground truth"] == truth.ground_truth
     assert shown["Verdict"] in ("Fractured", "Not fractured")
     assert any(c.startswith("Grad-CAM") for image in at.image for c in image.captions)
-    feedback = [e.value for e in (*at.success, *at.error) if "Correct" in e.value or "Not quite" in e.value]
+    feedback = [e.value for e in (*at.success, *at.warning, *at.error) if "Correct" in e.value or "Not quite" in e.value]
     assert feedback
 
     at.button(key="teach_next").click().run()
@@ -264,6 +264,23 @@ def test_model_card_names_a_split_file_and_a_pointing_game_left_for_later(tiny_m
     text = " ".join(m.value for m in at.markdown) + " ".join(c.value for c in at.caption)
     assert "split from the file `models/fracture_binary_split.csv`" in text and "2 groups" in text
     assert "Grad-CAM pointing game not measured: Grad-CAM runs on TensorFlow only" in text
+
+
+def test_model_card_says_how_a_heat_map_choice_came_about_where_the_card_discloses_it(tiny_models_dir):
+    from fracture_app.models import read_card
+
+    card = read_card(tiny_models_dir / config.MODEL_FILES[config.BINARY_TASK])
+    card.data["gradcam"] = {**(card.data.get("gradcam") or {}), "disclosure": "How this choice came about: after test."}
+    at = AppTest.from_function(card_page, kwargs={"card": card, "directory": tiny_models_dir}).run()
+    assert_clean(at)
+    assert "How this choice came about: after test." in [c.value for c in at.caption]
+
+
+def test_the_shipped_binary_card_discloses_that_its_blur_was_tried_after_a_test_figure():
+    from fracture_app.models import read_card
+
+    disclosure = read_card(config.SHIPPED_MODELS_DIR / config.MODEL_FILES[config.BINARY_TASK]).data["gradcam"]["disclosure"]
+    assert "54 of 92" in disclosure and "missed the 0.60 target" in disclosure
 
 
 @pytest.mark.parametrize("measured_again", [None, "1.0+choices-2026.11.27-010000"])

@@ -475,3 +475,30 @@ def test_unexpected_errors_become_image_read_errors(monkeypatch, error):
         read_image(XRAY)
     assert isinstance(info.value.__cause__, error)
     assert ("memory" if error is MemoryError else "corrupt") in str(info.value)
+
+
+def cautions_on(pixels: np.ndarray) -> list[str]:
+    from fracture_app.diagnosis import cautions_for
+
+    return [caution.kind for caution in cautions_for(read_image(encode(Image.fromarray(pixels), "PNG")))]
+
+
+def test_every_fixture_xray_reads_without_an_image_caution():
+    from fracture_app.diagnosis import cautions_for
+
+    flagged = {path.name: kinds for path in ALL_FIXTURES
+               if (kinds := [c.kind for c in cautions_for(read_image(path)) if c.kind in ("negative", "low_contrast")])}
+    assert not flagged
+
+
+def test_a_darkened_or_washed_out_xray_is_read_with_a_low_contrast_caution():
+    pixels = np.asarray(Image.open(XRAY).convert("L"))
+    assert "low_contrast" not in cautions_on(pixels)
+    for dull in (pixels // 16, pixels // 8, 64 + pixels // 5, 160 + pixels // 6):  # dark; grey; pale
+        assert cautions_on(dull.astype(np.uint8)) == ["low_contrast"], "and not a negative: flat says no polarity"
+
+
+def test_a_negative_xray_is_read_with_a_caution():
+    pixels = np.asarray(Image.open(XRAY).convert("L"))
+    assert "negative" not in cautions_on(pixels)
+    assert cautions_on(255 - pixels) == ["negative"]
