@@ -163,6 +163,10 @@ def render_card(card, directory: Path, task: str) -> None:
     with plots[1]:
         _plot(paths["confusion"], "Confusion matrix (test split)")
     caption = "Training curves (validation scored on each X-ray alone, epoch by epoch)"
+    if data.get("validation_choices_redone"):
+        # The curves stay as training drew them, on the data it was given (a scaled-down copy, on a GPU machine).
+        caption += ("; as training measured them: the figures above were measured again afterwards (see "
+                    "Training), so the curves' validation scores can differ a little from them")
     members = training.get("members", [])
     for number, _ in enumerate(members, start=1):
         _plot(member_curves_path(directory, task, number), f"{caption}, member {number} of {len(members)}")

@@ -39,7 +39,9 @@ def main() -> None:
     ui.page_frame()
     st.title("Teaching mode")
     st.caption("Read the X-ray, commit your answer, then compare it with the ground truth and with the model. "
-               "Fractured and not-fractured cases come up equally often.")
+               "Fractured and not-fractured cases come up equally often. The shipped cases come from two sources, and "
+               "every journal-style picture (a crop, arrows, text) shows a fracture: the fracture call is a fair "
+               "test on the full radiographs; on the others, name the type.")
     models = ui.load_models()
     ui.require_models(models)
     sample_set = ui.samples_or_explain()
