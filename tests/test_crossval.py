@@ -1,6 +1,7 @@
 """Grouped cross-validation: folds that validate every image outside test once, and pooled out-of-fold figures."""
 
 import csv
+import json
 from collections import defaultdict
 
 import numpy as np
@@ -63,9 +64,10 @@ def test_written_fold_files_keep_the_split_file_name_and_columns(tmp_path):
         assert csv.DictReader(handle).fieldnames == list(rows[0])
 
 
-def recipe(labels, groups, probabilities, runs: int = 2) -> dict:
+def recipe(labels, groups, probabilities, runs: int = 2, shift: int = 0) -> dict:
+    """Pooled answers as out_of_fold gives them; image i validated in run (i + shift) % runs."""
     return {"task": config.TYPE_TASK, "runs": runs,
-            "images": {f"image{i}.jpg": (label, group, answer)
+            "images": {f"image{i}.jpg": (label, group, answer, (i + shift) % runs)
                        for i, (label, group, answer) in enumerate(zip(labels, groups, probabilities))}}
 
 
@@ -83,11 +85,15 @@ def test_pooled_figures_and_the_paired_difference():
     assert 0 < low < result["difference"]["score"] < high <= 1
 
 
-def test_recipes_validated_on_other_images_are_not_compared():
-    labels, groups = np.arange(4), np.arange(4)
-    answers = np.eye(4)
-    with pytest.raises(FractureAppError, match="same images"):
-        compare(recipe(labels, groups, answers), recipe(labels[:3], groups[:3], answers[:3]))
+def test_recipes_validated_on_other_folds_are_not_compared():
+    labels, groups = np.arange(6) % 3, np.arange(6)
+    answers = np.eye(3)[labels]
+    assert compare(recipe(labels, groups, answers), recipe(labels, groups, answers, shift=1))["difference"]["score"] == 0, \
+        "the same folds, numbered otherwise"
+    with pytest.raises(FractureAppError, match="same folds"):
+        compare(recipe(labels, groups, answers), recipe(labels[:5], groups[:5], answers[:5]))
+    with pytest.raises(FractureAppError, match="same folds"):
+        compare(recipe(labels, groups, answers), recipe(labels, groups, answers, runs=3))
 
 
 def test_the_command_scores_runs_trained_on_the_folds(tiny_models_dir, tmp_path, capsys):
@@ -98,15 +104,28 @@ def test_the_command_scores_runs_trained_on_the_folds(tiny_models_dir, tmp_path,
     for number, split_file in enumerate(folds, start=1):
         runs.append(tmp_path / f"run{number}")
         assert train(["--task", "type", "--data", str(BONE_BREAK_FIXTURES), "--arch", "custom_cnn", "--img-size",
-                      str(TINY_SIZE), "--epochs", "1", "--batch-size", "8", "--split", str(split_file),
-                      "--out", str(runs[-1]), "--quiet"]) == 0
+                      str(TINY_SIZE), "--epochs", "2", "--batch-size", "8", "--split", str(split_file),
+                      "--keep-last-epoch", "--out", str(runs[-1]), "--quiet"]) == 0
+    assert json.loads((runs[0] / "fracture_type.json").read_text())["training"]["best_epoch"] == 2
     capsys.readouterr()
     assert main(["score", "--data", str(BONE_BREAK_FIXTURES), "--runs", *map(str, runs)]) == 0
     outside_test = sum(row["split"] != "test" for row in csv.DictReader(open(folds[0], newline="")))
     printed = capsys.readouterr().out
     assert f"out-of-fold macro-F1 on {outside_test} images" in printed and "over 2 folds" in printed
-    assert main(["score", "--data", str(BONE_BREAK_FIXTURES), "--runs", str(runs[0]), str(runs[0])]) == 2
-    assert "validated in two runs" in capsys.readouterr().err
+    for runs_given, refusal in (([runs[0], runs[0]], "validated in two runs"), ([runs[0]], "give one run for every fold"),
+                                ([tiny_models_dir / "fracture_type.keras", runs[1]], "--keep-last-epoch")):
+        assert main(["score", "--data", str(BONE_BREAK_FIXTURES), "--runs", *map(str, runs_given)]) == 2
+        assert refusal in capsys.readouterr().err
+
+
+def test_the_command_says_in_one_line_what_is_wrong_with_its_input(tmp_path, capsys):
+    assert main(["folds", "--split", str(tmp_path / "missing.csv"), "--out", str(tmp_path / "folds")]) == 2
+    assert capsys.readouterr().err.startswith("error: No such file")
+    (tmp_path / "odd.csv").write_text("path,label\na.jpg,0\n")
+    assert main(["folds", "--split", str(tmp_path / "odd.csv"), "--out", str(tmp_path / "folds")]) == 2
+    assert "without the column 'split'" in capsys.readouterr().err
+    assert main(["folds", "--split", str(tmp_path / "odd.csv"), "--out", str(config.SHIPPED_MODELS_DIR)]) == 2
+    assert "not models/" in capsys.readouterr().err
 
 
 def test_classes_with_fewer_groups_than_folds_spread_over_all_folds():

@@ -6,11 +6,13 @@
 
 `folds` keeps every test row as it is and deals the training and validation groups of copies, whole and class
 by class, into K folds: fold k's split file validates on fold k and trains on the rest, so every image outside
-test is validated on exactly once. `score` pools each run's predictions on its own validation fold (the app's
-road, with the card's mirror and calibration) into one figure over all of them, the task's validation metric
-(macro-F1 for types, AUROC for fractures) with a 95% interval from resampling groups of copies; with
-`--against`, the same for a second recipe trained on the same folds, and their paired difference. The mirror and
-calibration were chosen on the very fold they are scored on, a small flattery both recipes share.
+test is validated on exactly once. Fold runs are trained with `--keep-last-epoch`, so that their validation fold
+chooses nothing (no best epoch) before it is scored; `score` refuses others. `score` pools each run's answers on
+its own validation fold, on each X-ray alone (no mirror, no calibration: both are chosen on that fold too, and
+calibration cannot change a ranking or a top class anyway), into one figure over all of them, the task's
+validation metric (macro-F1 for types, AUROC for fractures) with a 95% interval from resampling groups of copies;
+with `--against`, the same for a second recipe trained on the same folds, and their paired difference. Every
+image outside test must be scored once, and both recipes' folds must match image for image.
 """
 
 import argparse
@@ -26,6 +28,8 @@ from fracture_app import config
 from fracture_app.errors import FractureAppError
 from training import metrics
 from training.validation_choices import VALIDATION_METRIC
+
+KEPT_EPOCH = "last epoch"  # what `training.train --keep-last-epoch` records in the card's training.kept
 
 FOLD_FOLDER = "fold{number}"
 SEED = 0
@@ -75,30 +79,52 @@ def write_folds(split_file: Path, folds: int, out: Path) -> list[Path]:
 
 
 def out_of_fold(runs: list[Path], data_dir: Path) -> dict:
-    """Each run's calibrated predictions on its own validation fold, pooled: image path → (label, group, probabilities)."""
+    """Each run's answers on its own validation fold, pooled: image path → (label, group, answer, fold)."""
     from fracture_app.models import artifact_paths, load_model
     from training import datasets
-    from training.evaluate import predict_files
 
-    pooled, tests, task = {}, set(), None
-    for run in runs:
+    pooled, outside_test, task = {}, set(), None
+    for fold, run in enumerate(runs):
         model_path = run / config.MODEL_FILES[_task_of(run)] if run.is_dir() else run
         model = load_model(model_path)
         task = task or model.task
         if model.task != task:
             raise FractureAppError(f"{run} is a {model.task} model; the others are {task}")
+        if model.card.data.get("training", {}).get("kept") != KEPT_EPOCH:
+            raise FractureAppError(f"{run} kept its best epoch on the fold it would be scored on: train fold runs "
+                                   "with --keep-last-epoch")
         rows = datasets.read_manifest(artifact_paths(model_path.parent, task)["manifest"], data_dir)
-        tests.add(frozenset(row.path for row in rows if row.split == "test"))
-        kept, probabilities, skipped = predict_files(model, [row for row in rows if row.split == "val"])
-        if skipped:
-            raise FractureAppError(f"{len(skipped)} validation images of {run} unreadable (first: {skipped[0]})")
-        for sample, answer in zip(kept, probabilities):
+        outside = {row.path for row in rows if row.split != "test"}
+        if outside_test and outside != outside_test:
+            raise FractureAppError("the runs' test splits differ: they were not trained on folds of one split file")
+        outside_test = outside
+        samples = [row for row in rows if row.split == "val"]
+        for sample, answer in zip(samples, _answers_alone(model, samples)):
             if sample.path in pooled:
                 raise FractureAppError(f"{sample.path.name} is validated in two runs: are they folds of one fold set?")
-            pooled[sample.path] = (sample.label, sample.group, answer)
-    if len(tests) != 1:
-        raise FractureAppError("the runs' test splits differ: they were not trained on folds of one split file")
+            pooled[sample.path] = (sample.label, sample.group, answer, fold)
+    if set(pooled) != outside_test:
+        raise FractureAppError(f"the runs validate {len(pooled)} of the {len(outside_test)} images outside test: "
+                               "give one run for every fold")
     return {"task": task, "runs": len(runs), "images": pooled}
+
+
+def _answers_alone(model, samples) -> np.ndarray:
+    """The model's uncalibrated answer on each X-ray alone, as probabilities (softmax or sigmoid of its logits)."""
+    from fracture_app.imaging import read_image
+    from fracture_app.preprocess import prepare_batch
+
+    pixels = []
+    for sample in samples:
+        try:
+            pixels.append(read_image(sample.path).pixels)
+        except FractureAppError as error:
+            raise FractureAppError(f"{sample.path}: {error}") from error
+    logits = np.asarray(model.keras_model.predict(prepare_batch(pixels, model.spec), verbose=0), np.float64)
+    if model.task == config.BINARY_TASK:
+        return 1 / (1 + np.exp(-logits[:, 0]))
+    shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return shifted / shifted.sum(axis=1, keepdims=True)
 
 
 def _task_of(run: Path) -> str:
@@ -129,8 +155,8 @@ def group_bootstrap(task: str, labels, groups, *predictions) -> list[list[float]
 def compare(recipe: dict, other: dict | None = None) -> dict:
     """Pooled out-of-fold figures of one recipe, or two on the same images and their paired difference."""
     task, paths = recipe["task"], sorted(recipe["images"])
-    if other is not None and (other["task"] != task or sorted(other["images"]) != paths):
-        raise FractureAppError("the two recipes were not validated on the same images: train both on the same folds")
+    if other is not None and (other["task"] != task or _folds(other) != _folds(recipe)):
+        raise FractureAppError("the two recipes were not validated on the same folds: train both on one fold set")
     labels = [recipe["images"][path][0] for path in paths]
     groups = [recipe["images"][path][1] for path in paths]
     predictions = [np.array([chosen["images"][path][2] for path in paths]) for chosen in filter(None, (recipe, other))]
@@ -142,6 +168,14 @@ def compare(recipe: dict, other: dict | None = None) -> dict:
         result["difference"] = {"score": result["recipes"][0]["score"] - result["recipes"][1]["score"],
                                 "interval": intervals[2]}
     return result
+
+
+def _folds(recipe: dict) -> set[frozenset]:
+    """The images each run validated on, as a set of folds (runs may be given in any order)."""
+    folds = defaultdict(set)
+    for path, (_, _, _, fold) in recipe["images"].items():
+        folds[fold].add(path)
+    return {frozenset(images) for images in folds.values()}
 
 
 def report(result: dict) -> str:
@@ -168,6 +202,8 @@ def main(argv=None) -> int:
     scoring.add_argument("--against", type=Path, nargs="+", help="another recipe's runs on the same folds")
     args = parser.parse_args(argv)
     try:
+        if args.command == "folds" and args.out.resolve() == config.SHIPPED_MODELS_DIR.resolve():
+            raise FractureAppError("--out must be a folder of its own, not models/")
         if args.command == "folds":
             for path in write_folds(args.split, args.folds, args.out):
                 print(path)
@@ -175,6 +211,12 @@ def main(argv=None) -> int:
         result = compare(out_of_fold(args.runs, args.data), out_of_fold(args.against, args.data) if args.against else None)
     except FractureAppError as error:
         print(f"error: {error}", file=sys.stderr)
+        return 2
+    except OSError as error:
+        print(f"error: {error.strerror or error}: {error.filename or ''}", file=sys.stderr)
+        return 2
+    except KeyError as error:
+        print(f"error: a split file without the column {error}: give one that training wrote", file=sys.stderr)
         return 2
     print(report(result))
     return 0

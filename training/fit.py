@@ -60,7 +60,7 @@ def fit(model, arrays, args, dataset, scratch: Path, strategy, started: float, m
 
         def on_epoch_end(self, epoch, logs=None):
             score = logs.get(monitor, np.nan)
-            if np.isfinite(score) and (self.best is None or score > self.best):
+            if np.isfinite(score) and (args.keep_last_epoch or self.best is None or score > self.best):
                 self.best = score
                 model.save_weights(checkpoint)
 
@@ -137,7 +137,7 @@ def fit(model, arrays, args, dataset, scratch: Path, strategy, started: float, m
         log.warning("the loss became NaN in epoch %d: training stopped there; the best epoch's weights are kept", done)
     if checkpoint.is_file():  # absent only when validation could never be scored (one class in it)
         model.load_weights(checkpoint)
-    best_epoch = int(np.nanargmax(scores)) + 1 if np.isfinite(scores).any() else len(scores)
+    best_epoch = int(np.nanargmax(scores)) + 1 if np.isfinite(scores).any() and not args.keep_last_epoch else len(scores)
     return history, best_epoch
 
 

@@ -84,6 +84,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="finish the epoch under way once this many minutes have passed since the run "
                              "started (reading the images included), then evaluate and write as usual, which "
                              "takes longer still (for a machine lent for a fixed time)")
+    parser.add_argument("--keep-last-epoch", action="store_true",
+                        help="keep the last epoch's weights, not the best on validation: for a fold run of "
+                             "training.crossval, whose validation fold must choose nothing it then scores")
     parser.add_argument("--float32", action="store_true",
                         help="train in float32 on a GPU too (slower), e.g. where mixed precision's loss goes to NaN")
     parser.add_argument("--quiet", action="store_true", help="no progress bars (logs only)")
@@ -316,6 +319,7 @@ def build_card(args, dataset, spec, split_report, loaded, evaluation, history, b
             "epochs_requested": args.epochs,
             "epochs_run": len(history.get("loss", [])),
             "best_epoch": best_epoch,
+            **({"kept": "last epoch"} if args.keep_last_epoch else {}),
             "batch_size": args.batch_size,
             "seconds": round(time.time() - started, 1),
             "hardware": hardware_description(),
