@@ -22,14 +22,10 @@ sys.path.insert(0, str(REPO))
 from fracture_app import config  # noqa: E402
 from fracture_app.diagnosis import XRAY_ROUGHNESS_LIMIT, looks_negative  # noqa: E402
 from fracture_app.errors import ImageReadError  # noqa: E402
-from fracture_app.imaging import BLANK_SPREAD, LOW_CONTRAST_SPREAD, read_image, roughness  # noqa: E402
+from fracture_app.imaging import (BLANK_SPREAD, LEAST_XRAY_SPREAD, LOW_CONTRAST_SPREAD, contrast_spread,  # noqa: E402
+                                  read_image, roughness)
 
 SHOWN = 5
-
-
-def spread(pixels: np.ndarray) -> float:
-    darkest, brightest = np.percentile(pixels, [1, 99])
-    return float(brightest - darkest)
 
 
 def main(folders: list[str]) -> None:
@@ -43,7 +39,7 @@ def main(folders: list[str]) -> None:
             except ImageReadError:
                 refused += 1
                 continue
-            figures.append((spread(pixels), roughness(pixels), path, looks_negative(pixels), looks_negative(1 - pixels)))
+            figures.append((contrast_spread(pixels), roughness(pixels), path, looks_negative(pixels), looks_negative(1 - pixels)))
     print(f"{len(figures)} images read, {refused} refused by the reader")
     negatives = [row[2] for row in figures if row[3]]
     print(f"look like a negative: {len(negatives)} as stored; {sum(row[4] for row in figures)} of {len(figures)} "
@@ -51,7 +47,7 @@ def main(folders: list[str]) -> None:
     for path in negatives:
         print(f"  {path}")
     print(f"least contrast (1st-99th percentile spread; blank below {BLANK_SPREAD}, low contrast below "
-          f"{LOW_CONTRAST_SPREAD}):")
+          f"{LOW_CONTRAST_SPREAD}; imaging.LEAST_XRAY_SPREAD says {LEAST_XRAY_SPREAD}):")
     for value, _, path, *_ in sorted(figures, key=lambda row: row[0])[:SHOWN]:
         print(f"  {value:.3f}  {path}")
     print(f"roughest (noise above {XRAY_ROUGHNESS_LIMIT}); median {np.median([row[1] for row in figures]):.3f}:")

@@ -141,8 +141,9 @@ def render_card(card, directory: Path, task: str) -> None:
                           "the validation split." if data.get("gradcam") else "; heat map from the last convolutional layer."))
         elif (data.get("gradcam") or {}).get("not_measured"):
             st.caption(f"Grad-CAM pointing game not measured: {data['gradcam']['not_measured']}.")
-        if (data.get("gradcam") or {}).get("disclosure"):  # how the choice came about, where that flatters it
-            st.caption(data["gradcam"]["disclosure"])
+        # How a choice came about, where that flatters it; apart from "gradcam", which evaluate rewrites whole.
+        if (data.get("disclosures") or {}).get("gradcam"):
+            st.caption(data["disclosures"]["gradcam"])
     else:
         _metric_row(test, TYPE_METRICS)
         _intervals_caption(test, TYPE_METRICS)

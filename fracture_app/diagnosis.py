@@ -14,7 +14,7 @@ import numpy as np
 from fracture_app import config
 from fracture_app.errors import ModelLoadError
 from fracture_app.gradcam import GradCam, heatmap_on_image
-from fracture_app.imaging import XRay, roughness
+from fracture_app.imaging import LEAST_XRAY_SPREAD, XRay, roughness
 from fracture_app.models import FractureModel, load_model, model_path_for
 from fracture_app.preprocess import prepare, prepare_batch
 
@@ -25,6 +25,7 @@ LIKELY = "high suspicion of fracture"
 POSSIBLE = "possible fracture — look closely"
 NOT_RULED_OUT = "fracture not ruled out — look closely"
 NOT_SEEN = "no fracture seen"
+NO_VERDICT = "No verdict: not an X-ray"
 
 # More than this share of coloured pixels means a photograph or drawing, not a radiograph. Measured on
 # the data sets: no FracAtlas image and under 1% of Bone Break journal figures exceed it; photographs do.
@@ -54,11 +55,21 @@ class Diagnosis:
     model_measures: dict[str, str] = field(default_factory=dict)  # task → how it measured, from its card
 
     @property
+    def verdict_withheld(self) -> bool:
+        """No verdict and no type guess on a picture that does not look like an X-ray: the models' answer there
+        means nothing, and a verdict in a table or a CSV would be read as one all the same."""
+        return any(caution.kind == "not_xray" for caution in self.cautions)
+
+    @property
     def fractured(self) -> bool | None:
-        return None if self.fracture_probability is None else self.fracture_probability >= self.threshold
+        if self.fracture_probability is None or self.verdict_withheld:
+            return None
+        return self.fracture_probability >= self.threshold
 
     @property
     def verdict(self) -> str:
+        if self.verdict_withheld:
+            return NO_VERDICT
         return {None: "No binary model", True: "Fractured", False: "Not fractured"}[self.fractured]
 
     @property
@@ -68,7 +79,8 @@ class Diagnosis:
 
     @property
     def type_top(self) -> list[tuple[str, float]]:
-        return list(self.type_probabilities.items())[:TYPE_TOP_K]
+        """The type model's first guesses, to show; none where the verdict is withheld."""
+        return [] if self.verdict_withheld else list(self.type_probabilities.items())[:TYPE_TOP_K]
 
     @property
     def looks_like_xray(self) -> bool:
@@ -141,10 +153,10 @@ def cautions_for(xray: XRay) -> list[Caution]:
     if metadata.get("low_contrast"):
         spread = metadata["low_contrast"]
         found.append(Caution("low_contrast", "low contrast: a fracture may be missed",
-                             f"This picture's brightness spans only {spread:.0%} of its range, where every X-ray the "
-                             "models learned from spans at least 27%: it is much darker, paler or flatter than "
-                             "they are, and the models can miss a fracture on it. Use the original export if there "
-                             "is one."))
+                             f"This picture's brightness spans only {spread:.0%} of its range, where every X-ray in "
+                             f"the two data sets the models learned from spans at least {LEAST_XRAY_SPREAD:.0%}: it "
+                             "is much darker, paler or flatter than they are, and the models can miss a fracture on "
+                             "it. Use the original export if there is one."))
     if metadata.get("missing_fraction"):
         missing = metadata["missing_fraction"]
         found.append(Caution("incomplete", f"incomplete file: about {missing:.0%} missing",

@@ -50,9 +50,10 @@ JPEG_FILL, JPEG_BLOCK, JPEG_BAND = 128, 8, 16  # libjpeg's fill value; a block's
 # the app says its brightness needs a display window.
 BLANK_SPREAD = 0.05
 BLANK_LEVELS = 32
-# Below this spread (and above BLANK_SPREAD) a picture is read but is much duller, darker or paler than any X-ray
-# the models learned from (the least of the 4771 spreads 0.27), and they can miss a fracture on it: the app says so.
+# Below this spread (and above BLANK_SPREAD) a picture is read but is much duller, darker or paler than any X-ray in
+# the two data sets, and the models can miss a fracture on it: the app says so.
 LOW_CONTRAST_SPREAD = 0.25
+LEAST_XRAY_SPREAD = 0.27  # the least contrast_spread of the 4771 images in both data sets
 
 _MEGA = 1_000_000
 _DICOM_INSTALL = {
@@ -105,9 +106,7 @@ def read_image(source: str | os.PathLike | bytes, name: str | None = None) -> XR
 def _check_contrast(xray: XRay) -> None:
     """Refuse a blank picture; note a faint one (metadata["narrow_band"]) or a dull one (metadata["low_contrast"])
     for the app to warn about."""
-    step = _grid_step(xray.pixels)
-    sample = xray.pixels[::step, ::step]
-    darkest, brightest = np.percentile(sample, [1, 99])
+    sample, darkest, brightest = _brightness_band(xray.pixels)
     if brightest - darkest >= LOW_CONTRAST_SPREAD:
         return
     if brightest - darkest >= BLANK_SPREAD:
@@ -117,6 +116,19 @@ def _check_contrast(xray: XRay) -> None:
     if shades <= BLANK_LEVELS:
         raise ImageReadError("the picture is blank (almost every pixel has the same shade): nothing to read")
     xray.metadata["narrow_band"] = round(float(brightest - darkest), 4)
+
+
+def contrast_spread(pixels: np.ndarray) -> float:
+    """The spread between the 1st and 99th percentile of brightness, on [0, 1]: what the contrast checks read."""
+    _, darkest, brightest = _brightness_band(pixels)
+    return float(brightest - darkest)
+
+
+def _brightness_band(pixels: np.ndarray) -> tuple[np.ndarray, float, float]:
+    step = _grid_step(pixels)
+    sample = pixels[::step, ::step]
+    darkest, brightest = np.percentile(sample, [1, 99])
+    return sample, float(darkest), float(brightest)
 
 
 def _load_bytes(source, name: str | None) -> tuple[bytes, str]:

@@ -52,6 +52,8 @@ def read(path: Path):
 
 def row_for(path: Path, diagnosis=None, error: str | None = None, heatmaps: list[Path] = ()) -> dict:
     """Typed values (JSON keeps them); `csv_cell` turns them into text for CSV."""
+    if diagnosis is not None and diagnosis.verdict_withheld:  # the reason is the error, as for a file not read
+        error, diagnosis = f"no verdict: {'; '.join(diagnosis.notes)}", None
     if diagnosis is None:
         empty = dict.fromkeys(COLUMNS[1:-1])
         return {"path": str(path), **empty, "error": " ".join((error or "unknown error").split())}
@@ -108,7 +110,7 @@ def diagnose_files(diagnoser, files: list[Path], gradcam_dir: Path | None, progr
         diagnoses = dict(zip([p for p, _ in readable], diagnoser.diagnose_batch([x for _, x in readable])))
         for path, (_, error) in chunk:
             diagnosis, written = diagnoses.get(path), []
-            if diagnosis is not None and gradcam_dir is not None:
+            if diagnosis is not None and gradcam_dir is not None and not diagnosis.verdict_withheld:
                 written, error = _write_gradcam(diagnoser, diagnosis, gradcam_dir, unique_stem(path, names_taken))
             yield path, diagnosis, error, written
         if bar:
@@ -202,12 +204,12 @@ def main(argv=None) -> int:
             diagnose_files(diagnoser, files, args.gradcam, progress))
     try:
         failures = write_rows(rows, args.format, sys.stdout)
-    except BrokenPipeError:
-        # The reader stopped early (`| head`): nothing more to say, and no traceback at exit either.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 1
     except OSError as error:
-        print(f"error: cannot write the output: {error.strerror or error}", file=sys.stderr)
+        # The reader stopped early (`| head`: nothing more to say) or the disk is full. What is still buffered
+        # goes nowhere, so that the flush at exit cannot fail again with a traceback.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        if not isinstance(error, BrokenPipeError):
+            print(f"error: cannot write the output: {error.strerror or error}", file=sys.stderr)
         return 1
     return 1 if failures else 0
 
@@ -227,6 +229,7 @@ def write_rows(rows, output_format: str, stream) -> int:
     failures = sum(bool(row["error"]) for row in collected)
     json.dump(collected, stream, indent=2, ensure_ascii=False)
     stream.write("\n")
+    stream.flush()  # here, not at exit: a full disk or a closed pipe is then caught and said in one line
     return failures
 
 

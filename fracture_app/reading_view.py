@@ -14,7 +14,7 @@ import pandas as pd
 import streamlit as st
 
 from fracture_app import config
-from fracture_app.diagnosis import LIKELY, NOT_RULED_OUT, NOT_SEEN, POSSIBLE, Diagnosis
+from fracture_app.diagnosis import LIKELY, NO_VERDICT, NOT_RULED_OUT, NOT_SEEN, POSSIBLE, Diagnosis
 from fracture_app.gradcam import DEFAULT_OPACITY, overlay
 from fracture_app.preprocess import at_most, to_uint8
 from fracture_app.report import TYPE_GUESS_CAVEAT, dicom_summary, percent, report_pdf, report_png
@@ -49,7 +49,6 @@ RESULT_COLUMNS = ("Image", "File", "Verdict", "Fracture probability (%)", "Readi
                   "Type probability (%)")
 
 
-NO_VERDICT = "No verdict: not an X-ray"
 CAUTION_MARK = "⚠ "  # before the verdict on screen, where the note explaining it may be scrolled out of view
 
 
@@ -62,7 +61,7 @@ def results_frame(results: list[tuple[str, Diagnosis | str]]) -> pd.DataFrame:
             rows.append({"Image": None, "File": name, "Verdict": "Not read", "Fracture probability (%)": np.nan,
                          "Type guess": "", "Type probability (%)": np.nan, "Reading": "", "Note": reading})
             continue
-        if not reading.looks_like_xray:
+        if reading.verdict_withheld:
             rows.append({"Image": thumbnail_uri(reading.xray.pixels), "File": name, "Verdict": NO_VERDICT,
                          "Fracture probability (%)": np.nan, "Type guess": "", "Type probability (%)": np.nan,
                          "Reading": "", "Note": "; ".join(reading.notes)})
@@ -99,7 +98,7 @@ def results_csv(results: list[tuple[str, Diagnosis | str]]) -> bytes:
 def render_results_table(results: list[tuple[str, Diagnosis | str]], key: str) -> None:
     frame = results_frame(results)
     # Cautions about the image itself (an incomplete file, a faint picture, …), not the type guess's caveat.
-    cautioned = [not isinstance(reading, str) and reading.looks_like_xray and bool(reading.cautions)
+    cautioned = [not isinstance(reading, str) and not reading.verdict_withheld and bool(reading.cautions)
                  for _, reading in results]
     frame.loc[cautioned, "Verdict"] = CAUTION_MARK + frame.loc[cautioned, "Verdict"]
     st.dataframe(
@@ -130,6 +129,10 @@ def render_warnings(diagnosis: Diagnosis) -> None:
 def render_verdict(diagnosis: Diagnosis, ground_truth: str | None = None) -> None:
     """Verdict, probability and threshold (with the ground truth first when it is known), then the band."""
     render_warnings(diagnosis)
+    if diagnosis.verdict_withheld:
+        st.info(f"**{NO_VERDICT}.** The models answer whatever they are shown, so on this picture they give no "
+                "verdict and no type guess here.", icon=":material/block:")
+        return
     if diagnosis.fracture_probability is None:
         st.info("No fracture model is loaded, so there is no verdict; only the type model's guess is shown.")
         return

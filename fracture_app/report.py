@@ -78,7 +78,9 @@ def findings(diagnosis: Diagnosis, task: str | None = None, opacity: float = DEF
              generated_at: datetime | None = None) -> list[tuple[str, str]]:
     """The report's text, as (label, value) rows, shared by the PNG and the PDF."""
     rows = [("File", diagnosis.xray.source)]
-    if diagnosis.fracture_probability is not None:
+    if diagnosis.verdict_withheld:
+        rows.append(("Verdict", diagnosis.verdict))
+    elif diagnosis.fracture_probability is not None:
         rows.append(("Verdict", f"{diagnosis.verdict} (fracture probability {percent(diagnosis.fracture_probability)})"))
         rows.append(("Reading", f"{diagnosis.band}; decision threshold {percent(diagnosis.threshold)}"))
     else:

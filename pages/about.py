@@ -30,8 +30,8 @@ look at an X-ray:
 - Plates, screws and nails may look like a fracture to it: in the data it learned from, almost every X-ray
   with such hardware was fractured.
 - It reads X-rays as they are usually shown: upright, bone white. Turned a quarter turn, the fracture model found
-  21 of 92 test fractures it had found 81 of upright, and it gives no warning; a negative or a very dull picture
-  gets a warning, since it misses nearly every fracture on them.
+  21 of 92 test fractures (81 upright), and it gives no warning; it misses nearly every fracture on a negative or
+  a very dull picture, which usually, not always, get a warning (81 of the 92 inverted).
 - It cannot tell a radiograph from another picture reliably; a colour photo and plain noise are flagged and a
   blank picture is refused, but the answer on any image that is not an X-ray is meaningless.
 

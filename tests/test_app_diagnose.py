@@ -180,6 +180,8 @@ def test_colour_photo_is_flagged_as_not_an_xray():
     at = upload(run_app(), ("holiday.jpg", photo.read_bytes()))
     assert_clean(at)
     assert any("does not look like an X-ray" in w.value for w in at.warning)
+    assert "Verdict" not in metrics(at) and any(reading_view.NO_VERDICT in i.value for i in at.info)
+    assert not any("type model's guess" in m.value for m in at.markdown)
 
 
 def test_in_the_table_a_picture_that_is_not_an_xray_gets_no_verdict(fractured_xray_path):

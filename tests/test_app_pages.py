@@ -270,7 +270,7 @@ def test_model_card_says_how_a_heat_map_choice_came_about_where_the_card_disclos
     from fracture_app.models import read_card
 
     card = read_card(tiny_models_dir / config.MODEL_FILES[config.BINARY_TASK])
-    card.data["gradcam"] = {**(card.data.get("gradcam") or {}), "disclosure": "How this choice came about: after test."}
+    card.data["disclosures"] = {"gradcam": "How this choice came about: after test."}
     at = AppTest.from_function(card_page, kwargs={"card": card, "directory": tiny_models_dir}).run()
     assert_clean(at)
     assert "How this choice came about: after test." in [c.value for c in at.caption]
@@ -279,7 +279,7 @@ def test_model_card_says_how_a_heat_map_choice_came_about_where_the_card_disclos
 def test_the_shipped_binary_card_discloses_that_its_blur_was_tried_after_a_test_figure():
     from fracture_app.models import read_card
 
-    disclosure = read_card(config.SHIPPED_MODELS_DIR / config.MODEL_FILES[config.BINARY_TASK]).data["gradcam"]["disclosure"]
+    disclosure = read_card(config.SHIPPED_MODELS_DIR / config.MODEL_FILES[config.BINARY_TASK]).data["disclosures"]["gradcam"]
     assert "54 of 92" in disclosure and "missed the 0.60 target" in disclosure
 
 

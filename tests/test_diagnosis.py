@@ -55,7 +55,8 @@ def test_cautions_come_from_what_the_reader_recorded(colour, metadata, kinds):
     (None, {"Oblique fracture": 1.0}, False),  # no fracture model: nothing says "no fracture"
 ])
 def test_the_type_guess_is_cautioned_when_no_fracture_is_seen(probability, types, noted):
-    xray = XRay(np.zeros((64, 64), np.float32), "upload", "PNG", 0.9, {})
+    # An X-ray with a caution of its own (a multi-frame file), which comes first.
+    xray = XRay(np.tile(np.linspace(0, 1, 64, dtype=np.float32), (64, 1)), "upload", "PNG", 0.0, {"frames": 3})
     diagnosis = Diagnosis(xray, probability, 0.5, None, types)
     assert (diagnosis.type_caution is not None) == noted
     assert diagnosis.notes[0] == cautions_for(xray)[0].brief  # the image's own cautions come first

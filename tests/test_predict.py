@@ -3,6 +3,7 @@
 import csv
 import io
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -120,14 +121,18 @@ def test_an_overlay_that_cannot_be_written_is_that_files_error(tiny_models_dir, 
     assert not list((tmp_path / "cams").iterdir())
 
 
-def test_a_colour_photograph_is_flagged_in_the_warnings_column(tiny_models_dir, tmp_path, capsys):
+def test_a_colour_photograph_gets_no_verdict_and_its_reason_as_the_error(tiny_models_dir, tmp_path, capsys):
     from PIL import Image
 
     colours = np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)
     Image.fromarray(colours).save(tmp_path / "photo.png")
-    code, out, _ = run(["--format", "json", "--models", str(tiny_models_dir), str(tmp_path / "photo.png")], capsys)
-    assert code == 0
-    assert "not an X-ray" in json.loads(out)[0]["warnings"]
+    code, out, _ = run(["--format", "json", "--models", str(tiny_models_dir), "--gradcam", str(tmp_path / "heat"),
+                        str(tmp_path / "photo.png")], capsys)
+    assert code == 1, "not every input got a verdict"
+    row = json.loads(out)[0]
+    assert row["error"].startswith("no verdict: not an X-ray")
+    assert row["fractured"] is None and row["fracture_probability"] is None and row["fracture_type"] is None
+    assert not list((tmp_path / "heat").iterdir()), "no overlay for a picture without a verdict"
 
 
 def test_usage_errors_exit_2_without_a_traceback(tiny_models_dir, tmp_path):
@@ -179,8 +184,11 @@ def test_a_reader_that_stops_early_or_a_full_disk_ends_without_a_traceback(tiny_
     assert reader.wait(timeout=300) == 1
     assert "Traceback" not in reader.stderr.read()
     reader.stderr.close()
-    with open("/dev/full", "w") as full:
-        result = subprocess.run(command, stdout=full, stderr=subprocess.PIPE, text=True, timeout=300)
-    assert result.returncode == 1
-    assert "error: cannot write the output: No space left on device" in result.stderr
-    assert "Traceback" not in result.stderr
+    buffered = {key: value for key, value in os.environ.items() if key != "PYTHONUNBUFFERED"}
+    for output_format in ("csv", "json"):  # JSON is written at the end, where a buffered write would fail at exit
+        with open("/dev/full", "w") as full:
+            result = subprocess.run([*command, "--format", output_format], stdout=full, stderr=subprocess.PIPE,
+                                    text=True, timeout=300, env=buffered)
+        assert result.returncode == 1, output_format
+        assert "error: cannot write the output: No space left on device" in result.stderr
+        assert "Traceback" not in result.stderr and "Exception ignored" not in result.stderr

@@ -83,6 +83,13 @@ def test_not_fractured_report_and_a_reading_without_heat_maps():
     assert Image.open(io.BytesIO(report_png(diagnosis))).text["Title"].endswith("Not fractured")
 
 
+def test_a_report_on_noise_gives_no_verdict_and_no_type_guess():
+    noise = np.random.default_rng(0).random((200, 300), dtype=np.float32)
+    text = pdf_text(report_pdf(make_diagnosis(pixels=noise, heat=False)))
+    assert "No verdict: not an X-ray" in text and "does not look like an X-ray" in text
+    assert "fracture probability" not in text and "Oblique fracture" not in text
+
+
 def test_a_large_image_is_shrunk_and_a_dicom_is_summarised():
     pixels = np.random.default_rng(1).random((3000, 2400), dtype=np.float32)
     diagnosis = make_diagnosis(pixels=pixels, metadata={"Modality": "DX", "BodyPartExamined": "WRIST", "ViewPosition": "PA"})

@@ -143,6 +143,20 @@ def test_a_fracture_map_size_that_cannot_work_is_refused_before_any_image_is_rea
     assert not (tmp_path / "run").exists()
 
 
+def test_make_samples_replaces_only_the_samples_it_wrote_itself(tmp_path):
+    from training.make_samples import remove_earlier_samples
+
+    (tmp_path / "labels.csv").write_text("file,source,ground_truth\nfracatlas_IMG1.jpg,fracatlas,Fractured\n"
+                                         "my_xray.jpg,mine,Fractured\n")
+    for name in ("fracatlas_IMG1.jpg", "my_xray.jpg"):
+        (tmp_path / name).write_bytes(b"x")
+    remove_earlier_samples(tmp_path)  # no ATTRIBUTION.md: not a folder this command wrote
+    assert (tmp_path / "fracatlas_IMG1.jpg").exists()
+    (tmp_path / "ATTRIBUTION.md").write_text("written by make_samples")
+    remove_earlier_samples(tmp_path)
+    assert not (tmp_path / "fracatlas_IMG1.jpg").exists() and (tmp_path / "my_xray.jpg").exists()
+
+
 def test_export_checks_on_every_image_kind_the_app_reads(tmp_path):
     for name in ("a.jpg", "b.PNG", "c.jpeg", "d.dcm", "notes.txt"):
         (tmp_path / name).write_bytes(b"x")

@@ -76,12 +76,17 @@ def main(argv=None) -> int:
 
 
 def remove_earlier_samples(folder: Path) -> None:
-    """The X-rays an earlier run listed in its labels.csv: a new draw replaces them, not adds to them."""
+    """The X-rays an earlier run of this command listed in its labels.csv: a new draw replaces them, not adds to
+    them. Only in a folder this command wrote (its ATTRIBUTION.md beside), and only files named as it names them."""
     labels = folder / "labels.csv"
-    if labels.is_file():
-        with open(labels, newline="", encoding="utf-8") as handle:
-            for row in csv.DictReader(handle):
-                (folder / Path(row["file"]).name).unlink(missing_ok=True)
+    if not (labels.is_file() and (folder / "ATTRIBUTION.md").is_file()):
+        return
+    prefixes = tuple(f"{source}_" for source in SOURCES.values())
+    with open(labels, newline="", encoding="utf-8") as handle:
+        for row in csv.DictReader(handle):
+            name = Path(row.get("file") or "").name
+            if name.startswith(prefixes):
+                (folder / name).unlink(missing_ok=True)
 
 
 def attribution(count: int) -> str:
