@@ -149,7 +149,9 @@ def cautions_for(xray: XRay) -> list[Caution]:
         found.append(Caution("negative", "bright background: a negative? a fracture may be missed",
                              "The background of this picture is bright and most of it is light: it may be a negative "
                              "(inverted) image. The models learned from X-rays with dark air and white bone, and on a "
-                             "negative they can miss a fracture. Use a positive image if there is one."))
+                             "negative they can miss a fracture. Use a positive image if there is one; if bone is "
+                             "white in this one, it is not a negative (a film filled by soft tissue looks so too), "
+                             "and this warning does not apply."))
     if metadata.get("low_contrast"):
         spread = metadata["low_contrast"]
         found.append(Caution("low_contrast", "low contrast: a fracture may be missed",
