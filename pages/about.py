@@ -31,9 +31,9 @@ look at an X-ray:
   with such hardware was fractured.
 - It reads X-rays as they are usually shown: upright, bone white. Turned a quarter turn, the fracture model found
   21 of 92 test fractures (81 upright), and it gives no warning; it misses nearly every fracture on a negative or
-  a very dull picture, which usually, not always, get a warning (81 of the 92 inverted).
-- It cannot tell a radiograph from another picture reliably; a colour photo and plain noise are flagged and a
-  blank picture is refused, but the answer on any image that is not an X-ray is meaningless.
+  a very dull picture, which usually, not always, gets a warning (81 of the 92 inverted).
+- It cannot tell a radiograph from another picture reliably; a colour photo and plain noise get no verdict and a
+  blank picture is refused, but any other picture that is not an X-ray still gets an answer, and it is meaningless.
 
 ### How to read a Grad-CAM heat map
 Grad-CAM (Selvaraju et al., 2017) colours the regions whose features most **raised** the chosen model's score:
