@@ -24,6 +24,8 @@ FAVICON = Path(__file__).resolve().parent / "favicon.png"  # a file, not a Mater
 
 # Environment variable naming the folder that holds the full data sets (FracAtlas, Bone Break).
 DATA_DIR_ENV = "FRACTURE_DATA_DIR"
+# Environment variable naming the folder the Samples and Teaching pages draw from, instead of sample_images/.
+SAMPLES_DIR_ENV = "FRACTURE_SAMPLES_DIR"
 
 BINARY_TASK = "binary"
 TYPE_TASK = "type"

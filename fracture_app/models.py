@@ -237,4 +237,4 @@ def load_model(model_path: Path) -> FractureModel:
 
 
 def model_path_for(task: str, models_dir: Path | None = None) -> Path:
-    return Path(models_dir or config.MODELS_DIR) / config.MODEL_FILES[task]
+    return Path(models_dir or config.models_dir()) / config.MODEL_FILES[task]

@@ -23,7 +23,6 @@ from pathlib import Path
 from fracture_app import config
 from fracture_app.data_layout import normalise
 
-SAMPLES_DIR_ENV = "FRACTURE_SAMPLES_DIR"
 LABELS_FILE = "labels.csv"
 NOT_FRACTURED, FRACTURED = config.BINARY_CLASSES
 ALL = "All samples"
@@ -69,7 +68,7 @@ class SampleSet:
 
 def samples_dir() -> Path:
     """The samples folder: FRACTURE_SAMPLES_DIR when set, else the repository's `sample_images/`."""
-    value = os.environ.get(SAMPLES_DIR_ENV, "").strip()
+    value = os.environ.get(config.SAMPLES_DIR_ENV, "").strip()
     return Path(value).expanduser() if value else config.SAMPLE_IMAGES_DIR
 
 

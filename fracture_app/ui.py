@@ -268,12 +268,12 @@ def sample_reading(models: LoadedModels, path: Path) -> Diagnosis | str:
 
 
 def no_samples_message(sample_set: SampleSet) -> None:
-    from fracture_app.samples import LABELS_FILE, SAMPLES_DIR_ENV
+    from fracture_app.samples import LABELS_FILE
 
     st.info(
         f"**No sample X-rays found** in `{sample_set.root}`. Put images there with a `{LABELS_FILE}` "
         "(columns `file,source,ground_truth`), or point the environment variable "
-        f"`{SAMPLES_DIR_ENV}` at a data set folder (FracAtlas, Bone Break, or one folder per class).",
+        f"`{config.SAMPLES_DIR_ENV}` at a data set folder (FracAtlas, Bone Break, or one folder per class).",
         icon=":material/photo_library:")
     for problem in sample_set.problems[:5]:
         st.caption(problem)
