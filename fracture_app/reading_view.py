@@ -57,14 +57,12 @@ def results_frame(results: list[tuple[str, Diagnosis | str]]) -> pd.DataFrame:
     is not an X-ray gets no verdict in the table: the models' answer on it means nothing (the note says why)."""
     rows = []
     for name, reading in results:
-        if isinstance(reading, str):
-            rows.append({"Image": None, "File": name, "Verdict": "Not read", "Fracture probability (%)": np.nan,
-                         "Type guess": "", "Type probability (%)": np.nan, "Reading": "", "Note": reading})
-            continue
-        if reading.verdict_withheld:
-            rows.append({"Image": thumbnail_uri(reading.xray.pixels), "File": name, "Verdict": NO_VERDICT,
-                         "Fracture probability (%)": np.nan, "Type guess": "", "Type probability (%)": np.nan,
-                         "Reading": "", "Note": "; ".join(reading.notes)})
+        if isinstance(reading, str) or reading.verdict_withheld:
+            unread = isinstance(reading, str)
+            rows.append({"Image": None if unread else thumbnail_uri(reading.xray.pixels), "File": name,
+                         "Verdict": "Not read" if unread else NO_VERDICT, "Fracture probability (%)": np.nan,
+                         "Type guess": "", "Type probability (%)": np.nan, "Reading": "",
+                         "Note": reading if unread else "; ".join(reading.notes)})
             continue
         best, best_p = reading.best_type
         probability = reading.fracture_probability

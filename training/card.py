@@ -23,6 +23,8 @@ GENERAL_LIMITATIONS = [
     "Grad-CAM shows which regions raised the score, at coarse resolution; it is not a segmentation and can "
     "highlight hardware, text or borders.",
 ]
+# What `training.train --keep-last-epoch` records as training.kept, and training.crossval asks of a fold run.
+LAST_EPOCH_KEPT = "last epoch"
 # The start of an ensemble whose members each started from an earlier model of their own (training.ensemble).
 MEMBERS_OWN_START = "each member from its own earlier model (training.members)"
 TYPE_LIMITATION = (

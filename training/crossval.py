@@ -27,9 +27,8 @@ import numpy as np
 from fracture_app import config
 from fracture_app.errors import FractureAppError
 from training import metrics
-from training.validation_choices import VALIDATION_METRIC
-
-KEPT_EPOCH = "last epoch"  # what `training.train --keep-last-epoch` records in the card's training.kept
+from training.card import LAST_EPOCH_KEPT
+from training.validation_choices import VALIDATION_METRIC, validation_score
 
 FOLD_FOLDER = "fold{number}"
 SEED = 0
@@ -90,7 +89,7 @@ def out_of_fold(runs: list[Path], data_dir: Path) -> dict:
         task = task or model.task
         if model.task != task:
             raise FractureAppError(f"{run} is a {model.task} model; the others are {task}")
-        if model.card.data.get("training", {}).get("kept") != KEPT_EPOCH:
+        if model.card.data.get("training", {}).get("kept") != LAST_EPOCH_KEPT:
             raise FractureAppError(f"{run} kept its best epoch on the fold it would be scored on: train fold runs "
                                    "with --keep-last-epoch")
         rows = datasets.read_manifest(artifact_paths(model_path.parent, task)["manifest"], data_dir)
@@ -110,7 +109,7 @@ def out_of_fold(runs: list[Path], data_dir: Path) -> dict:
 
 
 def _answers_alone(model, samples) -> np.ndarray:
-    """The model's uncalibrated answer on each X-ray alone, as probabilities (softmax or sigmoid of its logits)."""
+    """The model's logits on each X-ray alone: uncalibrated, which changes no ranking and no top class."""
     from fracture_app.imaging import read_image
     from fracture_app.preprocess import prepare_batch
 
@@ -120,11 +119,7 @@ def _answers_alone(model, samples) -> np.ndarray:
             pixels.append(read_image(sample.path).pixels)
         except FractureAppError as error:
             raise FractureAppError(f"{sample.path}: {error}") from error
-    logits = np.asarray(model.keras_model.predict(prepare_batch(pixels, model.spec), verbose=0), np.float64)
-    if model.task == config.BINARY_TASK:
-        return 1 / (1 + np.exp(-logits[:, 0]))
-    shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
-    return shifted / shifted.sum(axis=1, keepdims=True)
+    return np.asarray(model.keras_model.predict(prepare_batch(pixels, model.spec), verbose=0), np.float64)
 
 
 def _task_of(run: Path) -> str:
@@ -134,12 +129,6 @@ def _task_of(run: Path) -> str:
     return found[0]
 
 
-def score(task: str, labels, probabilities) -> float:
-    if task == config.BINARY_TASK:
-        return metrics.auroc(labels, probabilities)
-    return metrics.macro_f1(labels, probabilities)
-
-
 def group_bootstrap(task: str, labels, groups, *predictions) -> list[list[float]]:
     """95% intervals of each prediction set's score and, for two, of their difference, resampling whole groups."""
     labels, groups = np.asarray(labels), np.asarray(groups)
@@ -147,7 +136,7 @@ def group_bootstrap(task: str, labels, groups, *predictions) -> list[list[float]
     rng, draws = np.random.default_rng(metrics.BOOTSTRAP_SEED), []
     for _ in range(metrics.BOOTSTRAP_REPLICATES):
         chosen = np.concatenate([members[i] for i in rng.integers(len(members), size=len(members))])
-        scores = [score(task, labels[chosen], np.asarray(p)[chosen]) for p in predictions]
+        scores = [validation_score(task, labels[chosen], np.asarray(p)[chosen]) for p in predictions]
         draws.append(scores + ([scores[0] - scores[1]] if len(scores) == 2 else []))
     return np.nanpercentile(np.array(draws, float), [2.5, 97.5], axis=0).T.tolist()
 
@@ -162,7 +151,7 @@ def compare(recipe: dict, other: dict | None = None) -> dict:
     predictions = [np.array([chosen["images"][path][2] for path in paths]) for chosen in filter(None, (recipe, other))]
     intervals = group_bootstrap(task, labels, groups, *predictions)
     result = {"task": task, "metric": VALIDATION_METRIC[task][1], "images": len(paths), "groups": len(set(groups)),
-              "recipes": [{"runs": chosen["runs"], "score": score(task, labels, p), "interval": interval}
+              "recipes": [{"runs": chosen["runs"], "score": validation_score(task, labels, p), "interval": interval}
                           for chosen, p, interval in zip(filter(None, (recipe, other)), predictions, intervals)]}
     if other is not None:
         result["difference"] = {"score": result["recipes"][0]["score"] - result["recipes"][1]["score"],

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from fracture_app import config, import_tensorflow_quietly
+from fracture_app import import_tensorflow_quietly
+from fracture_app.data_layout import image_files
 from fracture_app.errors import FractureAppError
 from fracture_app.imaging import read_image
 from fracture_app.preprocess import prepare
@@ -50,7 +51,7 @@ def agreement(model, tflite_bytes: bytes, image_paths: list[Path]) -> float:
 
 
 def check_images(folder: Path, count: int = CHECK_IMAGE_COUNT) -> list[Path]:
-    return sorted(p for p in Path(folder).rglob("*") if p.is_file() and p.suffix.lower() in config.IMAGE_SUFFIXES)[:count]
+    return image_files(Path(folder))[:count]
 
 
 def output_path(model_path: Path, out: Path | None) -> Path:

@@ -21,8 +21,8 @@ from fracture_app.models import artifact_paths, card_path_for, sha256_of
 from fracture_app.preprocess import PreprocessSpec
 from training import architectures, augment, datasets, schedule
 from training.box_supervision import MAP_LOSS_WEIGHT
-from training.card import (INTENDED_USE, command_line, gpu_names, hardware_description, limitations, target_report,
-                           write_atomically)
+from training.card import (INTENDED_USE, LAST_EPOCH_KEPT, command_line, gpu_names, hardware_description, limitations,
+                           target_report, write_atomically)
 from training.fit import (CHECKPOINT_FILE, FINE_TUNE_LEARNING_RATE, HISTORY_FILE, LEARNING_RATE, earlier_seconds, fit,
                           remove_scratch)
 from training.localisation import fracture_boxes, has_fracture_boxes
@@ -319,7 +319,7 @@ def build_card(args, dataset, spec, split_report, loaded, evaluation, history, b
             "epochs_requested": args.epochs,
             "epochs_run": len(history.get("loss", [])),
             "best_epoch": best_epoch,
-            **({"kept": "last epoch"} if args.keep_last_epoch else {}),
+            **({"kept": LAST_EPOCH_KEPT} if args.keep_last_epoch else {}),
             "batch_size": args.batch_size,
             "seconds": round(time.time() - started, 1),
             "hardware": hardware_description(),
