@@ -5,7 +5,7 @@ look like a negative.
     python benchmarks/reader_limits.py ../shared/data/fracatlas ../shared/data/bone_break
 
 For every image the reader accepts: the spread between its 1st and 99th percentile of brightness (the blank
-check; imaging.BLANK_SPREAD and LOW_CONTRAST_SPREAD), imaging.roughness (diagnosis.XRAY_ROUGHNESS_LIMIT) and
+check; pixels.BLANK_SPREAD and LOW_CONTRAST_SPREAD), pixels.roughness (diagnosis.XRAY_ROUGHNESS_LIMIT) and
 diagnosis.looks_negative, on the image and on its inversion; then roughness for pixel-level random noise and for
 coarser noise. Prints figures, asserts nothing.
 """
@@ -22,8 +22,8 @@ sys.path.insert(0, str(REPO))
 from fracture_app import config  # noqa: E402
 from fracture_app.diagnosis import XRAY_ROUGHNESS_LIMIT, looks_negative  # noqa: E402
 from fracture_app.errors import ImageReadError  # noqa: E402
-from fracture_app.imaging import (BLANK_SPREAD, LEAST_XRAY_SPREAD, LOW_CONTRAST_SPREAD, contrast_spread,  # noqa: E402
-                                  read_image, roughness)
+from fracture_app.imaging import read_image  # noqa: E402
+from fracture_app.pixels import BLANK_SPREAD, LEAST_XRAY_SPREAD, LOW_CONTRAST_SPREAD, contrast_spread, roughness  # noqa: E402
 
 SHOWN = 5
 
@@ -47,7 +47,7 @@ def main(folders: list[str]) -> None:
     for path in negatives:
         print(f"  {path}")
     print(f"least contrast (1st-99th percentile spread; blank below {BLANK_SPREAD}, low contrast below "
-          f"{LOW_CONTRAST_SPREAD}; imaging.LEAST_XRAY_SPREAD says {LEAST_XRAY_SPREAD}):")
+          f"{LOW_CONTRAST_SPREAD}; pixels.LEAST_XRAY_SPREAD says {LEAST_XRAY_SPREAD}):")
     for value, _, path, *_ in sorted(figures, key=lambda row: row[0])[:SHOWN]:
         print(f"  {value:.3f}  {path}")
     print(f"roughest (noise above {XRAY_ROUGHNESS_LIMIT}); median {np.median([row[1] for row in figures]):.3f}:")

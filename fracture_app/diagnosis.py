@@ -14,8 +14,9 @@ import numpy as np
 from fracture_app import config
 from fracture_app.errors import ModelLoadError
 from fracture_app.gradcam import GradCam, heatmap_on_image
-from fracture_app.imaging import LEAST_XRAY_SPREAD, XRay, roughness
-from fracture_app.models import FractureModel, load_model, model_path_for
+from fracture_app.imaging import XRay
+from fracture_app.models import MIDPOINT_THRESHOLD, FractureModel, load_model, model_path_for
+from fracture_app.pixels import LEAST_XRAY_SPREAD, roughness
 from fracture_app.preprocess import prepare, prepare_batch
 
 # The band refines the verdict, never contradicts it: the first two go with "Fractured", the last two
@@ -30,7 +31,7 @@ NO_VERDICT = "No verdict: not an X-ray"
 # More than this share of coloured pixels means a photograph or drawing, not a radiograph. Measured on
 # the data sets: no FracAtlas image and under 1% of Bone Break journal figures exceed it; photographs do.
 XRAY_COLOUR_FRACTION_LIMIT = 0.2
-# Rougher than this (imaging.roughness) is pixel-level noise, not a radiograph: the data sets' roughest image
+# Rougher than this (pixels.roughness) is pixel-level noise, not a radiograph: the data sets' roughest image
 # scores 0.25, such noise 1.1 (benchmarks/reader_limits.py).
 XRAY_ROUGHNESS_LIMIT = 0.6
 TYPE_TOP_K = 3
@@ -203,12 +204,12 @@ def confidence_band(probability: float, operating_points: dict, threshold: float
 class Diagnoser:
     """Both models and their Grad-CAMs. Build once per process; safe to share between sessions."""
 
-    def __init__(self, binary: FractureModel | None, fracture_type: FractureModel | None):
+    def __init__(self, binary: FractureModel | None, fracture_type: FractureModel | None, problems: tuple[str, ...] = ()):
         self.models = {task: model for task, model in
                        ((config.BINARY_TASK, binary), (config.TYPE_TASK, fracture_type)) if model is not None}
         self._gradcams: dict[str, GradCam] = {}
         self._gradcam_lock = threading.Lock()
-        self.problems: list[str] = []  # why a model is missing, for the pages to show
+        self.problems = tuple(problems)  # why a model is missing, for the pages to show
 
     @classmethod
     def from_dir(cls, models_dir: Path | None = None) -> "Diagnoser":
@@ -221,9 +222,7 @@ class Diagnoser:
                 problems.append(str(error))
         if not loaded:
             raise ModelLoadError("no model could be loaded: " + "; ".join(problems))
-        diagnoser = cls(loaded.get(config.BINARY_TASK), loaded.get(config.TYPE_TASK))
-        diagnoser.problems = problems
-        return diagnoser
+        return cls(loaded.get(config.BINARY_TASK), loaded.get(config.TYPE_TASK), tuple(problems))
 
     @property
     def model_versions(self) -> dict[str, str]:
@@ -250,7 +249,7 @@ class Diagnoser:
         fracture = self._predict(config.BINARY_TASK, xrays)
         types = self._predict(config.TYPE_TASK, xrays)
         binary = self.models.get(config.BINARY_TASK)
-        threshold = binary.card.threshold if binary else 0.5
+        threshold = binary.card.threshold if binary else MIDPOINT_THRESHOLD
         points = binary.card.operating_points if binary else {}
         results = []
         for index, xray in enumerate(xrays):
@@ -265,10 +264,11 @@ class Diagnoser:
         """Grad-CAM of `task`'s answer: "Fractured" for the binary model, the top type for the type model."""
         model = self.models[task]
         if task == config.BINARY_TASK:
-            class_index = 1  # always explain the fracture score, even when it is low
+            class_index = config.BINARY_CLASSES.index("Fractured")  # explain the fracture score, even when low
         else:
             class_index = model.classes.index(diagnosis.best_type[0])
-        heat = self.gradcam(task).heatmap(prepare(xray.pixels, model.spec), class_index)
+        with model.call_lock:
+            heat = self.gradcam(task).heatmap(prepare(xray.pixels, model.spec), class_index)
         return heatmap_on_image(heat, xray.pixels.shape, model.spec.size)
 
     def _predict(self, task: str, xrays: list[XRay]) -> np.ndarray | None:

@@ -18,6 +18,9 @@ from fracture_app import config
 from fracture_app.errors import ModelLoadError
 from fracture_app.preprocess import WIDTH_AXIS, PreprocessSpec
 
+# The decision threshold where a card names none (a model not yet given validation choices).
+MIDPOINT_THRESHOLD = 0.5
+
 
 def card_path_for(model_path: Path) -> Path:
     return Path(model_path).with_suffix(".json")
@@ -70,7 +73,7 @@ class ModelCard:
 
     @property
     def threshold(self) -> float:
-        return float(self.data.get("threshold", 0.5))
+        return float(self.data.get("threshold", MIDPOINT_THRESHOLD))
 
     @property
     def operating_points(self) -> dict:
@@ -197,10 +200,16 @@ class FractureModel:
     def spec(self) -> PreprocessSpec:
         return self.card.spec
 
+    @property
+    def call_lock(self) -> threading.Lock:
+        """Held for every call into the Keras model, answers and Grad-CAM alike. TensorFlow already spreads one
+        call over all the cores, so sessions calling at once would only slow each other down unpredictably;
+        taking turns keeps each reading's time what one reading takes."""
+        return self._lock
+
     def logits(self, batch: np.ndarray) -> np.ndarray:
         batch = np.asarray(batch, dtype=np.float32)
-        # TensorFlow runs one graph on both cores; serialising calls keeps concurrent sessions predictable.
-        with self._lock:
+        with self.call_lock:
             return np.asarray(self._forward(batch), dtype=np.float32)
 
     def probabilities(self, batch: np.ndarray) -> np.ndarray:

@@ -17,6 +17,7 @@ from fracture_app import config
 from fracture_app.diagnosis import LIKELY, NO_VERDICT, NOT_RULED_OUT, NOT_SEEN, POSSIBLE, Diagnosis
 from fracture_app.gradcam import DEFAULT_OPACITY, overlay
 from fracture_app.preprocess import at_most, to_uint8
+from fracture_app.samples import HALF_RIGHT, RIGHT, WRONG, Grade
 from fracture_app.report import TYPE_GUESS_CAVEAT, dicom_summary, percent, report_pdf, report_png
 
 THUMBNAIL_SIDE = 96
@@ -116,6 +117,12 @@ def render_results_table(results: list[tuple[str, Diagnosis | str]], key: str) -
 
 
 # ---- showing one reading ---------------------------------------------------------------------------------
+
+
+def render_grade(grade: Grade, icon: str, right_icon: str | None = None) -> None:
+    """A marked reading: red when the fracture call is wrong, amber when only the type is, green otherwise."""
+    show = {WRONG: st.error, HALF_RIGHT: st.warning, RIGHT: st.success}[grade.outcome]
+    show(grade.message, icon=right_icon if grade.outcome == RIGHT and right_icon else icon)
 
 
 def render_warnings(diagnosis: Diagnosis) -> None:

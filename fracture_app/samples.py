@@ -206,12 +206,22 @@ def pick(samples: list[SampleImage], rng: random.Random | None = None,
     return rng.choice(rng.choice(by_truth))
 
 
+WRONG, HALF_RIGHT, RIGHT = "wrong", "half right", "right"
+
+
 @dataclass(frozen=True)
 class Grade:
     fracture_correct: bool
     type_scored: bool  # only when the truth names a type and the trainee named one
     type_correct: bool
     message: str
+
+    @property
+    def outcome(self) -> str:
+        """wrong (the fracture), half right (the fracture, not its type) or right: how the pages colour it."""
+        if not self.fracture_correct:
+            return WRONG
+        return HALF_RIGHT if self.type_scored and not self.type_correct else RIGHT
 
 
 def grade(sample: SampleImage, guessed_fractured: bool, guessed_type: str | None) -> Grade:

@@ -35,13 +35,8 @@ def main() -> None:
         st.error(f"**{current.name}** could not be read: {reading}", icon=":material/error:")
         return
     if reading.fractured is not None:
-        result = grade_model(current, reading.fractured, reading.best_type[0])
-        if not result.fracture_correct:
-            st.error(result.message, icon=":material/compare_arrows:")
-        elif result.type_scored and not result.type_correct:
-            st.warning(result.message, icon=":material/compare_arrows:")
-        else:
-            st.success(result.message, icon=":material/check_circle:")
+        reading_view.render_grade(grade_model(current, reading.fractured, reading.best_type[0]),
+                                  icon=":material/compare_arrows:", right_icon=":material/check_circle:")
     reading_view.render_diagnosis(reading, key="samples", ground_truth=current.ground_truth)
 
 

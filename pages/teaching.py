@@ -8,7 +8,8 @@ from fracture_app.samples import grade, pick
 
 CASE, COMMITTED, GRADE, GUESS, SCORE = "teach_case", "teach_committed", "teach_grade", "teach_guess", "teach_score"
 NOT_SURE = "Not sure / not applicable"
-FRACTURE_CHOICES = ("Fractured", "Not fractured")
+NOT_FRACTURED, FRACTURED = config.BINARY_CLASSES
+FRACTURE_CHOICES = (FRACTURED, NOT_FRACTURED)
 
 
 def new_score() -> dict:
@@ -79,25 +80,19 @@ def main() -> None:
                 form_col.warning("Choose “Fractured” or “Not fractured” first.")
                 return
             guessed_type = None if kind == NOT_SURE else kind
-            result = grade(case, fractured == "Fractured", guessed_type)
+            result = grade(case, fractured == FRACTURED, guessed_type)
             score = st.session_state[SCORE]
             score["cases"] += 1
             score["fracture_correct"] += result.fracture_correct
             score["types_scored"] += result.type_scored
             score["types_correct"] += result.type_correct
             st.session_state[GRADE] = result
-            st.session_state[GUESS] = fractured + (f" ({guessed_type})" if guessed_type and fractured == "Fractured" else "")
+            st.session_state[GUESS] = fractured + (f" ({guessed_type})" if guessed_type and fractured == FRACTURED else "")
             st.session_state[COMMITTED] = True
             st.rerun()
         return
 
-    result = st.session_state[GRADE]
-    if not result.fracture_correct:
-        st.error(result.message, icon=":material/school:")
-    elif result.type_scored and not result.type_correct:  # right about the fracture, not its type: half right
-        st.warning(result.message, icon=":material/school:")
-    else:
-        st.success(result.message, icon=":material/school:")
+    reading_view.render_grade(st.session_state[GRADE], icon=":material/school:")
     guess_col, next_col = st.columns([3, 1], vertical_alignment="bottom")
     guess_col.markdown(f"Your reading: **{st.session_state.get(GUESS, '')}** · ground truth: **{case.ground_truth}**")
     if next_col.button("Next case", type="primary", icon=":material/arrow_forward:", key="teach_next", width="stretch"):

@@ -16,7 +16,7 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.encaps import encapsulate
 from pydicom.uid import ExplicitVRLittleEndian, JPEG2000Lossless, generate_uid
 
-from fracture_app import imaging
+from fracture_app import imaging, pixels
 from fracture_app.errors import ImageReadError
 from fracture_app.imaging import XRay, read_image
 
@@ -197,7 +197,7 @@ def test_a_blank_picture_is_refused_rather_than_answered(blank):
 def test_a_16_bit_picture_in_a_narrow_band_is_read_and_flagged_not_refused():
     ramp = np.tile(np.linspace(40_000, 41_000, 200), (300, 1)).astype(np.uint16)  # 1000 shades, 1.5% of the range
     xray = read_image(encode(Image.fromarray(ramp), "PNG"))
-    assert 0 < xray.metadata["narrow_band"] < imaging.BLANK_SPREAD
+    assert 0 < xray.metadata["narrow_band"] < pixels.BLANK_SPREAD
     from fracture_app.diagnosis import cautions_for
 
     assert [caution.kind for caution in cautions_for(xray)] == ["narrow_band"]
