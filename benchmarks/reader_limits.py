@@ -6,7 +6,8 @@ look like a negative.
 
 For every image the reader accepts: the spread between its 1st and 99th percentile of brightness (the blank
 check; pixels.BLANK_SPREAD and LOW_CONTRAST_SPREAD), pixels.roughness (diagnosis.XRAY_ROUGHNESS_LIMIT) and
-diagnosis.looks_negative, on the image and on its inversion; then roughness for pixel-level random noise and for
+diagnosis.looks_negative, on the image and on its inversion, and how many shades of grey it has
+(pixels.FEW_SHADES); then roughness for pixel-level random noise and for
 coarser noise. Prints figures, asserts nothing.
 """
 
@@ -23,7 +24,8 @@ from fracture_app import config  # noqa: E402
 from fracture_app.diagnosis import XRAY_ROUGHNESS_LIMIT, looks_negative  # noqa: E402
 from fracture_app.errors import ImageReadError  # noqa: E402
 from fracture_app.imaging import read_image  # noqa: E402
-from fracture_app.pixels import BLANK_SPREAD, LEAST_XRAY_SPREAD, LOW_CONTRAST_SPREAD, contrast_spread, roughness  # noqa: E402
+from fracture_app.pixels import (BLANK_SPREAD, FEW_SHADES, LEAST_XRAY_SPREAD, LOW_CONTRAST_SPREAD,  # noqa: E402
+                                  contrast_spread, roughness, shade_count)
 
 SHOWN = 5
 
@@ -39,7 +41,8 @@ def main(folders: list[str]) -> None:
             except ImageReadError:
                 refused += 1
                 continue
-            figures.append((contrast_spread(pixels), roughness(pixels), path, looks_negative(pixels), looks_negative(1 - pixels)))
+            figures.append((contrast_spread(pixels), roughness(pixels), path, looks_negative(pixels), looks_negative(1 - pixels),
+                            shade_count(pixels)))
     print(f"{len(figures)} images read, {refused} refused by the reader")
     negatives = [row[2] for row in figures if row[3]]
     print(f"look like a negative: {len(negatives)} as stored; {sum(row[4] for row in figures)} of {len(figures)} "
@@ -53,6 +56,9 @@ def main(folders: list[str]) -> None:
     print(f"roughest (noise above {XRAY_ROUGHNESS_LIMIT}); median {np.median([row[1] for row in figures]):.3f}:")
     for _, value, path, *_ in sorted(figures, key=lambda row: row[1])[-SHOWN:]:
         print(f"  {value:.3f}  {path}")
+    print(f"fewest shades of grey on the sampled grid (not an X-ray at {FEW_SHADES} or fewer):")
+    for row in sorted(figures, key=lambda row: row[5])[:SHOWN]:
+        print(f"  {row[5]}  {row[2]}")
     rng = np.random.default_rng(0)
     print("noise:")
     for side in (256, 512, 2000):

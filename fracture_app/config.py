@@ -35,7 +35,9 @@ TASK_NAMES = {BINARY_TASK: "fracture model", TYPE_TASK: "fracture-type model"}  
 # Index 1 is the positive class: a binary model's single logit scores "Fractured".
 BINARY_CLASSES = ("Not fractured", "Fractured")
 
-# Display names exactly as the Bone Break folders spell them.
+# Display names exactly as the Bone Break folders spell them, in alphabetical order: the order training gives a
+# type model's outputs (data_layout sorts class folders), so a card's classes and this list agree. A model's
+# own card says what its outputs mean; this list is what the Teaching page offers and how Bone Break is recognised.
 FRACTURE_TYPES = (
     "Avulsion fracture",
     "Comminuted fracture",
@@ -62,7 +64,8 @@ DEFAULT_ARCHITECTURE = {BINARY_TASK: "custom_cnn", TYPE_TASK: "resnet50"}
 DEFAULT_IMG_SIZE = {BINARY_TASK: 256, TYPE_TASK: 224}
 
 # File endings searched for when a folder is given (the reader itself decides the format by content).
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".gif", ".dcm", ".dicom"})
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".gif", ".webp", ".jp2", ".j2k", ".dcm",
+                            ".dicom"})
 
 # Images larger than this are refused before decoding (decompression bombs, absurd scans).
 MAX_IMAGE_PIXELS = 60_000_000

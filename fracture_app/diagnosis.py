@@ -16,7 +16,7 @@ from fracture_app.errors import ModelLoadError
 from fracture_app.gradcam import GradCam, heatmap_on_image
 from fracture_app.imaging import XRay
 from fracture_app.models import MIDPOINT_THRESHOLD, FractureModel, load_model, model_path_for
-from fracture_app.pixels import LEAST_XRAY_SPREAD, roughness
+from fracture_app.pixels import FEW_SHADES, FEWEST_XRAY_SHADES, LEAST_XRAY_SPREAD, roughness, shade_count
 from fracture_app.preprocess import prepare, prepare_batch
 
 # The band refines the verdict, never contradicts it: the first two go with "Fractured", the last two
@@ -34,6 +34,10 @@ XRAY_COLOUR_FRACTION_LIMIT = 0.2
 # Rougher than this (pixels.roughness) is pixel-level noise, not a radiograph: the data sets' roughest image
 # scores 0.25, such noise 1.1 (benchmarks/reader_limits.py).
 XRAY_ROUGHNESS_LIMIT = 0.6
+# DICOM modalities that are not plain radiographs, as their header names them (the article is for the sentence).
+OTHER_MODALITIES = {"CT": "a CT", "MR": "an MR", "US": "an ultrasound", "NM": "a nuclear medicine", "PT": "a PET",
+                    "XC": "a camera photograph", "ES": "an endoscopy", "OP": "an ophthalmic photograph",
+                    "SM": "a microscopy", "GM": "a microscopy", "OCT": "an OCT", "IVUS": "an intravascular ultrasound"}
 TYPE_TOP_K = 3
 # A radiograph shows air dark and bone white; a negative the reverse. A picture whose outer twentieth is bright
 # on average and whose median is bright too may be one: of the 4771 images in both data sets 1 FracAtlas X-ray and
@@ -118,8 +122,16 @@ def looks_like_xray(xray: XRay) -> bool:
 
 def _unlike_an_xray(xray: XRay) -> tuple[str, str] | None:
     """(what the picture is instead, why that shows) where it is not a radiograph; None where it may be one."""
+    modality = str(xray.metadata.get("Modality", "")).upper()
+    if modality in OTHER_MODALITIES:
+        return (f"{OTHER_MODALITIES[modality]} image",
+                f"its DICOM header says it is {OTHER_MODALITIES[modality]} image, Modality {modality}")
     if xray.colour_fraction > XRAY_COLOUR_FRACTION_LIMIT:
         return "a colour image", "it is in colour"
+    if (shades := shade_count(xray.pixels)) <= FEW_SHADES:  # before roughness: a dithered copy is rough too
+        return (f"{shades} shades of grey",
+                f"it has only {shades} shades of grey, as a thresholded, dithered or posterised copy or a drawing has; "
+                f"every X-ray the models learned from has at least {FEWEST_XRAY_SHADES}")
     if roughness(xray.pixels) > XRAY_ROUGHNESS_LIMIT:
         return "noise", "it looks like noise: neighbouring pixels barely resemble each other"
     return None
@@ -165,6 +177,11 @@ def cautions_for(xray: XRay) -> list[Caution]:
         found.append(Caution("incomplete", f"incomplete file: about {missing:.0%} missing",
                              f"This file is incomplete: about {missing:.0%} of the picture is missing and not shown. "
                              "Read with care."))
+    if metadata.get("missing_detail"):
+        found.append(Caution("incomplete", "incomplete file: fine detail missing",
+                             "This file is incomplete: it is a progressive JPEG whose end is missing, so the whole "
+                             "picture shows but without its finest detail, where a thin fracture line would be. "
+                             "Read with care, and use the complete file if there is one."))
     if metadata.get("frames", 1) > 1:
         frames = metadata["frames"]
         found.append(Caution("more_frames", f"first of {frames} images read",

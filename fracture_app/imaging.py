@@ -87,6 +87,9 @@ def _check_contrast(xray: XRay) -> None:
         return
     shades = np.unique(sample[(sample >= darkest) & (sample <= brightest)]).size
     if shades <= BLANK_LEVELS:
+        if xray.metadata.get("mostly_transparent"):
+            raise ImageReadError("the picture is blank once its transparency is applied (transparent parts count as "
+                                 "black, as in a radiograph): export it without transparency")
         raise ImageReadError("the picture is blank (almost every pixel has the same shade): nothing to read")
     xray.metadata["narrow_band"] = round(float(brightest - darkest), 4)
 
@@ -214,6 +217,9 @@ def _read_pillow(data: bytes, label: str, kind: str) -> XRay:
     if missing:
         metadata["missing_fraction"] = round(missing / im.height, 3)  # the app warns
         im = im.crop((0, 0, im.width, im.height - missing))
+    elif truncated and (im.info.get("progressive") or im.info.get("progression")):
+        # A progressive JPEG sends the whole picture coarse first: cut short, it lacks detail, not rows.
+        metadata["missing_detail"] = True
     # An MPO's later pictures are previews of the first; a TIFF's or GIF's may be other views.
     if im.format != "MPO" and getattr(im, "n_frames", 1) > 1:
         metadata["frames"] = im.n_frames
@@ -224,6 +230,11 @@ def _read_pillow(data: bytes, label: str, kind: str) -> XRay:
         im = ImageOps.exif_transpose(im)
     except Exception:
         pass  # an unreadable orientation tag should not cost the reading; show the image as stored
+    if "A" in im.getbands() or "a" in im.getbands() or "transparency" in im.info:
+        alpha = np.asarray((im if "A" in im.getbands() else im.convert("RGBA")).getchannel("A"))
+        step = grid_step(alpha)
+        if np.mean(alpha[::step, ::step] < 128) > 0.5:
+            metadata["mostly_transparent"] = True  # only said where the picture turns out blank
     pixels, colour = _to_grey(im)
     metadata["original_size"] = pixels.shape
     return XRay(pixels, label, fmt, colour, metadata)

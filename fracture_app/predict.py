@@ -18,6 +18,7 @@ from pathlib import Path
 
 from fracture_app import config, import_tensorflow_quietly
 from fracture_app.errors import FractureAppError
+from fracture_app.tables import spreadsheet_safe
 
 COLUMNS = ("path", "fractured", "fracture_probability", "reading", "fracture_type", "fracture_type_probability",
            "warnings", "heatmaps", "error")
@@ -80,7 +81,7 @@ def csv_cell(value) -> str:
         return ""
     if isinstance(value, bool):
         return str(value).lower()
-    return str(value)
+    return spreadsheet_safe(str(value))
 
 
 def decoded_ahead(files: list[Path]):
@@ -140,11 +141,14 @@ def _write_gradcam(diagnoser, diagnosis, out_dir: Path, stem: str) -> tuple[list
         heat = diagnoser.heatmap(diagnosis.xray, task, diagnosis)
         picture = overlay(diagnosis.xray.pixels, heat)
         target = out_dir / f"{stem}_{task}_gradcam.png"
+        # Encoded here and written by Python, not by cv2.imwrite: OpenCV crashes the process on a file name that
+        # is not valid UTF-8 (an old archive's Latin-1 names), which Python writes as it found it.
+        encoded, png = cv2.imencode(".png", cv2.cvtColor(picture, cv2.COLOR_RGB2BGR))
         try:
-            saved = cv2.imwrite(str(target), cv2.cvtColor(picture, cv2.COLOR_RGB2BGR))
-        except cv2.error:
-            saved = False
-        if not saved:
+            if not encoded:
+                raise OSError("the overlay could not be encoded")
+            target.write_bytes(png.tobytes())
+        except OSError:
             return written, f"could not write the heat map {target}"
         written.append(target)
     return written, None
@@ -177,6 +181,10 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    if hasattr(sys.stdout, "reconfigure"):
+        # A file name that is not valid UTF-8 is written with its odd bytes escaped (\udce9 for the byte e9),
+        # not as a traceback.
+        sys.stdout.reconfigure(errors="backslashreplace")
     files = expand(args.paths)
     if not files:
         print("error: no image files found in the given paths", file=sys.stderr)

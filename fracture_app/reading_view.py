@@ -17,8 +17,9 @@ from fracture_app import config
 from fracture_app.diagnosis import LIKELY, NO_VERDICT, NOT_RULED_OUT, NOT_SEEN, POSSIBLE, Diagnosis
 from fracture_app.gradcam import DEFAULT_OPACITY, overlay
 from fracture_app.preprocess import at_most, to_uint8
-from fracture_app.samples import HALF_RIGHT, RIGHT, WRONG, Grade
 from fracture_app.report import TYPE_GUESS_CAVEAT, dicom_summary, percent, report_pdf, report_png
+from fracture_app.samples import HALF_RIGHT, RIGHT, WRONG, Grade
+from fracture_app.tables import spreadsheet_safe
 
 THUMBNAIL_SIDE = 96
 EMPTY_HEATMAP = 0.01  # a Grad-CAM whose peak is below this has nothing to show
@@ -91,6 +92,8 @@ def results_csv(results: list[tuple[str, Diagnosis | str]]) -> bytes:
     threshold = diagnoses[0].threshold if diagnoses and diagnoses[0].fracture_probability is not None else None
     frame["Decision threshold (%)"] = np.nan if threshold is None else round(100 * threshold, 1)
     frame["Notice"] = config.NOTICE
+    text_columns = frame.select_dtypes(include="object").columns
+    frame[text_columns] = frame[text_columns].map(lambda cell: spreadsheet_safe(cell) if isinstance(cell, str) else cell)
     return frame.to_csv(index=False).encode("utf-8")
 
 

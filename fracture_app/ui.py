@@ -31,7 +31,7 @@ from fracture_app.samples import SampleSet, list_samples, samples_dir
 
 TYPE_NAMES_TEXT = ", ".join(name.lower().removesuffix(" fracture") for name in config.FRACTURE_TYPES)
 UPLOAD_LIMIT_TEXT = f"Up to {config.MAX_FILE_BYTES // 2**20} MB per file."
-UPLOAD_TYPES_TEXT = "JPEG, PNG, BMP, TIFF, GIF or DICOM (.dcm, .dicom or no extension)"
+UPLOAD_TYPES_TEXT = "JPEG, PNG, BMP, TIFF, GIF, WebP, JPEG 2000 or DICOM (.dcm, .dicom or no extension)"
 DISPLAY_MAX_SIDE = REPORT_MAX_SIDE  # readings kept in the session are shrunk to this (memory per session)
 READINGS_KEY = "_fracture_readings"
 MAX_READINGS_KEPT = 32  # per session; the oldest are dropped first

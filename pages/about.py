@@ -32,8 +32,10 @@ look at an X-ray:
 - It reads X-rays as they are usually shown: upright, bone white. Turned a quarter turn, the fracture model found
   21 of 92 test fractures (81 upright), and it gives no warning; it misses nearly every fracture on a negative or
   a very dull picture, which usually, not always, gets a warning (81 of the 92 inverted).
-- It cannot tell a radiograph from another picture reliably; a colour photo and plain noise get no verdict and a
-  blank picture is refused, but any other picture that is not an X-ray still gets an answer, and it is meaningless.
+- It cannot tell a radiograph from another picture reliably; a colour photo, plain noise, a picture of a few
+  shades of grey (thresholded or dithered) and a DICOM whose header names another modality (CT, MR, ultrasound)
+  get no verdict and a blank picture is refused, but any other picture that is not an X-ray still gets an answer,
+  and it is meaningless.
 
 ### How to read a Grad-CAM heat map
 Grad-CAM (Selvaraju et al., 2017) colours the regions whose features most **raised** the chosen model's score:

@@ -205,6 +205,8 @@ def test_the_tables_csv_names_the_models_the_threshold_and_the_notice():
         assert row["Fracture model version"] == "2026.01.01-0001" and row["Fracture-type model version"] == "2026.01.01-0002"
         assert row["Decision threshold (%)"] == "30.0" and row["Notice"] == config.NOTICE
     assert "Image" not in rows[0]
+    formula = reading_view.results_csv([("=HYPERLINK(1).png", "not an image"), ("-2.png", "not an image")]).decode()
+    assert [row["File"] for row in csv.DictReader(io.StringIO(formula))] == ["'=HYPERLINK(1).png", "'-2.png"]
 
 
 def test_missing_models_give_a_clear_message_and_about_still_works(tmp_path, monkeypatch):

@@ -37,13 +37,15 @@ def test_the_band_never_contradicts_the_verdict_even_when_a_card_is_odd(probabil
     (0.0, {"missing_fraction": 0.12, "frames": 3, "brightness_bits": 12},
      ["incomplete", "more_frames", "guessed_brightness"]),
     (0.0, {"frames": 1}, []),
+    (0.0, {"missing_detail": True}, ["incomplete"]),
 ])
 def test_cautions_come_from_what_the_reader_recorded(colour, metadata, kinds):
-    xray = XRay(np.zeros((64, 64), np.float32), "upload", "PNG", colour, metadata)
+    ramp = np.tile(np.linspace(0, 1, 64, dtype=np.float32), (64, 1))  # a picture the reader would accept
+    xray = XRay(ramp, "upload", "PNG", colour, metadata)
     cautions = cautions_for(xray)
     assert [caution.kind for caution in cautions] == kinds
     texts = " ".join(caution.text for caution in cautions)
-    for word in ("12%" if "incomplete" in kinds else None, "3 images" if "more_frames" in kinds else None,
+    for word in ("12%" if "missing_fraction" in metadata else None, "3 images" if "more_frames" in kinds else None,
                  "12-bit" if "guessed_brightness" in kinds else None):
         assert word is None or word in texts
 

@@ -494,11 +494,31 @@ def test_every_fixture_xray_reads_without_an_image_caution():
 def test_a_darkened_or_washed_out_xray_is_read_with_a_low_contrast_caution():
     pixels = np.asarray(Image.open(XRAY).convert("L"))
     assert "low_contrast" not in cautions_on(pixels)
-    for dull in (pixels // 16, pixels // 8, 64 + pixels // 5, 160 + pixels // 6):  # dark; grey; pale
+    for dull in (pixels // 12, pixels // 8, 64 + pixels // 5, 160 + pixels // 6):  # dark; grey; pale
         assert cautions_on(dull.astype(np.uint8)) == ["low_contrast"], "and not a negative: flat says no polarity"
+    # Darker still, 16 shades are left: no more than a posterised copy has, so no verdict at all.
+    assert cautions_on((pixels // 16).astype(np.uint8)) == ["not_xray", "low_contrast"]
 
 
 def test_a_negative_xray_is_read_with_a_caution():
     pixels = np.asarray(Image.open(XRAY).convert("L"))
     assert "negative" not in cautions_on(pixels)
     assert cautions_on(255 - pixels) == ["negative"]
+
+
+def test_a_picture_blank_only_through_its_transparency_says_so():
+    pixels = np.asarray(Image.open(XRAY).convert("L"))
+    in_the_alpha = Image.fromarray(np.stack([np.zeros_like(pixels), pixels], axis=-1), "LA")
+    with pytest.raises(ImageReadError, match="blank once its transparency is applied"):
+        read_image(encode(in_the_alpha, "PNG"))
+    with pytest.raises(ImageReadError, match=r"blank \(almost every pixel"):
+        read_image(encode(Image.new("L", (300, 300), 90), "PNG"))
+    opaque = Image.fromarray(np.stack([pixels, np.full_like(pixels, 255)], axis=-1), "LA")
+    assert np.allclose(read_image(encode(opaque, "PNG")).pixels, pixels / 255, atol=1e-6)
+
+
+def test_a_progressive_jpeg_cut_short_is_read_and_said_to_lack_detail():
+    whole = encode(Image.open(XRAY).convert("L"), "JPEG", progressive=True, quality=95)
+    cut = read_image(whole[: len(whole) // 2])
+    assert cut.metadata.get("missing_detail") and "missing_fraction" not in cut.metadata
+    assert "missing_detail" not in read_image(whole).metadata

@@ -192,3 +192,42 @@ def test_a_reader_that_stops_early_or_a_full_disk_ends_without_a_traceback(tiny_
         assert result.returncode == 1, output_format
         assert "error: cannot write the output: No space left on device" in result.stderr
         assert "Traceback" not in result.stderr and "Exception ignored" not in result.stderr
+
+
+def test_a_file_name_that_is_not_utf8_is_read_its_overlays_written_and_its_row_escaped(tiny_models_dir, tmp_path):
+    """A Latin-1 name from an old archive: OpenCV used to crash the process writing its overlay, and a strict
+    UTF-8 stdout to end in a traceback."""
+    folder = tmp_path / "latin1"
+    folder.mkdir()
+    name = os.fsdecode(b"h\xe9r\xe9.jpg")
+    shutil.copy(sorted((FRACATLAS_FIXTURES / "images").rglob("*.jpg"))[0], folder / name)
+    result = subprocess.run([sys.executable, "-m", "fracture_app.predict", "--no-progress", "--models",
+                             str(tiny_models_dir), "--gradcam", str(tmp_path / "heat"), str(folder)],
+                            capture_output=True, text=True, timeout=300, env={**os.environ, "PYTHONIOENCODING": "utf-8"})
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr
+    row = next(csv.DictReader(io.StringIO(result.stdout)))
+    assert row["path"].endswith("h\\udce9r\\udce9.jpg") and row["fractured"] in ("true", "false") and not row["error"]
+    assert len(list((tmp_path / "heat").glob("*_gradcam.png"))) == 2
+
+
+def test_a_cell_a_spreadsheet_would_run_as_a_formula_is_quoted(tiny_models_dir, tmp_path, capsys, monkeypatch):
+    source = sorted((FRACATLAS_FIXTURES / "images").rglob("*.jpg"))[0]
+    shutil.copy(source, tmp_path / "=HYPERLINK(1).jpg")
+    monkeypatch.chdir(tmp_path)
+    code, out, _ = run(["--models", str(tiny_models_dir), "=HYPERLINK(1).jpg"], capsys)
+    assert code == 0
+    assert next(csv.DictReader(io.StringIO(out)))["path"] == "'=HYPERLINK(1).jpg"
+
+
+def test_webp_and_jpeg_2000_files_in_a_folder_are_found_and_read(tmp_path):
+    from PIL import Image
+
+    from fracture_app.imaging import read_image
+
+    picture = Image.open(sorted((FRACATLAS_FIXTURES / "images").rglob("*.jpg"))[0]).convert("L")
+    for name, kind in (("scan.webp", "WEBP"), ("scan.jp2", "JPEG2000")):
+        picture.save(tmp_path / name, kind)
+    found = predict.expand([tmp_path])
+    assert sorted(path.name for path in found) == ["scan.jp2", "scan.webp"]
+    assert [read_image(path).format for path in sorted(found)] == ["JPEG2000", "WEBP"]

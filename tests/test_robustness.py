@@ -165,6 +165,28 @@ def test_noise_is_flagged_as_not_an_xray():
         assert "looks like noise" in cautions_for(xray)[0].text
 
 
+def test_thresholded_dithered_and_posterised_copies_of_an_xray_get_no_verdict():
+    """A model answers these confidently either way (a dithered copy of an X-ray it calls clear scored 0.99)."""
+    original = Image.open(sorted(FRACATLAS_FIXTURES.rglob("*.jpg"))[0]).convert("L")
+    assert looks_like_xray(read_image(encoded(original, "PNG")))
+    thresholded = original.point(lambda value: 255 * (value > 128))
+    for copy, shades in ((original.convert("1"), 2), (thresholded.convert("1"), 2),
+                         (original.quantize(16, dither=Image.Dither.NONE).convert("L"), 16)):
+        xray = read_image(encoded(copy, "PNG"))
+        caution = cautions_for(xray)[0]
+        assert caution.kind == "not_xray" and f"only {shades} shades of grey" in caution.text
+    assert looks_like_xray(read_image(encoded(original.quantize(64, dither=Image.Dither.NONE).convert("L"), "PNG")))
+
+
+def test_a_dicom_whose_header_names_another_modality_gets_no_verdict():
+    from test_imaging import make_dicom
+
+    ramp = np.tile(np.linspace(0, 4000, 256), (256, 1)).astype(np.uint16)
+    assert looks_like_xray(read_image(make_dicom(ramp)))  # DX
+    caution = cautions_for(read_image(make_dicom(ramp, Modality="US")))[0]
+    assert caution.kind == "not_xray" and "an ultrasound image, Modality US" in caution.text
+
+
 def test_real_xrays_are_not_flagged():
     xrays = sorted(FRACATLAS_FIXTURES.rglob("*.jpg")) + sorted(BONE_BREAK_FIXTURES.rglob("*.jpg"))
     flagged = [p.name for p in xrays if not looks_like_xray(read_image(p))]
