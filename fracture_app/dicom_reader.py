@@ -93,13 +93,20 @@ def _dicom_metadata(ds) -> dict:
 
 def _dicom_grey(arr: np.ndarray, ds, photometric: str) -> np.ndarray:
     values = apply_modality_lut(arr, ds).astype(np.float64)
+    finite = np.isfinite(values)
+    if not finite.all():  # float pixel data with NaN or infinite rows: shown as the darkest real value
+        values = np.where(finite, values, values[finite].min() if finite.any() else 0.0)
     windowed, lo, hi = values, float(values.min()), float(values.max())
     try:
         out_range = _voi_output_range(ds)
         if out_range is not None:
             # A VOI LUT is indexed by integers; a window works on the rescaled values directly.
-            voi_input = np.rint(values).astype(np.int64) if _has_voi_lut(ds) else values
-            windowed = np.asarray(apply_voi_lut(voi_input, ds), dtype=np.float64)
+            table = _voi_lut_table(ds)
+            if table is not None:
+                windowed = _looked_up(values, table, first=int(ds.VOILUTSequence[0].LUTDescriptor[1]))
+            else:
+                voi_input = np.rint(values).astype(np.int64) if _has_voi_lut(ds) else values
+                windowed = np.asarray(apply_voi_lut(voi_input, ds), dtype=np.float64)
             lo, hi = out_range
             if windowed.min() == windowed.max() and values.min() != values.max():
                 # A window that misses the data entirely would show a blank field; show the data instead.
@@ -115,6 +122,24 @@ def _dicom_grey(arr: np.ndarray, ds, photometric: str) -> np.ndarray:
 def _has_voi_lut(ds) -> bool:
     seq = ds.get("VOILUTSequence")
     return bool(seq) and "LUTDescriptor" in seq[0] and "LUTData" in seq[0]
+
+
+def _voi_lut_table(ds) -> np.ndarray | None:
+    """The VOI LUT's entries where the file lists them as numbers, else None (pydicom then unpacks the bytes).
+
+    Looked up here, not by pydicom: pydicom 3.0 wraps the indices of a table whose entries are 8-bit at 256, which
+    turns a 12-bit radiograph with such a table into a saw-tooth the reader took for noise."""
+    if not _has_voi_lut(ds):
+        return None
+    data = ds.VOILUTSequence[0].LUTData
+    if isinstance(data, (bytes, bytearray)) or np.ndim(data) != 1:
+        return None
+    return np.asarray(data, dtype=np.float64)
+
+
+def _looked_up(values: np.ndarray, table: np.ndarray, first: int) -> np.ndarray:
+    """Each value's table entry: values below the first mapped value take the first entry, above the last the last."""
+    return table[np.clip(np.rint(values).astype(np.int64) - first, 0, len(table) - 1)]
 
 
 def _voi_output_range(ds) -> tuple[float, float] | None:

@@ -10,6 +10,7 @@ import zlib
 from pathlib import Path
 
 import numpy as np
+import pydicom
 import pytest
 from PIL import Image, ImageFile
 from pydicom.dataset import Dataset, FileMetaDataset
@@ -335,6 +336,35 @@ def test_dicom_voi_lut_sequence(stored):
     item.LUTData = lut.astype("<u2").tobytes()
     xray = read_image(make_dicom(stored, VOILUTSequence=[item]))
     np.testing.assert_allclose(xray.pixels, np.minimum(65535, stored * 20.0) / 65535, atol=1e-6)
+
+
+def test_dicom_voi_lut_of_8_bit_entries_listed_as_numbers(stored):
+    """pydicom 3.0 wraps such a table's indices at 256 (a saw-tooth); the reader looks them up itself."""
+    item = Dataset()
+    first = 100
+    item.LUTDescriptor = [4096, first, 8]
+    item.LUTData = (np.arange(4096) // 16).tolist()
+    item["LUTData"].VR = "US"
+    xray = read_image(make_dicom(stored, VOILUTSequence=[item]))
+    expected = np.clip(stored.astype(int) - first, 0, 4095) // 16 / 255
+    np.testing.assert_allclose(xray.pixels, expected, atol=1e-6)
+
+
+def test_float_dicom_with_nan_rows_is_read_with_them_dark(stored):
+    data = make_dicom(stored, pixels=False)
+    ds = pydicom.dcmread(io.BytesIO(data))
+    ds.BitsAllocated = 32
+    for key in ("BitsStored", "HighBit", "PixelRepresentation"):
+        del ds[key]
+    floats = stored.astype(np.float32) / 4095
+    floats[:10] = np.nan
+    ds.FloatPixelData = floats.tobytes()
+    buffer = io.BytesIO()
+    ds.save_as(buffer, enforce_file_format=True)
+    xray = read_image(buffer.getvalue())
+    assert np.all(xray.pixels[:10] == 0)
+    expected = (floats[10:] - floats[10:].min()) / (floats[10:].max() - floats[10:].min())
+    np.testing.assert_allclose(xray.pixels[10:], expected, atol=1e-5)
 
 
 def test_dicom_window_that_misses_the_data_falls_back_to_min_max(stored):
