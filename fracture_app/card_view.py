@@ -104,9 +104,25 @@ def _measured(value) -> str:
 
 
 def render_card(card, directory: Path, task: str) -> None:
-    """The model card (the JSON beside the model) and the plots training wrote beside it."""
-    data = card.data
-    pre, training, source = data.get("preprocessing", {}), data.get("training", {}), data.get("data", {})
+    """The model card (the JSON beside the model) and the plots training wrote beside it, section by section."""
+    _render_header(card, task)
+    _render_test_figures(card, task)
+    render_targets(card.data.get("targets"))
+    _render_plots(card, directory, task)
+    if task == config.BINARY_TASK:
+        _render_operating_points(card)
+        render_subgroups(card.data.get("metrics", {}).get("test", {}).get("subgroups"))
+        render_external_checks(card.data.get("external_checks"), card.version)
+    _render_data(card.data.get("data", {}))
+    if card.data.get("limitations"):
+        st.markdown("#### Limitations")
+        st.markdown("\n".join(f"- {item}" for item in card.data["limitations"]))
+    _render_training(card)
+    render_compared_runs(card.data.get("compared_runs"))
+
+
+def _render_header(card, task: str) -> None:
+    data, pre = card.data, card.data.get("preprocessing", {})
     st.subheader(f"{data.get('name', task)} · version {card.version}")
     size = pre.get("size", "?")
     st.caption(f"Architecture **{data.get('architecture', 'unknown')}** · input {size}×{size} px, letterboxed, "
@@ -122,38 +138,40 @@ def render_card(card, directory: Path, task: str) -> None:
     if data.get("intended_use"):
         st.info(f"**Intended use.** {data['intended_use']}", icon=":material/school:")
 
+
+def _render_test_figures(card, task: str) -> None:
+    data = card.data
     test = data.get("metrics", {}).get("test", {})
-    validation = data.get("metrics", {}).get("val", {})
     count = test.get("n", "?")
     st.markdown(f"#### Test split ({count} image{'' if count == 1 else 's'} never used in training)")
-    if task == config.BINARY_TASK:
-        _metric_row(test, BINARY_METRICS)
-        _intervals_caption(test, BINARY_METRICS)
-        game = test.get("pointing_game")
-        if game:
-            interval = game.get("interval")
-            st.caption(f"Grad-CAM pointing game: the hottest point fell inside an annotated fracture box on "
-                       f"{game.get('hits', 0)} of {game.get('images', 0)} fractured test images "
-                       f"({_number(game.get('hit_rate'), 'percent')}"
-                       + (f", 95% interval {_interval(interval, 'percent')})"
-                          if interval else ")")
-                       + (f"; heat map from layer `{game.get('layer', 'last')}`{_smoothing_words(game)}, chosen on "
-                          "the validation split." if data.get("gradcam") else "; heat map from the last convolutional layer."))
-        elif (data.get("gradcam") or {}).get("not_measured"):
-            st.caption(f"Grad-CAM pointing game not measured: {data['gradcam']['not_measured']}.")
-        # How a choice came about, where that flatters it; apart from "gradcam", which evaluate rewrites whole.
-        if (data.get("disclosures") or {}).get("gradcam"):
-            st.caption(data["disclosures"]["gradcam"])
-    else:
+    if task != config.BINARY_TASK:
         _metric_row(test, TYPE_METRICS)
         _intervals_caption(test, TYPE_METRICS)
         if test.get("per_class"):
             with st.expander("Per-class precision, recall and F1 (test split)"):
                 frame = pd.DataFrame(test["per_class"]).T.rename_axis("Fracture type").reset_index()
                 st.dataframe(frame, hide_index=True)
+        return
+    _metric_row(test, BINARY_METRICS)
+    _intervals_caption(test, BINARY_METRICS)
+    game = test.get("pointing_game")
+    if game:
+        interval = game.get("interval")
+        st.caption(f"Grad-CAM pointing game: the hottest point fell inside an annotated fracture box on "
+                   f"{game.get('hits', 0)} of {game.get('images', 0)} fractured test images "
+                   f"({_number(game.get('hit_rate'), 'percent')}"
+                   + (f", 95% interval {_interval(interval, 'percent')})"
+                      if interval else ")")
+                   + (f"; heat map from layer `{game.get('layer', 'last')}`{_smoothing_words(game)}, chosen on "
+                      "the validation split." if data.get("gradcam") else "; heat map from the last convolutional layer."))
+    elif (data.get("gradcam") or {}).get("not_measured"):
+        st.caption(f"Grad-CAM pointing game not measured: {data['gradcam']['not_measured']}.")
+    # How a choice came about, where that flatters it; apart from "gradcam", which evaluate rewrites whole.
+    if (data.get("disclosures") or {}).get("gradcam"):
+        st.caption(data["disclosures"]["gradcam"])
 
-    render_targets(data.get("targets"))
 
+def _render_plots(card, directory: Path, task: str) -> None:
     paths = artifact_paths(directory, task)
     plots = st.columns(2)
     with plots[0]:
@@ -164,36 +182,38 @@ def render_card(card, directory: Path, task: str) -> None:
     with plots[1]:
         _plot(paths["confusion"], "Confusion matrix (test split)")
     caption = "Training curves (validation scored on each X-ray alone, epoch by epoch)"
-    if data.get("validation_choices_redone"):
+    if card.data.get("validation_choices_redone"):
         # The curves stay as training drew them, on the data it was given (a scaled-down copy, on a GPU machine).
         caption += ("; as training measured them: the figures above were measured again afterwards (see "
                     "Training), so the curves' validation scores can differ a little from them")
-    members = training.get("members", [])
+    members = card.data.get("training", {}).get("members", [])
     for number, _ in enumerate(members, start=1):
         _plot(member_curves_path(directory, task, number), f"{caption}, member {number} of {len(members)}")
     if not members:
         _plot(paths["curves"], caption)
 
-    if task == config.BINARY_TASK:
-        st.markdown("#### Operating points")
-        rows = [{"Operating point": "Decision threshold (verdict “Fractured”)", "Threshold": percent(card.threshold),
-                 "Test sensitivity": _number(test.get("sensitivity"), "percent"),
-                 "Test specificity": _number(test.get("specificity"), "percent"),
-                 "Validation sensitivity": _number(validation.get("sensitivity"), "percent"),
-                 "Validation specificity": _number(validation.get("specificity"), "percent")}]
-        for name, point in card.operating_points.items():
-            at_test, at_val = point.get("test", {}), point.get("validation", {})
-            rows.append({"Operating point": POINT_NAMES.get(name, name.replace("_", " ")),
-                         "Threshold": percent(point.get("threshold")),
-                         "Test sensitivity": _number(at_test.get("sensitivity"), "percent"),
-                         "Test specificity": _number(at_test.get("specificity"), "percent"),
-                         "Validation sensitivity": _number(at_val.get("sensitivity"), "percent"),
-                         "Validation specificity": _number(at_val.get("specificity"), "percent")})
-        st.dataframe(pd.DataFrame(rows), hide_index=True)
-        st.caption("Thresholds are chosen on the validation split and reported on the test split.")
-        render_subgroups(test.get("subgroups"))
-        render_external_checks(data.get("external_checks"), card.version)
 
+def _render_operating_points(card) -> None:
+    test, validation = card.data.get("metrics", {}).get("test", {}), card.data.get("metrics", {}).get("val", {})
+    st.markdown("#### Operating points")
+    rows = [{"Operating point": "Decision threshold (verdict “Fractured”)", "Threshold": percent(card.threshold),
+             "Test sensitivity": _number(test.get("sensitivity"), "percent"),
+             "Test specificity": _number(test.get("specificity"), "percent"),
+             "Validation sensitivity": _number(validation.get("sensitivity"), "percent"),
+             "Validation specificity": _number(validation.get("specificity"), "percent")}]
+    for name, point in card.operating_points.items():
+        at_test, at_val = point.get("test", {}), point.get("validation", {})
+        rows.append({"Operating point": POINT_NAMES.get(name, name.replace("_", " ")),
+                     "Threshold": percent(point.get("threshold")),
+                     "Test sensitivity": _number(at_test.get("sensitivity"), "percent"),
+                     "Test specificity": _number(at_test.get("specificity"), "percent"),
+                     "Validation sensitivity": _number(at_val.get("sensitivity"), "percent"),
+                     "Validation specificity": _number(at_val.get("specificity"), "percent")})
+    st.dataframe(pd.DataFrame(rows), hide_index=True)
+    st.caption("Thresholds are chosen on the validation split and reported on the test split.")
+
+
+def _render_data(source: dict) -> None:
     st.markdown("#### Data")
     splits = source.get("split_sizes", {})
     st.markdown(
@@ -213,10 +233,9 @@ def render_card(card, directory: Path, task: str) -> None:
     if attribution:
         st.caption(f"Attribution: {attribution}")
 
-    if data.get("limitations"):
-        st.markdown("#### Limitations")
-        st.markdown("\n".join(f"- {item}" for item in data["limitations"]))
 
+def _render_training(card) -> None:
+    data, training = card.data, card.data.get("training", {})
     st.markdown("#### Training")
     calibration = card.calibration.get("method", "none")
     st.markdown(
@@ -239,7 +258,6 @@ def render_card(card, directory: Path, task: str) -> None:
         st.caption(f"Validation choices and figures redone on {redone.get('at', '?')} with:")
         st.code(redone.get("command", ""), language="bash")
     st.caption(f"Model file sha256: `{data.get('sha256', 'unknown')}`")
-    render_compared_runs(data.get("compared_runs"))
 
 
 def render_subgroups(rows: list[dict] | None) -> None:

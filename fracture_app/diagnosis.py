@@ -6,7 +6,6 @@
 import dataclasses
 import threading
 from dataclasses import dataclass, field
-from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -58,6 +57,13 @@ class Diagnosis:
     heatmaps: dict[str, np.ndarray] = field(default_factory=dict)  # task → map on the original pixels
     model_versions: dict[str, str] = field(default_factory=dict)
     model_measures: dict[str, str] = field(default_factory=dict)  # task → how it measured, from its card
+    # About the image itself (the app shows these above everything else): judged once, on the picture as read, and
+    # carried by every copy (dataclasses.replace), such as the smaller copy a browser session keeps.
+    cautions: tuple["Caution", ...] | None = None
+
+    def __post_init__(self):
+        if self.cautions is None:
+            object.__setattr__(self, "cautions", tuple(cautions_for(self.xray)))
 
     @property
     def verdict_withheld(self) -> bool:
@@ -90,11 +96,6 @@ class Diagnosis:
     @property
     def looks_like_xray(self) -> bool:
         return looks_like_xray(self.xray)
-
-    @cached_property  # the roughness check resizes the picture; a page asks for the cautions several times
-    def cautions(self) -> list["Caution"]:
-        """About the image itself: the app shows these above everything else."""
-        return cautions_for(self.xray)
 
     @property
     def type_caution(self) -> "Caution | None":
