@@ -197,6 +197,42 @@ def changed_card(**fields):
     return change
 
 
+def test_a_member_read_out_of_a_joined_model_answers_as_it_did_inside_it():
+    import keras
+
+    from training.ensemble import member_of
+
+    members = random_members()
+    joined = join(members)
+    images = np.random.default_rng(0).random((2, SIZE, SIZE, 1)).astype(np.float32)
+    inside = keras.Model(joined.inputs, [joined.get_layer("m1_logits").output,
+                                         joined.get_layer(f"m1_{architectures.FRACTURE_MAP}").output])(images)
+    alone = heads_and_maps(member_of(joined, 1, PreprocessSpec(size=SIZE), 1), images)
+    for a, b in zip(alone, inside):
+        np.testing.assert_array_equal(a, np.asarray(b))
+    with pytest.raises(ValueError, match="no member 2"):
+        member_of(joined, 2, PreprocessSpec(size=SIZE), 1)
+
+
+def test_the_command_reads_a_member_out_as_a_start_for_training(two_members, tmp_path, capsys):
+    from training.ensemble import main as ensemble
+
+    assert ensemble(["--members", *map(str, two_members), "--out", str(tmp_path / "joined")]) == 0
+    assert ensemble(["--member-of", str(tmp_path / "joined" / "fracture_binary.keras"), "--index", "1",
+                     "--out", str(tmp_path / "member")]) == 0
+    start = tmp_path / "member" / "member1.keras"
+    assert f"--weights {start}" in capsys.readouterr().out
+    type_model = architectures.build("custom_cnn", PreprocessSpec(size=TINY_SIZE), TYPE_CLASSES, str(start))
+    import keras
+
+    second = keras.saving.load_model(two_members[1], compile=False)
+    np.testing.assert_array_equal(type_model.get_layer("block4_conv2_conv").get_weights()[0],
+                                  second.get_layer("block4_conv2_conv").get_weights()[0])
+    assert ensemble(["--member-of", str(tmp_path / "joined" / "fracture_binary.keras"), "--index", "5",
+                     "--out", str(tmp_path / "member")]) == 2
+    assert "no member 5" in capsys.readouterr().err
+
+
 def test_the_command_never_writes_over_the_shipped_models(two_members, capsys):
     from fracture_app import config
     from training.ensemble import main as ensemble

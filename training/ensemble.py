@@ -85,6 +85,22 @@ def join(members: list):
     return keras.Model(inputs, answer, name=f"{architecture}_ensemble")
 
 
+def member_of(joined, index: int, spec, outputs: int):
+    """Member `index` of a joined model as a model of its own, layer names and weights as it was trained, so that
+    training can start from it (`--weights`), which a joined file cannot be (its layers are renamed)."""
+    from training import architectures
+
+    prefix = MEMBER_PREFIX.format(index=index)
+    if not any(layer.name.startswith(prefix) for layer in joined.layers):
+        raise ValueError(f"{joined.name} has no member {index}")
+    with_map = _has_layers(joined, prefix + FRACTURE_MAP)
+    member = architectures.build(JOINABLE[1] if with_map else JOINABLE[0], spec, outputs)
+    for layer in member.layers:
+        if layer.weights:
+            layer.set_weights(joined.get_layer(prefix + layer.name).get_weights())
+    return member
+
+
 def _has_layers(model, *names: str) -> bool:
     return set(names) <= {layer.name for layer in model.layers}
 
@@ -196,10 +212,16 @@ def joined_card(cards: list[tuple[Path, dict]], command: str) -> dict:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m training.ensemble", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--members", type=Path, nargs="+", required=True,
-                        help=f"{' or '.join(JOINABLE)} model files of one task, each with its card and split file beside it")
+    mode = parser.add_mutually_exclusive_group(required=True)
+    mode.add_argument("--members", type=Path, nargs="+",
+                      help=f"{' or '.join(JOINABLE)} model files of one task, each with its card and split file beside it")
+    mode.add_argument("--member-of", type=Path, metavar="JOINED",
+                      help="instead, read one member out of a joined model file, as a start for training (--weights)")
+    parser.add_argument("--index", type=int, default=0, help="with --member-of: which member (0 is the first)")
     parser.add_argument("--out", type=Path, required=True, help="output folder (a run folder; not models/)")
     args = parser.parse_args(argv)
+    if args.member_of:
+        return write_member(args.member_of, args.index, args.out)
     from fracture_app.models import load_model
     from training.card import command_line, write_atomically
 
@@ -227,6 +249,26 @@ def main(argv=None) -> int:
     write_atomically(model, card, {}, paths)
     print(f"wrote {paths['model']} ({len(args.members)} members); next: python -m training.evaluate "
           f"--model {paths['model']} --data DATA --redo-validation-choices")
+    return 0
+
+
+def write_member(joined_path: Path, index: int, out: Path) -> int:
+    """`member{index}.keras` in `out`: weights only, no card (it is a start for training, not a model to use)."""
+    from fracture_app.models import load_model, sha256_of
+
+    try:
+        if out.resolve() == config.SHIPPED_MODELS_DIR.resolve():
+            raise FractureAppError("--out must be a run folder, not models/")
+        joined = load_model(joined_path)
+        member = member_of(joined.keras_model, index, joined.spec, 1 if joined.task == config.BINARY_TASK else len(joined.classes))
+    except (FractureAppError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"member{index}.keras"
+    member.save(path)
+    print(f"wrote {path} (sha256 {sha256_of(path)[:12]}…), member {index} of {joined_path}; start a run from it with "
+          f"--weights {path}")
     return 0
 
 
