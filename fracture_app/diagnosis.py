@@ -95,7 +95,7 @@ class Diagnosis:
 
     @property
     def looks_like_xray(self) -> bool:
-        return looks_like_xray(self.xray)
+        return not self.verdict_withheld  # as judged when the reading was made, like every caution
 
     @property
     def type_caution(self) -> "Caution | None":
@@ -131,7 +131,7 @@ def _unlike_an_xray(xray: XRay) -> tuple[str, str] | None:
         return "a colour image", "it is in colour"
     if (shades := shade_count(xray.pixels)) <= FEW_SHADES:  # before roughness: a dithered copy is rough too
         return (f"{shades} shades of grey",
-                f"it has only {shades} shades of grey, as a thresholded, dithered or posterised copy or a drawing has; "
+                f"it has only {shades} shades of grey, as a thresholded, dithered or posterised copy, a drawing or a grossly underexposed film has; "
                 f"every X-ray the models learned from has at least {FEWEST_XRAY_SHADES}")
     if roughness(xray.pixels) > XRAY_ROUGHNESS_LIMIT:
         return "noise", "it looks like noise: neighbouring pixels barely resemble each other"

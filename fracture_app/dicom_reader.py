@@ -125,16 +125,22 @@ def _has_voi_lut(ds) -> bool:
 
 
 def _voi_lut_table(ds) -> np.ndarray | None:
-    """The VOI LUT's entries where the file lists them as numbers, else None (pydicom then unpacks the bytes).
+    """The VOI LUT's entries, or None where the table is malformed (pydicom then has its go).
 
     Looked up here, not by pydicom: pydicom 3.0 wraps the indices of a table whose entries are 8-bit at 256, which
     turns a 12-bit radiograph with such a table into a saw-tooth the reader took for noise."""
     if not _has_voi_lut(ds):
         return None
-    data = ds.VOILUTSequence[0].LUTData
-    if isinstance(data, (bytes, bytearray)) or np.ndim(data) != 1:
-        return None
-    return np.asarray(data, dtype=np.float64)
+    item = ds.VOILUTSequence[0]
+    entries = int(item.LUTDescriptor[0]) or 2**16  # 0 means 65536
+    data = item.LUTData
+    if isinstance(data, (bytes, bytearray)):  # OW, as implicit-VR files always hold it: 16-bit words
+        order = "<" if ds.file_meta.TransferSyntaxUID.is_little_endian else ">"
+        if len(data) >= 2 * entries:
+            return np.frombuffer(data, dtype=f"{order}u2", count=entries).astype(np.float64)
+        return np.frombuffer(data, dtype=np.uint8, count=entries).astype(np.float64) if len(data) >= entries else None
+    values = np.atleast_1d(np.asarray(data, dtype=np.float64))
+    return values if values.ndim == 1 and len(values) >= entries else None
 
 
 def _looked_up(values: np.ndarray, table: np.ndarray, first: int) -> np.ndarray:

@@ -186,6 +186,8 @@ def _header_size(b: bytes, kind: str) -> tuple[int, int] | None:
 
 def _read_pillow(data: bytes, label: str, kind: str) -> XRay:
     truncated = kind == "JPEG" and not data.rstrip(b"\x00").endswith(b"\xff\xd9")
+    # Phones append data after the end marker: a file is cut short only if no end marker follows its last scan.
+    scans_cut_short = truncated and data.rfind(b"\xff\xd9") < data.rfind(b"\xff\xda")
     if truncated:
         # What LOAD_TRUNCATED_IMAGES does for JPEG, but for this file only: that flag is a process-wide
         # global, and FracAtlas has ~79 files without the end marker that decode fine with it.
@@ -217,7 +219,7 @@ def _read_pillow(data: bytes, label: str, kind: str) -> XRay:
     if missing:
         metadata["missing_fraction"] = round(missing / im.height, 3)  # the app warns
         im = im.crop((0, 0, im.width, im.height - missing))
-    elif truncated and (im.info.get("progressive") or im.info.get("progression")):
+    elif scans_cut_short and (im.info.get("progressive") or im.info.get("progression")):
         # A progressive JPEG sends the whole picture coarse first: cut short, it lacks detail, not rows.
         metadata["missing_detail"] = True
     # An MPO's later pictures are previews of the first; a TIFF's or GIF's may be other views.
@@ -230,7 +232,8 @@ def _read_pillow(data: bytes, label: str, kind: str) -> XRay:
         im = ImageOps.exif_transpose(im)
     except Exception:
         pass  # an unreadable orientation tag should not cost the reading; show the image as stored
-    if "A" in im.getbands() or "a" in im.getbands() or "transparency" in im.info:
+    # Only where _to_grey blends the picture with its transparency (a colour key on L or RGB it ignores).
+    if "A" in im.getbands() or "a" in im.getbands() or (im.mode == "P" and "transparency" in im.info):
         alpha = np.asarray((im if "A" in im.getbands() else im.convert("RGBA")).getchannel("A"))
         step = grid_step(alpha)
         if np.mean(alpha[::step, ::step] < 128) > 0.5:

@@ -92,8 +92,8 @@ def results_csv(results: list[tuple[str, Diagnosis | str]]) -> bytes:
     threshold = diagnoses[0].threshold if diagnoses and diagnoses[0].fracture_probability is not None else None
     frame["Decision threshold (%)"] = np.nan if threshold is None else round(100 * threshold, 1)
     frame["Notice"] = config.NOTICE
-    text_columns = frame.select_dtypes(include="object").columns
-    frame[text_columns] = frame[text_columns].map(lambda cell: spreadsheet_safe(cell) if isinstance(cell, str) else cell)
+    for column in frame.columns:
+        frame[column] = [spreadsheet_safe(cell) if isinstance(cell, str) else cell for cell in frame[column]]
     return frame.to_csv(index=False).encode("utf-8")
 
 

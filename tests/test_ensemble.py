@@ -212,6 +212,9 @@ def test_a_member_read_out_of_a_joined_model_answers_as_it_did_inside_it():
         np.testing.assert_array_equal(a, np.asarray(b))
     with pytest.raises(ValueError, match="no member 2"):
         member_of(joined, 2, PreprocessSpec(size=SIZE), 1)
+    plain = join(random_members(architecture="custom_cnn", outputs=TYPE_CLASSES))
+    with pytest.raises(ValueError, match="share one dense head"):
+        member_of(plain, 0, PreprocessSpec(size=SIZE), TYPE_CLASSES)
 
 
 def test_the_command_reads_a_member_out_as_a_start_for_training(two_members, tmp_path, capsys):

@@ -20,12 +20,18 @@ def test_the_softmax_fit_separates_separable_classes_and_the_penalty_shrinks_it(
     assert np.allclose(softmax(features @ weights + biases).sum(axis=1), 1.0)
 
 
-def test_the_features_are_what_the_models_own_head_pools(tiny_models_dir):
-    from fracture_app.models import load_model
+def test_the_features_of_a_joined_model_are_its_members_pooled_features_side_by_side():
+    import keras
 
-    model = load_model(tiny_models_dir / "fracture_binary.keras")
-    extractor = feature_extractor(model.keras_model)
-    assert extractor.output.shape[-1] == model.keras_model.get_layer("pool").output.shape[-1]
+    from tests.test_ensemble import SIZE, random_members
+    from training.ensemble import join
+
+    members = random_members()
+    images = np.random.default_rng(1).random((2, SIZE, SIZE, 1)).astype(np.float32)
+    pooled = [keras.Model(member.inputs, member.get_layer("pool").output)(images) for member in members]
+    features = feature_extractor(join(members))(images)
+    np.testing.assert_allclose(np.asarray(features), np.concatenate([np.asarray(p) for p in pooled], axis=1),
+                               rtol=1e-5, atol=1e-6)
 
 
 def test_the_command_measures_on_validation_and_says_why_it_cannot(tiny_models_dir, tmp_path, capsys):

@@ -93,8 +93,10 @@ def member_of(joined, index: int, spec, outputs: int):
     prefix = MEMBER_PREFIX.format(index=index)
     if not any(layer.name.startswith(prefix) for layer in joined.layers):
         raise ValueError(f"{joined.name} has no member {index}")
-    with_map = _has_layers(joined, prefix + FRACTURE_MAP)
-    member = architectures.build(JOINABLE[1] if with_map else JOINABLE[0], spec, outputs)
+    if not _has_layers(joined, prefix + FRACTURE_MAP):
+        raise ValueError("only a joined custom_cnn_map (the binary model) gives its members back: joined custom_cnn "
+                         "models share one dense head, so a member's own head is not in the file")
+    member = architectures.build(JOINABLE[1], spec, outputs)
     for layer in member.layers:
         if layer.weights:
             layer.set_weights(joined.get_layer(prefix + layer.name).get_weights())
