@@ -4,7 +4,7 @@ Where the samples come from (first match wins):
 
   1. the folder named by the environment variable FRACTURE_SAMPLES_DIR, else `sample_images/`;
   2. in that folder, `labels.csv` with columns `file,source,ground_truth`, where ground_truth is
-     "Not fractured", "Fractured" or one of the ten fracture-type names;
+     "Not fractured", "Fractured" or one of the fracture-type names (config.FRACTURE_TYPES);
   3. otherwise the folder read as a data set, in any layout `fracture_app.data_layout.discover` knows
      (FracAtlas, Bone Break, class folders), or a folder holding several such data sets; the images the
      models trained or were tuned on, by their split files, are left out.

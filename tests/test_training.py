@@ -280,7 +280,7 @@ def test_a_negative_map_loss_weight_is_a_usage_error(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
         train(["--task", "binary", "--data", str(tmp_path), "--map-loss-weight", "-1"])
     assert exit_info.value.code == 2
-    assert "--map-loss-weight not negative" in capsys.readouterr().err
+    assert "--map-loss-weight must not be negative" in capsys.readouterr().err
 
 
 def test_weight_averaging_ships_the_average_rather_than_the_last_step(tiny_models_dir, tmp_path):
@@ -303,11 +303,14 @@ def test_weight_averaging_ships_the_average_rather_than_the_last_step(tiny_model
     assert "weight_average_momentum" not in card(tmp_path / "raw", config.BINARY_TASK)["training"]
 
 
-def test_a_weight_average_momentum_of_one_is_a_usage_error(tmp_path, capsys):
+@pytest.mark.parametrize("option, value, said", [("--weight-average", "1", "--weight-average must be in [0, 1)"),
+                                                  ("--map-loss-weight", "nan", "--map-loss-weight must not be negative"),
+                                                  ("--img-size", "16", "--img-size must be at least 32")])
+def test_an_out_of_range_option_is_a_usage_error_that_names_it(tmp_path, capsys, option, value, said):
     with pytest.raises(SystemExit) as exit_info:
-        train(["--task", "binary", "--data", str(tmp_path), "--weight-average", "1"])
+        train(["--task", "binary", "--data", str(tmp_path), option, value])
     assert exit_info.value.code == 2
-    assert "--weight-average in [0, 1)" in capsys.readouterr().err
+    assert said in capsys.readouterr().err
 
 
 def test_help_names_every_option(capsys):
@@ -573,7 +576,7 @@ def test_fine_tune_share_sets_which_backbone_layers_learn(share):
 def test_a_fine_tune_share_outside_zero_to_one_is_a_usage_error(tmp_path, capsys, share):
     with pytest.raises(SystemExit):
         train(["--task", "type", "--data", str(tmp_path), "--fine-tune-share", share])
-    assert "--fine-tune-share in (0, 1]" in capsys.readouterr().err
+    assert "--fine-tune-share must be in (0, 1]" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("arguments", [["--arch", "custom_cnn"], ["--arch", "resnet50", "--weights", "none"]])

@@ -11,6 +11,7 @@ import tempfile
 from pathlib import Path
 
 from fracture_app import config
+from fracture_app.data_layout import SPLITS
 from fracture_app.models import card_path_for, sha256_of
 
 INTENDED_USE = (
@@ -82,7 +83,7 @@ def limitations(task: str, weights_init: str, split_sizes: dict, weights_sha256:
     else:
         digest = f" (sha256 {weights_sha256[:12]}…)" if weights_sha256 else ""
         start = f"Started from the layers it shares with an earlier model, {Path(weights_init).name}{digest}, then trained"
-    sizes = {split: split_sizes.get(split, 0) for split in ("train", "val", "test")}
+    sizes = {split: split_sizes.get(split, 0) for split in SPLITS}
     items = [f"{start} on {sizes['train']} public images (validated on {sizes['val']}, tested on {sizes['test']} "
              "others); far smaller than clinical data sets.", *GENERAL_LIMITATIONS]
     return items + [TYPE_LIMITATION] if task == config.TYPE_TASK else items

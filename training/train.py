@@ -103,13 +103,17 @@ def parse_args(argv=None) -> argparse.Namespace:
         parser.error(f"--split: no such file {args.split}")
     if args.resume and not (args.resume / CHECKPOINT_FILE).is_file():
         parser.error(f"--resume: no checkpoint ({CHECKPOINT_FILE}) in {args.resume}")
-    if args.epochs < 1 or args.batch_size < 1 or args.img_size < 32 or (
-            args.learning_rate is not None and not args.learning_rate > 0) or args.map_loss_weight < 0 or not (
-            0 <= args.weight_average < 1) or (args.time_limit is not None and not args.time_limit > 0) or not (
-            0 < args.fine_tune_share <= 1):
-        parser.error("--epochs, --batch-size and --learning-rate must be positive, --map-loss-weight not negative, "
-                     "--weight-average in [0, 1), --fine-tune-share in (0, 1], --time-limit positive and --img-size "
-                     "at least 32")
+    for holds, message in (  # written so that NaN fails each one
+            (args.epochs >= 1, "--epochs must be at least 1"),
+            (args.batch_size >= 1, "--batch-size must be at least 1"),
+            (args.img_size >= 32, "--img-size must be at least 32"),
+            (args.learning_rate is None or args.learning_rate > 0, "--learning-rate must be positive"),
+            (args.map_loss_weight >= 0, "--map-loss-weight must not be negative"),
+            (0 <= args.weight_average < 1, "--weight-average must be in [0, 1)"),
+            (args.time_limit is None or args.time_limit > 0, "--time-limit must be positive"),
+            (0 < args.fine_tune_share <= 1, "--fine-tune-share must be in (0, 1]")):
+        if not holds:
+            parser.error(message)
     if args.arch == "custom_cnn_map" and args.img_size % architectures.MAP_SIZE_MULTIPLE:
         # Checked here, not when the model is built: by then minutes of decoding would be lost.
         parser.error(f"--arch custom_cnn_map needs an --img-size that is a multiple of {architectures.MAP_SIZE_MULTIPLE}")
