@@ -21,9 +21,13 @@ BACKBONES = {
     "densenet121": (keras.applications.DenseNet121, "torch"),
     "mobilenetv2": (keras.applications.MobileNetV2, "tf"),
 }
-ARCHITECTURES = ("custom_cnn", "custom_cnn_map", *BACKBONES)
+CUSTOM_CNN, CUSTOM_CNN_MAP = "custom_cnn", "custom_cnn_map"
+ARCHITECTURES = (CUSTOM_CNN, CUSTOM_CNN_MAP, *BACKBONES)
 # Channels each architecture expects: pretrained backbones were made for RGB.
-CHANNELS = {"custom_cnn": 1, "custom_cnn_map": 1, **{name: 3 for name in BACKBONES}}
+CHANNELS = {CUSTOM_CNN: 1, CUSTOM_CNN_MAP: 1, **{name: 3 for name in BACKBONES}}
+# Every architecture's head: its last feature map pooled (POOL), then one dense layer of logits (LOGITS). Training's
+# losses, the ensemble, the probe and Grad-CAM find these layers by name.
+POOL, LOGITS = "pool", "logits"
 # The custom CNN with a fracture map: a per-cell fracture logit at 1/8 of the input, trained on the
 # FracAtlas boxes and pooled into the answer, so the Grad-CAM on it points where the model found a fracture.
 # Its features join block2 (1/8, fine) with block3 (1/16, more context) brought up to 1/8.
@@ -44,8 +48,8 @@ def build(name: str, spec: PreprocessSpec, num_outputs: int, weights: str = "non
     """
     if name not in ARCHITECTURES:
         raise ValueError(f"unknown architecture {name!r}; choose one of {', '.join(ARCHITECTURES)}")
-    if name in ("custom_cnn", "custom_cnn_map"):
-        model = custom_cnn(spec, num_outputs, fracture_map=name == "custom_cnn_map")
+    if name in (CUSTOM_CNN, CUSTOM_CNN_MAP):
+        model = custom_cnn(spec, num_outputs, fracture_map=name == CUSTOM_CNN_MAP)
         if weights not in ("none", None):
             copy_matching_weights(model, Path(weights))
         return model
@@ -95,9 +99,9 @@ def custom_cnn(spec: PreprocessSpec, num_outputs: int, fracture_map: bool = Fals
         trunk = keras.Model(inputs, x)
         fine, coarse = (trunk.get_layer(name).output for name in FRACTURE_MAP_BLOCKS)
         outputs = _fracture_map_head(x, fine, coarse, num_outputs)
-        return keras.Model(inputs, outputs, name="custom_cnn_map")
+        return keras.Model(inputs, outputs, name=CUSTOM_CNN_MAP)
     outputs = _head(x, num_outputs)
-    return keras.Model(inputs, outputs, name="custom_cnn")
+    return keras.Model(inputs, outputs, name=CUSTOM_CNN)
 
 
 def _fracture_map_head(features, fine, coarse, num_outputs: int):
@@ -142,10 +146,10 @@ def backbone_classifier(name: str, spec: PreprocessSpec, num_outputs: int, weigh
 
 
 def _head(features, num_outputs: int):
-    x = layers.GlobalAveragePooling2D(name="pool")(features)
+    x = layers.GlobalAveragePooling2D(name=POOL)(features)
     x = layers.Dropout(HEAD_DROPOUT, name="dropout")(x)
     # float32 logits even under mixed precision, so calibration and thresholds stay exact.
-    return layers.Dense(num_outputs, dtype="float32", name="logits")(x)
+    return layers.Dense(num_outputs, dtype="float32", name=LOGITS)(x)
 
 
 def _normaliser(mode: str) -> layers.Layer:

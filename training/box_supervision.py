@@ -63,6 +63,7 @@ def batches_with_boxes(inputs, labels, masks, map_side: int, batch_size: int, tr
     from keras import ops
 
     from training import augment
+    from training.architectures import FRACTURE_MAP, LOGITS
     from training.pipeline import feed
 
     channels, pool = inputs.shape[-1], inputs.shape[1] // map_side
@@ -75,7 +76,7 @@ def batches_with_boxes(inputs, labels, masks, map_side: int, batch_size: int, tr
             moved = augment.warp(ops.concatenate([images, mask], axis=-1), draws)
             images, mask = augment.expose(moved[..., :channels], draws), moved[..., channels:]
         cells = ops.cast(ops.max_pool(mask, pool, pool, "valid") >= MASK_THRESHOLD, "float32")
-        targets = {"logits": ops.cast(label, "float32")[:, None], "fracture_map": cells}
+        targets = {LOGITS: ops.cast(label, "float32")[:, None], FRACTURE_MAP: cells}
         return (images, targets) if weight_of is None else (images, targets, ops.take(weight_of, label))
 
     draw = augment.drawer(inputs.shape[1]) if training else None

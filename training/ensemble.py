@@ -30,13 +30,11 @@ from pathlib import Path
 from fracture_app import config
 from fracture_app.errors import FractureAppError
 from fracture_app.models import artifact_paths, member_curves_path
-from training.architectures import FRACTURE_MAP
+from training.architectures import CUSTOM_CNN, CUSTOM_CNN_MAP, FRACTURE_MAP, LOGITS, POOL
 from training.card import MEMBERS_OWN_START, limitations
 
-JOINABLE = ("custom_cnn", "custom_cnn_map")
+JOINABLE = (CUSTOM_CNN, CUSTOM_CNN_MAP)
 MEMBER_PREFIX = "m{index}_"
-HEAD_LOGITS = "logits"
-HEAD_POOL = "pool"
 MEMBERS_FEATURES = "members_features"
 # Card fields that describe one member's training or measurement, not the joined file. Each member's training
 # is summarised under training.members; the figures are measured again on the joined file.
@@ -71,17 +69,17 @@ def join(members: list):
     shapes = {tuple(member.inputs[0].shape[1:]) for member in members}
     if len(shapes) != 1:
         raise ValueError(f"members take different inputs: {sorted(shapes)}")
-    with_map = [_has_layers(member, HEAD_LOGITS, FRACTURE_MAP) for member in members]
+    with_map = [_has_layers(member, LOGITS, FRACTURE_MAP) for member in members]
     if any(with_map) and not all(with_map):
         raise ValueError("members mix custom_cnn_map and other models: join models of one architecture")
     for member in members:
-        if not _has_layers(member, HEAD_POOL, HEAD_LOGITS):
-            raise ValueError(f"{member.name} is not one of {', '.join(JOINABLE)} (no {HEAD_POOL!r} and {HEAD_LOGITS!r})")
+        if not _has_layers(member, POOL, LOGITS):
+            raise ValueError(f"{member.name} is not one of {', '.join(JOINABLE)} (no {POOL!r} and {LOGITS!r})")
     inputs = keras.Input(shapes.pop(), name="xray")
     copies = [(renamed_copy(member, index, inputs), MEMBER_PREFIX.format(index=index))
               for index, member in enumerate(members)]
     answer = _mean_of_maps_and_heads(copies) if all(with_map) else _mean_of_pooled_heads(copies, members)
-    architecture = JOINABLE[1] if all(with_map) else JOINABLE[0]
+    architecture = CUSTOM_CNN_MAP if all(with_map) else CUSTOM_CNN
     return keras.Model(inputs, answer, name=f"{architecture}_ensemble")
 
 
@@ -96,7 +94,7 @@ def member_of(joined, index: int, spec, outputs: int):
     if not _has_layers(joined, prefix + FRACTURE_MAP):
         raise ValueError("only a joined custom_cnn_map (the binary model) gives its members back: joined custom_cnn "
                          "models share one dense head, so a member's own head is not in the file")
-    member = architectures.build(JOINABLE[1], spec, outputs)
+    member = architectures.build(CUSTOM_CNN_MAP, spec, outputs)
     for layer in member.layers:
         if layer.weights:
             layer.set_weights(joined.get_layer(prefix + layer.name).get_weights())
@@ -110,7 +108,7 @@ def _has_layers(model, *names: str) -> bool:
 def _mean_of_maps_and_heads(copies):
     from keras import layers
 
-    heads = [copy.get_layer(prefix + HEAD_LOGITS).output for copy, prefix in copies]
+    heads = [copy.get_layer(prefix + LOGITS).output for copy, prefix in copies]
     maps = [copy.get_layer(prefix + FRACTURE_MAP).output for copy, prefix in copies]
     head = layers.Average(dtype="float32", name="mean_logits")(heads)
     fracture_map = layers.Average(dtype="float32", name=FRACTURE_MAP)(maps)
@@ -124,11 +122,11 @@ def _mean_of_pooled_heads(copies, members):
     import numpy as np
     from keras import layers
 
-    features = [copy.get_layer(prefix + HEAD_POOL).input for copy, prefix in copies]
+    features = [copy.get_layer(prefix + POOL).input for copy, prefix in copies]
     side_by_side = layers.Concatenate(name=MEMBERS_FEATURES)(features)
-    pooled = layers.GlobalAveragePooling2D(name=HEAD_POOL)(side_by_side)
-    heads = [member.get_layer(HEAD_LOGITS).get_weights() for member in members]
-    logits = layers.Dense(heads[0][1].shape[0], dtype="float32", name=HEAD_LOGITS)
+    pooled = layers.GlobalAveragePooling2D(name=POOL)(side_by_side)
+    heads = [member.get_layer(LOGITS).get_weights() for member in members]
+    logits = layers.Dense(heads[0][1].shape[0], dtype="float32", name=LOGITS)
     answer = logits(pooled)
     logits.set_weights([np.concatenate([kernel for kernel, _ in heads]) / len(heads),
                         np.mean([bias for _, bias in heads], axis=0)])

@@ -165,12 +165,12 @@ def _training_setup(model, arrays, args, num_classes: int, masks):
     from training.box_supervision import batches_with_boxes, fracture_map_loss
 
     fracture_map = model.get_layer(architectures.FRACTURE_MAP).output
-    trained = keras.Model(model.inputs, {"logits": model.output, "fracture_map": fracture_map})
+    trained = keras.Model(model.inputs, {architectures.LOGITS: model.output, architectures.FRACTURE_MAP: fracture_map})
     side = fracture_map.shape[1]
     train_data = batches_with_boxes(train_x, train_y, masks["train"], side, args.batch_size, True, args.seed, weights)
     val_data = batches_with_boxes(val_x, val_y, masks["val"], side, args.batch_size, False)
-    losses = {"loss": {"logits": _loss(args.task), "fracture_map": fracture_map_loss},
-              "loss_weights": {"logits": 1.0, "fracture_map": args.map_loss_weight}}
+    losses = {"loss": {architectures.LOGITS: _loss(args.task), architectures.FRACTURE_MAP: fracture_map_loss},
+              "loss_weights": {architectures.LOGITS: 1.0, architectures.FRACTURE_MAP: args.map_loss_weight}}
     return trained, losses, train_data, val_data, None
 
 

@@ -22,7 +22,7 @@ import numpy as np
 from fracture_app.errors import FractureAppError
 from training import metrics
 from training.crossval import fold_rows
-from training.ensemble import HEAD_POOL
+from training.architectures import POOL
 from training.validation_choices import choose_flip
 
 PENALTIES = (1e-4, 1e-3, 1e-2, 1e-1, 1.0)
@@ -30,7 +30,7 @@ FOLDS = 5
 STEPS = 3000
 MOMENTUM = 0.9
 BATCH = 32
-POOLED_FEATURES = re.compile(rf"(m\d+_)?{HEAD_POOL}")  # a model's own pooled head, or each ensemble member's
+POOLED_FEATURES = re.compile(rf"(m\d+_)?{POOL}")  # a model's own pooled head, or each ensemble member's
 
 
 def feature_extractor(keras_model):
@@ -39,7 +39,7 @@ def feature_extractor(keras_model):
 
     pooled = [layer.output for layer in keras_model.layers if POOLED_FEATURES.fullmatch(layer.name)]
     if not pooled:
-        raise FractureAppError(f"{keras_model.name} has no pooled head ({HEAD_POOL!r}) to read features from")
+        raise FractureAppError(f"{keras_model.name} has no pooled head ({POOL!r}) to read features from")
     outputs = pooled[0] if len(pooled) == 1 else keras.layers.Concatenate(name="probe_features")(pooled)
     return keras.Model(keras_model.inputs, outputs, name="probe_features")
 

@@ -114,7 +114,7 @@ def parse_args(argv=None) -> argparse.Namespace:
             (0 < args.fine_tune_share <= 1, "--fine-tune-share must be in (0, 1]")):
         if not holds:
             parser.error(message)
-    if args.arch == "custom_cnn_map" and args.img_size % architectures.MAP_SIZE_MULTIPLE:
+    if args.arch == architectures.CUSTOM_CNN_MAP and args.img_size % architectures.MAP_SIZE_MULTIPLE:
         # Checked here, not when the model is built: by then minutes of decoding would be lost.
         parser.error(f"--arch custom_cnn_map needs an --img-size that is a multiple of {architectures.MAP_SIZE_MULTIPLE}")
     args.command = command_line("training.train", argv)
@@ -332,7 +332,7 @@ def build_card(args, dataset, spec, split_report, loaded, evaluation, history, b
             "resumed_from_checkpoint": bool(args.resume),
             "augmentation": augment.description(),
             "lr_schedule": args.lr_schedule,
-            **({"map_loss_weight": args.map_loss_weight} if args.arch == "custom_cnn_map" else {}),
+            **({"map_loss_weight": args.map_loss_weight} if args.arch == architectures.CUSTOM_CNN_MAP else {}),
             **({"weight_average_momentum": args.weight_average} if args.weight_average else {}),
             **({"fine_tune_layer_share": args.fine_tune_share}
                if architectures.trains_in_two_phases(args.arch, args.weights) else {}),
