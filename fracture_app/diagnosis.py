@@ -25,7 +25,8 @@ LIKELY = "high suspicion of fracture"
 POSSIBLE = "possible fracture — look closely"
 NOT_RULED_OUT = "fracture not ruled out — look closely"
 NOT_SEEN = "no fracture seen"
-NO_VERDICT = "No verdict: not an X-ray"
+NO_VERDICT = "No verdict"
+NOT_READABLE = "not_xray"  # the caution that withholds the verdict: not a radiograph the models can read
 
 # More than this share of coloured pixels means a photograph or drawing, not a radiograph. Measured on
 # the data sets: no FracAtlas image and under 1% of Bone Break journal figures exceed it; photographs do.
@@ -69,7 +70,7 @@ class Diagnosis:
     def verdict_withheld(self) -> bool:
         """No verdict and no type guess on a picture that does not look like an X-ray: the models' answer there
         means nothing, and a verdict in a table or a CSV would be read as one all the same."""
-        return any(caution.kind == "not_xray" for caution in self.cautions)
+        return any(caution.kind == NOT_READABLE for caution in self.cautions)
 
     @property
     def fractured(self) -> bool | None:
@@ -122,19 +123,24 @@ def looks_like_xray(xray: XRay) -> bool:
 
 
 def _unlike_an_xray(xray: XRay) -> tuple[str, str] | None:
-    """(what the picture is instead, why that shows) where it is not a radiograph; None where it may be one."""
+    """(a few words, a sentence) saying why the models give no verdict on a picture; None where they may read it."""
+    radiographs_only = "The models learned from radiographs only, so they give no verdict on it."
     modality = str(xray.metadata.get("Modality", "")).upper()
     if modality in OTHER_MODALITIES:
-        return (f"{OTHER_MODALITIES[modality]} image",
-                f"its DICOM header says it is {OTHER_MODALITIES[modality]} image, Modality {modality}")
+        kind = OTHER_MODALITIES[modality]
+        return (f"{kind.split(' ', 1)[1]} image (DICOM Modality {modality}), not a radiograph",
+                f"The DICOM header says this is {kind} image (Modality {modality}), not a radiograph. {radiographs_only}")
     if xray.colour_fraction > XRAY_COLOUR_FRACTION_LIMIT:
-        return "a colour image", "it is in colour"
+        return ("a colour image, not an X-ray",
+                f"This picture is in colour, as a photograph or a drawing is, not an X-ray. {radiographs_only}")
     if (shades := shade_count(xray.pixels)) <= FEW_SHADES:  # before roughness: a dithered copy is rough too
-        return (f"{shades} shades of grey",
-                f"it has only {shades} shades of grey, as a thresholded, dithered or posterised copy, a drawing or a grossly underexposed film has; "
-                f"every X-ray the models learned from has at least {FEWEST_XRAY_SHADES}")
+        return (f"only {shades} shades of grey: upload the original",
+                f"This picture has only {shades} shades of grey, as a thresholded, dithered or posterised copy, a "
+                f"drawing or a grossly underexposed film has; every X-ray the models learned from has at least "
+                f"{FEWEST_XRAY_SHADES}. The models cannot read it, so they give no verdict: upload the original image.")
     if roughness(xray.pixels) > XRAY_ROUGHNESS_LIMIT:
-        return "noise", "it looks like noise: neighbouring pixels barely resemble each other"
+        return ("noise, not an X-ray",
+                f"This picture looks like noise: neighbouring pixels barely resemble each other. {radiographs_only}")
     return None
 
 
@@ -154,10 +160,7 @@ TYPE_GUESS_WITHOUT_FRACTURE = Caution(
 def cautions_for(xray: XRay) -> list[Caution]:
     found, metadata = [], xray.metadata
     if unlike := _unlike_an_xray(xray):
-        what, why = unlike
-        found.append(Caution("not_xray", f"not an X-ray: {what}, the answer means nothing",
-                             f"This image does not look like an X-ray ({why}). The models were trained "
-                             "on radiographs only, so their answer here means nothing."))
+        found.append(Caution(NOT_READABLE, *unlike))
     elif not (metadata.get("narrow_band") or metadata.get("low_contrast")) and looks_negative(xray.pixels):
         # (a flat picture's brightness says nothing of its polarity: the contrast caution covers it)
         found.append(Caution("negative", "bright background: a negative? a fracture may be missed",
@@ -260,6 +263,8 @@ class Diagnoser:
 
     def diagnose(self, xray: XRay, heatmap_tasks: tuple[str, ...] = config.TASKS) -> Diagnosis:
         diagnosis = self.diagnose_batch([xray])[0]
+        if diagnosis.verdict_withheld:  # no heat map either: a hot spot would read as a finding
+            return diagnosis
         heatmaps = {task: self.heatmap(xray, task, diagnosis) for task in heatmap_tasks if task in self.models}
         return dataclasses.replace(diagnosis, heatmaps=heatmaps)
 

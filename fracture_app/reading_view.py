@@ -14,7 +14,7 @@ import pandas as pd
 import streamlit as st
 
 from fracture_app import config
-from fracture_app.diagnosis import LIKELY, NO_VERDICT, NOT_RULED_OUT, NOT_SEEN, POSSIBLE, Diagnosis
+from fracture_app.diagnosis import LIKELY, NO_VERDICT, NOT_READABLE, NOT_RULED_OUT, NOT_SEEN, POSSIBLE, Diagnosis
 from fracture_app.gradcam import DEFAULT_OPACITY, overlay
 from fracture_app.preprocess import at_most, to_uint8
 from fracture_app.report import TYPE_GUESS_CAVEAT, dicom_summary, percent, report_pdf, report_png
@@ -116,7 +116,9 @@ def render_results_table(results: list[tuple[str, Diagnosis | str]], key: str) -
         },
     )
     st.download_button("Download the table (CSV)", data=results_csv(results), file_name="fracture_readings.csv",
-                       mime="text/csv", icon=":material/download:", on_click="ignore", key=f"{key}_csv")
+                       mime="text/csv", icon=":material/download:", on_click="ignore", key=f"{key}_csv",
+                       help="A cell starting with =, +, - or @ (a file name can) gets a leading ' in the CSV, so "
+                            "that a spreadsheet shows it as text instead of running it as a formula.")
 
 
 # ---- showing one reading ---------------------------------------------------------------------------------
@@ -136,11 +138,15 @@ def render_warnings(diagnosis: Diagnosis) -> None:
 
 def render_verdict(diagnosis: Diagnosis, ground_truth: str | None = None) -> None:
     """Verdict, probability and threshold (with the ground truth first when it is known), then the band."""
-    render_warnings(diagnosis)
-    if diagnosis.verdict_withheld:
-        st.info(f"**{NO_VERDICT}.** The models answer whatever they are shown, so on this picture they give no "
-                "verdict and no type guess here.", icon=":material/block:")
+    if diagnosis.verdict_withheld:  # the reason once, as the verdict's place; any other caution above it
+        for caution in diagnosis.cautions:
+            if caution.kind != NOT_READABLE:
+                st.warning(caution.text, icon=CAUTION_ICONS.get(caution.kind, ":material/warning:"))
+        reason = next(caution for caution in diagnosis.cautions if caution.kind == NOT_READABLE)
+        st.info(f"**{NO_VERDICT}.** {reason.text} No type guess and no heat map either: on a picture the models "
+                "cannot read, a hot spot would look like a finding.", icon=":material/block:")
         return
+    render_warnings(diagnosis)
     if diagnosis.fracture_probability is None:
         st.info("No fracture model is loaded, so there is no verdict; only the type model's guess is shown.")
         return

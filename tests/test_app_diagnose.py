@@ -179,8 +179,10 @@ def test_colour_photo_is_flagged_as_not_an_xray():
     photo = Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg"  # a real colour photograph
     at = upload(run_app(), ("holiday.jpg", photo.read_bytes()))
     assert_clean(at)
-    assert any("does not look like an X-ray" in w.value for w in at.warning)
-    assert "Verdict" not in metrics(at) and any(reading_view.NO_VERDICT in i.value for i in at.info)
+    assert any(reading_view.NO_VERDICT in i.value and "This picture is in colour" in i.value for i in at.info)
+    assert "Verdict" not in metrics(at) and not any("colour" in w.value for w in at.warning), "the reason once"
+    captions = [caption for image in at.image for caption in image.captions]
+    assert captions == ["Original: holiday.jpg"], "the original alone: no heat map"
     assert not any("type model's guess" in m.value for m in at.markdown)
 
 

@@ -130,7 +130,7 @@ def test_a_colour_photograph_gets_no_verdict_and_its_reason_as_the_error(tiny_mo
                         str(tmp_path / "photo.png")], capsys)
     assert code == 1, "not every input got a verdict"
     row = json.loads(out)[0]
-    assert row["error"].startswith("no verdict: not an X-ray")
+    assert row["error"].startswith("no verdict: a colour image, not an X-ray")
     assert row["fractured"] is None and row["fracture_probability"] is None and row["fracture_type"] is None
     assert not list((tmp_path / "heat").iterdir()), "no overlay for a picture without a verdict"
 

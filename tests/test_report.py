@@ -86,7 +86,7 @@ def test_not_fractured_report_and_a_reading_without_heat_maps():
 def test_a_report_on_noise_gives_no_verdict_and_no_type_guess():
     noise = np.random.default_rng(0).random((200, 300), dtype=np.float32)
     text = pdf_text(report_pdf(make_diagnosis(pixels=noise, heat=False)))
-    assert "No verdict: not an X-ray" in text and "does not look like an X-ray" in text
+    assert "Verdict No verdict" in text.replace("\n", " ") and "looks like noise" in text
     assert "fracture probability" not in text and "Oblique fracture" not in text
 
 
