@@ -58,6 +58,8 @@ class Diagnosis:
     heatmaps: dict[str, np.ndarray] = field(default_factory=dict)  # task → map on the original pixels
     model_versions: dict[str, str] = field(default_factory=dict)
     model_measures: dict[str, str] = field(default_factory=dict)  # task → how it measured, from its card
+    # Of the card's test X-rays without a fracture and with one, the shares that scored in this reading's band.
+    band_measured: tuple[float, float] | None = None
     # About the image itself (the app shows these above everything else): judged once, on the picture as read, and
     # carried by every copy (dataclasses.replace), such as the smaller copy a browser session keeps.
     cautions: tuple["Caution", ...] | None = None
@@ -205,6 +207,23 @@ def cautions_for(xray: XRay) -> list[Caution]:
     return found
 
 
+def band_shares(operating_points: dict, test: dict) -> dict[str, tuple[float, float]]:
+    """For each band, the shares of the card's test X-rays (without a fracture, with one) that scored in it, from
+    the specificity and sensitivity measured at its three operating points; {} where a figure is missing or the
+    points are out of order."""
+    try:
+        low, high = operating_points["high_sensitivity"]["test"], operating_points["high_specificity"]["test"]
+        specificity = (low["specificity"], test["specificity"], high["specificity"])
+        sensitivity = (low["sensitivity"], test["sensitivity"], high["sensitivity"])
+    except (KeyError, TypeError):
+        return {}
+    shares = {NOT_SEEN: (specificity[0], 1 - sensitivity[0]),
+              NOT_RULED_OUT: (specificity[1] - specificity[0], sensitivity[0] - sensitivity[1]),
+              POSSIBLE: (specificity[2] - specificity[1], sensitivity[1] - sensitivity[2]),
+              LIKELY: (1 - specificity[2], sensitivity[2])}
+    return shares if all(share >= 0 for pair in shares.values() for share in pair) else {}
+
+
 def confidence_band(probability: float, operating_points: dict, threshold: float) -> str:
     """Plain words from the decision threshold and the card's two other operating points.
 
@@ -274,13 +293,14 @@ class Diagnoser:
         binary = self.models.get(config.BINARY_TASK)
         threshold = binary.card.threshold if binary else MIDPOINT_THRESHOLD
         points = binary.card.operating_points if binary else {}
+        measured = band_shares(points, binary.card.data.get("metrics", {}).get("test", {})) if binary else {}
         results = []
         for index, xray in enumerate(xrays):
             probability = None if fracture is None else float(fracture[index])
             ranked = {} if types is None else self._ranked(types[index])
             band = None if probability is None else confidence_band(probability, points, threshold)
             results.append(Diagnosis(xray, probability, threshold, band, ranked, {}, self.model_versions,
-                                     self.model_measures))
+                                     self.model_measures, band_measured=measured.get(band)))
         return results
 
     def heatmap(self, xray: XRay, task: str, diagnosis: Diagnosis) -> np.ndarray:

@@ -162,7 +162,12 @@ def render_verdict(diagnosis: Diagnosis, ground_truth: str | None = None) -> Non
     columns[0].metric("Verdict", diagnosis.verdict)
     columns[1].metric("Fracture probability", percent(diagnosis.fracture_probability), help=threshold_help)
     style, icon = BAND_STYLE.get(diagnosis.band, ("info", None))
-    getattr(st, style)(f"**{diagnosis.band.capitalize()}.** {BAND_ADVICE.get(diagnosis.band, '')}", icon=icon)
+    measured = ""
+    if diagnosis.band_measured:
+        without, with_fracture = diagnosis.band_measured
+        measured = (f" On the model's test split this band held {without:.0%} of the X-rays without a fracture and "
+                    f"{with_fracture:.0%} of those with one.")
+    getattr(st, style)(f"**{diagnosis.band.capitalize()}.** {BAND_ADVICE.get(diagnosis.band, '')}{measured}", icon=icon)
 
 
 def render_type_guess(diagnosis: Diagnosis) -> None:

@@ -112,6 +112,10 @@ def test_uploaded_xray_gets_the_same_verdict_as_the_core(fractured_xray_path, ti
     assert shown["Fracture probability"] == percent(expected.fracture_probability)
     callouts = [element.value for element in (*at.success, *at.warning, *at.error)]
     assert any(expected.band.capitalize() in text for text in callouts), callouts
+    if expected.band_measured:
+        without, with_fracture = expected.band_measured
+        assert any(f"held {without:.0%} of the X-rays without a fracture and {with_fracture:.0%}" in text
+                   for text in callouts), callouts
     captions = [caption for image in at.image for caption in image.captions]
     assert any(caption.startswith("Original") for caption in captions)
     assert any(caption.startswith("Grad-CAM") for caption in captions)

@@ -5,8 +5,10 @@ import pytest
 
 from fracture_app import config
 from fracture_app.diagnosis import (LIKELY, NOT_RULED_OUT, NOT_SEEN, POSSIBLE, Diagnoser, Diagnosis,
-                                    cautions_for, confidence_band)
+                                    band_shares, cautions_for, confidence_band)
 from fracture_app.imaging import XRay, read_image
+
+from conftest import FRACATLAS_FIXTURES
 
 
 @pytest.fixture(scope="module")
@@ -116,3 +118,28 @@ def test_the_heat_map_is_blurred_as_the_card_says(tiny_models_dir, tmp_path, fra
         prepare(xray.pixels, model.spec), 1)
     expected = heatmap_on_image(smoothed(raw, 1.0), xray.pixels.shape, model.spec.size)
     np.testing.assert_allclose(diagnoser.diagnose(xray).heatmaps["binary"], expected, atol=1e-4)
+
+
+def test_each_band_says_what_share_of_the_cards_test_xrays_it_held(diagnoser):
+    points = {"high_sensitivity": {"test": {"sensitivity": 0.95, "specificity": 0.5}},
+              "high_specificity": {"test": {"sensitivity": 0.7, "specificity": 0.96}}}
+    shares = band_shares(points, {"sensitivity": 0.88, "specificity": 0.86})
+    assert shares[NOT_SEEN] == pytest.approx((0.5, 0.05)) and shares[LIKELY] == pytest.approx((0.04, 0.7))
+    assert shares[NOT_RULED_OUT] == pytest.approx((0.36, 0.07)) and shares[POSSIBLE] == pytest.approx((0.10, 0.18))
+    assert band_shares(points, {"sensitivity": 0.99, "specificity": 0.86}) == {}, "points out of order: no figures"
+    assert band_shares({}, {"sensitivity": 0.88, "specificity": 0.86}) == {}
+    card = diagnoser.models[config.BINARY_TASK].card
+    measured = band_shares(card.operating_points, card.data["metrics"]["test"])
+    xray = read_image(sorted((FRACATLAS_FIXTURES / "images").rglob("*.jpg"))[0])
+    diagnosis = diagnoser.diagnose_batch([xray])[0]
+    assert diagnosis.band_measured == measured.get(diagnosis.band)
+
+
+def test_the_shipped_cards_bands_each_have_their_share_and_the_shares_add_up():
+    import json
+
+    card = json.loads((config.SHIPPED_MODELS_DIR / "fracture_binary.json").read_text())
+    shares = band_shares(card["operating_points"], card["metrics"]["test"])
+    assert set(shares) == {NOT_SEEN, NOT_RULED_OUT, POSSIBLE, LIKELY}
+    assert sum(without for without, _ in shares.values()) == pytest.approx(1)
+    assert sum(with_fracture for _, with_fracture in shares.values()) == pytest.approx(1)
