@@ -41,11 +41,18 @@ def parse_args(argv=None) -> argparse.Namespace:
         description="Train the binary fracture model or the fracture-type model on a folder of X-rays. "
         "The data layout is recognised by itself: FracAtlas (images/Fractured, images/Non_fractured), "
         "Bone Break (<class>/Train, <class>/Test) or class folders, optionally inside train/val/test.",
+        epilog="The defaults make a plain model; the shipped models' exact commands (architecture, size, schedule, "
+               "starting weights) are in the README's Training section and in each model card.",
     )
+    binary, fracture_type = config.BINARY_TASK, config.TYPE_TASK
     parser.add_argument("--task", choices=config.TASKS, required=True, help="binary: fractured or not; type: fracture type")
     parser.add_argument("--data", type=Path, required=True, help="folder holding the images")
-    parser.add_argument("--arch", choices=architectures.ARCHITECTURES, help="default: custom_cnn (binary), resnet50 (type)")
-    parser.add_argument("--img-size", type=int, help="square input side in pixels; default: 256 (binary), 224 (type)")
+    parser.add_argument("--arch", choices=architectures.ARCHITECTURES,
+                        help=f"default: {config.DEFAULT_ARCHITECTURE[binary]} (binary), "
+                             f"{config.DEFAULT_ARCHITECTURE[fracture_type]} (type)")
+    parser.add_argument("--img-size", type=int,
+                        help=f"square input side in pixels; default: {config.DEFAULT_IMG_SIZE[binary]} (binary), "
+                             f"{config.DEFAULT_IMG_SIZE[fracture_type]} (type)")
     parser.add_argument("--epochs", type=int, default=30, help="most epochs; early stopping may end sooner (default 30)")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--learning-rate", type=float,
