@@ -34,6 +34,7 @@ TASK_NAMES = {BINARY_TASK: "fracture model", TYPE_TASK: "fracture-type model"}  
 
 # Index 1 is the positive class: a binary model's single logit scores "Fractured".
 BINARY_CLASSES = ("Not fractured", "Fractured")
+NOT_FRACTURED, FRACTURED = BINARY_CLASSES
 
 # Display names exactly as the Bone Break folders spell them, in alphabetical order: the order training gives a
 # type model's outputs (data_layout sorts class folders), so a card's classes and this list agree. A model's

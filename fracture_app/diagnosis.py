@@ -307,7 +307,7 @@ class Diagnoser:
         """Grad-CAM of `task`'s answer: "Fractured" for the binary model, the top type for the type model."""
         model = self.models[task]
         if task == config.BINARY_TASK:
-            class_index = config.BINARY_CLASSES.index("Fractured")  # explain the fracture score, even when low
+            class_index = config.BINARY_CLASSES.index(config.FRACTURED)  # explain the fracture score, even when low
         else:
             class_index = model.classes.index(diagnosis.best_type[0])
         with model.call_lock:

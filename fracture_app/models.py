@@ -155,10 +155,13 @@ def calibrate(logits: np.ndarray, calibration: dict) -> np.ndarray:
         slope, intercept = (calibration["a"], calibration["b"]) if method == "platt" else (1.0, 0.0)
         return 1.0 / (1.0 + np.exp(-(slope * logits[:, 0] + intercept)))
     temperature = calibration["temperature"] if method == "temperature" else 1.0
-    scaled = logits / temperature
-    scaled -= scaled.max(axis=1, keepdims=True)
-    exp = np.exp(scaled)
-    return exp / exp.sum(axis=1, keepdims=True)
+    return softmax(logits / temperature)
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Class probabilities from each row of logits (shifted by the row's largest, so exp cannot overflow)."""
+    shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return shifted / shifted.sum(axis=1, keepdims=True)
 
 
 def as_the_app_runs_it(keras_model, flip_average: bool):

@@ -130,18 +130,19 @@ def render_grade(grade: Grade, icon: str, right_icon: str | None = None) -> None
     show(grade.message, icon=right_icon if grade.outcome == RIGHT and right_icon else icon)
 
 
-def render_warnings(diagnosis: Diagnosis) -> None:
-    """What the trainee must know before trusting anything on the page (not an X-ray, an incomplete file, …)."""
+def render_warnings(diagnosis: Diagnosis, leave_out: str | None = None) -> None:
+    """What the trainee must know before trusting anything on the page (an incomplete file, a faint picture, …);
+    `leave_out`: a kind of caution the caller says in its own place."""
     for caution in diagnosis.cautions:
+        if caution.kind == leave_out:
+            continue
         st.warning(caution.text, icon=CAUTION_ICONS.get(caution.kind, ":material/warning:"))
 
 
 def render_verdict(diagnosis: Diagnosis, ground_truth: str | None = None) -> None:
     """Verdict, probability and threshold (with the ground truth first when it is known), then the band."""
     if diagnosis.verdict_withheld:  # the reason once, as the verdict's place; any other caution above it
-        for caution in diagnosis.cautions:
-            if caution.kind != NOT_READABLE:
-                st.warning(caution.text, icon=CAUTION_ICONS.get(caution.kind, ":material/warning:"))
+        render_warnings(diagnosis, leave_out=NOT_READABLE)
         reason = next(caution for caution in diagnosis.cautions if caution.kind == NOT_READABLE)
         st.info(f"**{NO_VERDICT}.** {reason.text} No type guess and no heat map either: on a picture the models "
                 "cannot read, a hot spot would look like a finding.", icon=":material/block:")

@@ -21,10 +21,10 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from fracture_app import config
+from fracture_app.config import FRACTURED, NOT_FRACTURED
 from fracture_app.data_layout import normalise
 
 LABELS_FILE = "labels.csv"
-NOT_FRACTURED, FRACTURED = config.BINARY_CLASSES
 ALL = "All samples"
 ANY_FRACTURE = "Fractured (any type)"
 # How deep to look for data sets inside the samples folder (tests/fixtures holds two side by side).

@@ -8,8 +8,7 @@ from fracture_app.samples import grade, pick
 
 CASE, COMMITTED, GRADE, GUESS, SCORE = "teach_case", "teach_committed", "teach_grade", "teach_guess", "teach_score"
 NOT_SURE = "Not sure / not applicable"
-NOT_FRACTURED, FRACTURED = config.BINARY_CLASSES
-FRACTURE_CHOICES = (FRACTURED, NOT_FRACTURED)
+FRACTURE_CHOICES = (config.FRACTURED, config.NOT_FRACTURED)
 
 
 def new_score() -> dict:
@@ -80,14 +79,14 @@ def main() -> None:
                 form_col.warning("Choose “Fractured” or “Not fractured” first.")
                 return
             guessed_type = None if kind == NOT_SURE else kind
-            result = grade(case, fractured == FRACTURED, guessed_type)
+            result = grade(case, fractured == config.FRACTURED, guessed_type)
             score = st.session_state[SCORE]
             score["cases"] += 1
             score["fracture_correct"] += result.fracture_correct
             score["types_scored"] += result.type_scored
             score["types_correct"] += result.type_correct
             st.session_state[GRADE] = result
-            st.session_state[GUESS] = fractured + (f" ({guessed_type})" if guessed_type and fractured == FRACTURED else "")
+            st.session_state[GUESS] = fractured + (f" ({guessed_type})" if guessed_type and fractured == config.FRACTURED else "")
             st.session_state[COMMITTED] = True
             st.rerun()
         return

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from fracture_app.errors import FractureAppError
+from fracture_app.models import softmax
 from training import metrics
 from training.crossval import fold_rows
 from training.architectures import POOL
@@ -74,11 +75,6 @@ def fit_softmax(features: np.ndarray, labels: np.ndarray, classes: int, penalty:
         velocity_b = MOMENTUM * velocity_b - step * error.sum(axis=0)
         weights, biases = weights + velocity_w, biases + velocity_b
     return weights, biases
-
-
-def softmax(logits: np.ndarray) -> np.ndarray:
-    shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
-    return shifted / shifted.sum(axis=1, keepdims=True)
 
 
 class Standardiser:
