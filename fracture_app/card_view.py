@@ -31,7 +31,7 @@ def _epochs_line(training: dict) -> str:
             f"(best {training.get('best_epoch', '?')}), batch size {training.get('batch_size', '?')}\n")
 
 
-def _duration(seconds) -> str:
+def duration_words(seconds) -> str:
     if not seconds:
         return "n/a"
     minutes, secs = divmod(int(round(float(seconds))), 60)
@@ -83,7 +83,7 @@ def render_targets(targets: list[dict] | None) -> None:
     frame = pd.DataFrame({
         "Target": [target["target"] for target in targets],
         "Measured": [_measured(target["measured"]) for target in targets],
-        "95% interval": [_interval(target.get("interval")) for target in targets],
+        "95% interval": [interval_words(target.get("interval")) for target in targets],
         "Met": [{True: "yes", False: "no", None: "not measured"}[target["met"]] for target in targets],
     })
     st.dataframe(frame, hide_index=True)
@@ -93,7 +93,7 @@ def _channels(count: int) -> str:
     return "grey (1 channel)" if count == 1 else f"{count} channels"
 
 
-def _interval(bounds, style: str = "ratio") -> str:
+def interval_words(bounds, style: str = "ratio") -> str:
     return f"{_number(bounds[0], style)}–{_number(bounds[1], style)}" if bounds else ""
 
 
@@ -160,7 +160,7 @@ def _render_test_figures(card, task: str) -> None:
         st.caption(f"Grad-CAM pointing game: the hottest point fell inside an annotated fracture box on "
                    f"{game.get('hits', 0)} of {game.get('images', 0)} fractured test images "
                    f"({_number(game.get('hit_rate'), 'percent')}"
-                   + (f", 95% interval {_interval(interval, 'percent')})"
+                   + (f", 95% interval {interval_words(interval, 'percent')})"
                       if interval else ")")
                    + (f"; heat map from layer `{game.get('layer', 'last')}`{_smoothing_words(game)}, chosen on "
                       "the validation split." if data.get("gradcam") else "; heat map from the last convolutional layer."))
@@ -239,7 +239,7 @@ def _render_training(card) -> None:
     st.markdown("#### Training")
     calibration = card.calibration.get("method", "none")
     st.markdown(
-        f"- Hardware: {training.get('hardware', 'unknown')}; time: {_duration(training.get('seconds'))}\n"
+        f"- Hardware: {training.get('hardware', 'unknown')}; time: {duration_words(training.get('seconds'))}\n"
         + _epochs_line(training) +
         f"- Calibration: {calibration} (fitted on the {card.calibration.get('fitted_on', 'validation')} split)\n"
         f"- Trained at: {training.get('trained_at', 'unknown')}")
@@ -248,7 +248,7 @@ def _render_training(card) -> None:
         st.caption(f"Training time in all: {training['time_note']}")
     for number, member in enumerate(training.get("members", []), start=1):
         st.caption(f"Member {number} (sha256 {str(member.get('sha256'))[:12]}…): {member.get('epochs_run', '?')} "
-                   f"epochs (best {member.get('best_epoch', '?')}) in {_duration(member.get('seconds'))} on "
+                   f"epochs (best {member.get('best_epoch', '?')}) in {duration_words(member.get('seconds'))} on "
                    f"{member.get('hardware', 'unknown')}, trained with:")
         st.code(member.get("command") or "not recorded", language="bash")
     if training.get("command"):
@@ -285,7 +285,7 @@ def render_external_checks(checks: dict | None, version: str) -> None:
         pictures = check["source_pictures"]
         st.markdown(f"Every one of these {check['images']:,} images shows a fracture, and the model saw none of them "
                     f"in training. It called **{_number(check['share'], 'percent')}** of them fractured (95% interval "
-                    f"{_interval(check['interval'], 'percent')}); counted by source picture (augmented copies of one "
+                    f"{interval_words(check['interval'], 'percent')}); counted by source picture (augmented copies of one "
                     f"picture averaged), {pictures['found']} of {pictures['images']} "
                     f"({_number(pictures['share'], 'percent')}).")
         table = [{"Folder": folder, "Images": part["images"], "Called fractured (95% interval)":
@@ -305,7 +305,7 @@ def _with_interval(value, bounds, style: str) -> str:
         return "n/a (one class only)"
     if bounds and bounds[1] - bounds[0] < 1e-9:  # every bootstrap resample agreed (perfect ranking): not certainty
         return f"{_number(value, style)} (too few to bound)"
-    return f"{_number(value, style)} ({_interval(bounds, style)})" if bounds else _number(value, style)
+    return f"{_number(value, style)} ({interval_words(bounds, style)})" if bounds else _number(value, style)
 
 
 def _flip_sentence(flip: dict | None) -> str:
@@ -321,7 +321,7 @@ def _flip_sentence(flip: dict | None) -> str:
 def _intervals_caption(test: dict, spec) -> None:
     """95% intervals under the figures: how far each could move on another sample of the same size."""
     intervals = test.get("intervals") or {}
-    parts = [f"{label} {_interval(intervals[key], style)}" for key, label, style in spec if intervals.get(key)]
+    parts = [f"{label} {interval_words(intervals[key], style)}" for key, label, style in spec if intervals.get(key)]
     if parts:
         st.caption("95% intervals: " + " · ".join(parts))
 

@@ -56,9 +56,16 @@ CLASSES = {BINARY_TASK: BINARY_CLASSES, TYPE_TASK: FRACTURE_TYPES}
 TASK_TITLES = {task: name.capitalize() for task, name in TASK_NAMES.items()}  # as a heading names them
 TASK_HELP = {BINARY_TASK: "fractured or not", TYPE_TASK: f"which of {len(FRACTURE_TYPES)} fracture types"}
 
+# Which way up an X-ray lies: index i is the picture turned i quarter turns anticlockwise from upright (np.rot90's
+# direction), so np.rot90(pixels, -i) sets it upright again. Not a task of its own for the reader: it decides how
+# the other two models are shown the picture (fracture_app.orientation).
+ORIENTATION_TASK = "orientation"
+ORIENTATIONS = ("upright", "turned a quarter turn anticlockwise", "upside down", "turned a quarter turn clockwise")
+
 MODEL_FILES = {
     BINARY_TASK: "fracture_binary.keras",
     TYPE_TASK: "fracture_type.keras",
+    ORIENTATION_TASK: "orientation.keras",
 }
 
 DEFAULT_ARCHITECTURE = {BINARY_TASK: "custom_cnn", TYPE_TASK: "resnet50"}

@@ -1,6 +1,11 @@
 """The one road from an X-ray to an answer, shared by the app, the command line and evaluation.
 
-    read_image() → prepare() → both models → calibrated probabilities → band → Grad-CAM → Diagnosis
+    read_image() → which way up → prepare() → both models → calibrated probabilities → band → Grad-CAM → Diagnosis
+
+"Which way up" is the orientation model's (fracture_app.orientation): a picture lying otherwise than the FracAtlas
+X-rays the fracture model learnt from is shown to that model turned back. The type model learnt from Bone Break's
+pictures as they were published and reads every picture as given (on its validation split, setting them the
+FracAtlas way up lowered its macro-F1 from 0.363 to 0.313: training/HISTORY.md, twenty-first session).
 """
 
 import dataclasses
@@ -15,6 +20,7 @@ from fracture_app.errors import ModelLoadError
 from fracture_app.gradcam import GradCam, heatmap_on_image
 from fracture_app.imaging import XRay
 from fracture_app.models import MIDPOINT_THRESHOLD, FractureModel, load_model, model_path_for
+from fracture_app.orientation import UPRIGHT, as_given, detected_turn, set_upright, turn_words
 from fracture_app.pixels import FEW_SHADES, FEWEST_XRAY_SHADES, LEAST_XRAY_SPREAD, roughness, shade_count
 from fracture_app.preprocess import prepare, prepare_batch
 
@@ -60,13 +66,21 @@ class Diagnosis:
     model_measures: dict[str, str] = field(default_factory=dict)  # task → how it measured, from its card
     # Of the card's test X-rays without a fracture and with one, the shares that scored in this reading's band.
     band_measured: tuple[float, float] | None = None
+    # Quarter turns (config.ORIENTATIONS) the picture seemed to lie turned, and was read turned back; how sure the
+    # orientation model was; and the fracture score of the picture as given, which a turned reading also reports.
+    turn: int = UPRIGHT
+    turn_probability: float | None = None
+    as_given_probability: float | None = None
     # About the image itself (the app shows these above everything else): judged once, on the picture as read, and
     # carried by every copy (dataclasses.replace), such as the smaller copy a browser session keeps.
     cautions: tuple["Caution", ...] | None = None
 
     def __post_init__(self):
         if self.cautions is None:
-            object.__setattr__(self, "cautions", tuple(cautions_for(self.xray)))
+            found = cautions_for(self.xray)
+            if self.turn != UPRIGHT and not any(caution.kind == NOT_READABLE for caution in found):
+                found.append(turned_caution(self.turn, self.turn_probability, self.as_given_probability))
+            object.__setattr__(self, "cautions", tuple(found))
 
     @property
     def verdict_withheld(self) -> bool:
@@ -149,7 +163,7 @@ def _unlike_an_xray(xray: XRay) -> tuple[str, str] | None:
 @dataclass(frozen=True)
 class Caution:
     """What a reader must know before trusting a reading, worded once for the app, the report and the CSV."""
-    kind: str  # not_xray, negative, low_contrast, incomplete, more_frames, guessed_brightness, narrow_band, type_without_fracture
+    kind: str  # not_xray, negative, low_contrast, incomplete, more_frames, guessed_brightness, narrow_band, turned, type_without_fracture
     brief: str  # a few words a script can grep for
     text: str  # a sentence for the app and the report
 
@@ -207,6 +221,18 @@ def cautions_for(xray: XRay) -> list[Caution]:
     return found
 
 
+def turned_caution(turn: int, probability: float | None, as_given_probability: float | None) -> Caution:
+    words = turn_words(turn)
+    sure = f", {probability:.0%} sure" if probability is not None else ""
+    as_given = (f" Read as given, its fracture score would be {as_given_probability:.0%}: if this picture does lie "
+                "the way that model learnt, go by that one.") if as_given_probability is not None else ""
+    return Caution("turned", f"read turned: it seemed {words}",
+                   f"This X-ray seems {words}, compared with the X-rays the fracture model learnt from (the orientation "
+                   f"model says so{sure}). Those were stored one way up (FracAtlas: hands fingers up, feet toes "
+                   f"down), and that model reads a picture turned from it at chance, so it read this one turned "
+                   f"back; its heat map is drawn on the picture as given. The type model reads it as given.{as_given}")
+
+
 def band_shares(operating_points: dict, test: dict) -> dict[str, tuple[float, float]]:
     """For each band, the shares of the card's test X-rays (without a fracture, with one) that scored in it, from
     the specificity and sensitivity measured at its three operating points; {} where a figure is missing or the
@@ -244,9 +270,11 @@ def confidence_band(probability: float, operating_points: dict, threshold: float
 class Diagnoser:
     """Both models and their Grad-CAMs. Build once per process; safe to share between sessions."""
 
-    def __init__(self, binary: FractureModel | None, fracture_type: FractureModel | None, problems: tuple[str, ...] = ()):
+    def __init__(self, binary: FractureModel | None, fracture_type: FractureModel | None, problems: tuple[str, ...] = (),
+                 orientation: FractureModel | None = None):
         self.models = {task: model for task, model in
                        ((config.BINARY_TASK, binary), (config.TYPE_TASK, fracture_type)) if model is not None}
+        self.orientation = orientation  # None: pictures are read as given
         self._gradcams: dict[str, GradCam] = {}
         self._gradcam_lock = threading.Lock()
         self.problems = tuple(problems)  # why a model is missing, for the pages to show
@@ -262,7 +290,12 @@ class Diagnoser:
                 problems.append(str(error))
         if not loaded:
             raise ModelLoadError("no model could be loaded: " + "; ".join(problems))
-        return cls(loaded.get(config.BINARY_TASK), loaded.get(config.TYPE_TASK), tuple(problems))
+        try:
+            orientation = load_model(model_path_for(config.ORIENTATION_TASK, models_dir))
+        except ModelLoadError as error:
+            orientation = None
+            problems.append(f"{error}; without it, X-rays are read as given, without checking which way up they lie")
+        return cls(loaded.get(config.BINARY_TASK), loaded.get(config.TYPE_TASK), tuple(problems), orientation)
 
     @property
     def model_versions(self) -> dict[str, str]:
@@ -288,8 +321,12 @@ class Diagnoser:
         return dataclasses.replace(diagnosis, heatmaps=heatmaps)
 
     def diagnose_batch(self, xrays: list[XRay]) -> list[Diagnosis]:
-        fracture = self._predict(config.BINARY_TASK, xrays)
-        types = self._predict(config.TYPE_TASK, xrays)
+        turns, turn_probabilities = self._turns(xrays)
+        fracture = self._predict(config.BINARY_TASK, [set_upright(x.pixels, turn) for x, turn in zip(xrays, turns)])
+        types = self._predict(config.TYPE_TASK, [xray.pixels for xray in xrays])
+        turned = [index for index, turn in enumerate(turns) if turn != UPRIGHT]
+        scores_as_given = self._predict(config.BINARY_TASK, [xrays[index].pixels for index in turned])
+        score_as_given = dict(zip(turned, [] if scores_as_given is None else scores_as_given))
         binary = self.models.get(config.BINARY_TASK)
         threshold = binary.card.threshold if binary else MIDPOINT_THRESHOLD
         points = binary.card.operating_points if binary else {}
@@ -300,8 +337,19 @@ class Diagnoser:
             ranked = {} if types is None else self._ranked(types[index])
             band = None if probability is None else confidence_band(probability, points, threshold)
             results.append(Diagnosis(xray, probability, threshold, band, ranked, {}, self.model_versions,
-                                     self.model_measures, band_measured=measured.get(band)))
+                                     self.model_measures, band_measured=measured.get(band), turn=turns[index],
+                                     turn_probability=turn_probabilities[index],
+                                     as_given_probability=float(score_as_given[index]) if index in score_as_given else None))
         return results
+
+    def _turns(self, xrays: list[XRay]) -> tuple[list[int], list[float | None]]:
+        """Each picture's detected turn (UPRIGHT where unsure or without an orientation model) and its probability."""
+        threshold = self.orientation.card.data.get("threshold") if self.orientation else None
+        if threshold is None or not xrays:  # (a card without one: no threshold kept upright X-rays upright)
+            return [UPRIGHT] * len(xrays), [None] * len(xrays)
+        probabilities = self.orientation.probabilities(prepare_batch([x.pixels for x in xrays], self.orientation.spec))
+        turns = [detected_turn(row, threshold) for row in probabilities]
+        return turns, [float(row[turn]) for row, turn in zip(probabilities, turns)]
 
     def heatmap(self, xray: XRay, task: str, diagnosis: Diagnosis) -> np.ndarray:
         """Grad-CAM of `task`'s answer: "Fractured" for the binary model, the top type for the type model."""
@@ -310,15 +358,17 @@ class Diagnoser:
             class_index = config.BINARY_CLASSES.index(config.FRACTURED)  # explain the fracture score, even when low
         else:
             class_index = model.classes.index(diagnosis.best_type[0])
+        turn = diagnosis.turn if task == config.BINARY_TASK else UPRIGHT  # as each model read the picture
+        shown = set_upright(xray.pixels, turn)
         with model.call_lock:
-            heat = self.gradcam(task).heatmap(prepare(xray.pixels, model.spec), class_index)
-        return heatmap_on_image(heat, xray.pixels.shape, model.spec.size)
+            heat = self.gradcam(task).heatmap(prepare(shown, model.spec), class_index)
+        return as_given(heatmap_on_image(heat, shown.shape, model.spec.size), turn)
 
-    def _predict(self, task: str, xrays: list[XRay]) -> np.ndarray | None:
+    def _predict(self, task: str, pictures: list[np.ndarray]) -> np.ndarray | None:
         model = self.models.get(task)
-        if model is None or not xrays:
+        if model is None or not pictures:
             return None
-        return model.probabilities(prepare_batch([xray.pixels for xray in xrays], model.spec))
+        return model.probabilities(prepare_batch(pictures, model.spec))
 
     def _ranked(self, probabilities: np.ndarray) -> dict[str, float]:
         classes = self.models[config.TYPE_TASK].classes

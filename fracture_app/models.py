@@ -142,7 +142,7 @@ def read_card(model_path: Path) -> ModelCard:
         raise ModelLoadError(f"model card {path.name} is corrupt or incomplete ({error})") from error
     except ValueError as error:
         raise ModelLoadError(f"model card {path.name} asks for preprocessing this version does not do: {error}") from error
-    if card.task not in config.TASKS:
+    if card.task not in config.MODEL_FILES:
         raise ModelLoadError(f"model card {path.name} names an unknown task {card.task!r}")
     return card
 

@@ -27,7 +27,8 @@ BAND_STYLE = {LIKELY: ("error", ":material/emergency:"), POSSIBLE: ("warning", "
               NOT_RULED_OUT: ("warning", ":material/visibility:"), NOT_SEEN: ("success", ":material/check_circle:")}
 CAUTION_ICONS = {"incomplete": ":material/broken_image:", "more_frames": ":material/burst_mode:",
                  "guessed_brightness": ":material/contrast:", "narrow_band": ":material/contrast:",
-                 "low_contrast": ":material/contrast:", "negative": ":material/invert_colors:"}
+                 "low_contrast": ":material/contrast:", "negative": ":material/invert_colors:",
+                 "turned": ":material/screen_rotation:"}
 BAND_ADVICE = {
     LIKELY: "The score is at or above the model's high-specificity operating point: few X-rays without a "
             "fracture score this high. That ranks the X-ray; the probability beside it says how often X-rays "

@@ -61,7 +61,7 @@ class LoadedModels:
 
 def _fingerprint(directory: Path) -> str:
     parts = []
-    for task in config.TASKS:
+    for task in config.MODEL_FILES:
         model = model_path_for(task, directory)
         for path in (model, card_path_for(model)):
             try:
@@ -101,7 +101,7 @@ def require_models(models: LoadedModels) -> Diagnoser:
             "`python -m training.train --task type --data …`. The **About** page works without them.")
         st.stop()
     for problem in models.problems:
-        st.warning(f"One model is missing, so part of the answer is not shown: {problem}", icon=":material/warning:")
+        st.warning(f"A model is missing: {problem}", icon=":material/warning:")
     return models.diagnoser
 
 

@@ -1,8 +1,9 @@
-"""Model card: how each model was made and how well it measured on its held-out test split."""
+"""Model card: how each model was made and how well it measured on its held-out test split (and which way up)."""
 
 import streamlit as st
 
 from fracture_app import card_view, config, ui
+from fracture_app.orientation_card_view import render_orientation_card
 
 
 def main() -> None:
@@ -12,7 +13,7 @@ def main() -> None:
                "thresholds sit, and what it must not be used for.")
     models = ui.load_models()
     diagnoser = ui.require_models(models)
-    tabs = st.tabs([config.TASK_TITLES[task] for task in config.TASKS])
+    *tabs, orientation_tab = st.tabs([config.TASK_TITLES[task] for task in config.TASKS] + ["Which way up"])
     for tab, task in zip(tabs, config.TASKS):
         with tab:
             model = diagnoser.models.get(task)
@@ -21,6 +22,12 @@ def main() -> None:
                            + ("; ".join(models.problems) or "no model file"), icon=":material/warning:")
                 continue
             card_view.render_card(model.card, models.directory, task)
+    with orientation_tab:
+        if diagnoser.orientation is None:
+            st.warning("The orientation model is not loaded, so X-rays are read as uploaded: "
+                       + ("; ".join(models.problems) or "no model file"), icon=":material/warning:")
+        else:
+            render_orientation_card(diagnoser.orientation.card)
 
 
 main()

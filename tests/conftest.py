@@ -25,11 +25,13 @@ def fractured_xray_path() -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_models_dir(tmp_path_factory) -> Path:
-    """Both models, trained for one epoch at 64 px on the shipped fixtures by the real training command.
+    """Both models and the orientation model, trained for one epoch at 64 px on the shipped fixtures by the real
+    training commands.
 
     Tests of the app, the command line and evaluation run on these: they are real models with real
     cards, just too small to be any good.
     """
+    from training.orientation import main as train_orientation
     from training.train import main as train
 
     out = tmp_path_factory.mktemp("tiny_models")
@@ -37,6 +39,8 @@ def tiny_models_dir(tmp_path_factory) -> Path:
     assert train(["--task", "binary", "--data", str(FRACATLAS_FIXTURES), *common]) == 0
     assert train(["--task", "type", "--data", str(BONE_BREAK_FIXTURES), "--arch", "mobilenetv2", "--weights", "none",
                   *common]) == 0
+    assert train_orientation(["--data", str(FRACATLAS_FIXTURES), "--img-size", str(TINY_SIZE), "--epochs", "1",
+                              "--out", str(out)]) == 0
     return out
 
 

@@ -1,0 +1,149 @@
+"""Which way up: the turn decision, turning back and forth, the training labels, and the reading of a turned X-ray."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from fracture_app import config
+from fracture_app.diagnosis import Diagnoser
+from fracture_app.imaging import XRay, read_image
+from fracture_app.orientation import UPRIGHT, as_given, detected_turn, set_upright
+from training.orientation import choose_threshold, every_turn, turn_figures, turned
+
+ASYMMETRIC = np.arange(12, dtype=np.float32).reshape(3, 4)
+
+
+@pytest.mark.parametrize("probabilities, threshold, turn", [
+    ([0.1, 0.7, 0.1, 0.1], 0.6, 1),
+    ([0.1, 0.7, 0.1, 0.1], 0.8, UPRIGHT),  # not sure enough: read as given
+    ([0.9, 0.05, 0.03, 0.02], 0.5, UPRIGHT),
+    ([0.0, 0.0, 0.0, 1.0], 0.99, 3),
+])
+def test_a_turn_is_taken_only_at_or_above_the_threshold(probabilities, threshold, turn):
+    assert detected_turn(np.array(probabilities), threshold) == turn
+
+
+@pytest.mark.parametrize("turn", range(4))
+def test_setting_upright_undoes_the_turn_and_maps_go_back_onto_the_picture_as_given(turn):
+    lying = np.rot90(ASYMMETRIC, turn)
+    np.testing.assert_array_equal(set_upright(lying, turn), ASYMMETRIC)
+    np.testing.assert_array_equal(as_given(set_upright(lying, turn), turn), lying)
+
+
+def test_np_rot90_turns_anticlockwise_as_the_class_names_say():
+    top_row_marked = np.zeros((3, 3))
+    top_row_marked[0] = 1
+    assert config.ORIENTATIONS[1] == "turned a quarter turn anticlockwise"
+    np.testing.assert_array_equal(np.rot90(top_row_marked, 1)[:, 0], 1)  # the top went to the left side
+
+
+def test_every_turn_labels_each_copy_with_its_turn():
+    images = np.stack([ASYMMETRIC[:3, :3, None], ASYMMETRIC[:3, 1:, None]])
+    copies, turns = every_turn(images)
+    assert copies.shape == (8, 3, 3, 1) and list(turns) == [0, 0, 1, 1, 2, 2, 3, 3]
+    for copy, turn, original in zip(copies, turns, np.concatenate([images] * 4)):
+        np.testing.assert_array_equal(copy, np.rot90(original, turn))
+    np.testing.assert_array_equal(turned(images, [3, 0])[0], np.rot90(images[0], 3))
+
+
+def _answers(turns, answers, confidence):
+    rows = np.full((len(answers), 4), (1 - confidence) / 3)
+    rows[np.arange(len(answers)), answers] = confidence
+    return rows, np.array(turns)
+
+
+def test_turn_figures_count_each_outcome():
+    # two upright (one taken for turned), four turned: one set upright, one set the wrong way, two left (one unsure)
+    probabilities, turns = _answers([0, 0, 1, 2, 3, 3], [0, 2, 1, 3, 0, 3], 0.9)
+    probabilities[5] = [0.3, 0.1, 0.1, 0.5]
+    figures = turn_figures(probabilities, turns, 0.6)
+    assert (figures["upright_taken_for_turned"], figures["turned_set_upright"], figures["turned_set_wrong"],
+            figures["turned_left_as_they_lie"]) == (1, 1, 1, 2)
+    assert figures["false_turn_share"] == 0.5 and figures["found_share"] == 0.25
+    assert figures["accuracy"] == 0.5  # argmax right for the first upright, the turn-1 one and the unsure one
+
+
+def test_the_threshold_is_the_lowest_that_keeps_upright_x_rays_upright():
+    probabilities, turns = _answers([0] * 100 + [1] * 10, [0] * 100 + [1] * 10, 0.95)
+    probabilities[:2] = [0.2, 0.75, 0.03, 0.02]  # two upright X-rays taken for turned, at 0.75
+    assert choose_threshold(probabilities, turns) == 0.8
+    probabilities[:2] = [0.0, 1.0, 0.0, 0.0]  # no threshold clears them
+    assert choose_threshold(probabilities, turns) is None
+
+
+class _Says:
+    """An orientation model that answers one turn for every picture, with the card fields the diagnoser reads."""
+
+    def __init__(self, spec, turn: int, threshold: float = 0.8):
+        self.spec, self.turn = spec, turn
+        self.card = type("Card", (), {"data": {"threshold": threshold}})()
+
+    def probabilities(self, batch):
+        rows = np.full((len(batch), 4), 0.01)
+        rows[:, self.turn] = 0.97
+        return rows
+
+
+@pytest.fixture(scope="module")
+def as_given_diagnoser(tiny_models_dir):
+    return Diagnoser.from_dir(tiny_models_dir)
+
+
+@pytest.mark.parametrize("turn", [1, 2, 3])
+def test_a_turned_x_ray_is_read_as_its_upright_self_and_says_so(as_given_diagnoser, fractured_xray_path, turn):
+    models = as_given_diagnoser.models
+    upright = read_image(fractured_xray_path)
+    lying = dataclasses.replace(upright, pixels=np.ascontiguousarray(np.rot90(upright.pixels, turn)))
+    reads_upright = Diagnoser(models[config.BINARY_TASK], models[config.TYPE_TASK],
+                              orientation=_Says(as_given_diagnoser.orientation.spec, UPRIGHT))
+    sees_turn = Diagnoser(models[config.BINARY_TASK], models[config.TYPE_TASK],
+                          orientation=_Says(as_given_diagnoser.orientation.spec, turn))
+    reference, reading = reads_upright.diagnose(upright), sees_turn.diagnose(lying)
+    assert reading.turn == turn and reading.turn_probability == pytest.approx(0.97)
+    # The fracture model reads it turned back; its heat map lies on the picture as given.
+    assert reading.fracture_probability == pytest.approx(reference.fracture_probability, abs=1e-5)
+    np.testing.assert_allclose(reading.heatmaps[config.BINARY_TASK],
+                               np.rot90(reference.heatmaps[config.BINARY_TASK], turn), atol=1e-4)
+    # The type model reads it as given, as it learnt Bone Break's pictures.
+    as_it_lies = Diagnoser(models[config.BINARY_TASK], models[config.TYPE_TASK]).diagnose(lying)
+    assert reading.type_probabilities == pytest.approx(as_it_lies.type_probabilities, abs=1e-5)
+    np.testing.assert_allclose(reading.heatmaps[config.TYPE_TASK], as_it_lies.heatmaps[config.TYPE_TASK], atol=1e-4)
+    assert reading.as_given_probability == pytest.approx(as_it_lies.fracture_probability, abs=1e-5)
+    caution = next(c for c in reading.cautions if c.kind == "turned")
+    assert config.ORIENTATIONS[turn] in caution.text and f"{reading.as_given_probability:.0%}" in caution.text
+    assert caution.brief in reading.notes
+    assert not any(c.kind == "turned" for c in reference.cautions)
+
+
+def test_no_turn_below_the_threshold_and_none_on_a_picture_the_models_cannot_read(as_given_diagnoser):
+    models = as_given_diagnoser.models
+    spec = as_given_diagnoser.orientation.spec
+    unsure = Diagnoser(models[config.BINARY_TASK], None, orientation=_Says(spec, 2, threshold=0.99))
+    ramp = np.tile(np.linspace(0, 1, 96, dtype=np.float32), (96, 1))
+    assert unsure.diagnose(XRay(ramp, "upload", "PNG", 0.0, {"original_size": (96, 96)})).turn == UPRIGHT
+    sure = Diagnoser(models[config.BINARY_TASK], None, orientation=_Says(spec, 2))
+    colour_picture = XRay(ramp, "upload", "PNG", 0.9, {"original_size": (96, 96)})
+    withheld = sure.diagnose(colour_picture)
+    assert withheld.verdict_withheld and [c.kind for c in withheld.cautions] == ["not_xray"]
+
+
+def test_the_training_command_writes_a_model_the_diagnoser_loads(as_given_diagnoser, tiny_models_dir):
+    orientation = as_given_diagnoser.orientation
+    assert orientation is not None and orientation.classes == config.ORIENTATIONS
+    card = orientation.card.data
+    assert card["task"] == config.ORIENTATION_TASK and "val" in card["metrics"] and "test" in card["metrics"]
+    assert card["metrics"]["val"]["upright"] * 3 == card["metrics"]["val"]["turned"]
+    assert not as_given_diagnoser.problems
+
+
+def test_without_an_orientation_model_pictures_are_read_as_given_and_that_is_said(tiny_models_dir, tmp_path,
+                                                                                  fractured_xray_path):
+    import shutil
+
+    for path in tiny_models_dir.glob("fracture_*"):
+        shutil.copy(path, tmp_path)
+    diagnoser = Diagnoser.from_dir(tmp_path)
+    assert diagnoser.orientation is None
+    assert any("orientation" in problem and "read as given" in problem for problem in diagnoser.problems)
+    assert diagnoser.diagnose(read_image(fractured_xray_path)).turn == UPRIGHT
