@@ -5,6 +5,7 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from fracture_app import config
 from fracture_app.models import artifact_paths
@@ -92,3 +93,17 @@ def test_images_directly_in_the_folder_and_unreadable_ones(tiny_models_dir, tmp_
     (tmp_path / "loose.jpg").unlink()
     assert external_check(["--model", str(model_path), "--data", str(tmp_path)]) == 2
     assert "none of the 1 images" in capsys.readouterr().err
+
+
+def test_with_the_orientation_model_the_whole_road_is_measured_and_not_written(tiny_models_dir, capsys):
+    model = artifact_paths(tiny_models_dir, config.BINARY_TASK)["model"]
+    orientation = artifact_paths(tiny_models_dir, config.ORIENTATION_TASK)["model"]
+    card_before = artifact_paths(tiny_models_dir, config.BINARY_TASK)["card"].read_text()
+    assert external_check(["--model", str(model), "--data", str(BONE_BREAK_FIXTURES), "--orientation", str(orientation)]) == 0
+    out = capsys.readouterr().out
+    assert "of 30 pictures set upright first by orientation.keras" in out and "/30" in out
+    with pytest.raises(SystemExit) as refused:
+        external_check(["--model", str(model), "--data", str(BONE_BREAK_FIXTURES), "--orientation", str(orientation),
+                        "--write"])
+    assert refused.value.code == 2
+    assert artifact_paths(tiny_models_dir, config.BINARY_TASK)["card"].read_text() == card_before

@@ -4,7 +4,8 @@
 
 Bone Break is such a source: ten types of fracture, pictures from journals and web pages, none of which the
 binary model (trained on FracAtlas) has seen. Only sensitivity can be measured on it (there are no healthy
-X-rays), at the card's decision threshold, by the app's own road. A Roboflow export holds several augmented
+X-rays), at the card's decision threshold, by the app's own road (with --orientation, the whole of it: each
+picture first set the way up the orientation model takes for FracAtlas's). A Roboflow export holds several augmented
 copies of one picture, which are not independent evidence, so the share is also counted per source picture
 (the mean of its copies' probabilities against the threshold), overall and by the folder an image sits in.
 """
@@ -22,7 +23,7 @@ from fracture_app.data_layout import Sample, image_files
 from fracture_app.errors import FractureAppError
 from training.card import command_line, update_card
 from training.datasets import source_stem
-from training.evaluate import predict_files
+from training.evaluate import BATCH_SIZE, predict_files
 from training.metrics import wilson_interval
 
 
@@ -52,6 +53,24 @@ def measure(paths: list[Path], probabilities: np.ndarray, data_dir: Path, thresh
     return {**summary(None), "by_folder": {folder: summary(folder) for folder in sorted(set(folder_of))}}
 
 
+def set_upright_probabilities(model, orientation, paths: list[Path]) -> tuple[np.ndarray, int]:
+    """The binary model's probabilities with each picture set upright first, as the app does; and how many were
+    turned. (The paths were read once already, so they read again.)"""
+    from fracture_app.imaging import read_image
+    from fracture_app.orientation import UPRIGHT, detected_turn, set_upright
+    from fracture_app.preprocess import prepare_batch
+
+    probabilities, turned = [], 0
+    for start in range(0, len(paths), BATCH_SIZE):
+        pictures = [read_image(path).pixels for path in paths[start:start + BATCH_SIZE]]
+        turns = [detected_turn(row, orientation.card.data["threshold"])
+                 for row in orientation.probabilities(prepare_batch(pictures, orientation.spec))]
+        turned += sum(turn != UPRIGHT for turn in turns)
+        probabilities.append(model.probabilities(prepare_batch(
+            [set_upright(picture, turn) for picture, turn in zip(pictures, turns)], model.spec)))
+    return np.concatenate(probabilities), turned
+
+
 def print_result(name: str, result: dict) -> None:
     def line(label: str, part: dict) -> str:
         pictures = part["source_pictures"]
@@ -72,7 +91,12 @@ def main(argv=None) -> int:
     parser.add_argument("--data", type=Path, required=True, help="a folder whose every image shows a fracture")
     parser.add_argument("--name", default=None, help="the data set's name in the card (default: the folder's)")
     parser.add_argument("--write", action="store_true", help="record the result in the model card")
+    parser.add_argument("--orientation", type=Path, metavar="MODEL",
+                        help="set each picture upright with this orientation model first, as the app does "
+                             "(printed only: the card records the fracture model's own figure)")
     args = parser.parse_args(argv)
+    if args.orientation and args.write:
+        parser.error("--orientation measures the app's whole road, which the fracture model's card does not record")
     from fracture_app.models import load_model
 
     name = args.name or args.data.resolve().name
@@ -87,6 +111,9 @@ def main(argv=None) -> int:
         if not kept:
             raise FractureAppError(f"none of the {len(samples)} images under {args.data} could be read "
                                    f"(first: {skipped[0]})")
+        if args.orientation:
+            probabilities, turned = set_upright_probabilities(model, load_model(args.orientation), [s.path for s in kept])
+            print(f"{turned} of {len(kept)} pictures set upright first by {args.orientation.name}")
     except FractureAppError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
