@@ -30,7 +30,14 @@ SAMPLES_DIR_ENV = "FRACTURE_SAMPLES_DIR"
 BINARY_TASK = "binary"
 TYPE_TASK = "type"
 TASKS = (BINARY_TASK, TYPE_TASK)
-TASK_NAMES = {BINARY_TASK: "fracture model", TYPE_TASK: "fracture-type model"}  # as a sentence names them
+# Which way up an X-ray lies: index i is the picture turned i quarter turns anticlockwise from upright (np.rot90's
+# direction), so np.rot90(pixels, -i) sets it upright again. Not a task a reading answers: it decides how the
+# fracture model is shown the picture (fracture_app.orientation).
+ORIENTATION_TASK = "orientation"
+ORIENTATIONS = ("upright", "turned a quarter turn anticlockwise", "upside down", "turned a quarter turn clockwise")
+
+TASK_NAMES = {BINARY_TASK: "fracture model", TYPE_TASK: "fracture-type model",
+              ORIENTATION_TASK: "orientation model"}  # as a sentence names them
 
 # Index 1 is the positive class: a binary model's single logit scores "Fractured".
 BINARY_CLASSES = ("Not fractured", "Fractured")
@@ -54,19 +61,16 @@ FRACTURE_TYPES = (
 
 CLASSES = {BINARY_TASK: BINARY_CLASSES, TYPE_TASK: FRACTURE_TYPES}
 TASK_TITLES = {task: name.capitalize() for task, name in TASK_NAMES.items()}  # as a heading names them
-TASK_HELP = {BINARY_TASK: "fractured or not", TYPE_TASK: f"which of {len(FRACTURE_TYPES)} fracture types"}
-
-# Which way up an X-ray lies: index i is the picture turned i quarter turns anticlockwise from upright (np.rot90's
-# direction), so np.rot90(pixels, -i) sets it upright again. Not a task of its own for the reader: it decides how
-# the other two models are shown the picture (fracture_app.orientation).
-ORIENTATION_TASK = "orientation"
-ORIENTATIONS = ("upright", "turned a quarter turn anticlockwise", "upside down", "turned a quarter turn clockwise")
+TASK_HELP = {BINARY_TASK: "fractured or not", TYPE_TASK: f"which of {len(FRACTURE_TYPES)} fracture types",
+             ORIENTATION_TASK: "which way up"}
 
 MODEL_FILES = {
     BINARY_TASK: "fracture_binary.keras",
     TYPE_TASK: "fracture_type.keras",
     ORIENTATION_TASK: "orientation.keras",
 }
+TRAINING_COMMANDS = {BINARY_TASK: "python -m training.train --task binary", TYPE_TASK: "python -m training.train --task type",
+                     ORIENTATION_TASK: "python -m training.orientation"}
 
 DEFAULT_ARCHITECTURE = {BINARY_TASK: "custom_cnn", TYPE_TASK: "resnet50"}
 DEFAULT_IMG_SIZE = {BINARY_TASK: 256, TYPE_TASK: 224}

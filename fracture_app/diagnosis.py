@@ -1,6 +1,7 @@
 """The one road from an X-ray to an answer, shared by the app, the command line and evaluation.
 
-    read_image() → which way up → prepare() → both models → calibrated probabilities → band → Grad-CAM → Diagnosis
+    read_image() → which way up → prepare() → the two fracture models → calibrated probabilities → band → Grad-CAM
+        → Diagnosis
 
 "Which way up" is the orientation model's (fracture_app.orientation): a picture lying otherwise than the FracAtlas
 X-rays the fracture model learnt from is shown to that model turned back. The type model learnt from Bone Break's
@@ -20,7 +21,7 @@ from fracture_app.errors import ModelLoadError
 from fracture_app.gradcam import GradCam, heatmap_on_image
 from fracture_app.imaging import XRay
 from fracture_app.models import MIDPOINT_THRESHOLD, FractureModel, load_model, model_path_for
-from fracture_app.orientation import UPRIGHT, as_given, detected_turn, set_upright, turn_words
+from fracture_app.orientation import UPRIGHT, as_given, set_upright, turns_for
 from fracture_app.pixels import FEW_SHADES, FEWEST_XRAY_SHADES, LEAST_XRAY_SPREAD, roughness, shade_count
 from fracture_app.preprocess import prepare, prepare_batch
 
@@ -66,8 +67,9 @@ class Diagnosis:
     model_measures: dict[str, str] = field(default_factory=dict)  # task → how it measured, from its card
     # Of the card's test X-rays without a fracture and with one, the shares that scored in this reading's band.
     band_measured: tuple[float, float] | None = None
-    # Quarter turns (config.ORIENTATIONS) the picture seemed to lie turned, and was read turned back; how sure the
-    # orientation model was; and the fracture score of the picture as given, which a turned reading also reports.
+    # Quarter turns (config.ORIENTATIONS) the orientation model took the picture for turned, so that the fracture
+    # model read it turned back; that model's probability for the turn (a softmax, not calibrated); and the fracture
+    # score of the picture as given, which a turned reading reports beside its own.
     turn: int = UPRIGHT
     turn_probability: float | None = None
     as_given_probability: float | None = None
@@ -79,7 +81,7 @@ class Diagnosis:
         if self.cautions is None:
             found = cautions_for(self.xray)
             if self.turn != UPRIGHT and not any(caution.kind == NOT_READABLE for caution in found):
-                found.append(turned_caution(self.turn, self.turn_probability, self.as_given_probability))
+                found.append(turned_caution(self.turn))
             object.__setattr__(self, "cautions", tuple(found))
 
     @property
@@ -109,6 +111,11 @@ class Diagnosis:
     def type_top(self) -> list[tuple[str, float]]:
         """The type model's first guesses, to show; none where the verdict is withheld."""
         return [] if self.verdict_withheld else list(self.type_probabilities.items())[:TYPE_TOP_K]
+
+    @property
+    def fractured_as_given(self) -> bool | None:
+        """The verdict the picture as given would have had; None where it was read as given."""
+        return None if self.as_given_probability is None else self.as_given_probability >= self.threshold
 
     @property
     def looks_like_xray(self) -> bool:
@@ -221,16 +228,16 @@ def cautions_for(xray: XRay) -> list[Caution]:
     return found
 
 
-def turned_caution(turn: int, probability: float | None, as_given_probability: float | None) -> Caution:
-    words = turn_words(turn)
-    sure = f", {probability:.0%} sure" if probability is not None else ""
-    as_given = (f" Read as given, its fracture score would be {as_given_probability:.0%}: if this picture does lie "
-                "the way that model learnt, go by that one.") if as_given_probability is not None else ""
-    return Caution("turned", f"read turned: it seemed {words}",
-                   f"This X-ray seems {words}, compared with the X-rays the fracture model learnt from (the orientation "
-                   f"model says so{sure}). Those were stored one way up (FracAtlas: hands fingers up, feet toes "
-                   f"down), and that model reads a picture turned from it at chance, so it read this one turned "
-                   f"back; its heat map is drawn on the picture as given. The type model reads it as given.{as_given}")
+def turned_caution(turn: int) -> Caution:
+    """Says what was done, not the score: the Teaching page shows cautions before the reader commits."""
+    words = config.ORIENTATIONS[turn]
+    return Caution("turned", f"turned back before reading: it may be {words}",
+                   f"The orientation model took this X-ray for {words}, compared with the FracAtlas X-rays the "
+                   "fracture model learnt from (which that model reads a quarter turn off at chance), so the fracture "
+                   "verdict is for the picture turned back; its heat map is drawn on the picture as uploaded. The "
+                   "type model reads it as uploaded. If it already lies the right way (FracAtlas stores forearms and "
+                   "elbows either way up, and a few feet toes up), go by the score of the picture as uploaded, given "
+                   "with the verdict.")
 
 
 def band_shares(operating_points: dict, test: dict) -> dict[str, tuple[float, float]]:
@@ -268,7 +275,8 @@ def confidence_band(probability: float, operating_points: dict, threshold: float
 
 
 class Diagnoser:
-    """Both models and their Grad-CAMs. Build once per process; safe to share between sessions."""
+    """The fracture and fracture-type models, their Grad-CAMs, and the orientation model that decides which way up
+    the fracture model sees a picture. Build once per process; safe to share between sessions."""
 
     def __init__(self, binary: FractureModel | None, fracture_type: FractureModel | None, problems: tuple[str, ...] = (),
                  orientation: FractureModel | None = None):
@@ -285,25 +293,30 @@ class Diagnoser:
         loaded, problems = {}, []
         for task in config.TASKS:
             try:
-                loaded[task] = load_model(model_path_for(task, models_dir))
+                loaded[task] = load_model(model_path_for(task, models_dir), task)
             except ModelLoadError as error:
                 problems.append(str(error))
         if not loaded:
             raise ModelLoadError("no model could be loaded: " + "; ".join(problems))
         try:
-            orientation = load_model(model_path_for(config.ORIENTATION_TASK, models_dir))
+            orientation = load_model(model_path_for(config.ORIENTATION_TASK, models_dir), config.ORIENTATION_TASK)
         except ModelLoadError as error:
             orientation = None
-            problems.append(f"{error}; without it, X-rays are read as given, without checking which way up they lie")
+            problems.append(f"{error}; without it, X-rays are read as uploaded, without checking which way up they lie")
         return cls(loaded.get(config.BINARY_TASK), loaded.get(config.TYPE_TASK), tuple(problems), orientation)
 
     @property
+    def every_model(self) -> dict:
+        """The fracture models and, where loaded, the orientation model: what a reading names as its models."""
+        return {**self.models, **({config.ORIENTATION_TASK: self.orientation} if self.orientation else {})}
+
+    @property
     def model_versions(self) -> dict[str, str]:
-        return {task: model.card.version for task, model in self.models.items()}
+        return {task: model.card.version for task, model in self.every_model.items()}
 
     @property
     def model_measures(self) -> dict[str, str]:
-        return {task: model.card.measured_in_brief for task, model in self.models.items()}
+        return {task: model.card.measured_in_brief for task, model in self.every_model.items()}
 
     def gradcam(self, task: str) -> GradCam:
         with self._gradcam_lock:
@@ -322,11 +335,12 @@ class Diagnoser:
 
     def diagnose_batch(self, xrays: list[XRay]) -> list[Diagnosis]:
         turns, turn_probabilities = self._turns(xrays)
-        fracture = self._predict(config.BINARY_TASK, [set_upright(x.pixels, turn) for x, turn in zip(xrays, turns)])
-        types = self._predict(config.TYPE_TASK, [xray.pixels for xray in xrays])
         turned = [index for index, turn in enumerate(turns) if turn != UPRIGHT]
-        scores_as_given = self._predict(config.BINARY_TASK, [xrays[index].pixels for index in turned])
-        score_as_given = dict(zip(turned, [] if scores_as_given is None else scores_as_given))
+        # One pass of the fracture model: every picture the way up it learnt, then the turned ones as given.
+        fracture = self._predict(config.BINARY_TASK, [set_upright(x.pixels, turn) for x, turn in zip(xrays, turns)]
+                                 + [xrays[index].pixels for index in turned])
+        score_as_given = {} if fracture is None else dict(zip(turned, fracture[len(xrays):]))
+        types = self._predict(config.TYPE_TASK, [xray.pixels for xray in xrays])
         binary = self.models.get(config.BINARY_TASK)
         threshold = binary.card.threshold if binary else MIDPOINT_THRESHOLD
         points = binary.card.operating_points if binary else {}
@@ -343,13 +357,13 @@ class Diagnoser:
         return results
 
     def _turns(self, xrays: list[XRay]) -> tuple[list[int], list[float | None]]:
-        """Each picture's detected turn (UPRIGHT where unsure or without an orientation model) and its probability."""
-        threshold = self.orientation.card.data.get("threshold") if self.orientation else None
-        if threshold is None or not xrays:  # (a card without one: no threshold kept upright X-rays upright)
-            return [UPRIGHT] * len(xrays), [None] * len(xrays)
-        probabilities = self.orientation.probabilities(prepare_batch([x.pixels for x in xrays], self.orientation.spec))
-        turns = [detected_turn(row, threshold) for row in probabilities]
-        return turns, [float(row[turn]) for row, turn in zip(probabilities, turns)]
+        """Which way up each picture lies, for the fracture model: none is turned without that model, nor a picture
+        the models cannot read (no verdict is given on it)."""
+        readable = [index for index, xray in enumerate(xrays) if looks_like_xray(xray)]
+        model = self.orientation if config.BINARY_TASK in self.models else None
+        found = dict(zip(readable, zip(*turns_for(model, [xrays[index].pixels for index in readable]))))
+        return ([found[i][0] if i in found else UPRIGHT for i in range(len(xrays))],
+                [found[i][1] if i in found else None for i in range(len(xrays))])
 
     def heatmap(self, xray: XRay, task: str, diagnosis: Diagnosis) -> np.ndarray:
         """Grad-CAM of `task`'s answer: "Fractured" for the binary model, the top type for the type model."""

@@ -76,6 +76,13 @@ class ModelCard:
         return float(self.data.get("threshold", MIDPOINT_THRESHOLD))
 
     @property
+    def turn_threshold(self) -> float | None:
+        """An orientation card's threshold: None where no threshold kept upright X-rays upright (then nothing is
+        turned)."""
+        value = self.data.get("threshold")
+        return None if value is None else float(value)
+
+    @property
     def operating_points(self) -> dict:
         return self.data.get("operating_points", {})
 
@@ -102,6 +109,11 @@ class ModelCard:
         """How the model measured, in one sentence for a reader of its answers: on its test split, and on another
         source's fractures where that was checked on this very version."""
         test = self.data.get("metrics", {}).get("test", {})
+        if self.task == config.ORIENTATION_TASK:
+            if test.get("found_share") is None or test.get("false_turn_share") is None:
+                return ""
+            return (f"On its test split it set {_percent(test['found_share'])} of turned X-rays upright and took "
+                    f"{_percent(test['false_turn_share'])} of upright ones for turned.")
         if self.task == config.BINARY_TASK:
             if test.get("sensitivity") is None or test.get("specificity") is None:
                 return ""
@@ -220,12 +232,20 @@ class FractureModel:
         return calibrate(self.logits(batch), self.card.calibration)
 
 
-def load_model(model_path: Path) -> FractureModel:
-    """The model and its card, refused where the file is not the one its card measured."""
+def load_model(model_path: Path, task: str | None = None) -> FractureModel:
+    """The model and its card, refused where the file is not the one its card measured, or (given `task`) its card
+    is for another task."""
     model_path = Path(model_path)
     if not model_path.is_file():
-        raise ModelLoadError(f"model file missing: {model_path} (train it with `python -m training.train`)")
+        command = config.TRAINING_COMMANDS.get(task, "python -m training.train")
+        raise ModelLoadError(f"model file missing: {model_path} (train it with `{command}`)")
     card = read_card(model_path)
+    if task is not None and card.task != task:
+        raise ModelLoadError(f"{model_path.name}: its card is for the {config.TASK_NAMES[card.task]}, not the "
+                             f"{config.TASK_NAMES[task]}")
+    if card.task == config.ORIENTATION_TASK and card.classes != config.ORIENTATIONS:
+        # its answers are read by position (fracture_app.orientation): other names would turn pictures wrongly
+        raise ModelLoadError(f"model card {card.path.name}: its classes are not {list(config.ORIENTATIONS)}")
     expected, actual = card.data.get("sha256"), sha256_of(model_path)
     if expected != actual:
         raise ModelLoadError(

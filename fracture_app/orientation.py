@@ -1,22 +1,33 @@
-"""Which way up an X-ray lies, and setting it upright before the fracture models read it.
+"""Which way up an X-ray lies, and setting it so before the fracture model reads it.
 
-The fracture models learnt from X-rays stored upright and read a turned one at chance (training/HISTORY.md,
-twenty-first session). The orientation model (training.orientation) names the turn; a picture it takes for
-turned with at least its card's threshold is read turned back upright, and the reading says so.
+The fracture model learnt from FracAtlas X-rays as that data set stores them, and reads one turned a quarter turn
+at chance (training/HISTORY.md, twenty-first session). The orientation model (training.orientation) names the
+turn; a picture it takes for turned, with at least its card's threshold, is shown to the fracture model turned
+back, and the reading says so. The type model reads every picture as given.
 """
 
 import numpy as np
 
-from fracture_app import config
+from fracture_app.preprocess import prepare_batch
 
 UPRIGHT = 0
 
 
-def detected_turn(probabilities: np.ndarray, threshold: float) -> int:
+def detected_turn(probabilities: np.ndarray, threshold: float | None) -> int:
     """The quarter turns (anticlockwise, config.ORIENTATIONS) a picture lies turned: the orientation model's most
-    probable answer where that has at least `threshold`, else UPRIGHT (read as given)."""
+    probable answer where that has at least `threshold`, else UPRIGHT (read as given; always, without a threshold)."""
     best = int(np.argmax(probabilities))
-    return best if probabilities[best] >= threshold else UPRIGHT
+    return best if threshold is not None and probabilities[best] >= threshold else UPRIGHT
+
+
+def turns_for(orientation_model, pictures: list[np.ndarray]) -> tuple[list[int], list[float | None]]:
+    """Each picture's detected turn and the orientation model's probability for it; all UPRIGHT (and None)
+    without a model."""
+    if orientation_model is None or not pictures:
+        return [UPRIGHT] * len(pictures), [None] * len(pictures)
+    probabilities = orientation_model.probabilities(prepare_batch(pictures, orientation_model.spec))
+    turns = [detected_turn(row, orientation_model.card.turn_threshold) for row in probabilities]
+    return turns, [float(row[turn]) for row, turn in zip(probabilities, turns)]
 
 
 def set_upright(pixels: np.ndarray, turn: int) -> np.ndarray:
@@ -25,10 +36,5 @@ def set_upright(pixels: np.ndarray, turn: int) -> np.ndarray:
 
 
 def as_given(upright_map: np.ndarray, turn: int) -> np.ndarray:
-    """A map drawn on the upright picture, turned to lie on the picture as given."""
+    """A map drawn on the picture turned back, turned to lie on the picture as given."""
     return np.ascontiguousarray(np.rot90(upright_map, turn)) if turn else upright_map
-
-
-def turn_words(turn: int) -> str:
-    return config.ORIENTATIONS[turn]
-

@@ -15,10 +15,11 @@ def render_orientation_card(card) -> None:
     size = data.get("preprocessing", {}).get("size", "?")
     st.caption(f"Architecture **{data.get('architecture', 'unknown')}** · input {size}×{size} px, letterboxed, grey · "
                f"trained from random initialisation · {len(card.classes)} answers: {', '.join(card.classes)}")
-    st.info("**What it does.** The fracture models learnt X-rays the way up they are stored, and read an X-ray "
+    st.info("**What it does.** The fracture model learnt X-rays the way up FracAtlas stores them, and reads an X-ray "
             "turned a quarter turn no better than chance. This model says which way up an uploaded X-ray lies; where "
-            "it is sure enough that it is turned, the picture is read turned back upright, and the reading says so "
-            "and gives the score of the picture as uploaded too.", icon=":material/screen_rotation:")
+            "its score for a turn reaches the threshold, the fracture model reads the picture turned back, and the "
+            "reading says so and gives the score of the picture as uploaded too. The type model reads every "
+            "picture as uploaded.", icon=":material/screen_rotation:")
     threshold = data.get("threshold")
     if threshold is None:
         st.warning("No threshold kept upright validation X-rays upright, so this model never turns a picture.",

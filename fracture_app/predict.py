@@ -20,8 +20,9 @@ from fracture_app import config, import_tensorflow_quietly
 from fracture_app.errors import FractureAppError
 from fracture_app.tables import spreadsheet_safe
 
+# New columns go last, so that scripts reading older output by position keep working.
 COLUMNS = ("path", "fractured", "fracture_probability", "reading", "fracture_type", "fracture_type_probability",
-           "warnings", "heatmaps", "error")
+           "warnings", "heatmaps", "error", "turned_back", "fracture_probability_as_uploaded")
 BATCH_SIZE = 16
 DECODE_WORKERS = 2
 DECODE_AHEAD = 2 * BATCH_SIZE  # images read ahead of the models, so the CPU never waits for the disk
@@ -56,7 +57,7 @@ def row_for(path: Path, diagnosis=None, error: str | None = None, heatmaps: list
     if diagnosis is not None and diagnosis.verdict_withheld:  # the reason is the error, as for a file not read
         error, diagnosis = f"no verdict: {'; '.join(diagnosis.notes)}", None
     if diagnosis is None:
-        empty = dict.fromkeys(COLUMNS[1:-1])
+        empty = dict.fromkeys(COLUMNS[1:])
         return {"path": str(path), **empty, "error": " ".join((error or "unknown error").split())}
     best_type, type_probability = diagnosis.best_type
     return {
@@ -69,6 +70,9 @@ def row_for(path: Path, diagnosis=None, error: str | None = None, heatmaps: list
         "warnings": "; ".join(diagnosis.notes),
         "heatmaps": "; ".join(map(str, heatmaps)),
         "error": " ".join((error or "").split()),
+        # Where the fracture model read the picture turned back (its way up): which turn, and the score as given.
+        "turned_back": config.ORIENTATIONS[diagnosis.turn] if diagnosis.turn else None,
+        "fracture_probability_as_uploaded": _rounded(diagnosis.as_given_probability),
     }
 
 

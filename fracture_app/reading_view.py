@@ -17,7 +17,7 @@ from fracture_app import config
 from fracture_app.diagnosis import LIKELY, NO_VERDICT, NOT_READABLE, NOT_RULED_OUT, NOT_SEEN, POSSIBLE, Diagnosis
 from fracture_app.gradcam import DEFAULT_OPACITY, overlay
 from fracture_app.preprocess import at_most, to_uint8
-from fracture_app.report import TYPE_GUESS_CAVEAT, dicom_summary, percent, report_pdf, report_png
+from fracture_app.report import TYPE_GUESS_CAVEAT, as_uploaded_words, dicom_summary, percent, report_pdf, report_png
 from fracture_app.samples import HALF_RIGHT, RIGHT, WRONG, Grade
 from fracture_app.tables import spreadsheet_safe
 
@@ -87,8 +87,13 @@ def results_csv(results: list[tuple[str, Diagnosis | str]]) -> bytes:
     threshold, and that it is not for clinical use."""
     frame = results_frame(results).drop(columns=["Image"])
     diagnoses = [reading for _, reading in results if not isinstance(reading, str)]
+    frame["Turned back before reading"] = [
+        "" if isinstance(reading, str) or not reading.turn else config.ORIENTATIONS[reading.turn] for _, reading in results]
+    frame["Fracture probability as uploaded (%)"] = [
+        np.nan if isinstance(reading, str) or reading.as_given_probability is None
+        else round(100 * reading.as_given_probability, 1) for _, reading in results]
     versions = diagnoses[0].model_versions if diagnoses else {}
-    for task in config.TASKS:
+    for task in config.MODEL_FILES:
         frame[f"{config.TASK_TITLES[task]} version"] = versions.get(task, "")
     threshold = diagnoses[0].threshold if diagnoses and diagnoses[0].fracture_probability is not None else None
     frame["Decision threshold (%)"] = np.nan if threshold is None else round(100 * threshold, 1)
@@ -170,6 +175,8 @@ def render_verdict(diagnosis: Diagnosis, ground_truth: str | None = None) -> Non
         measured = (f" On the model's test split this band held {without:.0%} of the X-rays without a fracture and "
                     f"{with_fracture:.0%} of those with one.")
     getattr(st, style)(f"**{diagnosis.band.capitalize()}.** {BAND_ADVICE.get(diagnosis.band, '')}{measured}", icon=icon)
+    if diagnosis.as_given_probability is not None:
+        st.caption(f"As uploaded, {as_uploaded_words(diagnosis)}.")
 
 
 def render_type_guess(diagnosis: Diagnosis) -> None:

@@ -32,6 +32,13 @@ PNG_PICTURES_TOP, PNG_PICTURES_HEIGHT, PNG_VERDICT_TOP, PNG_ROWS_TOP = 0.85, 4.4
 PNG_LINE_HEIGHT, PNG_BOTTOM_MARGIN = 0.24, 0.35
 
 
+def as_uploaded_words(diagnosis) -> str:
+    """The fracture model's answer on a turned-back picture as it was uploaded: the reader's other reading."""
+    verdict = config.FRACTURED if diagnosis.fractured_as_given else config.NOT_FRACTURED
+    return (f"not turned back, the fracture model scored it {percent(diagnosis.as_given_probability)} "
+            f"(“{verdict}”)")
+
+
 def percent(probability: float | None) -> str:
     """A probability as a percentage that never claims certainty it does not have (">99.9%", not "100.0%")."""
     if probability is None:
@@ -83,6 +90,8 @@ def findings(diagnosis: Diagnosis, task: str | None = None, opacity: float = DEF
     elif diagnosis.fracture_probability is not None:
         rows.append(("Verdict", f"{diagnosis.verdict} (fracture probability {percent(diagnosis.fracture_probability)})"))
         rows.append(("Reading", f"{diagnosis.band}; decision threshold {percent(diagnosis.threshold)}"))
+        if diagnosis.as_given_probability is not None:
+            rows.append(("As uploaded", as_uploaded_words(diagnosis)))
     else:
         rows.append(("Verdict", "no fracture model loaded"))
     rows += [("Warning", caution.text) for caution in diagnosis.cautions]

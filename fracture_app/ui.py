@@ -156,10 +156,10 @@ def sidebar(models: LoadedModels) -> None:
         if models.diagnoser is None:
             st.caption(f"None loaded: {models.error}")
         else:
-            for task in config.TASKS:
+            for task in config.MODEL_FILES:
                 if task in models.versions:
                     st.caption(f"{config.TASK_TITLES[task]} ({config.TASK_HELP[task]}): version `{models.versions[task]}`. "
-                               + models.diagnoser.models[task].card.measured_in_brief)
+                               + models.diagnoser.every_model[task].card.measured_in_brief)
                 else:
                     st.caption(f"{config.TASK_TITLES[task]}: not loaded")
 

@@ -6,6 +6,12 @@ from fracture_app import card_view, config, ui
 from fracture_app.orientation_card_view import render_orientation_card
 
 
+def problem_of(models, task: str) -> str:
+    """Why this model is missing (each problem names its file), not every model's problems."""
+    mine = [problem for problem in models.problems if config.MODEL_FILES[task] in problem]
+    return "; ".join(mine) or "no model file"
+
+
 def main() -> None:
     ui.page_frame()
     st.title("Model cards")
@@ -18,14 +24,14 @@ def main() -> None:
         with tab:
             model = diagnoser.models.get(task)
             if model is None:
-                st.warning(f"The {config.TASK_TITLES[task].lower()} is not loaded: "
-                           + ("; ".join(models.problems) or "no model file"), icon=":material/warning:")
+                st.warning(f"The {config.TASK_TITLES[task].lower()} is not loaded: " + problem_of(models, task),
+                           icon=":material/warning:")
                 continue
             card_view.render_card(model.card, models.directory, task)
     with orientation_tab:
         if diagnoser.orientation is None:
             st.warning("The orientation model is not loaded, so X-rays are read as uploaded: "
-                       + ("; ".join(models.problems) or "no model file"), icon=":material/warning:")
+                       + problem_of(models, config.ORIENTATION_TASK), icon=":material/warning:")
         else:
             render_orientation_card(diagnoser.orientation.card)
 

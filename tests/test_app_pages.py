@@ -128,6 +128,12 @@ def test_model_card_page_shows_metrics_plots_and_provenance(tiny_models_dir):
     assert list(by_kind["Images"]) == [row["images"] for row in card["metrics"]["test"]["subgroups"]]
     assert "95% intervals: AUROC" in text and "95% intervals: Top-1 accuracy" in text
     assert "chosen on validation AUROC" in text and "chosen on validation macro-F1" in text
+    # The third tab: the orientation model's card (the tiny one has no threshold, so it turns nothing, and says so)
+    orientation = json.loads(artifact_paths(tiny_models_dir, config.ORIENTATION_TASK)["card"].read_text())
+    assert "What it does." in text and "Upright X-rays taken for turned: " in text
+    test = orientation["metrics"]["test"]
+    assert f"Turned X-rays set upright: {test['turned_set_upright']} of {test['turned']}" in text
+    assert any("never turns a picture" in warning.value for warning in at.warning)
 
 
 def test_the_card_reports_each_target_from_its_own_figures():

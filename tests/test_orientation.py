@@ -19,6 +19,7 @@ ASYMMETRIC = np.arange(12, dtype=np.float32).reshape(3, 4)
     ([0.1, 0.7, 0.1, 0.1], 0.8, UPRIGHT),  # not sure enough: read as given
     ([0.9, 0.05, 0.03, 0.02], 0.5, UPRIGHT),
     ([0.0, 0.0, 0.0, 1.0], 0.99, 3),
+    ([0.0, 0.0, 0.0, 1.0], None, UPRIGHT),  # a card without a threshold turns nothing
 ])
 def test_a_turn_is_taken_only_at_or_above_the_threshold(probabilities, threshold, turn):
     assert detected_turn(np.array(probabilities), threshold) == turn
@@ -29,13 +30,6 @@ def test_setting_upright_undoes_the_turn_and_maps_go_back_onto_the_picture_as_gi
     lying = np.rot90(ASYMMETRIC, turn)
     np.testing.assert_array_equal(set_upright(lying, turn), ASYMMETRIC)
     np.testing.assert_array_equal(as_given(set_upright(lying, turn), turn), lying)
-
-
-def test_np_rot90_turns_anticlockwise_as_the_class_names_say():
-    top_row_marked = np.zeros((3, 3))
-    top_row_marked[0] = 1
-    assert config.ORIENTATIONS[1] == "turned a quarter turn anticlockwise"
-    np.testing.assert_array_equal(np.rot90(top_row_marked, 1)[:, 0], 1)  # the top went to the left side
 
 
 def test_every_turn_labels_each_copy_with_its_turn():
@@ -73,15 +67,19 @@ def test_the_threshold_is_the_lowest_that_keeps_upright_x_rays_upright():
 
 
 class _Says:
-    """An orientation model that answers one turn for every picture, with the card fields the diagnoser reads."""
+    """An orientation model that answers one turn for every picture (or, with `wide_only`, for pictures that are
+    wider than tall, by their letterboxed input, and upright for the others), with the card field the diagnoser
+    reads."""
 
-    def __init__(self, spec, turn: int, threshold: float = 0.8):
-        self.spec, self.turn = spec, turn
-        self.card = type("Card", (), {"data": {"threshold": threshold}})()
+    def __init__(self, spec, turn: int, threshold: float | None = 0.8, wide_only: bool = False):
+        self.spec, self.turn, self.wide_only = spec, turn, wide_only
+        self.card = type("Card", (), {"turn_threshold": threshold, "version": "stub", "measured_in_brief": ""})()
 
     def probabilities(self, batch):
         rows = np.full((len(batch), 4), 0.01)
-        rows[:, self.turn] = 0.97
+        for row, picture in zip(rows, batch):
+            # a wide picture's letterbox leaves its top rows black
+            row[self.turn if not self.wide_only or picture[0].max() == 0 else UPRIGHT] = 0.97
         return rows
 
 
@@ -110,10 +108,31 @@ def test_a_turned_x_ray_is_read_as_its_upright_self_and_says_so(as_given_diagnos
     assert reading.type_probabilities == pytest.approx(as_it_lies.type_probabilities, abs=1e-5)
     np.testing.assert_allclose(reading.heatmaps[config.TYPE_TASK], as_it_lies.heatmaps[config.TYPE_TASK], atol=1e-4)
     assert reading.as_given_probability == pytest.approx(as_it_lies.fracture_probability, abs=1e-5)
+    assert reading.fractured_as_given == (reading.as_given_probability >= reading.threshold)
     caution = next(c for c in reading.cautions if c.kind == "turned")
-    assert config.ORIENTATIONS[turn] in caution.text and f"{reading.as_given_probability:.0%}" in caution.text
+    assert config.ORIENTATIONS[turn] in caution.brief and config.ORIENTATIONS[turn] in caution.text
+    assert "%" not in caution.text  # the Teaching page shows cautions before the trainee commits: no score in them
     assert caution.brief in reading.notes
-    assert not any(c.kind == "turned" for c in reference.cautions)
+    assert not any(c.kind == "turned" for c in reference.cautions) and reference.as_given_probability is None
+    assert reading.model_versions[config.ORIENTATION_TASK] == "stub"  # the reading names the model that turned it
+
+
+def test_a_batch_of_turned_and_upright_pictures_reads_as_each_alone(as_given_diagnoser):
+    models = as_given_diagnoser.models
+    sees_wide_ones_turned = Diagnoser(models[config.BINARY_TASK], models[config.TYPE_TASK],
+                                      orientation=_Says(as_given_diagnoser.orientation.spec, 2, wide_only=True))
+    rows, columns = np.mgrid[0:120, 0:80].astype(np.float32)
+    # no black edge, so only a wide picture's letterbox has black top rows
+    tall = [XRay(0.2 + 0.6 * np.abs(np.sin(rows / period + columns / 9)), "upload", "PNG", 0.0, {}) for period in (7, 13)]
+    wide = [dataclasses.replace(x, pixels=np.ascontiguousarray(np.rot90(x.pixels))) for x in tall]
+    batch = sees_wide_ones_turned.diagnose_batch(tall + wide)
+    singles = [sees_wide_ones_turned.diagnose(xray, heatmap_tasks=()) for xray in tall + wide]
+    assert [d.turn for d in batch] == [UPRIGHT, UPRIGHT, 2, 2] == [d.turn for d in singles]
+    for mine, alone in zip(batch, singles):
+        assert mine.fracture_probability == pytest.approx(alone.fracture_probability, abs=1e-5)
+        assert (mine.as_given_probability is None) == (alone.as_given_probability is None)
+        if mine.as_given_probability is not None:
+            assert mine.as_given_probability == pytest.approx(alone.as_given_probability, abs=1e-5)
 
 
 def test_no_turn_below_the_threshold_and_none_on_a_picture_the_models_cannot_read(as_given_diagnoser):
@@ -122,19 +141,41 @@ def test_no_turn_below_the_threshold_and_none_on_a_picture_the_models_cannot_rea
     unsure = Diagnoser(models[config.BINARY_TASK], None, orientation=_Says(spec, 2, threshold=0.99))
     ramp = np.tile(np.linspace(0, 1, 96, dtype=np.float32), (96, 1))
     assert unsure.diagnose(XRay(ramp, "upload", "PNG", 0.0, {"original_size": (96, 96)})).turn == UPRIGHT
+    without_threshold = Diagnoser(models[config.BINARY_TASK], None, orientation=_Says(spec, 2, threshold=None))
+    assert without_threshold.diagnose(XRay(ramp, "upload", "PNG", 0.0, {"original_size": (96, 96)})).turn == UPRIGHT
     sure = Diagnoser(models[config.BINARY_TASK], None, orientation=_Says(spec, 2))
     colour_picture = XRay(ramp, "upload", "PNG", 0.9, {"original_size": (96, 96)})
     withheld = sure.diagnose(colour_picture)
     assert withheld.verdict_withheld and [c.kind for c in withheld.cautions] == ["not_xray"]
+    assert withheld.turn == UPRIGHT and withheld.as_given_probability is None
+    type_only = Diagnoser(None, models[config.TYPE_TASK], orientation=_Says(spec, 2))
+    reading = type_only.diagnose(XRay(ramp, "upload", "PNG", 0.0, {"original_size": (96, 96)}))
+    assert reading.turn == UPRIGHT and not any(c.kind == "turned" for c in reading.cautions)  # nothing was turned back
 
 
 def test_the_training_command_writes_a_model_the_diagnoser_loads(as_given_diagnoser, tiny_models_dir):
     orientation = as_given_diagnoser.orientation
     assert orientation is not None and orientation.classes == config.ORIENTATIONS
     card = orientation.card.data
-    assert card["task"] == config.ORIENTATION_TASK and "val" in card["metrics"] and "test" in card["metrics"]
-    assert card["metrics"]["val"]["upright"] * 3 == card["metrics"]["val"]["turned"]
+    assert card["task"] == config.ORIENTATION_TASK and card["data"]["split_sizes"]["val"] > 0
+    assert set(card["metrics"]) == {"val", "test"} and card["training"]["command"].startswith("python -m training.orientation")
     assert not as_given_diagnoser.problems
+    assert as_given_diagnoser.model_versions[config.ORIENTATION_TASK] == orientation.card.version
+
+
+def test_a_model_file_in_the_wrong_place_is_refused_by_its_card(tiny_models_dir, tmp_path):
+    import shutil
+
+    from fracture_app.errors import ModelLoadError
+    from fracture_app.models import artifact_paths, load_model
+
+    for path in tiny_models_dir.glob("fracture_binary*"):
+        shutil.copy(path, tmp_path)
+    binary = artifact_paths(tmp_path, config.BINARY_TASK)
+    with pytest.raises(ModelLoadError, match="card is for the fracture model, not the orientation model"):
+        load_model(binary["model"], config.ORIENTATION_TASK)
+    with pytest.raises(ModelLoadError, match="python -m training.orientation"):
+        load_model(tmp_path / "orientation.keras", config.ORIENTATION_TASK)
 
 
 def test_without_an_orientation_model_pictures_are_read_as_given_and_that_is_said(tiny_models_dir, tmp_path,
@@ -145,5 +186,16 @@ def test_without_an_orientation_model_pictures_are_read_as_given_and_that_is_sai
         shutil.copy(path, tmp_path)
     diagnoser = Diagnoser.from_dir(tmp_path)
     assert diagnoser.orientation is None
-    assert any("orientation" in problem and "read as given" in problem for problem in diagnoser.problems)
+    assert any("orientation.keras" in problem and "read as uploaded" in problem for problem in diagnoser.problems)
     assert diagnoser.diagnose(read_image(fractured_xray_path)).turn == UPRIGHT
+
+
+def test_evaluate_and_compare_point_the_orientation_model_to_its_own_measure(tiny_models_dir, capsys):
+    from fracture_app.models import artifact_paths
+    from training import compare, evaluate
+
+    model = artifact_paths(tiny_models_dir, config.ORIENTATION_TASK)["model"]
+    assert evaluate.main(["--model", str(model), "--data", str(tiny_models_dir)]) == 2
+    assert "python -m training.orientation --measure" in capsys.readouterr().err
+    assert compare.main(["--model", str(model), str(artifact_paths(tiny_models_dir, config.BINARY_TASK)["card"])]) != 0
+    assert "not a fracture or fracture-type model" in capsys.readouterr().err

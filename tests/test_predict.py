@@ -12,13 +12,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fracture_app import predict
+from fracture_app import config, predict
 from fracture_app.diagnosis import LIKELY, NOT_RULED_OUT, NOT_SEEN, POSSIBLE
 
 from conftest import FRACATLAS_FIXTURES
 
 HEADER = ("path,fractured,fracture_probability,reading,fracture_type,fracture_type_probability,warnings,heatmaps,"
-          "error")
+          "error,turned_back,fracture_probability_as_uploaded")
 
 
 @pytest.fixture()
@@ -231,3 +231,19 @@ def test_webp_and_jpeg_2000_files_in_a_folder_are_found_and_read(tmp_path):
     found = predict.expand([tmp_path])
     assert sorted(path.name for path in found) == ["scan.jp2", "scan.webp"]
     assert [read_image(path).format for path in sorted(found)] == ["JPEG2000", "WEBP"]
+
+
+def test_the_shipped_orientation_model_turns_a_turned_x_ray_back_and_the_row_says_so(tmp_path, capsys):
+    """A FracAtlas sample turned a quarter turn clockwise: the row gives the turn and the score as uploaded."""
+    from PIL import Image
+
+    sample = config.SAMPLE_IMAGES_DIR / "fracatlas_IMG0000620.jpg"
+    turned = tmp_path / "turned.png"
+    Image.open(sample).rotate(-90, expand=True).save(turned)  # PIL turns anticlockwise for a positive angle
+    code, out, _ = run(["--format", "json", "--models", str(config.SHIPPED_MODELS_DIR), str(sample), str(turned)], capsys)
+    assert code == 0
+    as_stored, lying = json.loads(out)
+    assert as_stored["turned_back"] is None and as_stored["fracture_probability_as_uploaded"] is None
+    assert lying["turned_back"] == config.ORIENTATIONS[3] and "turned back before reading" in lying["warnings"]
+    assert lying["fracture_probability"] == pytest.approx(as_stored["fracture_probability"], abs=0.01)
+    assert 0 <= lying["fracture_probability_as_uploaded"] <= 1

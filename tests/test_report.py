@@ -134,7 +134,7 @@ def test_report_of_a_real_xray_through_the_real_models(fractured_xray_path, tiny
     assert f"{diagnosis.verdict} (fracture probability {percent(diagnosis.fracture_probability)})" in text
     assert "How good" in text
     said = [value for label, value in findings(diagnosis) if label == "How good"]
-    cards = [model.card for model in diagnoser.models.values() if model.card.measured_in_brief]
+    cards = [model.card for model in diagnoser.every_model.values() if model.card.measured_in_brief]
     assert said and len(said) == len(cards)
     assert all(value.endswith(card.measured_in_brief) for value, card in zip(said, cards))
     assert Image.open(io.BytesIO(report_png(diagnosis))).text["Title"].endswith(diagnosis.verdict)
@@ -144,3 +144,13 @@ def test_report_of_a_real_xray_through_the_real_models(fractured_xray_path, tiny
                                           (0.9994, ">99.9%"), (1.0, ">99.9%"), (0.999, "99.9%")])
 def test_percent_never_claims_certainty(value, shown):
     assert percent(value) == shown
+
+
+def test_a_reading_turned_back_reports_the_score_as_uploaded_too():
+    from dataclasses import replace
+
+    turned = replace(make_diagnosis(probability=0.42, threshold=0.3), turn=2, as_given_probability=0.12, cautions=None)
+    rows = dict(findings(turned, config.BINARY_TASK, 0.5))
+    assert rows["As uploaded"] == "not turned back, the fracture model scored it 12.0% (“Not fractured”)"
+    assert any("upside down" in text for label, text in findings(turned, config.BINARY_TASK, 0.5) if label == "Warning")
+    assert "As uploaded" not in dict(findings(make_diagnosis(), config.BINARY_TASK, 0.5))

@@ -100,6 +100,7 @@ def test_the_orientation_card_figures_are_measured_again(full_data_dir):
     model_path = model_path_for(config.ORIENTATION_TASK, config.REPO_ROOT / "models")
     measured = remeasure(model_path, full_data_dir / "fracatlas", artifact_paths(model_path.parent, config.BINARY_TASK)["manifest"])
     stored = load_model(model_path).card.data["metrics"]
-    for split in ("val", "test"):
-        for key in ("accuracy", "false_turn_share", "found_share"):
-            assert measured[split][key] == pytest.approx(stored[split][key], abs=0.01), (split, key)
+    for split in ("val", "test"):  # counts, not shares: one X-ray is under 0.002 of a share
+        assert measured[split]["accuracy"] == pytest.approx(stored[split]["accuracy"], abs=0.002), split
+        for key in ("upright", "turned", "upright_taken_for_turned", "turned_set_upright", "turned_set_wrong"):
+            assert measured[split][key] == pytest.approx(stored[split][key], abs=1), (split, key)

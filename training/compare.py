@@ -149,6 +149,9 @@ def main(argv=None) -> int:
         parser.error("name at least one run's card, or --earlier")
     try:
         shipped = json.loads(card_path_for(args.model).read_text(encoding="utf-8"))
+        if shipped.get("task") not in config.TASKS:
+            raise NotComparable(f"{args.model.name} is not a fracture or fracture-type model: its runs are compared "
+                                "in training/HISTORY.md")
         labels = [path.parent.name for path in args.cards]
         if len(set(labels)) < len(labels) or EARLIER_LABEL in labels or any(map(OLDER_RELEASE.fullmatch, labels)):
             raise NotComparable("two cards come from the same folder, or a folder takes the name of a model "

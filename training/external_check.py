@@ -57,14 +57,13 @@ def set_upright_probabilities(model, orientation, paths: list[Path]) -> tuple[np
     """The binary model's probabilities with each picture set upright first, as the app does; and how many were
     turned. (The paths were read once already, so they read again.)"""
     from fracture_app.imaging import read_image
-    from fracture_app.orientation import UPRIGHT, detected_turn, set_upright
+    from fracture_app.orientation import UPRIGHT, set_upright, turns_for
     from fracture_app.preprocess import prepare_batch
 
     probabilities, turned = [], 0
     for start in range(0, len(paths), BATCH_SIZE):
         pictures = [read_image(path).pixels for path in paths[start:start + BATCH_SIZE]]
-        turns = [detected_turn(row, orientation.card.data["threshold"])
-                 for row in orientation.probabilities(prepare_batch(pictures, orientation.spec))]
+        turns, _ = turns_for(orientation, pictures)
         turned += sum(turn != UPRIGHT for turn in turns)
         probabilities.append(model.probabilities(prepare_batch(
             [set_upright(picture, turn) for picture, turn in zip(pictures, turns)], model.spec)))
@@ -112,7 +111,8 @@ def main(argv=None) -> int:
             raise FractureAppError(f"none of the {len(samples)} images under {args.data} could be read "
                                    f"(first: {skipped[0]})")
         if args.orientation:
-            probabilities, turned = set_upright_probabilities(model, load_model(args.orientation), [s.path for s in kept])
+            orientation = load_model(args.orientation, config.ORIENTATION_TASK)
+            probabilities, turned = set_upright_probabilities(model, orientation, [s.path for s in kept])
             print(f"{turned} of {len(kept)} pictures set upright first by {args.orientation.name}")
     except FractureAppError as error:
         print(f"error: {error}", file=sys.stderr)

@@ -12,7 +12,6 @@ threshold, how the validation and test X-rays fare in all four turns.
 
 import argparse
 import logging
-import math
 import sys
 import time
 from datetime import datetime, timezone
@@ -63,14 +62,14 @@ def augmented(images: np.ndarray, rng: np.random.Generator) -> np.ndarray:
                            for start in range(0, len(images), AUGMENT_CHUNK)])
 
 
-def turn_figures(probabilities: np.ndarray, turns: np.ndarray, threshold: float) -> dict:
+def turn_figures(probabilities: np.ndarray, turns: np.ndarray, threshold: float | None) -> dict:
     """How X-rays in all four turns fare at `threshold`: upright ones taken for turned; turned ones set upright,
     set wrong (taken for another turn) or left as they lie."""
     answers = np.array([detected_turn(row, threshold) for row in probabilities])
-    upright, turned_ = turns == UPRIGHT, turns != UPRIGHT
+    upright, lying = turns == UPRIGHT, turns != UPRIGHT
     counts = {"upright": int(upright.sum()), "upright_taken_for_turned": int((answers[upright] != UPRIGHT).sum()),
-              "turned": int(turned_.sum()), "turned_set_upright": int((answers[turned_] == turns[turned_]).sum()),
-              "turned_set_wrong": int(((answers != UPRIGHT) & (answers != turns))[turned_].sum())}
+              "turned": int(lying.sum()), "turned_set_upright": int((answers[lying] == turns[lying]).sum()),
+              "turned_set_wrong": int(((answers != UPRIGHT) & (answers != turns))[lying].sum())}
     counts["turned_left_as_they_lie"] = counts["turned"] - counts["turned_set_upright"] - counts["turned_set_wrong"]
     return {**counts, "accuracy": float((probabilities.argmax(1) == turns).mean()),
             "false_turn_share": counts["upright_taken_for_turned"] / max(1, counts["upright"]),
@@ -120,9 +119,8 @@ def measure(model, inputs: dict[str, np.ndarray]) -> tuple[float | None, dict]:
         images, turns = every_turn(inputs[split])
         probabilities[split] = (softmax(np.concatenate([model.predict(images[start:start + 512], verbose=0)
                                                         for start in range(0, len(images), 512)])), turns)
-    threshold = choose_threshold(*probabilities["val"])
-    acting_at = math.inf if threshold is None else threshold  # without a threshold the app never turns a picture
-    return threshold, {split: turn_figures(*probabilities[split], acting_at) for split in probabilities}
+    threshold = choose_threshold(*probabilities["val"])  # None: the app never turns a picture
+    return threshold, {split: turn_figures(*probabilities[split], threshold) for split in probabilities}
 
 
 def remeasure(model_path: Path, data: Path, split_file: Path) -> dict:
@@ -131,8 +129,7 @@ def remeasure(model_path: Path, data: Path, split_file: Path) -> dict:
     from fracture_app.models import load_model
     from training.pipeline import load_images
 
-    model = load_model(model_path)
-    threshold = model.card.data.get("threshold")
+    model = load_model(model_path, config.ORIENTATION_TASK)
     rows = [row for row in split_rows(data, split_file, SEED) if row.split in ("val", "test")]
     loaded = load_images(rows, model.spec, progress=False)
     figures = {}
@@ -140,7 +137,7 @@ def remeasure(model_path: Path, data: Path, split_file: Path) -> dict:
         images, turns = every_turn(loaded.inputs[[i for i, row in enumerate(loaded.samples) if row.split == split]])
         probabilities = np.concatenate([model.probabilities(images[start:start + 512])
                                         for start in range(0, len(images), 512)])
-        figures[split] = turn_figures(probabilities, turns, math.inf if threshold is None else threshold)
+        figures[split] = turn_figures(probabilities, turns, model.card.turn_threshold)
     return figures
 
 
