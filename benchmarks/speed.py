@@ -156,14 +156,14 @@ def main() -> int:
     for task, model in diagnoser.every_model.items():
         one = prepare(xray.pixels, model.spec)[None]
         latency = median_seconds(lambda: model.probabilities(one))
-        # no heat map of which way up an X-ray lies
-        heat_latency = median_seconds(lambda: diagnoser.gradcam(task).heatmap(one[0], 1)) if task in config.TASKS else 0.0
+        heat = ("no heat map" if task not in config.TASKS  # (of which way up an X-ray lies)
+                else f"Grad-CAM {1000 * median_seconds(lambda: diagnoser.gradcam(task).heatmap(one[0], 1)):.0f} ms")
         batch = prepare_batch([read_image(p).pixels for p in batch_images[:32]], model.spec)
         batch_seconds = median_seconds(lambda: model.probabilities(batch), repeats=3)
         macs = multiply_adds_per_image(model)
         achieved = 2 * macs * len(batch) / batch_seconds / 1e9
         print(f"{task} ({model.card.data.get('architecture')}, {model.spec.size} px, {macs / 1e9:.2f} GMAC/image): "
-              f"warm single {latency * 1000:.0f} ms, Grad-CAM {heat_latency * 1000:.0f} ms, "
+              f"warm single {latency * 1000:.0f} ms, {heat}, "
               f"batch of 32 {len(batch) / batch_seconds:.1f} img/s = {achieved:.1f} GFLOP/s "
               f"({100 * achieved / gflops:.0f}% of the matrix-product rate)")
     warm = median_seconds(lambda: diagnoser.diagnose(read_image(images[0]), heatmap_tasks=(config.BINARY_TASK,)))
