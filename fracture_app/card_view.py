@@ -44,6 +44,7 @@ BINARY_METRICS = (("auroc", "AUROC", "ratio"), ("sensitivity", "Sensitivity", "p
                   ("precision", "Precision", "percent"), ("ece", "Calibration error (ECE)", "ratio"))
 TYPE_METRICS = (("top1", "Top-1 accuracy", "percent"), ("top3", "Top-3 accuracy", "percent"),
                 ("macro_f1", "Macro F1", "ratio"), ("ece", "Calibration error (ECE)", "ratio"))
+DEVELOPER_DETAILS = "How it was made: hardware, commands and the other runs tried (for developers)"
 DATA_NAMES = {"fracatlas": "FracAtlas", "bone_break": "Bone Break Classification", "custom": "custom data set"}
 POINT_NAMES = {"high_sensitivity": f"High sensitivity (lower bound of “{NOT_RULED_OUT}”)",
                "high_specificity": f"High specificity (lower bound of “{LIKELY}”)"}
@@ -117,8 +118,10 @@ def render_card(card, directory: Path, task: str) -> None:
     if card.data.get("limitations"):
         st.markdown("#### Limitations")
         st.markdown("\n".join(f"- {item}" for item in card.data["limitations"]))
-    _render_training(card)
-    render_compared_runs(card.data.get("compared_runs"))
+    # Run names, commands and checksums matter to whoever retrains the model, not to a reader of its answers.
+    with st.expander(DEVELOPER_DETAILS):
+        _render_training(card)
+        render_compared_runs(card.data.get("compared_runs"))
 
 
 def _render_header(card, task: str) -> None:

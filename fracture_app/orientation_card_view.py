@@ -3,7 +3,7 @@
 import streamlit as st
 
 from fracture_app import config
-from fracture_app.card_view import duration_words, interval_words
+from fracture_app.card_view import DEVELOPER_DETAILS, duration_words, interval_words
 from fracture_app.report import percent
 
 SPLIT_NAMES = {"val": "Validation (chose the threshold)", "test": "Test (never used to choose anything)"}
@@ -47,10 +47,11 @@ def render_orientation_card(card) -> None:
     if data.get("limitations"):
         st.markdown("#### Limitations")
         st.markdown("\n".join(f"- {item}" for item in data["limitations"]))
-    st.markdown("#### Training")
-    st.markdown(f"- Hardware: {training.get('hardware', 'unknown')}; time: {duration_words(training.get('seconds'))}\n"
-                f"- Epochs: {training.get('epochs_requested', '?')} (best {training.get('best_epoch', '?')}), "
-                f"batch size {training.get('batch_size', '?')}\n- Trained at: {training.get('trained_at', 'unknown')}")
-    if training.get("command"):
-        st.code(training["command"], language="bash")
-    st.caption(f"Model file sha256: `{data.get('sha256', 'unknown')}`")
+    with st.expander(DEVELOPER_DETAILS):
+        st.markdown("#### Training")
+        st.markdown(f"- Hardware: {training.get('hardware', 'unknown')}; time: {duration_words(training.get('seconds'))}\n"
+                    f"- Epochs: {training.get('epochs_requested', '?')} (best {training.get('best_epoch', '?')}), "
+                    f"batch size {training.get('batch_size', '?')}\n- Trained at: {training.get('trained_at', 'unknown')}")
+        if training.get("command"):
+            st.code(training["command"], language="bash")
+        st.caption(f"Model file sha256: `{data.get('sha256', 'unknown')}`")
