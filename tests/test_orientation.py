@@ -11,6 +11,8 @@ from fracture_app.imaging import XRay, read_image
 from fracture_app.orientation import UPRIGHT, as_given, detected_turn, set_upright
 from training.orientation import choose_threshold, every_turn, turn_figures, turned
 
+from conftest import FRACATLAS_FIXTURES
+
 ASYMMETRIC = np.arange(12, dtype=np.float32).reshape(3, 4)
 
 
@@ -199,3 +201,17 @@ def test_evaluate_and_compare_point_the_orientation_model_to_its_own_measure(tin
     assert "python -m training.orientation --measure" in capsys.readouterr().err
     assert compare.main(["--model", str(model), str(artifact_paths(tiny_models_dir, config.BINARY_TASK)["card"])]) != 0
     assert "not a fracture or fracture-type model" in capsys.readouterr().err
+
+
+def test_measure_again_prints_each_figure_beside_the_card(tiny_models_dir, capsys):
+    from training.orientation import main as orientation
+
+    model = tiny_models_dir / config.MODEL_FILES[config.ORIENTATION_TASK]
+    split = tiny_models_dir / "fracture_binary_split.csv"  # another split than its own: the figures may differ
+    assert orientation(["--measure", str(model), "--data", str(FRACATLAS_FIXTURES), "--split", str(split)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == ["split", "figure", "measured", "card"]
+    assert [line.split()[:2] for line in lines[1:]] == [[part, key] for part in ("val", "test")
+                                                        for key in ("accuracy", "false_turn_share", "found_share")]
+    with pytest.raises(SystemExit):
+        orientation(["--measure", str(model), "--data", str(FRACATLAS_FIXTURES)])  # no split to measure on

@@ -134,11 +134,16 @@ def remeasure(model_path: Path, data: Path, split_file: Path) -> dict:
     loaded = load_images(rows, model.spec, progress=False)
     figures = {}
     for split in ("val", "test"):
-        images, turns = every_turn(loaded.inputs[[i for i, row in enumerate(loaded.samples) if row.split == split]])
+        images, turns = every_turn(inputs_of(loaded, split))
         probabilities = np.concatenate([model.probabilities(images[start:start + 512])
                                         for start in range(0, len(images), 512)])
         figures[split] = turn_figures(probabilities, turns, model.card.turn_threshold)
     return figures
+
+
+def inputs_of(loaded, split: str) -> np.ndarray:
+    """The prepared images of one split (training.pipeline.LoadedImages)."""
+    return loaded.inputs[[index for index, row in enumerate(loaded.samples) if row.split == split]]
 
 
 def split_rows(data: Path, split_file: Path | None, seed: int) -> list:
@@ -253,8 +258,7 @@ def main(argv=None) -> int:
     except datasets.DatasetError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    inputs = {split: loaded.inputs[[i for i, row in enumerate(loaded.samples) if row.split == split]]
-              for split in SPLITS}
+    inputs = {split: inputs_of(loaded, split) for split in SPLITS}
     sizes = {split: len(images) for split, images in inputs.items()}
     if not all(sizes.values()):
         print(f"error: too few X-rays to train and measure: {sizes}", file=sys.stderr)
