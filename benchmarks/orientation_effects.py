@@ -44,7 +44,7 @@ def taken_for_turned(orientation, fracatlas: Path) -> None:
     for split in ("val", "test"):
         rows = split_rows(config.BINARY_TASK, fracatlas, split)
         pictures = [read_image(row.path).pixels for row in rows]
-        turns, _ = turns_for(orientation, pictures)
+        turns = turns_for(orientation, pictures)
         print(f"\nFracAtlas {split} X-rays as stored, taken for turned: {sum(t != UPRIGHT for t in turns)} of {len(rows)}")
         groups = {"region": [region_of(flags[row.path.name]) for row in rows],
                   "shape": ["wider than tall" if p.shape[1] > p.shape[0] else "taller than wide or square" for p in pictures]}
@@ -57,7 +57,7 @@ def type_model_both_ways(orientation, type_model, bone_break: Path) -> None:
     rows = split_rows(config.TYPE_TASK, bone_break, "val")
     pictures = [read_image(row.path).pixels for row in rows]
     labels = np.array([row.label for row in rows])
-    turns, _ = turns_for(orientation, pictures)
+    turns = turns_for(orientation, pictures)
     print(f"\nBone Break validation pictures the orientation model takes for turned: "
           f"{sum(t != UPRIGHT for t in turns)} of {len(rows)}")
     for name, shown in (("as given", pictures), ("turned the FracAtlas way up", list(map(set_upright, pictures, turns)))):

@@ -97,7 +97,8 @@ def naive_loop(models_dir: Path, images: list[Path]) -> float:
     from fracture_app.models import load_model, model_path_for
     from fracture_app.preprocess import mirrored, prepare
 
-    models = [load_model(model_path_for(task, models_dir)) for task in config.MODEL_FILES]
+    models = [load_model(model_path_for(task, models_dir)) for task in config.MODEL_FILES
+              if model_path_for(task, models_dir).is_file()]  # (the app reads pictures as uploaded without one)
     for model in models:
         model.keras_model.predict(np.zeros((1, model.spec.size, model.spec.size, model.spec.channels), np.float32), verbose=0)
     start = time.perf_counter()

@@ -21,7 +21,7 @@ from fracture_app.errors import ModelLoadError
 from fracture_app.gradcam import GradCam, heatmap_on_image
 from fracture_app.imaging import XRay
 from fracture_app.models import MIDPOINT_THRESHOLD, FractureModel, load_model, model_path_for
-from fracture_app.orientation import UPRIGHT, as_given, set_upright, turns_for
+from fracture_app.orientation import UPRIGHT, onto_picture_as_uploaded, set_upright, turns_for
 from fracture_app.pixels import FEW_SHADES, FEWEST_XRAY_SHADES, LEAST_XRAY_SPREAD, roughness, shade_count
 from fracture_app.preprocess import prepare, prepare_batch
 
@@ -68,11 +68,10 @@ class Diagnosis:
     # Of the card's test X-rays without a fracture and with one, the shares that scored in this reading's band.
     band_measured: tuple[float, float] | None = None
     # Quarter turns (config.ORIENTATIONS) the orientation model took the picture for turned, so that the fracture
-    # model read it turned back; that model's probability for the turn (a softmax, not calibrated); and the fracture
-    # score of the picture as given, which a turned reading reports beside its own.
+    # model read it turned back; and the fracture score of the picture as uploaded, which such a reading reports
+    # beside its own (None where nothing was turned).
     turn: int = UPRIGHT
-    turn_probability: float | None = None
-    as_given_probability: float | None = None
+    as_uploaded_probability: float | None = None
     # About the image itself (the app shows these above everything else): judged once, on the picture as read, and
     # carried by every copy (dataclasses.replace), such as the smaller copy a browser session keeps.
     cautions: tuple["Caution", ...] | None = None
@@ -113,9 +112,9 @@ class Diagnosis:
         return [] if self.verdict_withheld else list(self.type_probabilities.items())[:TYPE_TOP_K]
 
     @property
-    def fractured_as_given(self) -> bool | None:
+    def fractured_as_uploaded(self) -> bool | None:
         """The verdict the picture as given would have had; None where it was read as given."""
-        return None if self.as_given_probability is None else self.as_given_probability >= self.threshold
+        return None if self.as_uploaded_probability is None else self.as_uploaded_probability >= self.threshold
 
     @property
     def looks_like_xray(self) -> bool:
@@ -128,8 +127,13 @@ class Diagnosis:
 
     @property
     def notes(self) -> list[str]:
-        """Every caution's brief, for a table cell or a CSV column."""
-        return [caution.brief for caution in [*self.cautions, self.type_caution] if caution is not None]
+        """Every caution's brief, for a table cell or a CSV column; a turned-back reading's score as uploaded with its
+        caution, since the caution says to go by it where the picture already lay the right way."""
+        briefs = [caution.brief for caution in [*self.cautions, self.type_caution] if caution is not None]
+        if self.as_uploaded_probability is not None:
+            at = next((i + 1 for i, caution in enumerate(self.cautions) if caution.kind == "turned"), len(briefs))
+            briefs.insert(at, f"as uploaded: {100 * self.as_uploaded_probability:.1f}%")
+        return briefs
 
 
 def looks_negative(pixels: np.ndarray) -> bool:
@@ -306,9 +310,16 @@ class Diagnoser:
         return cls(loaded.get(config.BINARY_TASK), loaded.get(config.TYPE_TASK), tuple(problems), orientation)
 
     @property
+    def orienting(self) -> FractureModel | None:
+        """The orientation model where it can act: it turns pictures for the fracture model, by its card's threshold."""
+        if config.BINARY_TASK not in self.models or self.orientation is None:
+            return None
+        return self.orientation if self.orientation.card.turn_threshold is not None else None
+
+    @property
     def every_model(self) -> dict:
-        """The fracture models and, where loaded, the orientation model: what a reading names as its models."""
-        return {**self.models, **({config.ORIENTATION_TASK: self.orientation} if self.orientation else {})}
+        """The models a reading goes through, and names: the fracture models and the orientation model if it acts."""
+        return {**self.models, **({config.ORIENTATION_TASK: self.orienting} if self.orienting else {})}
 
     @property
     def model_versions(self) -> dict[str, str]:
@@ -334,12 +345,12 @@ class Diagnoser:
         return dataclasses.replace(diagnosis, heatmaps=heatmaps)
 
     def diagnose_batch(self, xrays: list[XRay]) -> list[Diagnosis]:
-        turns, turn_probabilities = self._turns(xrays)
+        turns = self._turns(xrays)
         turned = [index for index, turn in enumerate(turns) if turn != UPRIGHT]
-        # One pass of the fracture model: every picture the way up it learnt, then the turned ones as given.
+        # One pass of the fracture model: every picture the way up it learnt, then the turned ones as uploaded.
         fracture = self._predict(config.BINARY_TASK, [set_upright(x.pixels, turn) for x, turn in zip(xrays, turns)]
                                  + [xrays[index].pixels for index in turned])
-        score_as_given = {} if fracture is None else dict(zip(turned, fracture[len(xrays):]))
+        score_as_uploaded = {} if fracture is None else dict(zip(turned, map(float, fracture[len(xrays):])))
         types = self._predict(config.TYPE_TASK, [xray.pixels for xray in xrays])
         binary = self.models.get(config.BINARY_TASK)
         threshold = binary.card.threshold if binary else MIDPOINT_THRESHOLD
@@ -352,18 +363,19 @@ class Diagnoser:
             band = None if probability is None else confidence_band(probability, points, threshold)
             results.append(Diagnosis(xray, probability, threshold, band, ranked, {}, self.model_versions,
                                      self.model_measures, band_measured=measured.get(band), turn=turns[index],
-                                     turn_probability=turn_probabilities[index],
-                                     as_given_probability=float(score_as_given[index]) if index in score_as_given else None))
+                                     as_uploaded_probability=score_as_uploaded.get(index)))
         return results
 
-    def _turns(self, xrays: list[XRay]) -> tuple[list[int], list[float | None]]:
-        """Which way up each picture lies, for the fracture model: none is turned without that model, nor a picture
-        the models cannot read (no verdict is given on it)."""
+    def _turns(self, xrays: list[XRay]) -> list[int]:
+        """Which way up each picture lies, for the fracture model; UPRIGHT where the orientation model cannot act,
+        and for a picture the models cannot read (it gets no verdict, so nothing is turned for one)."""
+        turns = [UPRIGHT] * len(xrays)
+        if self.orienting is None:
+            return turns
         readable = [index for index, xray in enumerate(xrays) if looks_like_xray(xray)]
-        model = self.orientation if config.BINARY_TASK in self.models else None
-        found = dict(zip(readable, zip(*turns_for(model, [xrays[index].pixels for index in readable]))))
-        return ([found[i][0] if i in found else UPRIGHT for i in range(len(xrays))],
-                [found[i][1] if i in found else None for i in range(len(xrays))])
+        for index, turn in zip(readable, turns_for(self.orienting, [xrays[index].pixels for index in readable])):
+            turns[index] = turn
+        return turns
 
     def heatmap(self, xray: XRay, task: str, diagnosis: Diagnosis) -> np.ndarray:
         """Grad-CAM of `task`'s answer: "Fractured" for the binary model, the top type for the type model."""
@@ -376,7 +388,7 @@ class Diagnoser:
         shown = set_upright(xray.pixels, turn)
         with model.call_lock:
             heat = self.gradcam(task).heatmap(prepare(shown, model.spec), class_index)
-        return as_given(heatmap_on_image(heat, shown.shape, model.spec.size), turn)
+        return onto_picture_as_uploaded(heatmap_on_image(heat, shown.shape, model.spec.size), turn)
 
     def _predict(self, task: str, pictures: list[np.ndarray]) -> np.ndarray | None:
         model = self.models.get(task)

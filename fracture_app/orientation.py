@@ -20,14 +20,12 @@ def detected_turn(probabilities: np.ndarray, threshold: float | None) -> int:
     return best if threshold is not None and probabilities[best] >= threshold else UPRIGHT
 
 
-def turns_for(orientation_model, pictures: list[np.ndarray]) -> tuple[list[int], list[float | None]]:
-    """Each picture's detected turn and the orientation model's probability for it; all UPRIGHT (and None)
-    without a model."""
+def turns_for(orientation_model, pictures: list[np.ndarray]) -> list[int]:
+    """Each picture's detected turn; all UPRIGHT without a model."""
     if orientation_model is None or not pictures:
-        return [UPRIGHT] * len(pictures), [None] * len(pictures)
+        return [UPRIGHT] * len(pictures)
     probabilities = orientation_model.probabilities(prepare_batch(pictures, orientation_model.spec))
-    turns = [detected_turn(row, orientation_model.card.turn_threshold) for row in probabilities]
-    return turns, [float(row[turn]) for row, turn in zip(probabilities, turns)]
+    return [detected_turn(row, orientation_model.card.turn_threshold) for row in probabilities]
 
 
 def set_upright(pixels: np.ndarray, turn: int) -> np.ndarray:
@@ -35,6 +33,6 @@ def set_upright(pixels: np.ndarray, turn: int) -> np.ndarray:
     return np.ascontiguousarray(np.rot90(pixels, -turn)) if turn else pixels
 
 
-def as_given(upright_map: np.ndarray, turn: int) -> np.ndarray:
+def onto_picture_as_uploaded(upright_map: np.ndarray, turn: int) -> np.ndarray:
     """A map drawn on the picture turned back, turned to lie on the picture as given."""
     return np.ascontiguousarray(np.rot90(upright_map, turn)) if turn else upright_map

@@ -20,7 +20,7 @@ def render_orientation_card(card) -> None:
             "its score for a turn reaches the threshold, the fracture model reads the picture turned back, and the "
             "reading says so and gives the score of the picture as uploaded too. The type model reads every "
             "picture as uploaded.", icon=":material/screen_rotation:")
-    threshold = data.get("threshold")
+    threshold = card.turn_threshold
     if threshold is None:
         st.warning("No threshold kept upright validation X-rays upright, so this model never turns a picture.",
                    icon=":material/warning:")

@@ -87,17 +87,19 @@ def results_csv(results: list[tuple[str, Diagnosis | str]]) -> bytes:
     threshold, and that it is not for clinical use."""
     frame = results_frame(results).drop(columns=["Image"])
     diagnoses = [reading for _, reading in results if not isinstance(reading, str)]
-    frame["Turned back before reading"] = [
-        "" if isinstance(reading, str) or not reading.turn else config.ORIENTATIONS[reading.turn] for _, reading in results]
-    frame["Fracture probability as uploaded (%)"] = [
-        np.nan if isinstance(reading, str) or reading.as_given_probability is None
-        else round(100 * reading.as_given_probability, 1) for _, reading in results]
     versions = diagnoses[0].model_versions if diagnoses else {}
-    for task in config.MODEL_FILES:
+    for task in config.TASKS:
         frame[f"{config.TASK_TITLES[task]} version"] = versions.get(task, "")
     threshold = diagnoses[0].threshold if diagnoses and diagnoses[0].fracture_probability is not None else None
     frame["Decision threshold (%)"] = np.nan if threshold is None else round(100 * threshold, 1)
     frame["Notice"] = config.NOTICE
+    # Columns added later go last, so that a script reading the file by position keeps working.
+    frame[f"{config.TASK_TITLES[config.ORIENTATION_TASK]} version"] = versions.get(config.ORIENTATION_TASK, "")
+    frame["Turned back before reading"] = [
+        "" if isinstance(reading, str) or not reading.turn else config.ORIENTATIONS[reading.turn] for _, reading in results]
+    frame["Fracture probability as uploaded (%)"] = [
+        np.nan if isinstance(reading, str) or reading.as_uploaded_probability is None
+        else round(100 * reading.as_uploaded_probability, 1) for _, reading in results]
     for column in frame.columns:
         frame[column] = [spreadsheet_safe(cell) if isinstance(cell, str) else cell for cell in frame[column]]
     return frame.to_csv(index=False).encode("utf-8")
@@ -175,8 +177,8 @@ def render_verdict(diagnosis: Diagnosis, ground_truth: str | None = None) -> Non
         measured = (f" On the model's test split this band held {without:.0%} of the X-rays without a fracture and "
                     f"{with_fracture:.0%} of those with one.")
     getattr(st, style)(f"**{diagnosis.band.capitalize()}.** {BAND_ADVICE.get(diagnosis.band, '')}{measured}", icon=icon)
-    if diagnosis.as_given_probability is not None:
-        st.caption(f"As uploaded, {as_uploaded_words(diagnosis)}.")
+    if diagnosis.as_uploaded_probability is not None:
+        st.caption(f"The picture as uploaded, not turned back, scored {as_uploaded_words(diagnosis)}.")
 
 
 def render_type_guess(diagnosis: Diagnosis) -> None:

@@ -33,10 +33,10 @@ PNG_LINE_HEIGHT, PNG_BOTTOM_MARGIN = 0.24, 0.35
 
 
 def as_uploaded_words(diagnosis) -> str:
-    """The fracture model's answer on a turned-back picture as it was uploaded: the reader's other reading."""
-    verdict = config.FRACTURED if diagnosis.fractured_as_given else config.NOT_FRACTURED
-    return (f"not turned back, the fracture model scored it {percent(diagnosis.as_given_probability)} "
-            f"(“{verdict}”)")
+    """The fracture model's answer on a turned-back picture as it was uploaded (the reader's other reading): its
+    score and the verdict that score would give."""
+    verdict = config.FRACTURED if diagnosis.fractured_as_uploaded else config.NOT_FRACTURED
+    return f"{percent(diagnosis.as_uploaded_probability)} (“{verdict}”)"
 
 
 def percent(probability: float | None) -> str:
@@ -90,8 +90,8 @@ def findings(diagnosis: Diagnosis, task: str | None = None, opacity: float = DEF
     elif diagnosis.fracture_probability is not None:
         rows.append(("Verdict", f"{diagnosis.verdict} (fracture probability {percent(diagnosis.fracture_probability)})"))
         rows.append(("Reading", f"{diagnosis.band}; decision threshold {percent(diagnosis.threshold)}"))
-        if diagnosis.as_given_probability is not None:
-            rows.append(("As uploaded", as_uploaded_words(diagnosis)))
+        if diagnosis.as_uploaded_probability is not None:
+            rows.append(("As uploaded", f"not turned back, the fracture model scored it {as_uploaded_words(diagnosis)}"))
     else:
         rows.append(("Verdict", "no fracture model loaded"))
     rows += [("Warning", caution.text) for caution in diagnosis.cautions]

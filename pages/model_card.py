@@ -1,5 +1,7 @@
 """Model card: how each model was made and how well it measured on its held-out test split (and which way up)."""
 
+from pathlib import Path
+
 import streamlit as st
 
 from fracture_app import card_view, config, ui
@@ -8,7 +10,8 @@ from fracture_app.orientation_card_view import render_orientation_card
 
 def problem_of(models, task: str) -> str:
     """Why this model is missing (each problem names its file), not every model's problems."""
-    mine = [problem for problem in models.problems if config.MODEL_FILES[task] in problem]
+    stem = Path(config.MODEL_FILES[task]).stem  # a problem names the model file or its card
+    mine = [problem for problem in models.problems if stem in problem]
     return "; ".join(mine) or "no model file"
 
 

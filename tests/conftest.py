@@ -43,7 +43,8 @@ def tiny_models_dir(tmp_path_factory) -> Path:
     assert train_orientation(["--data", str(FRACATLAS_FIXTURES), "--img-size", str(TINY_SIZE), "--epochs", "1",
                               "--out", str(out)]) == 0
     # A one-epoch orientation model's guesses are noise: without a threshold it turns nothing, so that every other
-    # test reads pictures as given (tests/test_orientation.py turns them on purpose).
+    # test reads pictures as uploaded (tests/test_orientation.py turns them on purpose). Its card keeps the figures
+    # measured at the threshold it was trained with; the Model card page shows them beside "never turns a picture".
     card = out / "orientation.json"
     card.write_text(json.dumps({**json.loads(card.read_text()), "threshold": None}))
     return out

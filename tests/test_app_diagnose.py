@@ -239,3 +239,24 @@ def test_corrupt_model_file_is_reported(tmp_path, monkeypatch, tiny_models_dir):
     at = run_app()
     assert_clean(at)
     assert any("does not match its model card" in e.value for e in at.error)
+
+
+def test_a_reading_turned_back_gives_its_turn_and_score_as_uploaded_in_the_table_and_last_in_the_csv():
+    from dataclasses import replace
+
+    from test_report import make_diagnosis
+
+    plain = make_diagnosis(probability=0.42, threshold=0.3)
+    turned = replace(plain, turn=3, as_uploaded_probability=0.12, cautions=None,
+                     model_versions={**plain.model_versions, config.ORIENTATION_TASK: "2026.11.28-0052"})
+    frame = reading_view.results_frame([("turned.png", turned)])
+    assert "turned back before reading: it may be turned a quarter turn clockwise; as uploaded: 12.0%" in frame["Note"][0]
+    text = reading_view.results_csv([("turned.png", turned), ("wrist.png", plain), ("notes.pdf", "not an image")]).decode()
+    header = next(csv.reader(io.StringIO(text)))
+    assert header[-4:] == ["Notice", "Orientation model version", "Turned back before reading",
+                           "Fracture probability as uploaded (%)"]
+    rows = list(csv.DictReader(io.StringIO(text)))
+    assert (rows[0]["Turned back before reading"], rows[0]["Fracture probability as uploaded (%)"]) == (
+        "turned a quarter turn clockwise", "12.0")
+    assert rows[0]["Orientation model version"] == "2026.11.28-0052"
+    assert rows[1]["Turned back before reading"] == rows[1]["Fracture probability as uploaded (%)"] == ""

@@ -8,7 +8,7 @@ import pytest
 from fracture_app import config
 from fracture_app.diagnosis import Diagnoser
 from fracture_app.imaging import XRay, read_image
-from fracture_app.orientation import UPRIGHT, as_given, detected_turn, set_upright
+from fracture_app.orientation import UPRIGHT, onto_picture_as_uploaded, detected_turn, set_upright
 from training.orientation import choose_threshold, every_turn, turn_figures, turned
 
 from conftest import FRACATLAS_FIXTURES
@@ -27,11 +27,29 @@ def test_a_turn_is_taken_only_at_or_above_the_threshold(probabilities, threshold
     assert detected_turn(np.array(probabilities), threshold) == turn
 
 
+def test_the_turn_names_say_which_way_np_rot90_turns():
+    top_row_marked = np.zeros((3, 3))
+    top_row_marked[0] = 1
+    np.testing.assert_array_equal(np.rot90(top_row_marked, 1)[:, 0], 1)  # turn 1 sends the top to the left side
+    assert config.ORIENTATIONS == ("upright", "turned a quarter turn anticlockwise", "upside down",
+                                   "turned a quarter turn clockwise")
+
+
+def test_an_orientation_card_says_in_one_sentence_how_it_measured(tmp_path):
+    from fracture_app.models import ModelCard
+
+    card = ModelCard(tmp_path / "orientation.json", {"task": config.ORIENTATION_TASK, "threshold": None, "metrics": {
+        "test": {"found_share": 0.8464, "false_turn_share": 0.0374}}})
+    assert card.measured_in_brief == ("On its test split it set 84.6% of turned X-rays upright and took 3.7% of "
+                                      "upright ones for turned.")
+    assert card.turn_threshold is None
+
+
 @pytest.mark.parametrize("turn", range(4))
-def test_setting_upright_undoes_the_turn_and_maps_go_back_onto_the_picture_as_given(turn):
+def test_setting_upright_undoes_the_turn_and_maps_go_back_onto_the_picture_as_uploaded(turn):
     lying = np.rot90(ASYMMETRIC, turn)
     np.testing.assert_array_equal(set_upright(lying, turn), ASYMMETRIC)
-    np.testing.assert_array_equal(as_given(set_upright(lying, turn), turn), lying)
+    np.testing.assert_array_equal(onto_picture_as_uploaded(set_upright(lying, turn), turn), lying)
 
 
 def test_every_turn_labels_each_copy_with_its_turn():
@@ -86,21 +104,21 @@ class _Says:
 
 
 @pytest.fixture(scope="module")
-def as_given_diagnoser(tiny_models_dir):
+def reads_as_uploaded(tiny_models_dir):
     return Diagnoser.from_dir(tiny_models_dir)
 
 
 @pytest.mark.parametrize("turn", [1, 2, 3])
-def test_a_turned_x_ray_is_read_as_its_upright_self_and_says_so(as_given_diagnoser, fractured_xray_path, turn):
-    models = as_given_diagnoser.models
+def test_a_turned_x_ray_is_read_as_its_upright_self_and_says_so(reads_as_uploaded, fractured_xray_path, turn):
+    models = reads_as_uploaded.models
     upright = read_image(fractured_xray_path)
     lying = dataclasses.replace(upright, pixels=np.ascontiguousarray(np.rot90(upright.pixels, turn)))
     reads_upright = Diagnoser(models[config.BINARY_TASK], models[config.TYPE_TASK],
-                              orientation=_Says(as_given_diagnoser.orientation.spec, UPRIGHT))
+                              orientation=_Says(reads_as_uploaded.orientation.spec, UPRIGHT))
     sees_turn = Diagnoser(models[config.BINARY_TASK], models[config.TYPE_TASK],
-                          orientation=_Says(as_given_diagnoser.orientation.spec, turn))
+                          orientation=_Says(reads_as_uploaded.orientation.spec, turn))
     reference, reading = reads_upright.diagnose(upright), sees_turn.diagnose(lying)
-    assert reading.turn == turn and reading.turn_probability == pytest.approx(0.97)
+    assert reading.turn == turn
     # The fracture model reads it turned back; its heat map lies on the picture as given.
     assert reading.fracture_probability == pytest.approx(reference.fracture_probability, abs=1e-5)
     np.testing.assert_allclose(reading.heatmaps[config.BINARY_TASK],
@@ -109,20 +127,20 @@ def test_a_turned_x_ray_is_read_as_its_upright_self_and_says_so(as_given_diagnos
     as_it_lies = Diagnoser(models[config.BINARY_TASK], models[config.TYPE_TASK]).diagnose(lying)
     assert reading.type_probabilities == pytest.approx(as_it_lies.type_probabilities, abs=1e-5)
     np.testing.assert_allclose(reading.heatmaps[config.TYPE_TASK], as_it_lies.heatmaps[config.TYPE_TASK], atol=1e-4)
-    assert reading.as_given_probability == pytest.approx(as_it_lies.fracture_probability, abs=1e-5)
-    assert reading.fractured_as_given == (reading.as_given_probability >= reading.threshold)
+    assert reading.as_uploaded_probability == pytest.approx(as_it_lies.fracture_probability, abs=1e-5)
+    assert reading.fractured_as_uploaded == (reading.as_uploaded_probability >= reading.threshold)
     caution = next(c for c in reading.cautions if c.kind == "turned")
     assert config.ORIENTATIONS[turn] in caution.brief and config.ORIENTATIONS[turn] in caution.text
     assert "%" not in caution.text  # the Teaching page shows cautions before the trainee commits: no score in them
     assert caution.brief in reading.notes
-    assert not any(c.kind == "turned" for c in reference.cautions) and reference.as_given_probability is None
+    assert not any(c.kind == "turned" for c in reference.cautions) and reference.as_uploaded_probability is None
     assert reading.model_versions[config.ORIENTATION_TASK] == "stub"  # the reading names the model that turned it
 
 
-def test_a_batch_of_turned_and_upright_pictures_reads_as_each_alone(as_given_diagnoser):
-    models = as_given_diagnoser.models
+def test_a_batch_of_turned_and_upright_pictures_reads_as_each_alone(reads_as_uploaded):
+    models = reads_as_uploaded.models
     sees_wide_ones_turned = Diagnoser(models[config.BINARY_TASK], models[config.TYPE_TASK],
-                                      orientation=_Says(as_given_diagnoser.orientation.spec, 2, wide_only=True))
+                                      orientation=_Says(reads_as_uploaded.orientation.spec, 2, wide_only=True))
     rows, columns = np.mgrid[0:120, 0:80].astype(np.float32)
     # no black edge, so only a wide picture's letterbox has black top rows
     tall = [XRay(0.2 + 0.6 * np.abs(np.sin(rows / period + columns / 9)), "upload", "PNG", 0.0, {}) for period in (7, 13)]
@@ -132,14 +150,14 @@ def test_a_batch_of_turned_and_upright_pictures_reads_as_each_alone(as_given_dia
     assert [d.turn for d in batch] == [UPRIGHT, UPRIGHT, 2, 2] == [d.turn for d in singles]
     for mine, alone in zip(batch, singles):
         assert mine.fracture_probability == pytest.approx(alone.fracture_probability, abs=1e-5)
-        assert (mine.as_given_probability is None) == (alone.as_given_probability is None)
-        if mine.as_given_probability is not None:
-            assert mine.as_given_probability == pytest.approx(alone.as_given_probability, abs=1e-5)
+        assert (mine.as_uploaded_probability is None) == (alone.as_uploaded_probability is None)
+        if mine.as_uploaded_probability is not None:
+            assert mine.as_uploaded_probability == pytest.approx(alone.as_uploaded_probability, abs=1e-5)
 
 
-def test_no_turn_below_the_threshold_and_none_on_a_picture_the_models_cannot_read(as_given_diagnoser):
-    models = as_given_diagnoser.models
-    spec = as_given_diagnoser.orientation.spec
+def test_no_turn_below_the_threshold_and_none_on_a_picture_the_models_cannot_read(reads_as_uploaded):
+    models = reads_as_uploaded.models
+    spec = reads_as_uploaded.orientation.spec
     unsure = Diagnoser(models[config.BINARY_TASK], None, orientation=_Says(spec, 2, threshold=0.99))
     ramp = np.tile(np.linspace(0, 1, 96, dtype=np.float32), (96, 1))
     assert unsure.diagnose(XRay(ramp, "upload", "PNG", 0.0, {"original_size": (96, 96)})).turn == UPRIGHT
@@ -149,20 +167,21 @@ def test_no_turn_below_the_threshold_and_none_on_a_picture_the_models_cannot_rea
     colour_picture = XRay(ramp, "upload", "PNG", 0.9, {"original_size": (96, 96)})
     withheld = sure.diagnose(colour_picture)
     assert withheld.verdict_withheld and [c.kind for c in withheld.cautions] == ["not_xray"]
-    assert withheld.turn == UPRIGHT and withheld.as_given_probability is None
+    assert withheld.turn == UPRIGHT and withheld.as_uploaded_probability is None
     type_only = Diagnoser(None, models[config.TYPE_TASK], orientation=_Says(spec, 2))
     reading = type_only.diagnose(XRay(ramp, "upload", "PNG", 0.0, {"original_size": (96, 96)}))
     assert reading.turn == UPRIGHT and not any(c.kind == "turned" for c in reading.cautions)  # nothing was turned back
 
 
-def test_the_training_command_writes_a_model_the_diagnoser_loads(as_given_diagnoser, tiny_models_dir):
-    orientation = as_given_diagnoser.orientation
+def test_the_training_command_writes_a_model_the_diagnoser_loads(reads_as_uploaded, tiny_models_dir):
+    orientation = reads_as_uploaded.orientation
     assert orientation is not None and orientation.classes == config.ORIENTATIONS
     card = orientation.card.data
     assert card["task"] == config.ORIENTATION_TASK and card["data"]["split_sizes"]["val"] > 0
     assert set(card["metrics"]) == {"val", "test"} and card["training"]["command"].startswith("python -m training.orientation")
-    assert not as_given_diagnoser.problems
-    assert as_given_diagnoser.model_versions[config.ORIENTATION_TASK] == orientation.card.version
+    assert not reads_as_uploaded.problems
+    # without a threshold it cannot turn anything, so a reading does not name it among its models
+    assert reads_as_uploaded.orienting is None and config.ORIENTATION_TASK not in reads_as_uploaded.model_versions
 
 
 def test_a_model_file_in_the_wrong_place_is_refused_by_its_card(tiny_models_dir, tmp_path):
@@ -180,7 +199,7 @@ def test_a_model_file_in_the_wrong_place_is_refused_by_its_card(tiny_models_dir,
         load_model(tmp_path / "orientation.keras", config.ORIENTATION_TASK)
 
 
-def test_without_an_orientation_model_pictures_are_read_as_given_and_that_is_said(tiny_models_dir, tmp_path,
+def test_without_an_orientation_model_pictures_are_read_as_uploaded_and_that_is_said(tiny_models_dir, tmp_path,
                                                                                   fractured_xray_path):
     import shutil
 

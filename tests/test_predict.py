@@ -244,6 +244,17 @@ def test_the_shipped_orientation_model_turns_a_turned_x_ray_back_and_the_row_say
     assert code == 0
     as_stored, lying = json.loads(out)
     assert as_stored["turned_back"] is None and as_stored["fracture_probability_as_uploaded"] is None
-    assert lying["turned_back"] == config.ORIENTATIONS[3] and "turned back before reading" in lying["warnings"]
+    assert lying["turned_back"] == "turned a quarter turn clockwise" and "turned back before reading" in lying["warnings"]
     assert lying["fracture_probability"] == pytest.approx(as_stored["fracture_probability"], abs=0.01)
-    assert 0 <= lying["fracture_probability_as_uploaded"] <= 1
+    without_orientation = tmp_path / "models"
+    without_orientation.mkdir()
+    for path in config.SHIPPED_MODELS_DIR.glob("fracture_*"):
+        shutil.copy(path, without_orientation)
+    _, out, _ = run(["--format", "json", "--models", str(without_orientation), str(turned)], capsys)
+    assert json.loads(out)[0]["fracture_probability"] == pytest.approx(lying["fracture_probability_as_uploaded"], abs=1e-4)
+
+
+def test_every_row_has_every_column_in_order_even_a_file_not_read(tiny_models_dir, mixed_folder, capsys):
+    _, out, _ = run(["--format", "json", "--models", str(tiny_models_dir), str(mixed_folder)], capsys)
+    rows = json.loads(out)
+    assert any(row["error"] for row in rows) and all(list(row) == list(predict.COLUMNS) for row in rows)

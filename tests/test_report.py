@@ -149,7 +149,7 @@ def test_percent_never_claims_certainty(value, shown):
 def test_a_reading_turned_back_reports_the_score_as_uploaded_too():
     from dataclasses import replace
 
-    turned = replace(make_diagnosis(probability=0.42, threshold=0.3), turn=2, as_given_probability=0.12, cautions=None)
+    turned = replace(make_diagnosis(probability=0.42, threshold=0.3), turn=2, as_uploaded_probability=0.12, cautions=None)
     rows = dict(findings(turned, config.BINARY_TASK, 0.5))
     assert rows["As uploaded"] == "not turned back, the fracture model scored it 12.0% (“Not fractured”)"
     assert any("upside down" in text for label, text in findings(turned, config.BINARY_TASK, 0.5) if label == "Warning")

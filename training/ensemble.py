@@ -233,6 +233,8 @@ def main(argv=None) -> int:
         if len(args.members) < 2:
             raise FractureAppError("an ensemble needs at least two --members")
         loaded = [load_model(path) for path in args.members]  # checks each file against its card's sha256
+        if any(member.task not in config.TASKS for member in loaded):
+            raise FractureAppError("only fracture and fracture-type models are joined; the orientation model is one network")
         card = joined_card([(path, member.card.data) for path, member in zip(args.members, loaded)], command)
         model = join([member.keras_model for member in loaded])
     except (FractureAppError, ValueError) as error:

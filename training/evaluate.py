@@ -111,7 +111,8 @@ def main(argv=None) -> int:
         model = load_model(args.model)
         if model.task not in config.TASKS:
             raise FractureAppError(f"{args.model.name} is the {config.TASK_NAMES[model.task]}: measure it with "
-                                   f"`{config.TRAINING_COMMANDS[model.task]} --measure {args.model} --data D --split S`")
+                                   f"`{config.TRAINING_COMMANDS[model.task]} --measure {args.model} --data D "
+                                   "--split models/fracture_binary_split.csv`")
         samples = split_samples(args.model, args.data, args.split, model.task, model.classes)
         boxed = model.task == config.BINARY_TASK and has_fracture_boxes(args.data)
         if args.redo_validation_choices:

@@ -53,21 +53,16 @@ def measure(paths: list[Path], probabilities: np.ndarray, data_dir: Path, thresh
     return {**summary(None), "by_folder": {folder: summary(folder) for folder in sorted(set(folder_of))}}
 
 
-def set_upright_probabilities(model, orientation, paths: list[Path]) -> tuple[np.ndarray, int]:
-    """The binary model's probabilities with each picture set upright first, as the app does; and how many were
-    turned. (The paths were read once already, so they read again.)"""
+def probabilities_by_the_whole_road(model, orientation, paths: list[Path]) -> tuple[np.ndarray, int]:
+    """The binary model's probabilities as the app reaches them (the Diagnoser, which turns a picture back where
+    the orientation model says so), and how many pictures were turned. (The files are read a second time.)"""
+    from fracture_app.diagnosis import Diagnoser
     from fracture_app.imaging import read_image
-    from fracture_app.orientation import UPRIGHT, set_upright, turns_for
-    from fracture_app.preprocess import prepare_batch
 
-    probabilities, turned = [], 0
-    for start in range(0, len(paths), BATCH_SIZE):
-        pictures = [read_image(path).pixels for path in paths[start:start + BATCH_SIZE]]
-        turns, _ = turns_for(orientation, pictures)
-        turned += sum(turn != UPRIGHT for turn in turns)
-        probabilities.append(model.probabilities(prepare_batch(
-            [set_upright(picture, turn) for picture, turn in zip(pictures, turns)], model.spec)))
-    return np.concatenate(probabilities), turned
+    diagnoser = Diagnoser(model, None, orientation=orientation)
+    readings = [reading for start in range(0, len(paths), BATCH_SIZE)
+                for reading in diagnoser.diagnose_batch([read_image(path) for path in paths[start:start + BATCH_SIZE]])]
+    return np.array([reading.fracture_probability for reading in readings]), sum(bool(r.turn) for r in readings)
 
 
 def print_result(name: str, result: dict) -> None:
@@ -103,6 +98,7 @@ def main(argv=None) -> int:
         model = load_model(args.model)
         if model.task != config.BINARY_TASK:
             raise FractureAppError("the external check measures the binary model")
+        orientation = load_model(args.orientation, config.ORIENTATION_TASK) if args.orientation else None
         samples = [Sample(path, 1) for path in image_files(args.data)]
         if not samples:
             raise FractureAppError(f"no images under {args.data}")
@@ -110,9 +106,8 @@ def main(argv=None) -> int:
         if not kept:
             raise FractureAppError(f"none of the {len(samples)} images under {args.data} could be read "
                                    f"(first: {skipped[0]})")
-        if args.orientation:
-            orientation = load_model(args.orientation, config.ORIENTATION_TASK)
-            probabilities, turned = set_upright_probabilities(model, orientation, [s.path for s in kept])
+        if orientation:
+            probabilities, turned = probabilities_by_the_whole_road(model, orientation, [s.path for s in kept])
             print(f"{turned} of {len(kept)} pictures set upright first by {args.orientation.name}")
     except FractureAppError as error:
         print(f"error: {error}", file=sys.stderr)

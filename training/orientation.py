@@ -134,6 +134,8 @@ def remeasure(model_path: Path, data: Path, split_file: Path) -> dict:
     loaded = load_images(rows, model.spec, progress=False)
     figures = {}
     for split in ("val", "test"):
+        if not any(row.split == split for row in loaded.samples):
+            raise datasets.DatasetError(f"{split_file} holds no readable {split} X-ray under {data}")
         images, turns = every_turn(inputs_of(loaded, split))
         probabilities = np.concatenate([model.probabilities(images[start:start + 512])
                                         for start in range(0, len(images), 512)])
@@ -207,6 +209,9 @@ def print_remeasured(args) -> int:
         card, figures = read_card(args.measure), remeasure(args.measure, args.data, args.split)
     except (FractureAppError, datasets.DatasetError) as error:
         print(f"error: {error}", file=sys.stderr)
+        return 2
+    except (KeyError, ValueError, UnicodeDecodeError) as error:  # a --split file that is not a split manifest
+        print(f"error: {args.split} is not a split file (path, label, split and group columns): {error}", file=sys.stderr)
         return 2
     print(f"{'split':<6}{'figure':<28}{'measured':>10}{'card':>10}")
     for split, measured in figures.items():
