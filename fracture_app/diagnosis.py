@@ -233,15 +233,14 @@ def cautions_for(xray: XRay) -> list[Caution]:
 
 
 def turned_caution(turn: int) -> Caution:
-    """Says what was done, not the score: the Teaching page shows cautions before the reader commits."""
+    """Says what was done, not the score (the score goes with the verdict)."""
     words = config.ORIENTATIONS[turn]
     return Caution("turned", f"turned back before reading: it may be {words}",
-                   f"The orientation model took this X-ray for {words}, compared with the FracAtlas X-rays the "
-                   "fracture model learnt from (which that model reads a quarter turn off at chance), so the fracture "
-                   "verdict is for the picture turned back; its heat map is drawn on the picture as uploaded. The "
-                   "type model reads it as uploaded. If it already lies the right way (FracAtlas stores forearms and "
-                   "elbows either way up, and a few feet toes up), go by the score of the picture as uploaded, given "
-                   "with the verdict.")
+                   f"Compared with the X-rays the fracture model learnt from, this picture appears {words}. That is "
+                   "their habit, not a fault in your picture: FracAtlas stores hands fingers up and most feet toes "
+                   "down. So the fracture model read it turned back, and it was read as uploaded too: both readings "
+                   "are given with the verdict. The heat map is drawn on your picture; the type model read it as "
+                   "uploaded.")
 
 
 def band_shares(operating_points: dict, test: dict) -> dict[str, tuple[float, float]]:

@@ -111,6 +111,10 @@ def render_results_table(results: list[tuple[str, Diagnosis | str]], key: str) -
     cautioned = [not isinstance(reading, str) and not reading.verdict_withheld and bool(reading.cautions)
                  for _, reading in results]
     frame.loc[cautioned, "Verdict"] = CAUTION_MARK + frame.loc[cautioned, "Verdict"]
+    for row, (_, reading) in enumerate(results):
+        if not isinstance(reading, str) and reading.fractured_as_uploaded not in (None, reading.fractured):
+            as_uploaded = config.FRACTURED if reading.fractured_as_uploaded else config.NOT_FRACTURED
+            frame.loc[row, "Verdict"] += f" (turned back) / {as_uploaded} (as uploaded)"
     st.dataframe(
         frame, hide_index=True, row_height=56, key=f"{key}_table", placeholder="–",
         column_config={
@@ -161,6 +165,8 @@ def render_verdict(diagnosis: Diagnosis, ground_truth: str | None = None) -> Non
         return
     threshold_help = (f"At or above {percent(diagnosis.threshold)} the verdict is “Fractured” (the decision "
                       "operating point on the model card).")
+    turned = diagnosis.as_uploaded_probability is not None
+    which = " (turned back)" if turned else ""
     if ground_truth:  # the truth needs the room: a type name is long
         columns = st.columns([3, 2, 2])
         columns[0].metric("Ground truth", ground_truth)
@@ -168,8 +174,10 @@ def render_verdict(diagnosis: Diagnosis, ground_truth: str | None = None) -> Non
     else:
         columns = st.columns(3)
         columns[2].metric("Decision threshold", percent(diagnosis.threshold), help=threshold_help)
-    columns[0].metric("Verdict", diagnosis.verdict)
-    columns[1].metric("Fracture probability", percent(diagnosis.fracture_probability), help=threshold_help)
+    columns[0].metric(f"Verdict{which}", diagnosis.verdict)
+    columns[1].metric(f"Fracture probability{which}", percent(diagnosis.fracture_probability), help=threshold_help)
+    if turned:
+        render_as_uploaded(diagnosis, ground_truth is not None)
     style, icon = BAND_STYLE.get(diagnosis.band, ("info", None))
     measured = ""
     if diagnosis.band_measured:
@@ -177,8 +185,23 @@ def render_verdict(diagnosis: Diagnosis, ground_truth: str | None = None) -> Non
         measured = (f" On the model's test split this band held {without:.0%} of the X-rays without a fracture and "
                     f"{with_fracture:.0%} of those with one.")
     getattr(st, style)(f"**{diagnosis.band.capitalize()}.** {BAND_ADVICE.get(diagnosis.band, '')}{measured}", icon=icon)
-    if diagnosis.as_uploaded_probability is not None:
-        st.caption(f"The picture as uploaded, not turned back, scored {as_uploaded_words(diagnosis)}.")
+
+
+def render_as_uploaded(diagnosis: Diagnosis, beside_the_truth: bool) -> None:
+    """The fracture model's other reading, of the picture as uploaded, as prominent as the turned-back one, and
+    plainly said where the two disagree: the orientation model can be wrong, and a picture can lie otherwise than
+    FracAtlas stores it without lying wrongly."""
+    columns = st.columns([3, 2, 2]) if beside_the_truth else st.columns(3)
+    columns = columns[1:] if beside_the_truth else columns
+    as_uploaded = config.FRACTURED if diagnosis.fractured_as_uploaded else config.NOT_FRACTURED
+    columns[0].metric("Verdict (as uploaded)", as_uploaded)
+    columns[1].metric("Fracture probability (as uploaded)", percent(diagnosis.as_uploaded_probability))
+    if diagnosis.fractured_as_uploaded != diagnosis.fractured:
+        measured = diagnosis.model_measures.get(config.ORIENTATION_TASK, "")
+        st.warning(f"**The two readings disagree:** turned back, “{diagnosis.verdict}” "
+                   f"({percent(diagnosis.fracture_probability)}); as uploaded, {as_uploaded_words(diagnosis)}. The "
+                   f"orientation model can be wrong. {measured} And a picture may have no natural way up (a close "
+                   "crop): weigh both, and look at the film.", icon=":material/screen_rotation:")
 
 
 def render_type_guess(diagnosis: Diagnosis) -> None:

@@ -88,7 +88,9 @@ def findings(diagnosis: Diagnosis, task: str | None = None, opacity: float = DEF
     if diagnosis.verdict_withheld:
         rows.append(("Verdict", diagnosis.verdict))
     elif diagnosis.fracture_probability is not None:
-        rows.append(("Verdict", f"{diagnosis.verdict} (fracture probability {percent(diagnosis.fracture_probability)})"))
+        turned = " of the picture turned back" if diagnosis.as_uploaded_probability is not None else ""
+        rows.append(("Verdict", f"{diagnosis.verdict} (fracture probability {percent(diagnosis.fracture_probability)}"
+                                f"{turned})"))
         rows.append(("Reading", f"{diagnosis.band}; decision threshold {percent(diagnosis.threshold)}"))
         if diagnosis.as_uploaded_probability is not None:
             rows.append(("As uploaded", f"not turned back, the fracture model scored it {as_uploaded_words(diagnosis)}"))

@@ -247,8 +247,10 @@ def grade(sample: SampleImage, guessed_fractured: bool, guessed_type: str | None
     return Grade(fracture_correct, type_scored, type_correct, message)
 
 
-def grade_model(sample: SampleImage, model_fractured: bool, model_type: str | None) -> Grade:
-    """The model's reading of a sample, marked as a trainee's is and worded for the Samples page."""
+def grade_model(sample: SampleImage, model_fractured: bool, model_type: str | None,
+                fractured_as_uploaded: bool | None = None) -> Grade:
+    """The model's reading of a sample, marked as a trainee's is and worded for the Samples page; where the fracture
+    model also read the picture as uploaded (it read it turned back) and that verdict differs, the message says so."""
     marked = grade(sample, model_fractured, model_type)
     if not marked.fracture_correct and sample.fractured:
         detail = f" ({sample.fracture_type})" if sample.fracture_type else ""
@@ -260,4 +262,8 @@ def grade_model(sample: SampleImage, model_fractured: bool, model_type: str | No
                    f"ground truth ({sample.fracture_type}).")
     else:
         message = f"The model agrees with the ground truth ({sample.ground_truth})."
+    if fractured_as_uploaded is not None and fractured_as_uploaded != model_fractured:
+        said = "fractured" if fractured_as_uploaded else "not fractured"
+        message += (f" Read as uploaded, not turned back, it says {said}, which is "
+                    f"{'right' if fractured_as_uploaded == sample.fractured else 'wrong'}.")
     return replace(marked, message=message)

@@ -11,14 +11,17 @@ def main() -> None:
     st.warning(f"**{config.NOTICE}**", icon=":material/info:")
     st.markdown(f"""
 This tool helps clinicians in training practise reading musculoskeletal radiographs. Two neural networks
-look at an X-ray:
+look at an X-ray, after a third, small one has checked which way up it lies:
 
 - the **fracture model** answers *fractured or not fractured*, with a calibrated probability and a plain-language
   reading taken from the operating points on its model card: *high suspicion of fracture* (a ranking, which can go
   with a probability under 50%) or *possible fracture — look
   closely* go with “Fractured”, *fracture not ruled out — look closely* or *no fracture seen* with “Not fractured”;
 - the **fracture-type model** guesses {config.TASK_HELP[config.TYPE_TASK]} it is ({ui.TYPE_NAMES_TEXT}). It was
-  trained only on fractured images, so **its guess means something only when a fracture is present**.
+  trained only on fractured images, so **its guess means something only when a fracture is present**;
+- the **orientation model** says whether the X-ray lies the way the fracture model's training X-rays were stored;
+  where it is sure enough that it does not, the fracture model reads it turned back, and the page shows both
+  readings: turned back and as uploaded.
 
 ### What it does not do
 - It does not diagnose. It is not a medical device and has no regulatory clearance.
@@ -62,7 +65,7 @@ the two models' maps.
   found different places, so read both.
 
 ### Where the models come from
-Both models were trained from public, CC BY 4.0 data sets; see the **Model card** page for the data, the
+All three were trained from public, CC BY 4.0 data sets; see the **Model card** page for the data, the
 test-split metrics, the operating points, the limitations and how they were trained.
 """)
     for source in config.DATA_ATTRIBUTION.values():

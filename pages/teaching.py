@@ -63,7 +63,9 @@ def main() -> None:
     if not st.session_state.get(COMMITTED):
         image_col, form_col = st.columns([3, 2])
         with image_col:
-            reading_view.render_warnings(reading)
+            # The turned reading's warning refers to a verdict not shown yet, and a journal picture flagged as turned
+            # would hint at a fracture: it waits for the answer, with the verdict.
+            reading_view.render_warnings(reading, leave_out="turned")
             height, width = reading.xray.pixels.shape
             # The trainee reads this picture alone, so it may be taller than the column is wide (half as tall again).
             share = min(1.0, 1.5 * width / height)

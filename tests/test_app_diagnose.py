@@ -260,3 +260,26 @@ def test_a_reading_turned_back_gives_its_turn_and_score_as_uploaded_in_the_table
         "turned a quarter turn clockwise", "12.0")
     assert rows[0]["Orientation model version"] == "2026.11.28-0052"
     assert rows[1]["Turned back before reading"] == rows[1]["Fracture probability as uploaded (%)"] == ""
+
+
+def test_a_turned_back_verdict_shows_both_readings_and_says_when_they_disagree():
+    def page():
+        from dataclasses import replace
+
+        from fracture_app import config, reading_view
+        from test_report import make_diagnosis
+
+        plain = make_diagnosis(probability=0.42, threshold=0.3)
+        measures = {config.ORIENTATION_TASK: "On its test split it set 84.6% of turned X-rays upright."}
+        reading_view.render_verdict(replace(plain, turn=2, as_uploaded_probability=0.05, cautions=None,
+                                            model_measures=measures))
+        reading_view.render_verdict(replace(plain, turn=2, as_uploaded_probability=0.50, cautions=None))
+
+    at = AppTest.from_function(page).run()
+    assert not at.exception
+    labels = [metric.label for metric in at.metric]
+    assert labels.count("Verdict (turned back)") == 2 and labels.count("Verdict (as uploaded)") == 2
+    disagreements = [w.value for w in at.warning if "The two readings disagree" in w.value]
+    assert len(disagreements) == 1  # the second reading agrees: fractured both ways
+    assert "as uploaded, 5.0% (“Not fractured”)" in disagreements[0] and "84.6%" in disagreements[0]
+    assert sum("appears upside down" in w.value for w in at.warning) == 2  # the turned caution, once per reading

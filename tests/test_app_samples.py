@@ -159,3 +159,11 @@ def test_canonical_truth_names():
     assert canonical_truth("Non-fractured") == NOT_FRACTURED
     assert canonical_truth("Fracture-Dislocation") == "Fracture Dislocation"
     assert canonical_truth("maybe") is None
+
+
+def test_the_models_grade_names_its_reading_as_uploaded_where_that_differs():
+    crop = SampleImage(Path("crop.jpg"), "Oblique fracture")
+    missed = grade_model(crop, False, "Oblique fracture", fractured_as_uploaded=True)
+    assert "misses" in missed.message and "Read as uploaded, not turned back, it says fractured, which is right" in missed.message
+    assert "as uploaded" not in grade_model(crop, True, "Oblique fracture", fractured_as_uploaded=True).message
+    assert "as uploaded" not in grade_model(crop, True, "Oblique fracture").message

@@ -179,7 +179,7 @@ def build_card(args, spec, sizes, history, threshold, metrics, started) -> dict:
         "output": "logits; probabilities are their softmax",
         "calibration": {"method": "none"},
         "threshold": threshold,
-        "threshold_rule": f"the lowest of {list(THRESHOLDS)} at which at most {FALSE_TURN_LIMIT:.0%} of the upright "
+        "threshold_rule": f"the lowest of {', '.join(map(str, THRESHOLDS))} at which at most {FALSE_TURN_LIMIT:.0%} of the upright "
                           "validation X-rays are taken for turned",
         "shipping_rule": f"at that threshold, at least {SHIPPING_FOUND_SHARE:.0%} of the turned validation X-rays set "
                          "upright (training/HISTORY.md, twenty-first session)",
