@@ -34,6 +34,7 @@ NOT_RULED_OUT = "fracture not ruled out — look closely"
 NOT_SEEN = "no fracture seen"
 NO_VERDICT = "No verdict"
 NOT_READABLE = "not_xray"  # the caution that withholds the verdict: not a radiograph the models can read
+TURNED = "turned"  # the caution on a picture the fracture model read turned back
 
 # More than this share of coloured pixels means a photograph or drawing, not a radiograph. Measured on
 # the data sets: no FracAtlas image and under 1% of Bone Break journal figures exceed it; photographs do.
@@ -113,8 +114,15 @@ class Diagnosis:
 
     @property
     def fractured_as_uploaded(self) -> bool | None:
-        """The verdict the picture as given would have had; None where it was read as given."""
+        """The verdict the picture as uploaded would have had; None where it was read as uploaded."""
         return None if self.as_uploaded_probability is None else self.as_uploaded_probability >= self.threshold
+
+    @property
+    def verdict_as_uploaded(self) -> str | None:
+        """fractured_as_uploaded in the verdict's words."""
+        if self.fractured_as_uploaded is None:
+            return None
+        return config.FRACTURED if self.fractured_as_uploaded else config.NOT_FRACTURED
 
     @property
     def looks_like_xray(self) -> bool:
@@ -131,7 +139,7 @@ class Diagnosis:
         caution, since the caution says to go by it where the picture already lay the right way."""
         briefs = [caution.brief for caution in [*self.cautions, self.type_caution] if caution is not None]
         if self.as_uploaded_probability is not None:
-            at = next((i + 1 for i, caution in enumerate(self.cautions) if caution.kind == "turned"), len(briefs))
+            at = next((i + 1 for i, caution in enumerate(self.cautions) if caution.kind == TURNED), len(briefs))
             briefs.insert(at, f"as uploaded: {100 * self.as_uploaded_probability:.1f}%")
         return briefs
 
@@ -235,7 +243,7 @@ def cautions_for(xray: XRay) -> list[Caution]:
 def turned_caution(turn: int) -> Caution:
     """Says what was done, not the score (the score goes with the verdict)."""
     words = config.ORIENTATIONS[turn]
-    return Caution("turned", f"turned back before reading: it may be {words}",
+    return Caution(TURNED, f"turned back before reading: it may be {words}",
                    f"Compared with the X-rays the fracture model learnt from, this picture appears {words}. That is "
                    "their habit, not a fault in your picture: FracAtlas stores hands fingers up and most feet toes "
                    "down. So the fracture model read it turned back, and it was read as uploaded too: both readings "

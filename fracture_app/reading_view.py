@@ -14,7 +14,8 @@ import pandas as pd
 import streamlit as st
 
 from fracture_app import config
-from fracture_app.diagnosis import LIKELY, NO_VERDICT, NOT_READABLE, NOT_RULED_OUT, NOT_SEEN, POSSIBLE, Diagnosis
+from fracture_app.diagnosis import (LIKELY, NO_VERDICT, NOT_READABLE, NOT_RULED_OUT, NOT_SEEN, POSSIBLE, TURNED,
+                                    Diagnosis)
 from fracture_app.gradcam import DEFAULT_OPACITY, overlay
 from fracture_app.preprocess import at_most, to_uint8
 from fracture_app.report import TYPE_GUESS_CAVEAT, as_uploaded_words, dicom_summary, percent, report_pdf, report_png
@@ -28,7 +29,7 @@ BAND_STYLE = {LIKELY: ("error", ":material/emergency:"), POSSIBLE: ("warning", "
 CAUTION_ICONS = {"incomplete": ":material/broken_image:", "more_frames": ":material/burst_mode:",
                  "guessed_brightness": ":material/contrast:", "narrow_band": ":material/contrast:",
                  "low_contrast": ":material/contrast:", "negative": ":material/invert_colors:",
-                 "turned": ":material/screen_rotation:"}
+                 TURNED: ":material/screen_rotation:"}
 BAND_ADVICE = {
     LIKELY: "The score is at or above the model's high-specificity operating point: few X-rays without a "
             "fracture score this high. That ranks the X-ray; the probability beside it says how often X-rays "
@@ -113,8 +114,7 @@ def render_results_table(results: list[tuple[str, Diagnosis | str]], key: str) -
     frame.loc[cautioned, "Verdict"] = CAUTION_MARK + frame.loc[cautioned, "Verdict"]
     for row, (_, reading) in enumerate(results):
         if not isinstance(reading, str) and reading.fractured_as_uploaded not in (None, reading.fractured):
-            as_uploaded = config.FRACTURED if reading.fractured_as_uploaded else config.NOT_FRACTURED
-            frame.loc[row, "Verdict"] += f" (turned back) / {as_uploaded} (as uploaded)"
+            frame.loc[row, "Verdict"] += f" (turned back) / {reading.verdict_as_uploaded} (as uploaded)"
     st.dataframe(
         frame, hide_index=True, row_height=56, key=f"{key}_table", placeholder="–",
         column_config={
@@ -193,8 +193,7 @@ def render_as_uploaded(diagnosis: Diagnosis, beside_the_truth: bool) -> None:
     FracAtlas stores it without lying wrongly."""
     columns = st.columns([3, 2, 2]) if beside_the_truth else st.columns(3)
     columns = columns[1:] if beside_the_truth else columns
-    as_uploaded = config.FRACTURED if diagnosis.fractured_as_uploaded else config.NOT_FRACTURED
-    columns[0].metric("Verdict (as uploaded)", as_uploaded)
+    columns[0].metric("Verdict (as uploaded)", diagnosis.verdict_as_uploaded)
     columns[1].metric("Fracture probability (as uploaded)", percent(diagnosis.as_uploaded_probability))
     if diagnosis.fractured_as_uploaded != diagnosis.fractured:
         measured = diagnosis.model_measures.get(config.ORIENTATION_TASK, "")

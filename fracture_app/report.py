@@ -35,8 +35,7 @@ PNG_LINE_HEIGHT, PNG_BOTTOM_MARGIN = 0.24, 0.35
 def as_uploaded_words(diagnosis) -> str:
     """The fracture model's answer on a turned-back picture as it was uploaded (the reader's other reading): its
     score and the verdict that score would give."""
-    verdict = config.FRACTURED if diagnosis.fractured_as_uploaded else config.NOT_FRACTURED
-    return f"{percent(diagnosis.as_uploaded_probability)} (“{verdict}”)"
+    return f"{percent(diagnosis.as_uploaded_probability)} (“{diagnosis.verdict_as_uploaded}”)"
 
 
 def percent(probability: float | None) -> str:

@@ -3,6 +3,7 @@
 import streamlit as st
 
 from fracture_app import config, reading_view, ui
+from fracture_app.diagnosis import TURNED
 from fracture_app.preprocess import to_uint8
 from fracture_app.samples import grade, pick
 
@@ -65,7 +66,7 @@ def main() -> None:
         with image_col:
             # The turned reading's warning refers to a verdict not shown yet, and a journal picture flagged as turned
             # would hint at a fracture: it waits for the answer, with the verdict.
-            reading_view.render_warnings(reading, leave_out="turned")
+            reading_view.render_warnings(reading, leave_out=TURNED)
             height, width = reading.xray.pixels.shape
             # The trainee reads this picture alone, so it may be taller than the column is wide (half as tall again).
             share = min(1.0, 1.5 * width / height)

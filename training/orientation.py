@@ -117,8 +117,7 @@ def measure(model, inputs: dict[str, np.ndarray]) -> tuple[float | None, dict]:
     probabilities = {}
     for split in ("val", "test"):
         images, turns = every_turn(inputs[split])
-        probabilities[split] = (softmax(np.concatenate([model.predict(images[start:start + 512], verbose=0)
-                                                        for start in range(0, len(images), 512)])), turns)
+        probabilities[split] = (softmax(model.predict(images, batch_size=128, verbose=0)), turns)
     threshold = choose_threshold(*probabilities["val"])  # None: the app never turns a picture
     return threshold, {split: turn_figures(*probabilities[split], threshold) for split in probabilities}
 
