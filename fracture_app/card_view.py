@@ -56,6 +56,14 @@ def _initial_weights(data: dict) -> str:
     return f"{start} (sha256 {digest[:12]}…)" if digest else str(start)
 
 
+def _start_in_words(data: dict) -> str:
+    """The start for a reader of the card; the file it came from is a developer's detail."""
+    start = str(data.get("weights_init", "unknown"))
+    if start.lower() in ("none", "imagenet", "unknown"):
+        return {"none": "none (trained from scratch)", "imagenet": "ImageNet"}.get(start.lower(), start)
+    return f"an earlier model of ours (named under “{DEVELOPER_DETAILS.split(':')[0]}”)"
+
+
 def _metric_row(values: dict, spec) -> None:
     columns = st.columns(len(spec))
     for column, (key, label, style) in zip(columns, spec):
@@ -109,6 +117,7 @@ def render_card(card, directory: Path, task: str) -> None:
     _render_header(card, task)
     _render_test_figures(card, task)
     render_targets(card.data.get("targets"))
+    render_cross_validation(card.data.get("cross_validation"), card.data.get("metrics", {}).get("val", {}))
     _render_plots(card, directory, task)
     if task == config.BINARY_TASK:
         _render_operating_points(card)
@@ -129,7 +138,7 @@ def _render_header(card, task: str) -> None:
     st.subheader(f"{data.get('name', task)} · version {card.version}")
     size = pre.get("size", "?")
     st.caption(f"Architecture **{data.get('architecture', 'unknown')}** · input {size}×{size} px, letterboxed, "
-               f"{_channels(pre.get('channels', 1))} · initial weights: {_initial_weights(data)} · "
+               f"{_channels(pre.get('channels', 1))} · initial weights: {_start_in_words(data)} · "
                f"{len(card.classes)} classes: {', '.join(card.classes)}{_flip_sentence(data.get('test_time_flip'))}")
     rounded = data.get("weights_rounded")
     if isinstance(rounded, dict):
@@ -172,6 +181,34 @@ def _render_test_figures(card, task: str) -> None:
     # How a choice came about, where that flatters it; apart from "gradcam", which evaluate rewrites whole.
     if (data.get("disclosures") or {}).get("gradcam"):
         st.caption(data["disclosures"]["gradcam"])
+
+
+def render_cross_validation(result: dict | None, validation: dict) -> None:
+    """The recipe's pooled out-of-fold figure (training.crossval), beside the file's own flattered validation one."""
+    if not result or not result.get("recipes"):
+        return
+    metric, recipe = result.get("metric", "score"), result["recipes"][0]
+    key = {"macro-F1": "macro_f1", "AUROC": "auroc"}.get(metric)
+    st.markdown("#### Cross-validated: how a model made this way does")
+    own = validation.get(key) if key else None
+    st.markdown(
+        f"{recipe.get('runs', '?')} models of this recipe were trained, each holding back one of "
+        f"{recipe.get('runs', '?')} parts of the {result.get('images', '?')} training and validation images (copies "
+        f"kept together), and each answered only the images it never trained on. Pooled, their {metric} is "
+        f"**{_number(recipe.get('score'))}** (95% interval {interval_words(recipe.get('interval'))})."
+        + (f" This file's own validation {metric} is {_number(own)}, on {validation.get('n', '?')} images: a figure "
+           "on few images moves by chance, and picking a run by it flatters it, so the pooled figure is the better "
+           "guess of how this file does on new images." if own is not None else ""))
+    if len(result["recipes"]) > 1 and result.get("difference"):
+        other, difference = result["recipes"][1], result["difference"]
+        st.caption(f"The same recipe at {other.get('recipe', {}).get('input_size', '?')} px instead of "
+                   f"{recipe.get('recipe', {}).get('input_size', '?')} px: {_number(other.get('score'))} (95% interval "
+                   f"{interval_words(other.get('interval'))}); difference {difference['score']:+.3f} (95% interval "
+                   f"{difference['interval'][0]:+.3f} to {difference['interval'][1]:+.3f}).")
+    start = recipe.get("recipe", {})
+    st.caption(f"The fold models started from {_initial_weights(start)} and kept their last epoch, so that the "
+               f"images they are scored on chose nothing (measured {str(result.get('at', '?'))[:10]}; the command is "
+               "in the card's `cross_validation`).")
 
 
 def _render_plots(card, directory: Path, task: str) -> None:
@@ -242,6 +279,7 @@ def _render_training(card) -> None:
     st.markdown("#### Training")
     calibration = card.calibration.get("method", "none")
     st.markdown(
+        f"- Started from: {_initial_weights(data)}\n"
         f"- Hardware: {training.get('hardware', 'unknown')}; time: {duration_words(training.get('seconds'))}\n"
         + _epochs_line(training) +
         f"- Calibration: {calibration} (fitted on the {card.calibration.get('fitted_on', 'validation')} split)\n"

@@ -251,8 +251,34 @@ def test_model_card_says_which_file_training_started_from_and_the_time_in_all(ti
     at = AppTest.from_function(card_page, kwargs={"card": card, "directory": tiny_models_dir}).run()
     assert_clean(at)
     captions = " ".join(c.value for c in at.caption)
-    assert "initial weights: models/fracture_binary.keras (sha256 50ac208f26e2…)" in captions
+    assert "initial weights: an earlier model of ours (named under “How it was made”)" in captions, \
+        "the header names no developer's path"
+    assert "- Started from: models/fracture_binary.keras (sha256 50ac208f26e2…)" in " ".join(m.value for m in at.markdown)
     assert "Training time in all: this run started from the binary model" in captions
+
+
+def test_model_card_gives_the_cross_validated_figure_beside_the_files_own_validation_one(tiny_models_dir):
+    from fracture_app.models import read_card
+
+    card = read_card(tiny_models_dir / config.MODEL_FILES[config.TYPE_TASK])
+    assert "cross_validation" not in card.data
+    card.data["metrics"]["val"].update(macro_f1=0.363, n=154)
+    recipe = {"input_size": 160, "weights_init": "runs/member0.keras", "weights_init_sha256": "2ad48155f225" + "0" * 52}
+    card.data["cross_validation"] = {
+        "metric": "macro-F1", "images": 865, "at": "2026-11-28T03:17:11+00:00",
+        "recipes": [{"runs": 5, "score": 0.294, "interval": [0.259, 0.327], "recipe": recipe},
+                    {"runs": 5, "score": 0.288, "interval": [0.257, 0.321], "recipe": {**recipe, "input_size": 224}}],
+        "difference": {"score": 0.006, "interval": [-0.026, 0.036]}}
+
+    at = AppTest.from_function(card_page, kwargs={"card": card, "directory": tiny_models_dir}).run()
+    assert_clean(at)
+    text = " ".join(m.value for m in at.markdown)
+    assert "5 models of this recipe were trained, each holding back one of 5 parts of the 865" in text
+    assert "their macro-F1 is **0.294** (95% interval 0.259–0.327)" in text
+    assert "This file's own validation macro-F1 is 0.363, on 154 images" in text
+    captions = " ".join(c.value for c in at.caption)
+    assert "at 224 px instead of 160 px: 0.288 (95% interval 0.257–0.321); difference +0.006" in captions
+    assert "started from runs/member0.keras (sha256 2ad48155f225…) and kept their last epoch" in captions
 
 
 def test_model_card_names_a_split_file_and_a_pointing_game_left_for_later(tiny_models_dir):

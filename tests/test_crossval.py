@@ -2,6 +2,7 @@
 
 import csv
 import json
+import shutil
 from collections import defaultdict
 
 import numpy as np
@@ -112,6 +113,30 @@ def test_the_command_scores_runs_trained_on_the_folds(tiny_models_dir, tmp_path,
     outside_test = sum(row["split"] != "test" for row in csv.DictReader(open(folds[0], newline="")))
     printed = capsys.readouterr().out
     assert f"out-of-fold macro-F1 on {outside_test} images" in printed and "over 2 folds" in printed
+    shipped = tmp_path / "models"
+    shutil.copytree(tiny_models_dir, shipped)
+    model_file = shipped / config.MODEL_FILES[config.TYPE_TASK]
+    assert main(["score", "--data", str(BONE_BREAK_FIXTURES), "--runs", *map(str, runs),
+                 "--write-card", str(model_file)]) == 0
+    recorded = json.loads(model_file.with_suffix(".json").read_text())["cross_validation"]
+    assert f"  --runs    {recorded['recipes'][0]['score']:.3f} [" in capsys.readouterr().out
+    assert recorded["images"] == outside_test and recorded["folds"] == 2 and recorded["metric"] == "macro-F1"
+    assert recorded["recipes"][0]["recipe"]["input_size"] == TINY_SIZE
+    assert "--write-card" in recorded["command"]
+    assert main(["score", "--data", str(BONE_BREAK_FIXTURES), "--runs", *map(str, runs),
+                 "--write-card", str(shipped / config.MODEL_FILES[config.BINARY_TASK])]) == 2
+    assert "is a binary model" in capsys.readouterr().err
+    split_file = shipped / "fracture_type_split.csv"
+    rows = list(csv.DictReader(open(split_file, newline="")))
+    for row in rows:
+        row["split"] = "val" if row["split"] == "test" else row["split"]
+    with open(split_file, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    assert main(["score", "--data", str(BONE_BREAK_FIXTURES), "--runs", *map(str, runs),
+                 "--write-card", str(model_file)]) == 2
+    assert "not dealt from it" in capsys.readouterr().err
     for runs_given, refusal in (([runs[0], runs[0]], "validated in two runs"), ([runs[0]], "give one run for every fold"),
                                 ([tiny_models_dir / "fracture_type.keras", runs[1]], "--keep-last-epoch")):
         assert main(["score", "--data", str(BONE_BREAK_FIXTURES), "--runs", *map(str, runs_given)]) == 2

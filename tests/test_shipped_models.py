@@ -32,6 +32,19 @@ def test_shipped_model_matches_its_card_and_is_small_enough(task):
     assert model.card.data["metrics"]["test"]["n"] > 0
 
 
+def test_the_type_cards_cross_validated_figure_covers_every_image_outside_its_test_split():
+    """The out-of-fold figure (training.crossval --write-card) pools the shipped split's training and validation rows."""
+    path = model_path_for(config.TYPE_TASK, config.REPO_ROOT / "models")
+    result = load_model(path).card.data["cross_validation"]
+    with open(artifact_paths(path.parent, config.TYPE_TASK)["manifest"], newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    assert result["images"] == sum(row["split"] != "test" for row in rows)
+    assert result["groups"] == len({row["group"] for row in rows if row["split"] != "test"})
+    for recipe in result["recipes"]:
+        low, high = recipe["interval"]
+        assert recipe["runs"] == result["folds"] and low <= recipe["score"] <= high
+
+
 def test_sample_images_come_from_the_test_splits_only(samples):
     assert len(samples) >= 24
     truths = {row["ground_truth"] for row in samples}

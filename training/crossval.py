@@ -12,14 +12,18 @@ its own validation fold, on each X-ray alone (no mirror, no calibration: both ar
 calibration cannot change a ranking or a top class anyway), into one figure over all of them, the task's
 validation metric (macro-F1 for types, AUROC for fractures) with a 95% interval from resampling groups of copies;
 with `--against`, the same for a second recipe trained on the same folds, and their paired difference. Every
-image outside test must be scored once, and both recipes' folds must match image for image.
+image outside test must be scored once, and both recipes' folds must match image for image. With
+`--write-card MODEL`, the figures go into that model's card under `cross_validation` (the Model card page shows
+them): the folds must be folds of that model's own split file, test rows and all.
 """
 
 import argparse
 import csv
+import json
 import random
 import sys
 from collections import Counter, defaultdict
+from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +31,7 @@ import numpy as np
 from fracture_app import config
 from fracture_app.errors import FractureAppError
 from training import metrics
-from training.card import LAST_EPOCH_KEPT
+from training.card import LAST_EPOCH_KEPT, command_line, update_card
 from training.validation_choices import VALIDATION_METRIC, validation_score
 
 FOLD_FOLDER = "fold{number}"
@@ -105,7 +109,24 @@ def out_of_fold(runs: list[Path], data_dir: Path) -> dict:
     if set(pooled) != outside_test:
         raise FractureAppError(f"the runs validate {len(pooled)} of the {len(outside_test)} images outside test: "
                                "give one run for every fold")
-    return {"task": task, "runs": len(runs), "images": pooled}
+    return {"task": task, "runs": len(runs), "images": pooled, "recipe": recipe_of(runs)}
+
+
+# What a recipe's fold runs share, as their cards say; the fold and the run's own timing are not the recipe.
+RECIPE_FIELDS = ("architecture", "weights_init", "weights_init_sha256")
+RECIPE_TRAINING_FIELDS = ("epochs_requested", "batch_size", "lr_schedule", "precision", "keras_backend", "hardware")
+
+
+def recipe_of(runs: list[Path]) -> dict:
+    """The first run's recipe (architecture, input size, epochs, start) and its command, from its card."""
+    run = runs[0]
+    model_path = run / config.MODEL_FILES[_task_of(run)] if run.is_dir() else run
+    card = json.loads(model_path.with_suffix(".json").read_text(encoding="utf-8"))
+    training = card.get("training", {})
+    return {**{field: card.get(field) for field in RECIPE_FIELDS},
+            "input_size": card.get("preprocessing", {}).get("size"),
+            **{field: training.get(field) for field in RECIPE_TRAINING_FIELDS},
+            "first_fold_command": training.get("command")}
 
 
 def _answers_alone(model, samples) -> np.ndarray:
@@ -120,6 +141,13 @@ def _answers_alone(model, samples) -> np.ndarray:
         except FractureAppError as error:
             raise FractureAppError(f"{sample.path}: {error}") from error
     return np.asarray(model.keras_model.predict(prepare_batch(pixels, model.spec), verbose=0), np.float64)
+
+
+def _split_file_of(run: Path) -> Path:
+    from fracture_app.models import artifact_paths
+
+    model_path = run / config.MODEL_FILES[_task_of(run)] if run.is_dir() else run
+    return artifact_paths(model_path.parent, _task_of(model_path.parent))["manifest"]
 
 
 def _task_of(run: Path) -> str:
@@ -151,7 +179,8 @@ def compare(recipe: dict, other: dict | None = None) -> dict:
     predictions = [np.array([chosen["images"][path][2] for path in paths]) for chosen in filter(None, (recipe, other))]
     intervals = group_bootstrap(task, labels, groups, *predictions)
     result = {"task": task, "metric": VALIDATION_METRIC[task][1], "images": len(paths), "groups": len(set(groups)),
-              "recipes": [{"runs": chosen["runs"], "score": validation_score(task, labels, p), "interval": interval}
+              "recipes": [{"runs": chosen["runs"], "score": validation_score(task, labels, p), "interval": interval,
+                           "recipe": chosen.get("recipe", {})}
                           for chosen, p, interval in zip(filter(None, (recipe, other)), predictions, intervals)]}
     if other is not None:
         result["difference"] = {"score": result["recipes"][0]["score"] - result["recipes"][1]["score"],
@@ -178,6 +207,26 @@ def report(result: dict) -> str:
     return "\n".join(lines)
 
 
+def write_into_card(model_path: Path, folds_split: Path, result: dict, argv: list[str] | None) -> None:
+    """Record the pooled figures in a model's card, if the folds were dealt from that model's own split file."""
+    from fracture_app.models import artifact_paths, load_model
+
+    model = load_model(model_path)
+    if model.task != result["task"]:
+        raise FractureAppError(f"{model_path} is a {model.task} model; the runs are {result['task']} models")
+    if _test_rows(artifact_paths(model_path.parent, model.task)["manifest"]) != _test_rows(folds_split):
+        raise FractureAppError(f"the folds' test rows differ from {model_path.name}'s split file: they were not "
+                               "dealt from it")
+    update_card(model_path, {"cross_validation": {
+        **result, "folds": result["recipes"][0]["runs"], "command": command_line("training.crossval", argv),
+        "at": datetime.now(timezone.utc).isoformat(timespec="seconds")}})
+
+
+def _test_rows(split_file: Path) -> set[tuple[str, str]]:
+    with open(split_file, newline="", encoding="utf-8") as handle:
+        return {(row["path"], row["label"]) for row in csv.DictReader(handle) if row["split"] == "test"}
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m training.crossval", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -189,6 +238,8 @@ def main(argv=None) -> int:
     scoring.add_argument("--data", type=Path, required=True, help="the data folder the runs were trained on")
     scoring.add_argument("--runs", type=Path, nargs="+", required=True, help="one run folder (or model file) per fold")
     scoring.add_argument("--against", type=Path, nargs="+", help="another recipe's runs on the same folds")
+    scoring.add_argument("--write-card", type=Path, metavar="MODEL",
+                         help="record the figures in this model's card (the folds must come from its split file)")
     args = parser.parse_args(argv)
     try:
         if args.command == "folds" and args.out.resolve() == config.SHIPPED_MODELS_DIR.resolve():
@@ -198,6 +249,8 @@ def main(argv=None) -> int:
                 print(path)
             return 0
         result = compare(out_of_fold(args.runs, args.data), out_of_fold(args.against, args.data) if args.against else None)
+        if args.write_card:
+            write_into_card(args.write_card, _split_file_of(args.runs[0]), result, argv)
     except FractureAppError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -208,6 +261,8 @@ def main(argv=None) -> int:
         print(f"error: a split file without the column {error}: give one that training wrote", file=sys.stderr)
         return 2
     print(report(result))
+    if args.command == "score" and args.write_card:
+        print(f"written into {args.write_card}'s card under cross_validation")
     return 0
 
 
