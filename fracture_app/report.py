@@ -184,6 +184,15 @@ _LATIN1 = str.maketrans({"—": "-", "–": "-", "’": "'", "‘": "'", "“": 
                          "≤": "<=", "→": "->", "×": "x"})
 
 
+PDF_FOOTER = ("How to read the heat map: warm colours mark the regions that most raised the model's score. It is "
+              "coarse, it is not an outline of a fracture, and it can point at plates, screws, text or borders. "
+              + config.NOTICE)
+# Millimetres on the A4 page.
+PDF_PICTURE_MAX_HEIGHT, PDF_PICTURE_MIN_HEIGHT = 95, 40
+PDF_CAPTION_SPACE = 9  # the caption under the pictures and the gap after it
+PDF_VERDICT_HEIGHT = 10
+
+
 def _latin1(text: str) -> str:
     return str(text).translate(_LATIN1).encode("latin-1", "replace").decode("latin-1")
 
@@ -217,8 +226,12 @@ def report_pdf(diagnosis: Diagnosis, task: str | None = None, opacity: float = D
     usable = pdf.w - pdf.l_margin - pdf.r_margin
     gap = 4
     box = (usable - gap * (len(panels) - 1)) / len(panels)
-    max_height = 95
+    label_width = 42
     top = pdf.get_y()
+    # The pictures give way to the text, so that a tall picture with many rows still fits on one page.
+    text_below = PDF_VERDICT_HEIGHT + _pdf_rows_height(pdf, rows, usable - label_width) + _pdf_footer_height(pdf)
+    max_height = max(PDF_PICTURE_MIN_HEIGHT,
+                     min(PDF_PICTURE_MAX_HEIGHT, pdf.h - pdf.b_margin - top - PDF_CAPTION_SPACE - text_below))
     tallest = 0.0
     for index, (picture, caption) in enumerate(panels):
         height, width = picture.shape[:2]
@@ -237,7 +250,6 @@ def report_pdf(diagnosis: Diagnosis, task: str | None = None, opacity: float = D
     pdf.set_font("helvetica", "B", 18)
     pdf.set_text_color(red, green, blue)
     pdf.cell(0, 10, _latin1(diagnosis.verdict), new_x="LMARGIN", new_y="NEXT")
-    label_width = 42
     for label, value in rows:
         pdf.set_font("helvetica", "B", 10)
         pdf.set_text_color(22, 50, 79)
@@ -250,8 +262,15 @@ def report_pdf(diagnosis: Diagnosis, task: str | None = None, opacity: float = D
     pdf.ln(4)
     pdf.set_font("helvetica", "I", 8.5)
     pdf.set_text_color(90, 90, 90)
-    pdf.multi_cell(0, 4.5, _latin1(
-        "How to read the heat map: warm colours mark the regions that most raised the model's score. It is coarse, "
-        "it is not an outline of a fracture, and it can point at plates, screws, text or borders. " + config.NOTICE),
-        align="L", new_x="LMARGIN", new_y="NEXT")
+    pdf.multi_cell(0, 4.5, _latin1(PDF_FOOTER), align="L", new_x="LMARGIN", new_y="NEXT")
     return bytes(pdf.output())
+
+
+def _pdf_rows_height(pdf, rows: list[tuple[str, str]], value_width: float) -> float:
+    pdf.set_font("helvetica", "", 10)
+    return sum(pdf.multi_cell(value_width, 6, _latin1(value), dry_run=True, output="HEIGHT") for _, value in rows)
+
+
+def _pdf_footer_height(pdf) -> float:
+    pdf.set_font("helvetica", "I", 8.5)
+    return 4 + pdf.multi_cell(0, 4.5, _latin1(PDF_FOOTER), dry_run=True, output="HEIGHT")

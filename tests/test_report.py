@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import re
 import zlib
+from dataclasses import replace
 from datetime import datetime, timezone
 
 import numpy as np
@@ -116,6 +117,18 @@ def test_every_row_of_a_long_png_report_is_on_the_page():
         box = text.get_window_extent(renderer)
         assert page.y0 <= box.y0 and box.y1 <= page.y1, text.get_text()
     assert figure.get_figheight() > 8.5  # grown, not cropped
+
+
+def test_a_tall_picture_turned_back_with_many_rows_keeps_its_pdf_report_on_one_page():
+    metadata = {"Modality": "DX", "BodyPartExamined": "WRIST", "ViewPosition": "PA", "ImageLaterality": "L",
+                "StudyDescription": "Wrist two views " * 6, "SeriesDescription": "Left wrist PA " * 6,
+                "missing_fraction": 0.1, "frames": 2, "brightness_bits": 12}
+    tall = np.tile(np.linspace(0, 1, 300, dtype=np.float32), (900, 1))
+    diagnosis = replace(make_diagnosis(pixels=tall, metadata=metadata), turn=1, as_uploaded_probability=0.12)
+    data = report_pdf(diagnosis, generated_at=WHEN)
+    assert len(re.findall(rb"/Type /Page\b", data)) == 1
+    text = pdf_text(data)
+    assert "As uploaded" in text and "Generated 2026-01-02" in text and text.endswith(config.NOTICE)
 
 
 def test_the_headline_takes_the_bands_colour():
