@@ -58,10 +58,14 @@ def _initial_weights(data: dict) -> str:
 
 def _start_in_words(data: dict) -> str:
     """The start for a reader of the card; the file it came from is a developer's detail."""
-    start = str(data.get("weights_init", "unknown"))
-    if start.lower() in ("none", "imagenet", "unknown"):
-        return {"none": "none (trained from scratch)", "imagenet": "ImageNet"}.get(start.lower(), start)
-    return f"an earlier model of ours (named under “{DEVELOPER_DETAILS.split(':')[0]}”)"
+    start = data.get("weights_init")
+    where = f"named under “{DEVELOPER_DETAILS.split(':')[0]}”"
+    if start is None:
+        return "not recorded"
+    if start == config.MEMBERS_OWN_START:
+        return f"each member from an earlier model of its own ({where})"
+    return {"none": "none (trained from scratch)", "imagenet": "ImageNet"}.get(
+        str(start).lower(), f"an earlier model of ours ({where})")
 
 
 def _metric_row(values: dict, spec) -> None:
@@ -117,7 +121,7 @@ def render_card(card, directory: Path, task: str) -> None:
     _render_header(card, task)
     _render_test_figures(card, task)
     render_targets(card.data.get("targets"))
-    render_cross_validation(card.data.get("cross_validation"), card.data.get("metrics", {}).get("val", {}))
+    render_cross_validation(card.data.get("cross_validation"), card)
     _render_plots(card, directory, task)
     if task == config.BINARY_TASK:
         _render_operating_points(card)
@@ -183,32 +187,45 @@ def _render_test_figures(card, task: str) -> None:
         st.caption(data["disclosures"]["gradcam"])
 
 
-def render_cross_validation(result: dict | None, validation: dict) -> None:
-    """The recipe's pooled out-of-fold figure (training.crossval), beside the file's own flattered validation one."""
+def render_cross_validation(result: dict | None, card) -> None:
+    """The pooled out-of-fold figure of models trained like this one (training.crossval), beside this file's own
+    validation figure on the same terms (each image alone)."""
     if not result or not result.get("recipes"):
         return
-    metric, recipe = result.get("metric", "score"), result["recipes"][0]
-    key = {"macro-F1": "macro_f1", "AUROC": "auroc"}.get(metric)
+    data, recipe, metric = card.data, result["recipes"][0], result.get("metric", "score")
     st.markdown("#### Cross-validated: how a model made this way does")
-    own = validation.get(key) if key else None
+    if result.get("model_version") not in (None, card.version):
+        st.warning(f"Measured for version {result['model_version']} of this model, not this one ({card.version}).",
+                   icon=":material/history:")
+    flip, validation = data.get("test_time_flip") or {}, (data.get("metrics") or {}).get("val") or {}
+    own = ((flip.get("validation") or {}).get("image_alone") if flip.get("used")
+           else validation.get(result.get("metric_key", "")))
+    picked = len(data.get("compared_runs") or []) > 1
     st.markdown(
-        f"{recipe.get('runs', '?')} models of this recipe were trained, each holding back one of "
-        f"{recipe.get('runs', '?')} parts of the {result.get('images', '?')} training and validation images (copies "
-        f"kept together), and each answered only the images it never trained on. Pooled, their {metric} is "
-        f"**{_number(recipe.get('score'))}** (95% interval {interval_words(recipe.get('interval'))})."
-        + (f" This file's own validation {metric} is {_number(own)}, on {validation.get('n', '?')} images: a figure "
-           "on few images moves by chance, and picking a run by it flatters it, so the pooled figure is the better "
-           "guess of how this file does on new images." if own is not None else ""))
-    if len(result["recipes"]) > 1 and result.get("difference"):
-        other, difference = result["recipes"][1], result["difference"]
-        st.caption(f"The same recipe at {other.get('recipe', {}).get('input_size', '?')} px instead of "
-                   f"{recipe.get('recipe', {}).get('input_size', '?')} px: {_number(other.get('score'))} (95% interval "
-                   f"{interval_words(other.get('interval'))}); difference {difference['score']:+.3f} (95% interval "
-                   f"{difference['interval'][0]:+.3f} to {difference['interval'][1]:+.3f}).")
-    start = recipe.get("recipe", {})
-    st.caption(f"The fold models started from {_initial_weights(start)} and kept their last epoch, so that the "
-               f"images they are scored on chose nothing (measured {str(result.get('at', '?'))[:10]}; the command is "
-               "in the card's `cross_validation`).")
+        f"{recipe.get('runs', '?')} models trained like this file (the differences are listed below) each held back "
+        f"one of {recipe.get('runs', '?')} parts of the {result.get('images', '?')} training and validation images "
+        f"(copies kept together) and answered only the images it never trained on. Pooled, their {metric} is "
+        f"**{_number(recipe.get('score'))}** (95% interval {interval_words(recipe.get('interval')) or 'n/a'})."
+        + (f" This file's own validation {metric}, on each image alone as they were scored, is {_number(own)} on "
+           f"{validation.get('n', '?')} images: a figure on so few images moves a lot by chance"
+           + (", and this file was picked by it among the runs its card compares, which flatters it" if picked else "")
+           + ". The pooled figure is the better guess of how a model made this way does on new images."
+           if own is not None else ""))
+    if result.get("differs_from_this_file"):
+        st.caption("How the fold models were trained otherwise than this file: "
+                   + "; ".join(result["differs_from_this_file"]) + ".")
+    if len(result["recipes"]) > 1:
+        other, difference = result["recipes"][1], result.get("difference") or {}
+        st.caption(f"The same with {'; '.join(other.get('differs') or ['another recipe'])}: "
+                   f"{_number(other.get('score'))} (95% interval {interval_words(other.get('interval')) or 'n/a'}); "
+                   f"difference {_signed(difference.get('score'))} (95% interval "
+                   f"{' to '.join(map(_signed, difference.get('interval') or [None, None]))}).")
+    st.caption("Each fold model kept its last epoch, so the images it was scored on chose nothing (measured "
+               f"{str(result.get('at', '?'))[:10]}; the commands are in the card's `cross_validation`).")
+
+
+def _signed(value) -> str:
+    return "n/a" if value is None else f"{float(value):+.3f}".replace("-", "−")
 
 
 def _render_plots(card, directory: Path, task: str) -> None:

@@ -34,6 +34,9 @@ TASKS = (BINARY_TASK, TYPE_TASK)
 # direction), so np.rot90(pixels, -i) sets it upright again. Not a task a reading answers: it decides how the
 # fracture model is shown the picture (fracture_app.orientation).
 ORIENTATION_TASK = "orientation"
+# A card's weights_init for an ensemble whose members each started from an earlier model of their own
+# (training.ensemble); the Model card page words it for readers.
+MEMBERS_OWN_START = "each member from its own earlier model (training.members)"
 ORIENTATIONS = ("upright", "turned a quarter turn anticlockwise", "upside down", "turned a quarter turn clockwise")
 
 TASK_NAMES = {BINARY_TASK: "fracture model", TYPE_TASK: "fracture-type model",

@@ -257,28 +257,44 @@ def test_model_card_says_which_file_training_started_from_and_the_time_in_all(ti
     assert "Training time in all: this run started from the binary model" in captions
 
 
-def test_model_card_gives_the_cross_validated_figure_beside_the_files_own_validation_one(tiny_models_dir):
+def test_model_card_gives_the_cross_validated_figure_beside_the_files_own_one_on_the_same_terms(tiny_models_dir):
     from fracture_app.models import read_card
 
     card = read_card(tiny_models_dir / config.MODEL_FILES[config.TYPE_TASK])
     assert "cross_validation" not in card.data
     card.data["metrics"]["val"].update(macro_f1=0.363, n=154)
-    recipe = {"input_size": 160, "weights_init": "runs/member0.keras", "weights_init_sha256": "2ad48155f225" + "0" * 52}
+    card.data["test_time_flip"] = {"used": True, "validation": {"image_alone": 0.338, "averaged_with_mirror": 0.363}}
+    card.data["compared_runs"] = [{"run": "shipped"}, {"run": "another"}]
     card.data["cross_validation"] = {
-        "metric": "macro-F1", "images": 865, "at": "2026-11-28T03:17:11+00:00",
-        "recipes": [{"runs": 5, "score": 0.294, "interval": [0.259, 0.327], "recipe": recipe},
-                    {"runs": 5, "score": 0.288, "interval": [0.257, 0.321], "recipe": {**recipe, "input_size": 224}}],
+        "metric": "macro-F1", "metric_key": "macro_f1", "images": 865, "at": "2026-11-28T03:17:11+00:00",
+        "model_version": card.version,
+        "differs_from_this_file": ["--keep-last-epoch instead of no --keep-last-epoch",
+                                   "each image read alone instead of averaged with its mirror"],
+        "recipes": [{"runs": 5, "score": 0.294, "interval": [0.259, 0.327]},
+                    {"runs": 5, "score": 0.288, "interval": [0.257, 0.321],
+                     "differs": ["--img-size 224 instead of --img-size 160"]}],
         "difference": {"score": 0.006, "interval": [-0.026, 0.036]}}
 
     at = AppTest.from_function(card_page, kwargs={"card": card, "directory": tiny_models_dir}).run()
     assert_clean(at)
     text = " ".join(m.value for m in at.markdown)
-    assert "5 models of this recipe were trained, each holding back one of 5 parts of the 865" in text
+    assert "5 models trained like this file (the differences are listed below) each held back one of 5 parts" in text
     assert "their macro-F1 is **0.294** (95% interval 0.259–0.327)" in text
-    assert "This file's own validation macro-F1 is 0.363, on 154 images" in text
+    assert "on each image alone as they were scored, is 0.338 on 154 images" in text, "not the mirror's 0.363"
+    assert "picked by it among the runs its card compares" in text
     captions = " ".join(c.value for c in at.caption)
-    assert "at 224 px instead of 160 px: 0.288 (95% interval 0.257–0.321); difference +0.006" in captions
-    assert "started from runs/member0.keras (sha256 2ad48155f225…) and kept their last epoch" in captions
+    assert ("trained otherwise than this file: --keep-last-epoch instead of no --keep-last-epoch; each image read "
+            "alone instead of averaged with its mirror.") in captions
+    assert ("The same with --img-size 224 instead of --img-size 160: 0.288 (95% interval 0.257–0.321); difference "
+            "+0.006 (95% interval −0.026 to +0.036)") in captions
+    assert not any("not this one" in w.value for w in at.warning), "measured on this very version"
+
+    card.data["cross_validation"].update(model_version="an older one", difference={"score": None})
+    card.data["metrics"]["val"] = None
+    at = AppTest.from_function(card_page, kwargs={"card": card, "directory": tiny_models_dir}).run()
+    assert_clean(at)
+    assert any("Measured for version an older one" in w.value for w in at.warning)
+    assert "difference n/a (95% interval n/a to n/a)" in " ".join(c.value for c in at.caption)
 
 
 def test_model_card_names_a_split_file_and_a_pointing_game_left_for_later(tiny_models_dir):

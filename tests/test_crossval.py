@@ -104,7 +104,8 @@ def test_the_command_scores_runs_trained_on_the_folds(tiny_models_dir, tmp_path,
     runs = []
     for number, split_file in enumerate(folds, start=1):
         runs.append(tmp_path / f"run{number}")
-        assert train(["--task", "type", "--data", str(BONE_BREAK_FIXTURES), "--arch", "custom_cnn", "--img-size",
+        assert train(["--task", "type", "--data", str(BONE_BREAK_FIXTURES), "--arch", "mobilenetv2", "--weights",
+                      "none", "--img-size",
                       str(TINY_SIZE), "--epochs", "2", "--batch-size", "8", "--split", str(split_file),
                       "--keep-last-epoch", "--out", str(runs[-1]), "--quiet"]) == 0
     assert json.loads((runs[0] / "fracture_type.json").read_text())["training"]["best_epoch"] == 2
@@ -113,19 +114,35 @@ def test_the_command_scores_runs_trained_on_the_folds(tiny_models_dir, tmp_path,
     outside_test = sum(row["split"] != "test" for row in csv.DictReader(open(folds[0], newline="")))
     printed = capsys.readouterr().out
     assert f"out-of-fold macro-F1 on {outside_test} images" in printed and "over 2 folds" in printed
-    shipped = tmp_path / "models"
+    shipped = tmp_path / "models"  # the tiny type model (mobilenetv2, 1 epoch) whose split the folds came from
     shutil.copytree(tiny_models_dir, shipped)
     model_file = shipped / config.MODEL_FILES[config.TYPE_TASK]
+    card_file = model_file.with_suffix(".json")
     assert main(["score", "--data", str(BONE_BREAK_FIXTURES), "--runs", *map(str, runs),
                  "--write-card", str(model_file)]) == 0
-    recorded = json.loads(model_file.with_suffix(".json").read_text())["cross_validation"]
+    recorded = json.loads(card_file.read_text())["cross_validation"]
     assert f"  --runs    {recorded['recipes'][0]['score']:.3f} [" in capsys.readouterr().out
-    assert recorded["images"] == outside_test and recorded["folds"] == 2 and recorded["metric"] == "macro-F1"
-    assert recorded["recipes"][0]["recipe"]["input_size"] == TINY_SIZE
+    assert recorded["images"] == outside_test and recorded["folds"] == 2 and recorded["metric_key"] == "macro_f1"
+    assert recorded["recipes"][0]["recipe"]["--img-size"] == str(TINY_SIZE)
+    assert {"--epochs 2 instead of --epochs 1", "--keep-last-epoch instead of no --keep-last-epoch"} <= set(
+        recorded["differs_from_this_file"])
     assert "--write-card" in recorded["command"]
-    assert main(["score", "--data", str(BONE_BREAK_FIXTURES), "--runs", *map(str, runs),
-                 "--write-card", str(shipped / config.MODEL_FILES[config.BINARY_TASK])]) == 2
-    assert "is a binary model" in capsys.readouterr().err
+    assert recorded["model_version"] == json.loads(card_file.read_text())["version"]
+
+    def refused(model, message):
+        before = model.with_suffix(".json").read_text()
+        assert main(["score", "--data", str(BONE_BREAK_FIXTURES), "--runs", *map(str, runs),
+                     "--write-card", str(model)]) == 2
+        assert message in capsys.readouterr().err
+        assert model.with_suffix(".json").read_text() == before, "a refused write leaves the card as it was"
+
+    refused(shipped / config.MODEL_FILES[config.BINARY_TASK], "is a binary model")
+    card = json.loads(card_file.read_text())
+    card["training"]["command"] = card["training"]["command"].replace("mobilenetv2", "custom_cnn")
+    card_file.write_text(json.dumps(card))
+    refused(model_file, "--arch mobilenetv2 instead of --arch custom_cnn")
+    card["training"]["command"] = card["training"]["command"].replace("custom_cnn", "mobilenetv2")
+    card_file.write_text(json.dumps(card))
     split_file = shipped / "fracture_type_split.csv"
     rows = list(csv.DictReader(open(split_file, newline="")))
     for row in rows:
@@ -134,9 +151,7 @@ def test_the_command_scores_runs_trained_on_the_folds(tiny_models_dir, tmp_path,
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
-    assert main(["score", "--data", str(BONE_BREAK_FIXTURES), "--runs", *map(str, runs),
-                 "--write-card", str(model_file)]) == 2
-    assert "not dealt from it" in capsys.readouterr().err
+    refused(model_file, "were not dealt from")
     for runs_given, refusal in (([runs[0], runs[0]], "validated in two runs"), ([runs[0]], "give one run for every fold"),
                                 ([tiny_models_dir / "fracture_type.keras", runs[1]], "--keep-last-epoch")):
         assert main(["score", "--data", str(BONE_BREAK_FIXTURES), "--runs", *map(str, runs_given)]) == 2

@@ -40,9 +40,12 @@ def test_the_type_cards_cross_validated_figure_covers_every_image_outside_its_te
         rows = list(csv.DictReader(handle))
     assert result["images"] == sum(row["split"] != "test" for row in rows)
     assert result["groups"] == len({row["group"] for row in rows if row["split"] != "test"})
-    for recipe in result["recipes"]:
-        low, high = recipe["interval"]
-        assert recipe["runs"] == result["folds"] and low <= recipe["score"] <= high
+    assert result["model_version"] == load_model(path).card.version
+    own = load_model(path).card.data
+    first = result["recipes"][0]["recipe"]
+    assert (first["--arch"], first["--img-size"]) == (own["architecture"], str(own["preprocessing"]["size"])), \
+        "the fold runs were this model's architecture and size"
+    assert all(recipe["runs"] == result["folds"] for recipe in result["recipes"])
 
 
 def test_sample_images_come_from_the_test_splits_only(samples):

@@ -26,8 +26,7 @@ GENERAL_LIMITATIONS = [
 ]
 # What `training.train --keep-last-epoch` records as training.kept, and training.crossval asks of a fold run.
 LAST_EPOCH_KEPT = "last epoch"
-# The start of an ensemble whose members each started from an earlier model of their own (training.ensemble).
-MEMBERS_OWN_START = "each member from its own earlier model (training.members)"
+MEMBERS_OWN_START = config.MEMBERS_OWN_START
 TYPE_LIMITATION = (
     "Trained only on fractured images from journals and web pages (some with arrows or text); its guess is "
     "meaningful only when a fracture is present."

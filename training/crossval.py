@@ -14,13 +14,15 @@ validation metric (macro-F1 for types, AUROC for fractures) with a 95% interval 
 with `--against`, the same for a second recipe trained on the same folds, and their paired difference. Every
 image outside test must be scored once, and both recipes' folds must match image for image. With
 `--write-card MODEL`, the figures go into that model's card under `cross_validation` (the Model card page shows
-them): the folds must be folds of that model's own split file, test rows and all.
+them), with every training option in which the fold runs differ from that model; refused for another task,
+architecture or input size, or for folds not dealt from that model's own split file. The runs of one recipe
+must share every training option but where their data, split and output were.
 """
 
 import argparse
 import csv
-import json
 import random
+import shlex
 import sys
 from collections import Counter, defaultdict
 from datetime import datetime, timezone
@@ -86,9 +88,9 @@ def out_of_fold(runs: list[Path], data_dir: Path) -> dict:
     from fracture_app.models import artifact_paths, load_model
     from training import datasets
 
-    pooled, outside_test, task = {}, set(), None
+    pooled, outside_test, task, recipe = {}, set(), None, None
     for fold, run in enumerate(runs):
-        model_path = run / config.MODEL_FILES[_task_of(run)] if run.is_dir() else run
+        model_path = _model_file(run)
         model = load_model(model_path)
         task = task or model.task
         if model.task != task:
@@ -96,7 +98,12 @@ def out_of_fold(runs: list[Path], data_dir: Path) -> dict:
         if model.card.data.get("training", {}).get("kept") != LAST_EPOCH_KEPT:
             raise FractureAppError(f"{run} kept its best epoch on the fold it would be scored on: train fold runs "
                                    "with --keep-last-epoch")
-        rows = datasets.read_manifest(artifact_paths(model_path.parent, task)["manifest"], data_dir)
+        run_recipe = recipe_options(model.card.data)
+        if recipe is not None and run_recipe != recipe:
+            raise FractureAppError(f"{run} was not trained like {runs[0]}: {'; '.join(differences(run_recipe, recipe))}")
+        recipe = run_recipe
+        split_file = artifact_paths(model_path.parent, task)["manifest"]
+        rows = datasets.read_manifest(split_file, data_dir)
         outside = {row.path for row in rows if row.split != "test"}
         if outside_test and outside != outside_test:
             raise FractureAppError("the runs' test splits differ: they were not trained on folds of one split file")
@@ -109,24 +116,39 @@ def out_of_fold(runs: list[Path], data_dir: Path) -> dict:
     if set(pooled) != outside_test:
         raise FractureAppError(f"the runs validate {len(pooled)} of the {len(outside_test)} images outside test: "
                                "give one run for every fold")
-    return {"task": task, "runs": len(runs), "images": pooled, "recipe": recipe_of(runs)}
+    first = load_model(_model_file(runs[0])).card.data.get("training", {})
+    return {"task": task, "runs": len(runs), "images": pooled, "recipe": recipe, "split_file": split_file,
+            "first_fold_command": first.get("command"), "hardware": first.get("hardware")}
 
 
-# What a recipe's fold runs share, as their cards say; the fold and the run's own timing are not the recipe.
-RECIPE_FIELDS = ("architecture", "weights_init", "weights_init_sha256")
-RECIPE_TRAINING_FIELDS = ("epochs_requested", "batch_size", "lr_schedule", "precision", "keras_backend", "hardware")
+# Options that say where a run's data, split and output were, or how long it might take: not how it was trained.
+NOT_RECIPE = ("--data", "--split", "--out", "--time-limit", "--quiet", "--resume", "--members")
+# Options whose values must match for a figure to be about this file's way of training at all.
+SAME_MODEL = ("--task", "--arch", "--img-size")
 
 
-def recipe_of(runs: list[Path]) -> dict:
-    """The first run's recipe (architecture, input size, epochs, start) and its command, from its card."""
-    run = runs[0]
-    model_path = run / config.MODEL_FILES[_task_of(run)] if run.is_dir() else run
-    card = json.loads(model_path.with_suffix(".json").read_text(encoding="utf-8"))
-    training = card.get("training", {})
-    return {**{field: card.get(field) for field in RECIPE_FIELDS},
-            "input_size": card.get("preprocessing", {}).get("size"),
-            **{field: training.get(field) for field in RECIPE_TRAINING_FIELDS},
-            "first_fold_command": training.get("command")}
+def recipe_options(card: dict) -> dict[str, str]:
+    """How a run was trained, from its card: its training command's options (the start by its sha256, since one
+    path names a different model after each release), less where its files were and how long it might take."""
+    words = shlex.split(card.get("training", {}).get("command") or "")
+    options, name = {}, None
+    for word in words[next((i for i, w in enumerate(words) if w.startswith("--")), len(words)):]:
+        if word.startswith("--"):
+            name = word
+            options[name] = ""
+        else:
+            options[name] = f"{options[name]} {word}".strip()
+    if "--weights" in options and card.get("weights_init_sha256"):
+        options["--weights"] = f"sha256 {card['weights_init_sha256'][:12]}…"
+    return {name: value for name, value in options.items() if name not in NOT_RECIPE}
+
+
+def differences(recipe: dict[str, str], other: dict[str, str]) -> list[str]:
+    """Each option where `recipe` differs from `other`, as `--name value instead of --name value`."""
+    def shown(options, name):
+        return f"no {name}" if name not in options else f"{name} {options[name]}".strip()
+    return [f"{shown(recipe, name)} instead of {shown(other, name)}"
+            for name in sorted(set(recipe) | set(other)) if recipe.get(name) != other.get(name)]
 
 
 def _answers_alone(model, samples) -> np.ndarray:
@@ -143,11 +165,8 @@ def _answers_alone(model, samples) -> np.ndarray:
     return np.asarray(model.keras_model.predict(prepare_batch(pixels, model.spec), verbose=0), np.float64)
 
 
-def _split_file_of(run: Path) -> Path:
-    from fracture_app.models import artifact_paths
-
-    model_path = run / config.MODEL_FILES[_task_of(run)] if run.is_dir() else run
-    return artifact_paths(model_path.parent, _task_of(model_path.parent))["manifest"]
+def _model_file(run: Path) -> Path:
+    return run / config.MODEL_FILES[_task_of(run)] if run.is_dir() else run
 
 
 def _task_of(run: Path) -> str:
@@ -179,9 +198,12 @@ def compare(recipe: dict, other: dict | None = None) -> dict:
     predictions = [np.array([chosen["images"][path][2] for path in paths]) for chosen in filter(None, (recipe, other))]
     intervals = group_bootstrap(task, labels, groups, *predictions)
     result = {"task": task, "metric": VALIDATION_METRIC[task][1], "images": len(paths), "groups": len(set(groups)),
+              "metric_key": VALIDATION_METRIC[task][0],
               "recipes": [{"runs": chosen["runs"], "score": validation_score(task, labels, p), "interval": interval,
-                           "recipe": chosen.get("recipe", {})}
+                           **{key: chosen[key] for key in ("recipe", "first_fold_command", "hardware") if key in chosen}}
                           for chosen, p, interval in zip(filter(None, (recipe, other)), predictions, intervals)]}
+    if other is not None and "recipe" in recipe and "recipe" in other:
+        result["recipes"][1]["differs"] = differences(other["recipe"], recipe["recipe"])
     if other is not None:
         result["difference"] = {"score": result["recipes"][0]["score"] - result["recipes"][1]["score"],
                                 "interval": intervals[2]}
@@ -207,24 +229,33 @@ def report(result: dict) -> str:
     return "\n".join(lines)
 
 
-def write_into_card(model_path: Path, folds_split: Path, result: dict, argv: list[str] | None) -> None:
-    """Record the pooled figures in a model's card, if the folds were dealt from that model's own split file."""
-    from fracture_app.models import artifact_paths, load_model
+def write_into_card(model_path: Path, recipe: dict, result: dict, argv: list[str] | None) -> None:
+    """Record the pooled figures in a model's card, with how the fold runs were trained otherwise than the model.
+    Refused where they cannot speak for it: another task, architecture or input size, or folds of another split."""
+    from fracture_app.models import artifact_paths, read_card
+    from training.datasets import split_assignments
 
-    model = load_model(model_path)
-    if model.task != result["task"]:
-        raise FractureAppError(f"{model_path} is a {model.task} model; the runs are {result['task']} models")
-    if _test_rows(artifact_paths(model_path.parent, model.task)["manifest"]) != _test_rows(folds_split):
-        raise FractureAppError(f"the folds' test rows differ from {model_path.name}'s split file: they were not "
-                               "dealt from it")
+    card = read_card(model_path)
+    if card.task != result["task"]:
+        raise FractureAppError(f"{model_path} is a {card.task} model; the runs are {result['task']} models")
+    own = recipe_options(card.data)
+    unlike = differences(*({name: value for name, value in options.items() if name in SAME_MODEL}
+                           for options in (recipe["recipe"], own)))
+    if unlike:
+        raise FractureAppError(f"the runs are another model than {model_path.name}: {'; '.join(unlike)}")
+    mine, theirs = (split_assignments(path) for path in (artifact_paths(model_path.parent, card.task)["manifest"],
+                                                         recipe["split_file"]))
+    if mine.keys() != theirs.keys() or {p for p, s in mine.items() if s == "test"} != {
+            p for p, s in theirs.items() if s == "test"}:
+        raise FractureAppError(f"the folds were not dealt from {model_path.name}'s split file (other images, or "
+                               "another test split)")
+    differs = differences(recipe["recipe"], own)
+    if (card.data.get("test_time_flip") or {}).get("used"):
+        differs.append("each image read alone instead of averaged with its mirror")
     update_card(model_path, {"cross_validation": {
-        **result, "folds": result["recipes"][0]["runs"], "command": command_line("training.crossval", argv),
+        **result, "folds": result["recipes"][0]["runs"], "model_version": card.version,
+        "differs_from_this_file": differs, "command": command_line("training.crossval", argv),
         "at": datetime.now(timezone.utc).isoformat(timespec="seconds")}})
-
-
-def _test_rows(split_file: Path) -> set[tuple[str, str]]:
-    with open(split_file, newline="", encoding="utf-8") as handle:
-        return {(row["path"], row["label"]) for row in csv.DictReader(handle) if row["split"] == "test"}
 
 
 def main(argv=None) -> int:
@@ -248,9 +279,10 @@ def main(argv=None) -> int:
             for path in write_folds(args.split, args.folds, args.out):
                 print(path)
             return 0
-        result = compare(out_of_fold(args.runs, args.data), out_of_fold(args.against, args.data) if args.against else None)
+        recipe = out_of_fold(args.runs, args.data)
+        result = compare(recipe, out_of_fold(args.against, args.data) if args.against else None)
         if args.write_card:
-            write_into_card(args.write_card, _split_file_of(args.runs[0]), result, argv)
+            write_into_card(args.write_card, recipe, result, argv)
     except FractureAppError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -261,7 +293,7 @@ def main(argv=None) -> int:
         print(f"error: a split file without the column {error}: give one that training wrote", file=sys.stderr)
         return 2
     print(report(result))
-    if args.command == "score" and args.write_card:
+    if getattr(args, "write_card", None):
         print(f"written into {args.write_card}'s card under cross_validation")
     return 0
 
