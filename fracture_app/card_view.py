@@ -187,41 +187,81 @@ def _render_test_figures(card, task: str) -> None:
         st.caption(data["disclosures"]["gradcam"])
 
 
+# How a fold run's training differed from the model's, in words (training.crossval records the options).
+DIFFERENCE_WORDS = {
+    "--keep-last-epoch": "trained for all their epochs instead of stopping at the best one on validation",
+    "--weights": "started from another earlier model",
+    "--seed": "started from other random numbers",
+    "mirror": "read each X-ray once instead of averaging it with its mirror image",
+}
+METRIC_WORDS = {"macro-F1": "macro-F1 (the mean over the types of how well each is both found and not over-called: "
+                            "1 is perfect, about 0.1 is chance)"}
+
+
 def render_cross_validation(result: dict | None, card) -> None:
-    """The pooled out-of-fold figure of models trained like this one (training.crossval), beside this file's own
-    validation figure on the same terms (each image alone)."""
+    """The pooled out-of-fold figures of models trained nearly like this one (training.crossval), beside this
+    model's own test figure and its validation figure on the same terms (each image alone)."""
     if not result or not result.get("recipes"):
         return
     data, recipe, metric = card.data, result["recipes"][0], result.get("metric", "score")
-    st.markdown("#### Cross-validated: how a model made this way does")
+    runs, images = recipe.get("runs", "?"), result.get("images", "?")
+    st.markdown("#### Cross-validated: how models made nearly this way do")
     if result.get("model_version") not in (None, card.version):
         st.warning(f"Measured for version {result['model_version']} of this model, not this one ({card.version}).",
                    icon=":material/history:")
-    flip, validation = data.get("test_time_flip") or {}, (data.get("metrics") or {}).get("val") or {}
-    own = ((flip.get("validation") or {}).get("image_alone") if flip.get("used")
-           else validation.get(result.get("metric_key", "")))
-    picked = len(data.get("compared_runs") or []) > 1
+    also = recipe.get("also") or {}
+    shares = [f"{words} {_number(also[key]['score'], 'percent')} (95% interval "
+              f"{interval_words(also[key].get('interval'), 'percent') or 'n/a'})"
+              for key, words in (("top1", "first guess right for"), ("top3", "right type among the top three for"))
+              if key in also]
+    test = (data.get("metrics") or {}).get("test") or {}
+    key, low_high = result.get("metric_key", ""), recipe.get("interval") or []
+    agreement = ""
+    if test.get(key) is not None and len(low_high) == 2:
+        agreement = (f" This model's own test {metric} above, {_number(test[key])}, lies "
+                     + ("inside" if low_high[0] <= test[key] <= low_high[1] else "outside") + " that interval.")
     st.markdown(
-        f"{recipe.get('runs', '?')} models trained like this file (the differences are listed below) each held back "
-        f"one of {recipe.get('runs', '?')} parts of the {result.get('images', '?')} training and validation images "
-        f"(copies kept together) and answered only the images it never trained on. Pooled, their {metric} is "
-        f"**{_number(recipe.get('score'))}** (95% interval {interval_words(recipe.get('interval')) or 'n/a'})."
-        + (f" This file's own validation {metric}, on each image alone as they were scored, is {_number(own)} on "
-           f"{validation.get('n', '?')} images: a figure on so few images moves a lot by chance"
-           + (", and this file was picked by it among the runs its card compares, which flatters it" if picked else "")
-           + ". The pooled figure is the better guess of how a model made this way does on new images."
-           if own is not None else ""))
+        f"{runs} models made nearly as this one was (the differences are below) were each trained on all but one "
+        f"of {runs} parts of its {images} training and validation X-rays (near-identical pictures kept in the same "
+        f"part) and scored on the part they never saw. Pooled over all {images}: "
+        + "; ".join(shares + [f"{METRIC_WORDS.get(metric, metric)} **{_number(recipe.get('score'))}** (95% interval "
+                              f"{interval_words(low_high) or 'n/a'})"]) + "." + agreement)
+    flip, validation = data.get("test_time_flip") or {}, (data.get("metrics") or {}).get("val") or {}
+    alone = (flip.get("validation") or {}).get("image_alone") if flip.get("used") else validation.get(key)
+    if alone is not None:
+        as_run = (f" ({_number(validation[key])} as the app runs it)"
+                  if flip.get("used") and validation.get(key) is not None else "")
+        count = f", on only {validation['n']} X-rays" if validation.get("n") else ""
+        picked = len(data.get("compared_runs") or []) > 1
+        st.markdown(f"Scored the same way (each X-ray once), this model's validation {metric} is {_number(alone)}"
+                    f"{as_run}{count}"
+                    + ("; it was picked as the best of several runs by its validation figure, which flatters it"
+                       if picked else "") + ". The pooled figure is the better guess for new X-rays.")
     if result.get("differs_from_this_file"):
-        st.caption("How the fold models were trained otherwise than this file: "
-                   + "; ".join(result["differs_from_this_file"]) + ".")
+        st.caption("How those models were made otherwise than this one: they "
+                   + "; ".join(_difference_words(d) for d in result["differs_from_this_file"]) + ".")
     if len(result["recipes"]) > 1:
         other, difference = result["recipes"][1], result.get("difference") or {}
-        st.caption(f"The same with {'; '.join(other.get('differs') or ['another recipe'])}: "
-                   f"{_number(other.get('score'))} (95% interval {interval_words(other.get('interval')) or 'n/a'}); "
-                   f"difference {_signed(difference.get('score'))} (95% interval "
-                   f"{' to '.join(map(_signed, difference.get('interval') or [None, None]))}).")
-    st.caption("Each fold model kept its last epoch, so the images it was scored on chose nothing (measured "
-               f"{str(result.get('at', '?'))[:10]}; the commands are in the card's `cross_validation`).")
+        bounds = difference.get("interval") or [None, None]
+        clear = None not in bounds and (bounds[0] > 0 or bounds[1] < 0)
+        lead = ("The same models " + "; ".join(map(_difference_words, other["differs"])) if other.get("differs")
+                else "Another recipe")
+        st.caption(f"{lead}: {metric} {_number(other.get('score'))} (95% interval {interval_words(other.get('interval')) or 'n/a'}). "
+                   f"This way minus that: {_signed(difference.get('score'))} (95% interval "
+                   f"{' to '.join(map(_signed, bounds))}): " + ("a difference." if clear else "no detectable difference."))
+    st.caption("None of the scored X-rays decided anything in training (each model kept its last epoch), so these "
+               "figures are not flattered by a choice.")
+
+
+def _difference_words(difference: dict) -> str:
+    option, theirs, ours = difference.get("option"), difference.get("theirs"), difference.get("instead_of")
+    if option == "--img-size":
+        return f"at {theirs} px input instead of {ours} px"
+    if option == "--weights" and str(theirs).lower() in ("none", ""):
+        return "started from scratch instead of from an earlier model"
+    if option in DIFFERENCE_WORDS and (theirs is not None or option == "--seed"):
+        return DIFFERENCE_WORDS[option]
+    return f"{option} {theirs or ''} instead of {option} {ours or '(not given)'}".replace("  ", " ")
 
 
 def _signed(value) -> str:

@@ -257,36 +257,44 @@ def test_model_card_says_which_file_training_started_from_and_the_time_in_all(ti
     assert "Training time in all: this run started from the binary model" in captions
 
 
-def test_model_card_gives_the_cross_validated_figure_beside_the_files_own_one_on_the_same_terms(tiny_models_dir):
+def test_model_card_gives_the_cross_validated_figures_beside_the_models_own_on_the_same_terms(tiny_models_dir):
     from fracture_app.models import read_card
 
     card = read_card(tiny_models_dir / config.MODEL_FILES[config.TYPE_TASK])
     assert "cross_validation" not in card.data
     card.data["metrics"]["val"].update(macro_f1=0.363, n=154)
+    card.data["metrics"]["test"].update(macro_f1=0.274)
     card.data["test_time_flip"] = {"used": True, "validation": {"image_alone": 0.338, "averaged_with_mirror": 0.363}}
     card.data["compared_runs"] = [{"run": "shipped"}, {"run": "another"}]
     card.data["cross_validation"] = {
         "metric": "macro-F1", "metric_key": "macro_f1", "images": 865, "at": "2026-11-28T03:17:11+00:00",
         "model_version": card.version,
-        "differs_from_this_file": ["--keep-last-epoch instead of no --keep-last-epoch",
-                                   "each image read alone instead of averaged with its mirror"],
-        "recipes": [{"runs": 5, "score": 0.294, "interval": [0.259, 0.327]},
+        "differs_from_this_file": [
+            {"option": "--keep-last-epoch", "theirs": "", "instead_of": None},
+            {"option": "--weights", "theirs": "sha256 2ad48155f225…", "instead_of": "sha256 d5138e0d1243…"},
+            {"option": "--learning-rate", "theirs": "3e-4", "instead_of": None},
+            {"option": "mirror", "theirs": "each image alone", "instead_of": "averaged with its mirror"}],
+        "recipes": [{"runs": 5, "score": 0.294, "interval": [0.259, 0.327],
+                     "also": {"top1": {"score": 0.32, "interval": [0.284, 0.357]},
+                              "top3": {"score": 0.564, "interval": [0.527, 0.6]}}},
                     {"runs": 5, "score": 0.288, "interval": [0.257, 0.321],
-                     "differs": ["--img-size 224 instead of --img-size 160"]}],
+                     "differs": [{"option": "--img-size", "theirs": "224", "instead_of": "160"}]}],
         "difference": {"score": 0.006, "interval": [-0.026, 0.036]}}
 
     at = AppTest.from_function(card_page, kwargs={"card": card, "directory": tiny_models_dir}).run()
     assert_clean(at)
     text = " ".join(m.value for m in at.markdown)
-    assert "5 models trained like this file (the differences are listed below) each held back one of 5 parts" in text
-    assert "their macro-F1 is **0.294** (95% interval 0.259–0.327)" in text
-    assert "on each image alone as they were scored, is 0.338 on 154 images" in text, "not the mirror's 0.363"
-    assert "picked by it among the runs its card compares" in text
+    assert "5 models made nearly as this one was (the differences are below) were each trained on all but one of 5" in text
+    assert ("first guess right for 32.0% (95% interval 28.4%–35.7%); right type among the top three for 56.4% (95% "
+            "interval 52.7%–60.0%); macro-F1 (the mean over the types") in text
+    assert "**0.294** (95% interval 0.259–0.327). This model's own test macro-F1 above, 0.274, lies inside" in text
+    assert "validation macro-F1 is 0.338 (0.363 as the app runs it), on only 154 X-rays; it was picked" in text
     captions = " ".join(c.value for c in at.caption)
-    assert ("trained otherwise than this file: --keep-last-epoch instead of no --keep-last-epoch; each image read "
-            "alone instead of averaged with its mirror.") in captions
-    assert ("The same with --img-size 224 instead of --img-size 160: 0.288 (95% interval 0.257–0.321); difference "
-            "+0.006 (95% interval −0.026 to +0.036)") in captions
+    assert ("otherwise than this one: they trained for all their epochs instead of stopping at the best one on "
+            "validation; started from another earlier model; --learning-rate 3e-4 instead of --learning-rate (not "
+            "given); read each X-ray once instead of averaging it with its mirror image.") in captions
+    assert ("The same models at 224 px input instead of 160 px: macro-F1 0.288 (95% interval 0.257–0.321). This way "
+            "minus that: +0.006 (95% interval −0.026 to +0.036): no detectable difference.") in captions
     assert not any("not this one" in w.value for w in at.warning), "measured on this very version"
 
     card.data["cross_validation"].update(model_version="an older one", difference={"score": None})
@@ -294,7 +302,9 @@ def test_model_card_gives_the_cross_validated_figure_beside_the_files_own_one_on
     at = AppTest.from_function(card_page, kwargs={"card": card, "directory": tiny_models_dir}).run()
     assert_clean(at)
     assert any("Measured for version an older one" in w.value for w in at.warning)
-    assert "difference n/a (95% interval n/a to n/a)" in " ".join(c.value for c in at.caption)
+    captions = " ".join(c.value for c in at.caption)
+    assert "minus that: n/a (95% interval n/a to n/a): no detectable difference" in captions
+    assert "as the app runs it" not in " ".join(m.value for m in at.markdown), "no validation figure to give"
 
 
 def test_model_card_names_a_split_file_and_a_pointing_game_left_for_later(tiny_models_dir):

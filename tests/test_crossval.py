@@ -12,7 +12,7 @@ from conftest import BONE_BREAK_FIXTURES, TINY_SIZE
 from fracture_app import config
 from fracture_app.errors import FractureAppError
 from training import metrics
-from training.crossval import compare, fold_rows, main, write_folds
+from training.crossval import compare, fold_rows, main, said, write_folds
 
 
 def split_rows(groups_per_class: int = 6, classes: int = 3) -> list[dict]:
@@ -125,7 +125,8 @@ def test_the_command_scores_runs_trained_on_the_folds(tiny_models_dir, tmp_path,
     assert recorded["images"] == outside_test and recorded["folds"] == 2 and recorded["metric_key"] == "macro_f1"
     assert recorded["recipes"][0]["recipe"]["--img-size"] == str(TINY_SIZE)
     assert {"--epochs 2 instead of --epochs 1", "--keep-last-epoch instead of no --keep-last-epoch"} <= set(
-        recorded["differs_from_this_file"])
+        map(said, recorded["differs_from_this_file"]))
+    assert set(recorded["recipes"][0]["also"]) == {"top1", "top3"}
     assert "--write-card" in recorded["command"]
     assert recorded["model_version"] == json.loads(card_file.read_text())["version"]
 

@@ -26,6 +26,7 @@ import shlex
 import sys
 from collections import Counter, defaultdict
 from datetime import datetime, timezone
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -100,7 +101,7 @@ def out_of_fold(runs: list[Path], data_dir: Path) -> dict:
                                    "with --keep-last-epoch")
         run_recipe = recipe_options(model.card.data)
         if recipe is not None and run_recipe != recipe:
-            raise FractureAppError(f"{run} was not trained like {runs[0]}: {'; '.join(differences(run_recipe, recipe))}")
+            raise FractureAppError(f"{run} was not trained like {runs[0]}: {'; '.join(map(said, differences(run_recipe, recipe)))}")
         recipe = run_recipe
         split_file = artifact_paths(model_path.parent, task)["manifest"]
         rows = datasets.read_manifest(split_file, data_dir)
@@ -123,6 +124,8 @@ def out_of_fold(runs: list[Path], data_dir: Path) -> dict:
 
 # Options that say where a run's data, split and output were, or how long it might take: not how it was trained.
 NOT_RECIPE = ("--data", "--split", "--out", "--time-limit", "--quiet", "--resume", "--members")
+# Not an option: how the fold runs were scored (image alone) where the model averages each image with its mirror.
+MIRROR = "mirror"
 # Options whose values must match for a figure to be about this file's way of training at all.
 SAME_MODEL = ("--task", "--arch", "--img-size")
 
@@ -143,12 +146,17 @@ def recipe_options(card: dict) -> dict[str, str]:
     return {name: value for name, value in options.items() if name not in NOT_RECIPE}
 
 
-def differences(recipe: dict[str, str], other: dict[str, str]) -> list[str]:
-    """Each option where `recipe` differs from `other`, as `--name value instead of --name value`."""
-    def shown(options, name):
-        return f"no {name}" if name not in options else f"{name} {options[name]}".strip()
-    return [f"{shown(recipe, name)} instead of {shown(other, name)}"
+def differences(recipe: dict[str, str], other: dict[str, str]) -> list[dict]:
+    """Each option where `recipe` differs from `other`: its name and both values (None where it was not given)."""
+    return [{"option": name, "theirs": recipe.get(name), "instead_of": other.get(name)}
             for name in sorted(set(recipe) | set(other)) if recipe.get(name) != other.get(name)]
+
+
+def said(difference: dict) -> str:
+    """`--name value instead of --name value`, for messages."""
+    def shown(value):
+        return f"no {difference['option']}" if value is None else f"{difference['option']} {value}".strip()
+    return f"{shown(difference['theirs'])} instead of {shown(difference['instead_of'])}"
 
 
 def _answers_alone(model, samples) -> np.ndarray:
@@ -176,16 +184,28 @@ def _task_of(run: Path) -> str:
     return found[0]
 
 
-def group_bootstrap(task: str, labels, groups, *predictions) -> list[list[float]]:
-    """95% intervals of each prediction set's score and, for two, of their difference, resampling whole groups."""
+def group_bootstrap(score, labels, groups, *predictions) -> list[list[float]]:
+    """95% intervals of each prediction set's score(labels, prediction) and, for two, of their difference,
+    resampling whole groups."""
     labels, groups = np.asarray(labels), np.asarray(groups)
     members = [np.flatnonzero(groups == group) for group in np.unique(groups)]
     rng, draws = np.random.default_rng(metrics.BOOTSTRAP_SEED), []
     for _ in range(metrics.BOOTSTRAP_REPLICATES):
         chosen = np.concatenate([members[i] for i in rng.integers(len(members), size=len(members))])
-        scores = [validation_score(task, labels[chosen], np.asarray(p)[chosen]) for p in predictions]
+        scores = [score(labels[chosen], np.asarray(p)[chosen]) for p in predictions]
         draws.append(scores + ([scores[0] - scores[1]] if len(scores) == 2 else []))
     return np.nanpercentile(np.array(draws, float), [2.5, 97.5], axis=0).T.tolist()
+
+
+def top_k_share(k: int):
+    """The share of images whose label is among the k highest answers (top-1 and top-3 accuracy)."""
+    def share(labels, answers) -> float:
+        return float(np.mean([label in row for label, row in zip(labels, np.argsort(-answers, axis=1)[:, :k])]))
+    return share
+
+
+# Figures a reader knows better than the validation metric, pooled the same way (fracture types only).
+ALSO_POOLED = {config.TYPE_TASK: {"top1": top_k_share(1), "top3": top_k_share(3)}}
 
 
 def compare(recipe: dict, other: dict | None = None) -> dict:
@@ -196,10 +216,11 @@ def compare(recipe: dict, other: dict | None = None) -> dict:
     labels = [recipe["images"][path][0] for path in paths]
     groups = [recipe["images"][path][1] for path in paths]
     predictions = [np.array([chosen["images"][path][2] for path in paths]) for chosen in filter(None, (recipe, other))]
-    intervals = group_bootstrap(task, labels, groups, *predictions)
+    intervals = group_bootstrap(partial(validation_score, task), labels, groups, *predictions)
     result = {"task": task, "metric": VALIDATION_METRIC[task][1], "images": len(paths), "groups": len(set(groups)),
               "metric_key": VALIDATION_METRIC[task][0],
               "recipes": [{"runs": chosen["runs"], "score": validation_score(task, labels, p), "interval": interval,
+                           **_also_pooled(task, labels, groups, p),
                            **{key: chosen[key] for key in ("recipe", "first_fold_command", "hardware") if key in chosen}}
                           for chosen, p, interval in zip(filter(None, (recipe, other)), predictions, intervals)]}
     if other is not None and "recipe" in recipe and "recipe" in other:
@@ -208,6 +229,13 @@ def compare(recipe: dict, other: dict | None = None) -> dict:
         result["difference"] = {"score": result["recipes"][0]["score"] - result["recipes"][1]["score"],
                                 "interval": intervals[2]}
     return result
+
+
+def _also_pooled(task: str, labels, groups, answers) -> dict:
+    also = ALSO_POOLED.get(task, {})
+    return {"also": {name: {"score": score(np.asarray(labels), answers),
+                            "interval": group_bootstrap(score, labels, groups, answers)[0]}
+                     for name, score in also.items()}} if also else {}
 
 
 def _folds(recipe: dict) -> set[frozenset]:
@@ -222,7 +250,9 @@ def report(result: dict) -> str:
     lines = [f"out-of-fold {result['metric']} on {result['images']} images ({result['groups']} groups of copies):"]
     for name, recipe in zip(("--runs", "--against"), result["recipes"]):
         low, high = recipe["interval"]
-        lines.append(f"  {name:<10}{recipe['score']:.3f} [{low:.3f}–{high:.3f}] over {recipe['runs']} folds")
+        lines.append(f"  {name:<10}{recipe['score']:.3f} [{low:.3f}–{high:.3f}] over {recipe['runs']} folds"
+                     + "".join(f"; {figure} {also['score']:.3f} [{also['interval'][0]:.3f}–{also['interval'][1]:.3f}]"
+                               for figure, also in recipe.get("also", {}).items()))
     if "difference" in result:
         low, high = result["difference"]["interval"]
         lines.append(f"  difference {result['difference']['score']:+.3f} [{low:+.3f} – {high:+.3f}]")
@@ -242,7 +272,7 @@ def write_into_card(model_path: Path, recipe: dict, result: dict, argv: list[str
     unlike = differences(*({name: value for name, value in options.items() if name in SAME_MODEL}
                            for options in (recipe["recipe"], own)))
     if unlike:
-        raise FractureAppError(f"the runs are another model than {model_path.name}: {'; '.join(unlike)}")
+        raise FractureAppError(f"the runs are another model than {model_path.name}: {'; '.join(map(said, unlike))}")
     mine, theirs = (split_assignments(path) for path in (artifact_paths(model_path.parent, card.task)["manifest"],
                                                          recipe["split_file"]))
     if mine.keys() != theirs.keys() or {p for p, s in mine.items() if s == "test"} != {
@@ -251,7 +281,7 @@ def write_into_card(model_path: Path, recipe: dict, result: dict, argv: list[str
                                "another test split)")
     differs = differences(recipe["recipe"], own)
     if (card.data.get("test_time_flip") or {}).get("used"):
-        differs.append("each image read alone instead of averaged with its mirror")
+        differs.append({"option": MIRROR, "theirs": "each image alone", "instead_of": "averaged with its mirror"})
     update_card(model_path, {"cross_validation": {
         **result, "folds": result["recipes"][0]["runs"], "model_version": card.version,
         "differs_from_this_file": differs, "command": command_line("training.crossval", argv),
