@@ -32,6 +32,11 @@ LIKELY = "high suspicion of fracture"
 POSSIBLE = "possible fracture — look closely"
 NOT_RULED_OUT = "fracture not ruled out — look closely"
 NOT_SEEN = "no fracture seen"
+# What each band says about the score, in a clause (the UI's advice and the report's reading row).
+BAND_MEANING = {LIKELY: "few X-rays without a fracture score this high",
+                POSSIBLE: "many X-rays without a fracture score this high too",
+                NOT_RULED_OUT: "some fractured X-rays score this low too",
+                NOT_SEEN: "few fractured X-rays score this low"}
 NO_VERDICT = "No verdict"
 NOT_READABLE = "not_xray"  # the caution that withholds the verdict: not a radiograph the models can read
 TURNED = "turned"  # the caution on a picture the fracture model read turned back

@@ -14,8 +14,8 @@ import pandas as pd
 import streamlit as st
 
 from fracture_app import config
-from fracture_app.diagnosis import (LIKELY, NO_VERDICT, NOT_READABLE, NOT_RULED_OUT, NOT_SEEN, POSSIBLE, TURNED,
-                                    Diagnosis)
+from fracture_app.diagnosis import (BAND_MEANING, LIKELY, NO_VERDICT, NOT_READABLE, NOT_RULED_OUT, NOT_SEEN,
+                                    POSSIBLE, TURNED, Diagnosis)
 from fracture_app.gradcam import DEFAULT_OPACITY, overlay
 from fracture_app.preprocess import at_most, to_uint8
 from fracture_app.report import TYPE_GUESS_CAVEAT, as_uploaded_words, dicom_summary, percent, report_pdf, report_png
@@ -31,14 +31,14 @@ CAUTION_ICONS = {"incomplete": ":material/broken_image:", "more_frames": ":mater
                  "low_contrast": ":material/contrast:", "negative": ":material/invert_colors:",
                  TURNED: ":material/screen_rotation:"}
 BAND_ADVICE = {
-    LIKELY: "The score is at or above the model's high-specificity operating point: few X-rays without a "
-            "fracture score this high. That ranks the X-ray; the probability beside it says how often X-rays "
-            "scoring so were fractured, and it can be under 50%.",
+    LIKELY: f"The score is at or above the model's high-specificity operating point: {BAND_MEANING[LIKELY]}. That "
+            "ranks the X-ray; the probability beside it says how often X-rays scoring so were fractured, and it can "
+            "be under 50%.",
     POSSIBLE: "The score is at or above the decision threshold, hence “Fractured”, but below the "
-              "high-specificity operating point: many X-rays without a fracture score this high too.",
+              f"high-specificity operating point: {BAND_MEANING[POSSIBLE]}.",
     NOT_RULED_OUT: "The score is below the decision threshold, hence “Not fractured”, but at or above the "
-                   "high-sensitivity operating point: some fractured X-rays score this low too.",
-    NOT_SEEN: "The score is below the model's high-sensitivity operating point: few fractured X-rays score this low.",
+                   f"high-sensitivity operating point: {BAND_MEANING[NOT_RULED_OUT]}.",
+    NOT_SEEN: f"The score is below the model's high-sensitivity operating point: {BAND_MEANING[NOT_SEEN]}.",
 }
 
 
@@ -208,7 +208,9 @@ def render_type_guess(diagnosis: Diagnosis) -> None:
         return
     st.markdown("**The type model's guess** (top 3)")
     caution = diagnosis.type_caution
-    st.caption(f"{TYPE_GUESS_CAVEAT.capitalize()}." + (f" {caution.text}" if caution else ""))
+    measured = diagnosis.model_measures.get(config.TYPE_TASK)
+    st.caption(f"{TYPE_GUESS_CAVEAT.capitalize()}." + (f" {measured}" if measured else "")
+               + (f" {caution.text}" if caution else ""))
     frame = pd.DataFrame({"Fracture type": [name for name, _ in diagnosis.type_top],
                           "Probability (%)": [round(100 * p, 1) for _, p in diagnosis.type_top]})
     st.altair_chart(type_chart(frame), width="stretch")

@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 
 from fracture_app import config
-from fracture_app.diagnosis import LIKELY, NOT_RULED_OUT, NOT_SEEN, POSSIBLE, Diagnosis
+from fracture_app.diagnosis import BAND_MEANING, LIKELY, NOT_RULED_OUT, NOT_SEEN, POSSIBLE, Diagnosis
 from fracture_app.gradcam import DEFAULT_OPACITY, overlay
 from fracture_app.preprocess import at_most, to_uint8
 
@@ -90,7 +90,8 @@ def findings(diagnosis: Diagnosis, task: str | None = None, opacity: float = DEF
         turned = " of the picture turned back" if diagnosis.as_uploaded_probability is not None else ""
         rows.append(("Verdict", f"{diagnosis.verdict} (fracture probability {percent(diagnosis.fracture_probability)}"
                                 f"{turned})"))
-        rows.append(("Reading", f"{diagnosis.band}; decision threshold {percent(diagnosis.threshold)}"))
+        meaning = f": {BAND_MEANING[diagnosis.band]}" if diagnosis.band in BAND_MEANING else ""
+        rows.append(("Reading", f"{diagnosis.band}{meaning}; decision threshold {percent(diagnosis.threshold)}"))
         if diagnosis.as_uploaded_probability is not None:
             rows.append(("As uploaded", f"not turned back, the fracture model scored it {as_uploaded_words(diagnosis)}"))
     else:

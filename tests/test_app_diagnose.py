@@ -124,6 +124,8 @@ def test_uploaded_xray_gets_the_same_verdict_as_the_core(fractured_xray_path, ti
     assert len(kept) == 1 and kept[0].xray.pixels.dtype == np.float16, "readings are kept small in the session"
     assert all(heat.dtype == np.float16 for heat in kept[0].heatmaps.values())
     assert "The type model's guess" in " ".join(m.value for m in at.markdown)
+    type_measure = expected.model_measures[config.TYPE_TASK]
+    assert type_measure and any(type_measure in c.value for c in at.caption), "how often its first guess is right"
 
 
 def test_opacity_and_heatmap_choice_do_not_rerun_the_models(fractured_xray_path, monkeypatch):
