@@ -334,7 +334,8 @@ def _render_data(source: dict) -> None:
 def _render_training(card) -> None:
     data, training = card.data, card.data.get("training", {})
     st.markdown("#### Training")
-    calibration = card.calibration.get("method", "none")
+    method = card.calibration.get("method", "none")
+    calibration = {"platt": "Platt scaling", "temperature": "temperature scaling"}.get(method, method)
     st.markdown(
         f"- Started from: {_initial_weights(data)}\n"
         f"- Hardware: {training.get('hardware', 'unknown')}; time: {duration_words(training.get('seconds'))}\n"
