@@ -187,15 +187,8 @@ def _render_test_figures(card, task: str) -> None:
         st.caption(data["disclosures"]["gradcam"])
 
 
-# How a fold run's training differed from the model's, in words (training.crossval records the options).
-DIFFERENCE_WORDS = {
-    "--keep-last-epoch": "trained for all their epochs instead of stopping at the best one on validation",
-    "--weights": "started from another earlier model",
-    "--seed": "started from other random numbers",
-    "mirror": "read each X-ray once instead of averaging it with its mirror image",
-}
 METRIC_WORDS = {"macro-F1": "macro-F1 (the mean over the types of how well each is both found and not over-called: "
-                            "1 is perfect, about 0.1 is chance)"}
+                            "1 is perfect, about {chance} is chance)"}
 
 
 def render_cross_validation(result: dict | None, card) -> None:
@@ -213,19 +206,21 @@ def render_cross_validation(result: dict | None, card) -> None:
     shares = [f"{words} {_number(also[key]['score'], 'percent')} (95% interval "
               f"{interval_words(also[key].get('interval'), 'percent') or 'n/a'})"
               for key, words in (("top1", "first guess right for"), ("top3", "right type among the top three for"))
-              if key in also]
+              if (also.get(key) or {}).get("score") is not None]
     test = (data.get("metrics") or {}).get("test") or {}
-    key, low_high = result.get("metric_key", ""), recipe.get("interval") or []
-    agreement = ""
-    if test.get(key) is not None and len(low_high) == 2:
-        agreement = (f" This model's own test {metric} above, {_number(test[key])}, lies "
-                     + ("inside" if low_high[0] <= test[key] <= low_high[1] else "outside") + " that interval.")
+    key, differs = result.get("metric_key", ""), result.get("differs_from_this_file")
+    chance = f"{1 / len(card.classes):.1f}" if card.classes else "?"
+    for_comparison = (f" For comparison, this model's own test {metric} above is {_number(test[key])} on "
+                      f"{test.get('n', '?')} X-rays." if test.get(key) is not None else "")
     st.markdown(
-        f"{runs} models made nearly as this one was (the differences are below) were each trained on all but one "
-        f"of {runs} parts of its {images} training and validation X-rays (near-identical pictures kept in the same "
-        f"part) and scored on the part they never saw. Pooled over all {images}: "
-        + "; ".join(shares + [f"{METRIC_WORDS.get(metric, metric)} **{_number(recipe.get('score'))}** (95% interval "
-                              f"{interval_words(low_high) or 'n/a'})"]) + "." + agreement)
+        f"{runs} models made " + ("nearly as this one was (the differences are below)" if differs else
+                                  "as this one was" if differs == [] else "with a recipe of their own")
+        + f" were each trained on all but one of {runs} parts of its {images} training and validation X-rays "
+        "(near-identical pictures kept in the same part) and scored on the part they never saw. Pooled over all "
+        f"{images}: " + "; ".join(shares + [f"{METRIC_WORDS.get(metric, metric).format(chance=chance)} "
+                                            f"**{_number(recipe.get('score'))}** (95% interval "
+                                            f"{interval_words(recipe.get('interval')) or 'n/a'})"])
+        + "." + for_comparison)
     flip, validation = data.get("test_time_flip") or {}, (data.get("metrics") or {}).get("val") or {}
     alone = (flip.get("validation") or {}).get("image_alone") if flip.get("used") else validation.get(key)
     if alone is not None:
@@ -237,15 +232,15 @@ def render_cross_validation(result: dict | None, card) -> None:
                     f"{as_run}{count}"
                     + ("; it was picked as the best of several runs by its validation figure, which flatters it"
                        if picked else "") + ". The pooled figure is the better guess for new X-rays.")
-    if result.get("differs_from_this_file"):
+    if differs:
         st.caption("How those models were made otherwise than this one: they "
-                   + "; ".join(_difference_words(d) for d in result["differs_from_this_file"]) + ".")
+                   + "; ".join(map(difference_words, differs)) + ".")
     if len(result["recipes"]) > 1:
         other, difference = result["recipes"][1], result.get("difference") or {}
         bounds = difference.get("interval") or [None, None]
         clear = None not in bounds and (bounds[0] > 0 or bounds[1] < 0)
-        lead = ("The same models " + "; ".join(map(_difference_words, other["differs"])) if other.get("differs")
-                else "Another recipe")
+        lead = ("The same models " + "; ".join(map(difference_words, other["differs"])) if other.get("differs")
+                else "The same recipe trained again" if other.get("differs") == [] else "Another recipe")
         st.caption(f"{lead}: {metric} {_number(other.get('score'))} (95% interval {interval_words(other.get('interval')) or 'n/a'}). "
                    f"This way minus that: {_signed(difference.get('score'))} (95% interval "
                    f"{' to '.join(map(_signed, bounds))}): " + ("a difference." if clear else "no detectable difference."))
@@ -253,15 +248,29 @@ def render_cross_validation(result: dict | None, card) -> None:
                "figures are not flattered by a choice.")
 
 
-def _difference_words(difference: dict) -> str:
+def difference_words(difference: dict) -> str:
+    """One way the fold runs were trained otherwise than the model (training.crossval's record), in words."""
     option, theirs, ours = difference.get("option"), difference.get("theirs"), difference.get("instead_of")
     if option == "--img-size":
-        return f"at {theirs} px input instead of {ours} px"
-    if option == "--weights" and str(theirs).lower() in ("none", ""):
-        return "started from scratch instead of from an earlier model"
-    if option in DIFFERENCE_WORDS and (theirs is not None or option == "--seed"):
-        return DIFFERENCE_WORDS[option]
-    return f"{option} {theirs or ''} instead of {option} {ours or '(not given)'}".replace("  ", " ")
+        return f"read {theirs} px instead of {ours} px"
+    if option == "--weights":
+        both_ours = all(str(value).startswith("sha256") for value in (theirs, ours))
+        return ("started from another earlier model" if both_ours
+                else f"started {_start_words(theirs)} instead of {_start_words(ours)}")
+    if option == "--keep-last-epoch":
+        return ("trained for all their epochs instead of stopping at the best one on validation" if theirs == "yes"
+                else "stopped at their best epoch on validation instead of training all their epochs")
+    if option == "--seed":
+        return "started from other random numbers"
+    if option == "mirror":
+        return "read each X-ray once instead of averaging it with its mirror image"
+    if option == "epochs run":
+        return f"ran {theirs} epochs instead of {ours}"
+    return f"{option} {theirs} instead of {ours}"
+
+
+def _start_words(weights) -> str:
+    return {"none": "from scratch", "imagenet": "from ImageNet weights"}.get(str(weights), "from an earlier model")
 
 
 def _signed(value) -> str:

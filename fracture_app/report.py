@@ -90,7 +90,9 @@ def findings(diagnosis: Diagnosis, task: str | None = None, opacity: float = DEF
         turned = " of the picture turned back" if diagnosis.as_uploaded_probability is not None else ""
         rows.append(("Verdict", f"{diagnosis.verdict} (fracture probability {percent(diagnosis.fracture_probability)}"
                                 f"{turned})"))
-        meaning = f": {BAND_MEANING[diagnosis.band]}" if diagnosis.band in BAND_MEANING else ""
+        # Only where the card measured its operating points: without them the band says nothing about the score.
+        measured = diagnosis.band_measured and diagnosis.band in BAND_MEANING
+        meaning = f": {BAND_MEANING[diagnosis.band]}" if measured else ""
         rows.append(("Reading", f"{diagnosis.band}{meaning}; decision threshold {percent(diagnosis.threshold)}"))
         if diagnosis.as_uploaded_probability is not None:
             rows.append(("As uploaded", f"not turned back, the fracture model scored it {as_uploaded_words(diagnosis)}"))

@@ -270,9 +270,9 @@ def test_model_card_gives_the_cross_validated_figures_beside_the_models_own_on_t
         "metric": "macro-F1", "metric_key": "macro_f1", "images": 865, "at": "2026-11-28T03:17:11+00:00",
         "model_version": card.version,
         "differs_from_this_file": [
-            {"option": "--keep-last-epoch", "theirs": "", "instead_of": None},
+            {"option": "--keep-last-epoch", "theirs": "yes", "instead_of": "no"},
             {"option": "--weights", "theirs": "sha256 2ad48155f225…", "instead_of": "sha256 d5138e0d1243…"},
-            {"option": "--learning-rate", "theirs": "3e-4", "instead_of": None},
+            {"option": "--learning-rate", "theirs": "0.0003", "instead_of": "not given"},
             {"option": "mirror", "theirs": "each image alone", "instead_of": "averaged with its mirror"}],
         "recipes": [{"runs": 5, "score": 0.294, "interval": [0.259, 0.327],
                      "also": {"top1": {"score": 0.32, "interval": [0.284, 0.357]},
@@ -287,13 +287,14 @@ def test_model_card_gives_the_cross_validated_figures_beside_the_models_own_on_t
     assert "5 models made nearly as this one was (the differences are below) were each trained on all but one of 5" in text
     assert ("first guess right for 32.0% (95% interval 28.4%–35.7%); right type among the top three for 56.4% (95% "
             "interval 52.7%–60.0%); macro-F1 (the mean over the types") in text
-    assert "**0.294** (95% interval 0.259–0.327). This model's own test macro-F1 above, 0.274, lies inside" in text
+    assert f"about {1 / len(card.classes):.1f} is chance" in text
+    assert "**0.294** (95% interval 0.259–0.327). For comparison, this model's own test macro-F1 above is 0.274" in text
     assert "validation macro-F1 is 0.338 (0.363 as the app runs it), on only 154 X-rays; it was picked" in text
     captions = " ".join(c.value for c in at.caption)
     assert ("otherwise than this one: they trained for all their epochs instead of stopping at the best one on "
-            "validation; started from another earlier model; --learning-rate 3e-4 instead of --learning-rate (not "
-            "given); read each X-ray once instead of averaging it with its mirror image.") in captions
-    assert ("The same models at 224 px input instead of 160 px: macro-F1 0.288 (95% interval 0.257–0.321). This way "
+            "validation; started from another earlier model; --learning-rate 0.0003 instead of not given; read each "
+            "X-ray once instead of averaging it with its mirror image.") in captions
+    assert ("The same models read 224 px instead of 160 px: macro-F1 0.288 (95% interval 0.257–0.321). This way "
             "minus that: +0.006 (95% interval −0.026 to +0.036): no detectable difference.") in captions
     assert not any("not this one" in w.value for w in at.warning), "measured on this very version"
 
@@ -305,6 +306,21 @@ def test_model_card_gives_the_cross_validated_figures_beside_the_models_own_on_t
     captions = " ".join(c.value for c in at.caption)
     assert "minus that: n/a (95% interval n/a to n/a): no detectable difference" in captions
     assert "as the app runs it" not in " ".join(m.value for m in at.markdown), "no validation figure to give"
+
+
+@pytest.mark.parametrize("difference, words", [
+    ({"option": "--keep-last-epoch", "theirs": "no", "instead_of": "yes"}, "stopped at their best epoch on validation"),
+    ({"option": "--weights", "theirs": "none", "instead_of": "sha256 d5138e0d1243…"},
+     "started from scratch instead of from an earlier model"),
+    ({"option": "--weights", "theirs": "imagenet", "instead_of": "none"},
+     "started from ImageNet weights instead of from scratch"),
+    ({"option": "--float32", "theirs": "yes", "instead_of": "no"}, "--float32 yes instead of no"),
+    ({"option": "epochs run", "theirs": "80", "instead_of": "120"}, "ran 80 epochs instead of 120"),
+])
+def test_each_training_difference_is_worded_the_right_way_round(difference, words):
+    from fracture_app.card_view import difference_words
+
+    assert difference_words(difference) == words or difference_words(difference).startswith(words)
 
 
 def test_model_card_names_a_split_file_and_a_pointing_game_left_for_later(tiny_models_dir):

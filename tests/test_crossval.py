@@ -12,7 +12,7 @@ from conftest import BONE_BREAK_FIXTURES, TINY_SIZE
 from fracture_app import config
 from fracture_app.errors import FractureAppError
 from training import metrics
-from training.crossval import compare, fold_rows, main, said, write_folds
+from training.crossval import compare, fold_rows, main, recipe_options, said, top_k_share, write_folds
 
 
 def split_rows(groups_per_class: int = 6, classes: int = 3) -> list[dict]:
@@ -124,7 +124,7 @@ def test_the_command_scores_runs_trained_on_the_folds(tiny_models_dir, tmp_path,
     assert f"  --runs    {recorded['recipes'][0]['score']:.3f} [" in capsys.readouterr().out
     assert recorded["images"] == outside_test and recorded["folds"] == 2 and recorded["metric_key"] == "macro_f1"
     assert recorded["recipes"][0]["recipe"]["--img-size"] == str(TINY_SIZE)
-    assert {"--epochs 2 instead of --epochs 1", "--keep-last-epoch instead of no --keep-last-epoch"} <= set(
+    assert {"--epochs 2 instead of 1", "--keep-last-epoch yes instead of no"} <= set(
         map(said, recorded["differs_from_this_file"]))
     assert set(recorded["recipes"][0]["also"]) == {"top1", "top3"}
     assert "--write-card" in recorded["command"]
@@ -137,12 +137,10 @@ def test_the_command_scores_runs_trained_on_the_folds(tiny_models_dir, tmp_path,
         assert message in capsys.readouterr().err
         assert model.with_suffix(".json").read_text() == before, "a refused write leaves the card as it was"
 
-    refused(shipped / config.MODEL_FILES[config.BINARY_TASK], "is a binary model")
+    refused(shipped / config.MODEL_FILES[config.BINARY_TASK], "task type instead of binary")
     card = json.loads(card_file.read_text())
-    card["training"]["command"] = card["training"]["command"].replace("mobilenetv2", "custom_cnn")
-    card_file.write_text(json.dumps(card))
-    refused(model_file, "--arch mobilenetv2 instead of --arch custom_cnn")
-    card["training"]["command"] = card["training"]["command"].replace("custom_cnn", "mobilenetv2")
+    card_file.write_text(json.dumps({**card, "architecture": "custom_cnn"}))
+    refused(model_file, "architecture mobilenetv2 instead of custom_cnn")
     card_file.write_text(json.dumps(card))
     split_file = shipped / "fracture_type_split.csv"
     rows = list(csv.DictReader(open(split_file, newline="")))
@@ -172,3 +170,30 @@ def test_the_command_says_in_one_line_what_is_wrong_with_its_input(tmp_path, cap
 def test_classes_with_fewer_groups_than_folds_spread_over_all_folds():
     folds = fold_rows(split_rows(groups_per_class=3, classes=5), 5)
     assert all(any(row["split"] == "val" for row in fold) for fold in folds)
+
+
+def test_a_recipe_is_every_setting_of_the_training_command_defaults_included():
+    card = {"weights_init_sha256": "2ad48155f225" + "0" * 52, "training": {
+        "command": "python -m training.train --task type --data 'my data/x' --split s.csv --arch custom_cnn "
+                   "--img-size 160 --weights runs/member0.keras --learning-rate 3e-4 --seed -2 --keep-last-epoch "
+                   "--time-limit 6 --out runs/a --quiet", "epochs_run": 120, "keras_backend": "jax"}}
+    recipe = recipe_options(card)
+    assert recipe["--weights"] == "sha256 2ad48155f225…", "the start by its digest, not its reused path"
+    assert (recipe["--learning-rate"], recipe["--seed"], recipe["--keep-last-epoch"]) == ("0.0003", "-2", "yes")
+    assert recipe["--float32"] == "no" and recipe["--epochs"].isdigit(), "settings left out are there, as defaults"
+    assert not {"--data", "--split", "--out", "--time-limit", "--quiet"} & set(recipe), "where and how long: not how"
+    assert (recipe["epochs run"], recipe["backend"]) == ("120", "jax")
+    same_by_default = {**card, "training": {**card["training"], "command": card["training"]["command"].replace(
+        "--arch custom_cnn", "--arch custom_cnn --batch-size 32")}}
+    assert recipe_options(same_by_default) == recipe, "giving a default is not a difference"
+    assert recipe_options({"training": {"command": "python -m training.ensemble --members a b --out c"}}) == {}
+    with pytest.raises(FractureAppError, match="cannot be read"):
+        recipe_options({"training": {"command": "python -m training.train --data 'unclosed"}})
+
+
+def test_top_k_shares_count_the_label_among_the_k_highest_answers():
+    answers = np.array([[0.1, 0.7, 0.2], [0.5, 0.2, 0.3], [0.2, 0.3, 0.5]])
+    labels = np.array([1, 2, 0])
+    assert top_k_share(1)(labels, answers) == pytest.approx(1 / 3)
+    assert top_k_share(2)(labels, answers) == pytest.approx(2 / 3)
+    assert top_k_share(3)(labels, answers) == 1

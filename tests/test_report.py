@@ -131,12 +131,16 @@ def test_a_tall_picture_turned_back_with_many_rows_keeps_its_pdf_report_on_one_p
     assert "As uploaded" in text and "Generated 2026-01-02" in text and text.endswith(config.NOTICE)
 
 
-def test_the_reading_row_says_what_the_band_means_for_the_score():
-    rows = dict(findings(make_diagnosis(probability=0.42, band=POSSIBLE, threshold=0.3), generated_at=WHEN))
-    assert rows["Reading"] == (f"{POSSIBLE}: many X-rays without a fracture score this high too; decision threshold "
-                               "30.0%")
-    rows = dict(findings(make_diagnosis(probability=0.2, band=NOT_RULED_OUT, threshold=0.3), generated_at=WHEN))
-    assert rows["Reading"].startswith(f"{NOT_RULED_OUT}: some fractured X-rays score this low too;")
+def test_the_reading_row_says_what_the_band_means_for_the_score_where_the_card_measured_it():
+    def reading(band, measured=(0.2, 0.7)):
+        diagnosis = replace(make_diagnosis(probability=0.42, band=band, threshold=0.3), band_measured=measured)
+        return dict(findings(diagnosis, generated_at=WHEN))["Reading"]
+
+    assert reading(POSSIBLE) == f"{POSSIBLE}: many X-rays without a fracture score this high too; decision threshold 30.0%"
+    assert reading(NOT_RULED_OUT).startswith(f"{NOT_RULED_OUT}: some fractured X-rays score this low too;")
+    assert reading(LIKELY).startswith(f"{LIKELY}: few X-rays without a fracture score this high;")
+    assert reading(NOT_SEEN).startswith(f"{NOT_SEEN}: few fractured X-rays score this low;")
+    assert reading(POSSIBLE, measured=None) == f"{POSSIBLE}; decision threshold 30.0%", "no operating points measured"
 
 
 def test_the_headline_takes_the_bands_colour():

@@ -5,6 +5,7 @@ import json
 import math
 import os
 import platform
+import shlex
 import shutil
 import sys
 import tempfile
@@ -48,7 +49,7 @@ TARGET_ARCHITECTURE = {config.TYPE_TASK: "resnet50"}  # as the user asked
 
 def command_line(module: str, argv: list[str] | None) -> str:
     """The command as called, for the card; from Python (tests, an ensemble's members) sys.argv is someone else's."""
-    return f"python -m {module} " + " ".join(sys.argv[1:] if argv is None else argv)
+    return f"python -m {module} " + shlex.join(str(word) for word in (sys.argv[1:] if argv is None else argv))
 
 
 def target_report(card: dict) -> list[dict]:

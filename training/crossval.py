@@ -85,8 +85,9 @@ def write_folds(split_file: Path, folds: int, out: Path) -> list[Path]:
 
 
 def out_of_fold(runs: list[Path], data_dir: Path) -> dict:
-    """Each run's answers on its own validation fold, pooled: image path → (label, group, answer, fold)."""
-    from fracture_app.models import artifact_paths, load_model
+    """The runs' answers, each on its own validation fold, pooled (`images`: image path → (label, group, answer,
+    fold)), with what they share: task, recipe, what model they are, and the first run's command and hardware."""
+    from fracture_app.models import artifact_paths, load_model, read_card
     from training import datasets
 
     pooled, outside_test, task, recipe = {}, set(), None, None
@@ -101,7 +102,8 @@ def out_of_fold(runs: list[Path], data_dir: Path) -> dict:
                                    "with --keep-last-epoch")
         run_recipe = recipe_options(model.card.data)
         if recipe is not None and run_recipe != recipe:
-            raise FractureAppError(f"{run} was not trained like {runs[0]}: {'; '.join(map(said, differences(run_recipe, recipe)))}")
+            unlike = "; ".join(map(said, differences(run_recipe, recipe)))
+            raise FractureAppError(f"{run} was not trained like {runs[0]}: {unlike}")
         recipe = run_recipe
         split_file = artifact_paths(model_path.parent, task)["manifest"]
         rows = datasets.read_manifest(split_file, data_dir)
@@ -117,46 +119,68 @@ def out_of_fold(runs: list[Path], data_dir: Path) -> dict:
     if set(pooled) != outside_test:
         raise FractureAppError(f"the runs validate {len(pooled)} of the {len(outside_test)} images outside test: "
                                "give one run for every fold")
-    first = load_model(_model_file(runs[0])).card.data.get("training", {})
+    first = read_card(_model_file(runs[0])).data
     return {"task": task, "runs": len(runs), "images": pooled, "recipe": recipe, "split_file": split_file,
-            "first_fold_command": first.get("command"), "hardware": first.get("hardware")}
+            "model": model_kind(first), "first_fold_command": first["training"].get("command"),
+            "hardware": first["training"].get("hardware")}
 
 
-# Options that say where a run's data, split and output were, or how long it might take: not how it was trained.
-NOT_RECIPE = ("--data", "--split", "--out", "--time-limit", "--quiet", "--resume", "--members")
-# Not an option: how the fold runs were scored (image alone) where the model averages each image with its mirror.
+def model_kind(card: dict) -> dict:
+    """What must match for figures of some models to speak for another: task, architecture and input size."""
+    return {"task": card.get("task"), "architecture": card.get("architecture"),
+            "input size": (card.get("preprocessing") or {}).get("size")}
+
+
+# Settings that say where a run's data, split and output were, or how long it might take: not how it was trained.
+NOT_RECIPE = ("data", "split", "out", "time_limit", "quiet", "resume")
+# Not a setting: how the fold runs were scored (image alone) where the model averages each image with its mirror.
 MIRROR = "mirror"
-# Options whose values must match for a figure to be about this file's way of training at all.
-SAME_MODEL = ("--task", "--arch", "--img-size")
 
 
 def recipe_options(card: dict) -> dict[str, str]:
-    """How a run was trained, from its card: its training command's options (the start by its sha256, since one
-    path names a different model after each release), less where its files were and how long it might take."""
-    words = shlex.split(card.get("training", {}).get("command") or "")
-    options, name = {}, None
-    for word in words[next((i for i, w in enumerate(words) if w.startswith("--")), len(words)):]:
-        if word.startswith("--"):
-            name = word
-            options[name] = ""
-        else:
-            options[name] = f"{options[name]} {word}".strip()
-    if "--weights" in options and card.get("weights_init_sha256"):
-        options["--weights"] = f"sha256 {card['weights_init_sha256'][:12]}…"
-    return {name: value for name, value in options.items() if name not in NOT_RECIPE}
+    """How a run was trained: every setting of its training command, defaults included (read by training.train's
+    own parser), less where its files were and how long it might take, with its start by sha256 (one path names a
+    different model after each release); and, from its card, the epochs it ran and the Keras backend. Empty for a
+    model that training.train did not make (an ensemble: its members' commands are under training.members)."""
+    from training.train import argument_parser, with_defaults
+
+    training = card.get("training", {})
+    try:
+        words = shlex.split(training.get("command") or "")
+    except ValueError as error:
+        raise FractureAppError(f"a card's training command cannot be read ({error}): {training.get('command')}") from error
+    if words[:3] != ["python", "-m", "training.train"]:
+        return {}
+    try:
+        settings, _ = argument_parser().parse_known_args(words[3:])
+    except SystemExit as error:  # argparse has printed why
+        raise FractureAppError(f"a card's training command cannot be read: {training.get('command')}") from error
+    settings = vars(with_defaults(settings))
+    if card.get("weights_init_sha256") and settings["weights"] not in ("imagenet", "none"):
+        settings["weights"] = f"sha256 {card['weights_init_sha256'][:12]}…"
+    recipe = {f"--{name.replace('_', '-')}": _setting_text(value) for name, value in settings.items()
+              if name not in NOT_RECIPE}
+    return {**recipe, "epochs run": _setting_text(training.get("epochs_run")),
+            "backend": _setting_text(training.get("keras_backend"))}
+
+
+def _setting_text(value) -> str:
+    if value is None:
+        return "not given"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    return str(value)
 
 
 def differences(recipe: dict[str, str], other: dict[str, str]) -> list[dict]:
-    """Each option where `recipe` differs from `other`: its name and both values (None where it was not given)."""
-    return [{"option": name, "theirs": recipe.get(name), "instead_of": other.get(name)}
+    """Each setting where `recipe` differs from `other`: its name and both values."""
+    return [{"option": name, "theirs": recipe.get(name, "not given"), "instead_of": other.get(name, "not given")}
             for name in sorted(set(recipe) | set(other)) if recipe.get(name) != other.get(name)]
 
 
 def said(difference: dict) -> str:
-    """`--name value instead of --name value`, for messages."""
-    def shown(value):
-        return f"no {difference['option']}" if value is None else f"{difference['option']} {value}".strip()
-    return f"{shown(difference['theirs'])} instead of {shown(difference['instead_of'])}"
+    """`--name value instead of value`, for messages."""
+    return f"{difference['option']} {difference['theirs']} instead of {difference['instead_of']}"
 
 
 def _answers_alone(model, samples) -> np.ndarray:
@@ -223,7 +247,7 @@ def compare(recipe: dict, other: dict | None = None) -> dict:
                            **_also_pooled(task, labels, groups, p),
                            **{key: chosen[key] for key in ("recipe", "first_fold_command", "hardware") if key in chosen}}
                           for chosen, p, interval in zip(filter(None, (recipe, other)), predictions, intervals)]}
-    if other is not None and "recipe" in recipe and "recipe" in other:
+    if other is not None and recipe.get("recipe") and other.get("recipe"):
         result["recipes"][1]["differs"] = differences(other["recipe"], recipe["recipe"])
     if other is not None:
         result["difference"] = {"score": result["recipes"][0]["score"] - result["recipes"][1]["score"],
@@ -260,17 +284,14 @@ def report(result: dict) -> str:
 
 
 def write_into_card(model_path: Path, recipe: dict, result: dict, argv: list[str] | None) -> None:
-    """Record the pooled figures in a model's card, with how the fold runs were trained otherwise than the model.
-    Refused where they cannot speak for it: another task, architecture or input size, or folds of another split."""
+    """Record the pooled figures in a model's card, with each setting in which the fold runs were trained otherwise
+    than the model. Refused where they cannot speak for it: another task, architecture or input size, or folds not
+    dealt from the model's own split file."""
     from fracture_app.models import artifact_paths, read_card
     from training.datasets import split_assignments
 
     card = read_card(model_path)
-    if card.task != result["task"]:
-        raise FractureAppError(f"{model_path} is a {card.task} model; the runs are {result['task']} models")
-    own = recipe_options(card.data)
-    unlike = differences(*({name: value for name, value in options.items() if name in SAME_MODEL}
-                           for options in (recipe["recipe"], own)))
+    unlike = differences(recipe["model"], model_kind(card.data))
     if unlike:
         raise FractureAppError(f"the runs are another model than {model_path.name}: {'; '.join(map(said, unlike))}")
     mine, theirs = (split_assignments(path) for path in (artifact_paths(model_path.parent, card.task)["manifest"],
@@ -279,8 +300,9 @@ def write_into_card(model_path: Path, recipe: dict, result: dict, argv: list[str
             p for p, s in theirs.items() if s == "test"}:
         raise FractureAppError(f"the folds were not dealt from {model_path.name}'s split file (other images, or "
                                "another test split)")
-    differs = differences(recipe["recipe"], own)
-    if (card.data.get("test_time_flip") or {}).get("used"):
+    own = recipe_options(card.data)
+    differs = differences(recipe["recipe"], own) if recipe["recipe"] and own else None  # None: not known
+    if differs is not None and (card.data.get("test_time_flip") or {}).get("used"):
         differs.append({"option": MIRROR, "theirs": "each image alone", "instead_of": "averaged with its mirror"})
     update_card(model_path, {"cross_validation": {
         **result, "folds": result["recipes"][0]["runs"], "model_version": card.version,

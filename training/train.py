@@ -35,7 +35,7 @@ FINE_TUNE_LAYER_SHARE = 0.30  # then the top 30% of the backbone's layers learn 
 GRADCAM_LATER = "`python -m training.evaluate --model M --data D --redo-validation-choices`"
 
 
-def parse_args(argv=None) -> argparse.Namespace:
+def argument_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m training.train",
         description="Train the binary fracture model or the fracture-type model on a folder of X-rays. "
@@ -97,10 +97,20 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--float32", action="store_true",
                         help="train in float32 on a GPU too (slower), e.g. where mixed precision's loss goes to NaN")
     parser.add_argument("--quiet", action="store_true", help="no progress bars (logs only)")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def with_defaults(args: argparse.Namespace) -> argparse.Namespace:
+    """The settings left out that depend on others: the task's architecture and size, the architecture's start."""
     args.arch = args.arch or config.DEFAULT_ARCHITECTURE[args.task]
     args.img_size = args.img_size or config.DEFAULT_IMG_SIZE[args.task]
     args.weights = args.weights or ("imagenet" if args.arch in architectures.BACKBONES else "none")
+    return args
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argument_parser()
+    args = with_defaults(parser.parse_args(argv))
     if args.fine_tune_share != FINE_TUNE_LAYER_SHARE and not architectures.trains_in_two_phases(args.arch, args.weights):
         parser.error(f"--fine-tune-share applies to a pretrained backbone only ({', '.join(architectures.BACKBONES)} "
                      "with --weights other than none)")
