@@ -186,6 +186,11 @@ def test_a_recipe_is_every_setting_of_the_training_command_defaults_included():
     same_by_default = {**card, "training": {**card["training"], "command": card["training"]["command"].replace(
         "--arch custom_cnn", "--arch custom_cnn --batch-size 32")}}
     assert recipe_options(same_by_default) == recipe, "giving a default is not a difference"
+    without_rate = {**card, "training": {**card["training"], "command": card["training"]["command"].replace(
+        "--learning-rate 3e-4", "")}}
+    with_default_rate = {**card, "training": {**card["training"], "command": card["training"]["command"].replace(
+        "--learning-rate 3e-4", "--learning-rate 1e-3")}}
+    assert recipe_options(without_rate) == recipe_options(with_default_rate), "the default rate, given or not"
     assert recipe_options({"training": {"command": "python -m training.ensemble --members a b --out c"}}) == {}
     with pytest.raises(FractureAppError, match="cannot be read"):
         recipe_options({"training": {"command": "python -m training.train --data 'unclosed"}})

@@ -142,6 +142,7 @@ def recipe_options(card: dict) -> dict[str, str]:
     own parser), less where its files were and how long it might take, with its start by sha256 (one path names a
     different model after each release); and, from its card, the epochs it ran and the Keras backend. Empty for a
     model that training.train did not make (an ensemble: its members' commands are under training.members)."""
+    from training.fit import LEARNING_RATE
     from training.train import argument_parser, with_defaults
 
     training = card.get("training", {})
@@ -156,6 +157,7 @@ def recipe_options(card: dict) -> dict[str, str]:
     except SystemExit as error:  # argparse has printed why
         raise FractureAppError(f"a card's training command cannot be read: {training.get('command')}") from error
     settings = vars(with_defaults(settings))
+    settings["learning_rate"] = settings["learning_rate"] or LEARNING_RATE  # as training.fit starts from it
     if card.get("weights_init_sha256") and settings["weights"] not in ("imagenet", "none"):
         settings["weights"] = f"sha256 {card['weights_init_sha256'][:12]}…"
     recipe = {f"--{name.replace('_', '-')}": _setting_text(value) for name, value in settings.items()
