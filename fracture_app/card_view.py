@@ -241,9 +241,10 @@ def render_cross_validation(result: dict | None, card) -> None:
         clear = None not in bounds and (bounds[0] > 0 or bounds[1] < 0)
         lead = ("The same models " + "; ".join(map(difference_words, other["differs"])) if other.get("differs")
                 else "The same recipe trained again" if other.get("differs") == [] else "Another recipe")
-        st.caption(f"{lead}: {metric} {_number(other.get('score'))} (95% interval {interval_words(other.get('interval')) or 'n/a'}). "
-                   f"This way minus that: {_signed(difference.get('score'))} (95% interval "
-                   f"{' to '.join(map(_signed, bounds))}): " + ("a difference." if clear else "no detectable difference."))
+        st.caption(f"{lead}: {metric} {_number(other.get('score'))} (95% interval "
+                   f"{interval_words(other.get('interval')) or 'n/a'}). This way minus that: "
+                   f"{_signed(difference.get('score'))} (95% interval {' to '.join(map(_signed, bounds))}): "
+                   + ("a difference." if clear else "no detectable difference."))
     st.caption("None of the scored X-rays decided anything in training (each model kept its last epoch), so these "
                "figures are not flattered by a choice.")
 

@@ -118,6 +118,11 @@ class Diagnosis:
         return [] if self.verdict_withheld else list(self.type_probabilities.items())[:TYPE_TOP_K]
 
     @property
+    def turned_back(self) -> str | None:
+        """Which way the picture seemed to lie, where the fracture model read it turned back (config.ORIENTATIONS)."""
+        return config.ORIENTATIONS[self.turn] if self.turn != UPRIGHT else None
+
+    @property
     def fractured_as_uploaded(self) -> bool | None:
         """The verdict the picture as uploaded would have had; None where it was read as uploaded."""
         return None if self.as_uploaded_probability is None else self.as_uploaded_probability >= self.threshold

@@ -71,7 +71,7 @@ def row_for(path: Path, diagnosis=None, error: str | None = None, heatmaps: list
         "heatmaps": "; ".join(map(str, heatmaps)),
         "error": " ".join((error or "").split()),
         # Where the fracture model read the picture turned back (its way up): which turn, and the score as given.
-        "turned_back": config.ORIENTATIONS[diagnosis.turn] if diagnosis.turn else None,
+        "turned_back": diagnosis.turned_back,
         "fracture_probability_as_uploaded": _rounded(diagnosis.as_uploaded_probability),
     }
 

@@ -97,7 +97,7 @@ def results_csv(results: list[tuple[str, Diagnosis | str]]) -> bytes:
     # Columns added later go last, so that a script reading the file by position keeps working.
     frame[f"{config.TASK_TITLES[config.ORIENTATION_TASK]} version"] = versions.get(config.ORIENTATION_TASK, "")
     frame["Turned back before reading"] = [
-        "" if isinstance(reading, str) or not reading.turn else config.ORIENTATIONS[reading.turn] for _, reading in results]
+        "" if isinstance(reading, str) else reading.turned_back or "" for _, reading in results]
     frame["Fracture probability as uploaded (%)"] = [
         np.nan if isinstance(reading, str) or reading.as_uploaded_probability is None
         else round(100 * reading.as_uploaded_probability, 1) for _, reading in results]

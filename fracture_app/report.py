@@ -95,7 +95,8 @@ def findings(diagnosis: Diagnosis, task: str | None = None, opacity: float = DEF
         meaning = f": {BAND_MEANING[diagnosis.band]}" if measured else ""
         rows.append(("Reading", f"{diagnosis.band}{meaning}; decision threshold {percent(diagnosis.threshold)}"))
         if diagnosis.as_uploaded_probability is not None:
-            rows.append(("As uploaded", f"not turned back, the fracture model scored it {as_uploaded_words(diagnosis)}"))
+            rows.append(("As uploaded",
+                         f"not turned back, the fracture model scored it {as_uploaded_words(diagnosis)}"))
     else:
         rows.append(("Verdict", "no fracture model loaded"))
     rows += [("Warning", caution.text) for caution in diagnosis.cautions]

@@ -87,13 +87,14 @@ def write_folds(split_file: Path, folds: int, out: Path) -> list[Path]:
 def out_of_fold(runs: list[Path], data_dir: Path) -> dict:
     """The runs' answers, each on its own validation fold, pooled (`images`: image path → (label, group, answer,
     fold)), with what they share: task, recipe, what model they are, and the first run's command and hardware."""
-    from fracture_app.models import artifact_paths, load_model, read_card
+    from fracture_app.models import artifact_paths, load_model
     from training import datasets
 
-    pooled, outside_test, task, recipe = {}, set(), None, None
+    pooled, outside_test, task, recipe, first = {}, set(), None, None, None
     for fold, run in enumerate(runs):
         model_path = _model_file(run)
         model = load_model(model_path)
+        first = first or model.card.data
         task = task or model.task
         if model.task != task:
             raise FractureAppError(f"{run} is a {model.task} model; the others are {task}")
@@ -119,7 +120,6 @@ def out_of_fold(runs: list[Path], data_dir: Path) -> dict:
     if set(pooled) != outside_test:
         raise FractureAppError(f"the runs validate {len(pooled)} of the {len(outside_test)} images outside test: "
                                "give one run for every fold")
-    first = read_card(_model_file(runs[0])).data
     return {"task": task, "runs": len(runs), "images": pooled, "recipe": recipe, "split_file": split_file,
             "model": model_kind(first), "first_fold_command": first["training"].get("command"),
             "hardware": first["training"].get("hardware")}
@@ -149,7 +149,8 @@ def recipe_options(card: dict) -> dict[str, str]:
     try:
         words = shlex.split(training.get("command") or "")
     except ValueError as error:
-        raise FractureAppError(f"a card's training command cannot be read ({error}): {training.get('command')}") from error
+        raise FractureAppError(f"a card's training command cannot be read ({error}): "
+                               f"{training.get('command')}") from error
     if words[:3] != ["python", "-m", "training.train"]:
         return {}
     try:
@@ -247,7 +248,8 @@ def compare(recipe: dict, other: dict | None = None) -> dict:
               "metric_key": VALIDATION_METRIC[task][0],
               "recipes": [{"runs": chosen["runs"], "score": validation_score(task, labels, p), "interval": interval,
                            **_also_pooled(task, labels, groups, p),
-                           **{key: chosen[key] for key in ("recipe", "first_fold_command", "hardware") if key in chosen}}
+                           **{key: chosen[key] for key in ("recipe", "first_fold_command", "hardware")
+                              if key in chosen}}
                           for chosen, p, interval in zip(filter(None, (recipe, other)), predictions, intervals)]}
     if other is not None and recipe.get("recipe") and other.get("recipe"):
         result["recipes"][1]["differs"] = differences(other["recipe"], recipe["recipe"])
