@@ -27,20 +27,36 @@ BATCH_SIZE = 16
 DECODE_WORKERS = 2
 DECODE_AHEAD = 2 * BATCH_SIZE  # images read ahead of the models, so the CPU never waits for the disk
 PROGRESS_MIN_FILES = 20
+DICOM_MARKER_END = 132  # "DICM" after a 128-byte preamble
 
 
-def expand(paths: list[Path]) -> list[Path]:
-    """Files as given; folders searched recursively for images (and extension-less files, often DICOM), leaving
-    out hidden files and folders (a checkout's .git holds many extension-less files)."""
-    files = []
+def expand(paths: list[Path]) -> tuple[list[Path], list[Path]]:
+    """Files as given, and folders searched recursively for what may be an image, leaving out hidden files and
+    folders (a checkout's .git holds many extension-less files); also the folders where nothing was found."""
+    files, empty_folders = [], []
     for path in paths:
         if path.is_dir():
-            files.extend(sorted(p for p in path.rglob("*") if p.is_file()
-                                and not any(part.startswith(".") for part in p.relative_to(path).parts)
-                                and (p.suffix.lower() in config.IMAGE_SUFFIXES or not p.suffix)))
+            found = sorted(p for p in path.rglob("*") if p.is_file()
+                           and not any(part.startswith(".") for part in p.relative_to(path).parts)
+                           and may_be_an_image(p))
+            files.extend(found)
+            if not found:
+                empty_folders.append(path)
         else:
             files.append(path)
-    return files
+    return files, empty_folders
+
+
+def may_be_an_image(path: Path) -> bool:
+    """An image ending, or none; or any other ending on a file that opens with the DICOM marker, as DICOM files
+    are often named by their UID (1.2.840.113619.2.55…) or a number (IM00001.1)."""
+    if path.suffix.lower() in config.IMAGE_SUFFIXES or not path.suffix:
+        return True
+    try:
+        with path.open("rb") as file:
+            return file.read(DICOM_MARKER_END)[DICOM_MARKER_END - 4:] == b"DICM"
+    except OSError:
+        return False
 
 
 def read(path: Path):
@@ -189,7 +205,9 @@ def main(argv=None) -> int:
         # A file name that is not valid UTF-8 is written with its odd bytes escaped (\udce9 for the byte e9),
         # not as a traceback.
         sys.stdout.reconfigure(errors="backslashreplace")
-    files = expand(args.paths)
+    files, empty_folders = expand(args.paths)
+    for folder in empty_folders:
+        print(f"warning: no image files found in the folder {folder}", file=sys.stderr)
     if not files:
         print("error: no image files found in the given paths", file=sys.stderr)
         return 2

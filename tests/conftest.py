@@ -1,10 +1,15 @@
 """Shared test fixtures: the tiny real X-ray fixtures, tiny trained models, and the full data sets when present."""
 
+import io
 import json
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
 from fracture_app import config
 
@@ -12,6 +17,25 @@ FIXTURES = Path(__file__).parent / "fixtures"
 FRACATLAS_FIXTURES = FIXTURES / "fracatlas"
 BONE_BREAK_FIXTURES = FIXTURES / "bone_break"
 TINY_SIZE = 64
+
+
+def xray_as_dicom(source: Path) -> bytes:
+    """A real X-ray wrapped as an uncompressed 12-bit DX DICOM with a body part and a view."""
+    grey = np.asarray(Image.open(source).convert("L"), dtype=np.uint16) * 16
+    ds = Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID = "1.2.840.10008.5.1.4.1.1.1.1"
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID = generate_uid()
+    ds.Modality, ds.BodyPartExamined, ds.ViewPosition = "DX", "HAND", "PA"
+    ds.PatientName, ds.PatientID = "Doe^Jane", "SECRET-123"
+    ds.Rows, ds.Columns = grey.shape
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
+    ds.PixelData = grey.astype("<u2").tobytes()
+    buffer = io.BytesIO()
+    ds.save_as(buffer, enforce_file_format=True)
+    return buffer.getvalue()
 
 
 @pytest.fixture(scope="session")

@@ -14,13 +14,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from PIL import Image
-from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 from streamlit.testing.v1 import AppTest
 
 from fracture_app import config, reading_view
 from fracture_app.report import TYPE_GUESS_CAVEAT
+
+from conftest import xray_as_dicom
 
 REPO = Path(__file__).resolve().parent.parent
 APP = str(REPO / "app.py")
@@ -54,25 +53,6 @@ def upload(at: AppTest, *files: tuple[str, bytes]) -> AppTest:
 
 def fixture_bytes(path: Path) -> tuple[str, bytes]:
     return path.name, path.read_bytes()
-
-
-def dicom_bytes(source: Path) -> bytes:
-    """A real X-ray wrapped as an uncompressed 12-bit DX DICOM with a body part and a view."""
-    grey = np.asarray(Image.open(source).convert("L"), dtype=np.uint16) * 16
-    ds = Dataset()
-    ds.file_meta = FileMetaDataset()
-    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID = "1.2.840.10008.5.1.4.1.1.1.1"
-    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID = generate_uid()
-    ds.Modality, ds.BodyPartExamined, ds.ViewPosition = "DX", "HAND", "PA"
-    ds.PatientName, ds.PatientID = "Doe^Jane", "SECRET-123"
-    ds.Rows, ds.Columns = grey.shape
-    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
-    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
-    ds.PixelData = grey.astype("<u2").tobytes()
-    buffer = io.BytesIO()
-    ds.save_as(buffer, enforce_file_format=True)
-    return buffer.getvalue()
 
 
 def test_landing_page_is_diagnose_with_notice_and_model_versions(tiny_models_dir):
@@ -172,7 +152,7 @@ def test_a_broken_upload_shows_the_readers_message_and_the_others_are_still_read
 
 
 def test_extensionless_dicom_is_read_and_summarised(fractured_xray_path):
-    at = upload(run_app(), ("IM000001", dicom_bytes(fractured_xray_path)))
+    at = upload(run_app(), ("IM000001", xray_as_dicom(fractured_xray_path)))
     assert_clean(at)
     assert not [e.value for e in at.error if "could not" in e.value]
     assert metrics(at)["Verdict"] in ("Fractured", "Not fractured")

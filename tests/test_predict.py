@@ -15,7 +15,7 @@ import pytest
 from fracture_app import config, predict
 from fracture_app.diagnosis import LIKELY, NOT_RULED_OUT, NOT_SEEN, POSSIBLE
 
-from conftest import FRACATLAS_FIXTURES
+from conftest import FRACATLAS_FIXTURES, xray_as_dicom
 
 HEADER = ("path,fractured,fracture_probability,reading,fracture_type,fracture_type_probability,warnings,heatmaps,"
           "error,turned_back,fracture_probability_as_uploaded")
@@ -160,9 +160,30 @@ def test_hidden_folders_below_a_folder_given_are_not_searched(mixed_folder):
     git_objects.mkdir(parents=True)
     (git_objects / "cdef0123").write_bytes(b"x")
     (mixed_folder / ".git" / "HEAD").write_text("ref: refs/heads/main\n")
-    found = predict.expand([mixed_folder])
+    found, _ = predict.expand([mixed_folder])
     assert not any(".git" in path.parts for path in found)
     assert mixed_folder / "nested" / "accentué et espace.jpg" in found
+
+
+def test_dicom_files_named_by_their_uid_or_a_number_are_found_in_a_folder(tmp_path, fractured_xray_path):
+    export = tmp_path / "pacs_export"
+    export.mkdir()
+    for name in ("1.2.840.113619.2.55.3.2831164355.320", "IM00001.1"):
+        (export / name).write_bytes(xray_as_dicom(fractured_xray_path))
+    (export / "viewer.log.1").write_text("a rotated log, not an image")
+    found, empty = predict.expand([export])
+    assert sorted(path.name for path in found) == ["1.2.840.113619.2.55.3.2831164355.320", "IM00001.1"]
+    assert empty == []
+
+
+def test_a_folder_with_no_images_among_other_paths_is_named_in_a_warning(tiny_models_dir, tmp_path, capsys):
+    image = sorted((FRACATLAS_FIXTURES / "images" / "Fractured").glob("*.jpg"))[0]
+    nothing = tmp_path / "nothing_here"
+    nothing.mkdir()
+    (nothing / "notes.txt").write_text("no images")
+    code, out, err = run(["--models", str(tiny_models_dir), str(image), str(nothing)], capsys)
+    assert code == 0 and len(out.splitlines()) == 2
+    assert f"warning: no image files found in the folder {nothing}" in err
 
 
 def test_without_the_fracture_model_no_type_guess_is_given_as_an_answer(tiny_models_dir, tmp_path, capsys):
@@ -228,7 +249,7 @@ def test_webp_and_jpeg_2000_files_in_a_folder_are_found_and_read(tmp_path):
     picture = Image.open(sorted((FRACATLAS_FIXTURES / "images").rglob("*.jpg"))[0]).convert("L")
     for name, kind in (("scan.webp", "WEBP"), ("scan.jp2", "JPEG2000")):
         picture.save(tmp_path / name, kind)
-    found = predict.expand([tmp_path])
+    found, _ = predict.expand([tmp_path])
     assert sorted(path.name for path in found) == ["scan.jp2", "scan.webp"]
     assert [read_image(path).format for path in sorted(found)] == ["JPEG2000", "WEBP"]
 
