@@ -10,6 +10,7 @@ import io
 import os
 import re
 import struct
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,8 +23,11 @@ from .pixels import (BLANK_LEVELS, BLANK_SPREAD, LOW_CONTRAST_SPREAD, brightness
                      luma, scale_to_unit, untinted_colour_share, used_bits)
 
 # Pillow then refuses bombs itself at open time (it errors above twice this, warns above it);
-# our own header check below refuses everything above the limit before any pixel is decoded.
+# our own header check below refuses everything above the limit before any pixel is decoded. Its warning is
+# silenced because such a file is refused right after opening, with a message of our own: a raw Python
+# warning on the command line's stderr would only alarm. (Set once here: warning filters are process-wide.)
 Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS
+warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
 
 # Wider than any real radiograph in the data sets (at most 7:1); beyond this it is a strip or a banner.
 MAX_ASPECT_RATIO = 10
@@ -104,7 +108,8 @@ def _load_bytes(source, name: str | None) -> tuple[bytes, str]:
             if path.is_dir():
                 raise ImageReadError(f"{label} is a folder, not an image file")
             _check_file_size(path.stat().st_size)  # before reading it into memory
-            data = path.read_bytes()
+            with path.open("rb") as file:
+                data = file.read(MAX_FILE_BYTES + 1)  # a pipe or a device (/dev/zero) gives no size: stop past the limit
         except FileNotFoundError as exc:
             raise ImageReadError(f"file not found: {label}") from exc
         except OSError as exc:
@@ -119,7 +124,10 @@ def _load_bytes(source, name: str | None) -> tuple[bytes, str]:
 
 def _check_file_size(n: int) -> None:
     if n > MAX_FILE_BYTES:
-        raise ImageReadError(f"file too large: {n / 2**20:.0f} MB (limit {MAX_FILE_BYTES / 2**20:.0f} MB)")
+        limit = f"{MAX_FILE_BYTES / 2**20:.0f} MB"
+        if n == MAX_FILE_BYTES + 1:  # where reading stopped: the true size is unknown
+            raise ImageReadError(f"file too large: more than the limit of {limit}")
+        raise ImageReadError(f"file too large: {n / 2**20:.0f} MB (limit {limit})")
 
 
 def _decode(data: bytes, label: str) -> XRay:

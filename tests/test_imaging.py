@@ -5,6 +5,8 @@ from __future__ import annotations
 import io
 import resource
 import struct
+import subprocess
+import sys
 import time
 import zlib
 from pathlib import Path
@@ -21,6 +23,7 @@ from fracture_app import imaging, pixels
 from fracture_app.errors import ImageReadError
 from fracture_app.imaging import XRay, read_image
 
+REPO = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).parent / "fixtures"
 XRAY = FIXTURES / "fracatlas/images/Fractured/IMG0000044.jpg"  # grayscale, 256×205
 TRUNCATED = FIXTURES / "fracatlas/images/Non_fractured/IMG0004028.jpg"
@@ -501,6 +504,24 @@ def test_file_too_large(monkeypatch, tmp_path):
     path.write_bytes(data)
     with pytest.raises(ImageReadError, match="file too large"):
         read_image(path)
+
+
+@pytest.mark.skipif(not Path("/dev/zero").exists(), reason="needs /dev/zero")
+def test_a_device_with_no_size_is_read_only_up_to_the_limit(monkeypatch):
+    monkeypatch.setattr(imaging, "MAX_FILE_BYTES", 1000)
+    with pytest.raises(ImageReadError, match="file too large: more than the limit of"):
+        read_image("/dev/zero")
+
+
+def test_a_picture_over_the_pixel_limit_is_refused_without_a_python_warning(tmp_path):
+    """Pillow only warns between its limit and twice that; the reader refuses such a file in its own words. In a
+    fresh process, as the command line runs: pytest resets warning filters around each test."""
+    big = tmp_path / "big.jpg"
+    Image.new("L", (8000, 8000), 128).save(big, quality=50)
+    script = f"from fracture_app.imaging import read_image\ntry:\n    read_image({str(big)!r})\nexcept Exception as e:\n    print(e)"
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=REPO)
+    assert result.stdout.strip() == "image too large: 8000×8000 pixels (limit 60 megapixels)"
+    assert "Warning" not in result.stderr, result.stderr
 
 
 @pytest.mark.parametrize("error", [MemoryError, ValueError, RuntimeError, IndexError])
