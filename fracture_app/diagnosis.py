@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from fracture_app import config
-from fracture_app.errors import ModelLoadError
+from fracture_app.errors import FractureAppError, ModelLoadError
 from fracture_app.gradcam import GradCam, heatmap_on_image
 from fracture_app.imaging import XRay
 from fracture_app.models import MIDPOINT_THRESHOLD, FractureModel, load_model, model_path_for
@@ -293,6 +293,13 @@ def confidence_band(probability: float, operating_points: dict, threshold: float
     if probability >= low:
         return NOT_RULED_OUT
     return NOT_SEEN
+
+
+def models_failed(error: Exception) -> str:
+    """What to say where the models failed on one picture (the app and the command line go on with the rest)."""
+    if isinstance(error, FractureAppError):  # already said in words for the reader
+        return str(error)
+    return f"the models could not process this image ({type(error).__name__}: {error})"
 
 
 class Diagnoser:

@@ -258,6 +258,7 @@ def load_model(model_path: Path, task: str | None = None) -> FractureModel:
         keras_model = keras.saving.load_model(model_path, compile=False)
     except Exception as error:  # a damaged zip, an incompatible Keras: the user needs to know which file
         raise ModelLoadError(f"cannot load {model_path.name}: {error}") from error
+    check_card_describes(keras_model, card, model_path.name)
     if card.gradcam_layer is not None:
         from fracture_app.gradcam import find_layer
 
@@ -266,6 +267,19 @@ def load_model(model_path: Path, task: str | None = None) -> FractureModel:
         except ValueError as error:  # a card edited by hand, or paired with another model
             raise ModelLoadError(f"model card {card.path.name}: {error}") from error
     return FractureModel(keras_model, card)
+
+
+def check_card_describes(keras_model, card: ModelCard, file_name: str) -> None:
+    """Refuse a card edited by hand or paired with another model: a wrong input size would fail mid-diagnosis, and
+    a wrong class count would name the wrong classes."""
+    spec = card.spec
+    takes = tuple(keras_model.inputs[0].shape[1:])
+    gives = keras_model.outputs[0].shape[-1]
+    answers = 1 if card.task == config.BINARY_TASK else len(card.classes)
+    if takes != (spec.size, spec.size, spec.channels) or gives != answers:
+        raise ModelLoadError(
+            f"model card {card.path.name} does not describe {file_name}: the model takes {takes[0]}×{takes[1]} "
+            f"pictures and gives {gives} answers, the card says {spec.size}×{spec.size} and {answers}")
 
 
 def model_path_for(task: str, models_dir: Path | None = None) -> Path:

@@ -128,9 +128,11 @@ def diagnose_files(diagnoser, files: list[Path], gradcam_dir: Path | None, progr
     names_taken: set[str] = set()
     while chunk := list(islice(stream, BATCH_SIZE)):
         readable = [(path, xray) for path, (xray, _) in chunk if xray is not None]
-        diagnoses = dict(zip([p for p, _ in readable], diagnoser.diagnose_batch([x for _, x in readable])))
+        diagnoses = dict(zip([p for p, _ in readable], diagnosed(diagnoser, [x for _, x in readable])))
         for path, (_, error) in chunk:
             diagnosis, written = diagnoses.get(path), []
+            if isinstance(diagnosis, str):
+                diagnosis, error = None, diagnosis
             if diagnosis is not None and gradcam_dir is not None and not diagnosis.verdict_withheld:
                 written, error = _write_gradcam(diagnoser, diagnosis, gradcam_dir, unique_stem(path, names_taken))
             yield path, diagnosis, error, written
@@ -138,6 +140,23 @@ def diagnose_files(diagnoser, files: list[Path], gradcam_dir: Path | None, progr
             bar.update(len(chunk))
     if bar:
         bar.close()
+
+
+def diagnosed(diagnoser, xrays: list) -> list:
+    """Each picture's Diagnosis, or what went wrong in the models on it: a batch that fails is taken again one
+    picture at a time, so that the others in it are still read."""
+    from fracture_app.diagnosis import models_failed
+
+    try:
+        return diagnoser.diagnose_batch(xrays)
+    except Exception:
+        answers = []
+        for xray in xrays:
+            try:
+                answers.extend(diagnoser.diagnose_batch([xray]))
+            except Exception as error:
+                answers.append(models_failed(error))
+        return answers
 
 
 def unique_stem(path: Path, taken: set[str]) -> str:
@@ -156,9 +175,14 @@ def _write_gradcam(diagnoser, diagnosis, out_dir: Path, stem: str) -> tuple[list
 
     from fracture_app.gradcam import overlay
 
+    from fracture_app.diagnosis import models_failed
+
     written = []
     for task in diagnoser.models:
-        heat = diagnoser.heatmap(diagnosis.xray, task, diagnosis)
+        try:
+            heat = diagnoser.heatmap(diagnosis.xray, task, diagnosis)
+        except Exception as error:
+            return written, f"could not make the heat map: {models_failed(error)}"
         picture = overlay(diagnosis.xray.pixels, heat)
         target = out_dir / f"{stem}_{task}_gradcam.png"
         # Encoded here and written by Python, not by cv2.imwrite: OpenCV crashes the process on a file name that

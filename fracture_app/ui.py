@@ -21,7 +21,7 @@ import numpy as np
 import streamlit as st
 
 from fracture_app import config, import_tensorflow_quietly
-from fracture_app.diagnosis import Diagnoser, Diagnosis
+from fracture_app.diagnosis import Diagnoser, Diagnosis, models_failed
 from fracture_app.errors import FractureAppError
 from fracture_app.imaging import read_image
 from fracture_app.models import card_path_for, model_path_for
@@ -184,10 +184,8 @@ def read_and_diagnose(diagnoser: Diagnoser, data: bytes, name: str) -> Diagnosis
         return str(error)
     try:
         diagnosis = diagnoser.diagnose(xray)
-    except FractureAppError as error:
-        return str(error)
     except Exception as error:  # the models failed on this one image: the others must still be read
-        return f"the models could not process this image ({type(error).__name__}: {error})"
+        return models_failed(error)
     return for_display(diagnosis)
 
 

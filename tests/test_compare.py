@@ -55,7 +55,7 @@ def test_runs_on_the_same_split_are_recorded_with_their_own_figures(tiny_models_
 
 
 def test_binary_rows_carry_the_pointing_game_and_the_rounding(tiny_models_dir, tmp_path):
-    shipped = copy_models(tiny_models_dir, tmp_path / "shipped")
+    copy_models(tiny_models_dir, tmp_path / "shipped")
     shipped_paths = artifact_paths(tmp_path / "shipped", config.BINARY_TASK)
     other = artifact_paths(copy_models(tiny_models_dir, tmp_path / "jax_run")["card"].parent, config.BINARY_TASK)
     shipped_card = json.loads(shipped_paths["card"].read_text())

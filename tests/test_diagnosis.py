@@ -135,11 +135,18 @@ def test_each_band_says_what_share_of_the_cards_test_xrays_it_held(diagnoser):
     assert diagnosis.band_measured == measured.get(diagnosis.band)
 
 
-def test_the_shipped_cards_bands_each_have_their_share_and_the_shares_add_up():
+def test_the_shipped_cards_bands_are_whole_counts_of_its_test_x_rays_and_the_readme_quotes_them():
     import json
+    import re
 
     card = json.loads((config.SHIPPED_MODELS_DIR / "fracture_binary.json").read_text())
     shares = band_shares(card["operating_points"], card["metrics"]["test"])
     assert set(shares) == {NOT_SEEN, NOT_RULED_OUT, POSSIBLE, LIKELY}
-    assert sum(without for without, _ in shares.values()) == pytest.approx(1)
-    assert sum(with_fracture for _, with_fracture in shares.values()) == pytest.approx(1)
+    (true_negatives, false_positives), (false_negatives, true_positives) = card["metrics"]["test"]["confusion_matrix"]
+    unfractured, fractured = true_negatives + false_positives, false_negatives + true_positives
+    for without, with_fracture in shares.values():  # each share is so many of the test X-rays, not a stray figure
+        assert unfractured * without == pytest.approx(round(unfractured * without), abs=1e-6)
+        assert fractured * with_fracture == pytest.approx(round(fractured * with_fracture), abs=1e-6)
+    readme = (config.REPO_ROOT / "README.md").read_text()
+    quoted = re.search(r"\*fracture not ruled out\* held (\d+)% of those\s+without one", readme)
+    assert quoted and int(quoted.group(1)) == round(100 * shares[NOT_RULED_OUT][0])

@@ -100,7 +100,7 @@ def read_or_refuse(data: bytes) -> XRay | None:
 @pytest.mark.parametrize("name", sorted(SAMPLES))
 def test_mutated_files_never_raise_anything_else(name):
     rng = np.random.default_rng(sum(map(ord, name)))  # seeded: a failure reproduces
-    read_or_refuse(SAMPLES[name])  # the original reads
+    assert read_or_refuse(SAMPLES[name]) is not None, "the original must read, or refusing everything would pass"
     for case in range(CASES_PER_FORMAT):
         data = mutate(SAMPLES[name], rng)
         try:

@@ -13,12 +13,17 @@ from fracture_app.preprocess import mirrored
 from fracture_app.models import artifact_paths
 
 
+def copied(models_dir, task, into):
+    """A tiny model and its card, copied where a test may damage them."""
+    paths = artifact_paths(models_dir, task)
+    for kind in ("model", "card"):
+        shutil.copy(paths[kind], into)
+    return into / paths["model"].name
+
+
 @pytest.fixture()
 def binary_copy(tiny_models_dir, tmp_path):
-    paths = artifact_paths(tiny_models_dir, config.BINARY_TASK)
-    for kind in ("model", "card"):
-        shutil.copy(paths[kind], tmp_path)
-    return tmp_path / paths["model"].name
+    return copied(tiny_models_dir, config.BINARY_TASK, tmp_path)
 
 
 def test_missing_model_file_names_the_training_command(tmp_path):
@@ -75,6 +80,25 @@ def test_a_card_naming_a_missing_gradcam_layer_is_refused_at_load_time(binary_co
     card_path.write_text(json.dumps(card))
     with pytest.raises(ModelLoadError, match="no 4-D layer named 'no_such_layer'"):
         load_model(binary_copy)
+
+
+@pytest.fixture()
+def type_copy(tiny_models_dir, tmp_path):
+    return copied(tiny_models_dir, config.TYPE_TASK, tmp_path)
+
+
+@pytest.mark.parametrize("edit, said", [
+    (lambda card: card["preprocessing"].update(size=card["preprocessing"]["size"] + 32), "takes 64×64 pictures"),
+    (lambda card: card.update(classes=card["classes"][:-1]), "gives 10 answers, the card says 64×64 and 9"),
+])
+def test_a_card_that_does_not_describe_its_model_is_refused_at_load_time(type_copy, edit, said):
+    """The sha256 is the model file's, so a card edited by hand (or paired with another model) passes it."""
+    card_path = type_copy.with_suffix(".json")
+    card = json.loads(card_path.read_text())
+    edit(card)
+    card_path.write_text(json.dumps(card))
+    with pytest.raises(ModelLoadError, match=f"does not describe fracture_type.keras: .*{said}"):
+        load_model(type_copy)
 
 
 @pytest.mark.parametrize("preprocessing, refusal", [({"keep_aspect": False}, "only letterboxed input"),

@@ -186,6 +186,46 @@ def test_a_folder_with_no_images_among_other_paths_is_named_in_a_warning(tiny_mo
     assert f"warning: no image files found in the folder {nothing}" in err
 
 
+def test_a_picture_the_models_fail_on_is_its_rows_error_and_the_rest_are_read(tiny_models_dir, tmp_path, capsys,
+                                                                               monkeypatch):
+    from fracture_app.diagnosis import Diagnoser
+
+    images = sorted((FRACATLAS_FIXTURES / "images").rglob("*.jpg"))[:3]
+    for index, image in enumerate(images):
+        shutil.copy(image, tmp_path / f"{'bad' if index == 1 else 'good'}{index}.jpg")
+    batch_as_trained = Diagnoser.diagnose_batch
+
+    def failing_on_bad(self, xrays):
+        if any(xray.source.startswith("bad") for xray in xrays):
+            raise RuntimeError("out of memory in the model")
+        return batch_as_trained(self, xrays)
+
+    monkeypatch.setattr(Diagnoser, "diagnose_batch", failing_on_bad)
+    code, out, err = run(["--format", "json", "--models", str(tiny_models_dir), str(tmp_path)], capsys)
+    assert code == 1 and "Traceback" not in err
+    rows = {Path(row["path"]).name: row for row in json.loads(out)}
+    assert rows["bad1.jpg"]["error"] == "the models could not process this image (RuntimeError: out of memory in the model)"
+    assert rows["bad1.jpg"]["fractured"] is None
+    assert all(rows[name]["error"] == "" and rows[name]["fractured"] is not None for name in ("good0.jpg", "good2.jpg"))
+
+
+def test_a_heat_map_that_fails_is_that_files_error_and_its_reading_stands(tiny_models_dir, tmp_path, capsys,
+                                                                         monkeypatch):
+    from fracture_app.diagnosis import Diagnoser
+
+    def failing(*_):
+        raise ValueError("no gradient")
+
+    monkeypatch.setattr(Diagnoser, "heatmap", failing)
+    image = sorted((FRACATLAS_FIXTURES / "images" / "Fractured").glob("*.jpg"))[0]
+    code, out, _ = run(["--format", "json", "--models", str(tiny_models_dir), "--gradcam", str(tmp_path / "cams"),
+                        str(image)], capsys)
+    [row] = json.loads(out)
+    assert code == 1
+    assert row["error"] == "could not make the heat map: the models could not process this image (ValueError: no gradient)"
+    assert row["fractured"] is not None
+
+
 def test_without_the_fracture_model_no_type_guess_is_given_as_an_answer(tiny_models_dir, tmp_path, capsys):
     only_type = tmp_path / "models"
     shutil.copytree(tiny_models_dir, only_type)
