@@ -31,12 +31,12 @@ from fracture_app.preprocess import prepare, prepare_batch
 LIKELY = "high suspicion of fracture"
 POSSIBLE = "possible fracture — look closely"
 NOT_RULED_OUT = "fracture not ruled out — look closely"
-NOT_SEEN = "no fracture seen"
+LOW_SCORE = "low fracture score"  # not "no fracture seen": that is a reader's finding, not a score's
 # What each band says about the score, in a clause (the UI's advice and the report's reading row).
 BAND_MEANING = {LIKELY: "few X-rays without a fracture score this high",
                 POSSIBLE: "many X-rays without a fracture score this high too",
                 NOT_RULED_OUT: "some fractured X-rays score this low too",
-                NOT_SEEN: "few fractured X-rays score this low"}
+                LOW_SCORE: "few fractured X-rays score this low"}
 NO_VERDICT = "No verdict"
 NOT_READABLE = "not_xray"  # the caution that withholds the verdict: not a radiograph the models can read
 TURNED = "turned"  # the caution on a picture the fracture model read turned back
@@ -135,19 +135,17 @@ class Diagnosis:
         return config.FRACTURED if self.fractured_as_uploaded else config.NOT_FRACTURED
 
     @property
-    def looks_like_xray(self) -> bool:
-        return not self.verdict_withheld  # as judged when the reading was made, like every caution
-
-    @property
-    def type_caution(self) -> "Caution | None":
-        """About the type guess: the type model was trained on fractures only, so it names one regardless."""
-        return TYPE_GUESS_WITHOUT_FRACTURE if self.fractured is False and self.type_probabilities else None
+    def type_withheld(self) -> bool:
+        """No type guess is offered where the fracture model says "Not fractured": the type model, trained on
+        fractures only, names one for every picture, and "Pathological fracture" beside a normal film could be
+        acted on. The guess stays in type_probabilities for a reader who asks to see it anyway."""
+        return self.fractured is False and bool(self.type_probabilities)
 
     @property
     def notes(self) -> list[str]:
         """Every caution's brief, for a table cell or a CSV column; a turned-back reading's score as uploaded with its
         caution, since the caution says to go by it where the picture already lay the right way."""
-        briefs = [caution.brief for caution in [*self.cautions, self.type_caution] if caution is not None]
+        briefs = [caution.brief for caution in self.cautions]
         if self.as_uploaded_probability is not None:
             at = next((i + 1 for i, caution in enumerate(self.cautions) if caution.kind == TURNED), len(briefs))
             briefs.insert(at, f"as uploaded: {100 * self.as_uploaded_probability:.1f}%")
@@ -192,14 +190,13 @@ def _unlike_an_xray(xray: XRay) -> tuple[str, str] | None:
 @dataclass(frozen=True)
 class Caution:
     """What a reader must know before trusting a reading, worded once for the app, the report and the CSV."""
-    kind: str  # not_xray, negative, low_contrast, incomplete, more_frames, guessed_brightness, narrow_band, turned, type_without_fracture
+    kind: str  # not_xray, negative, low_contrast, incomplete, more_frames, guessed_brightness, narrow_band, turned
     brief: str  # a few words a script can grep for
     text: str  # a sentence for the app and the report
 
 
-TYPE_GUESS_WITHOUT_FRACTURE = Caution(
-    "type_without_fracture", "verdict not fractured: the type guess says little",
-    "The fracture model's score is below its decision threshold, so the type model's guess says little.")
+TYPE_GUESS_WITHHELD = ("No type guess: the fracture model's score is below its decision threshold, and the type "
+                       "model, trained on fractures only, names a type for every picture.")
 
 
 def cautions_for(xray: XRay) -> list[Caution]:
@@ -253,7 +250,7 @@ def cautions_for(xray: XRay) -> list[Caution]:
 def turned_caution(turn: int) -> Caution:
     """Says what was done, not the score (the score goes with the verdict)."""
     words = config.ORIENTATIONS[turn]
-    return Caution(TURNED, f"turned back before reading: it may be {words}",
+    return Caution(TURNED, f"turned back before reading: {words} compared with the training X-rays",
                    f"Compared with the X-rays the fracture model learnt from, this picture appears {words}. That is "
                    "their habit, not a fault in your picture: FracAtlas stores hands fingers up and most feet toes "
                    "down. So the fracture model read it turned back, and it was read as uploaded too: both readings "
@@ -271,7 +268,7 @@ def band_shares(operating_points: dict, test: dict) -> dict[str, tuple[float, fl
         sensitivity = (low["sensitivity"], test["sensitivity"], high["sensitivity"])
     except (KeyError, TypeError):
         return {}
-    shares = {NOT_SEEN: (specificity[0], 1 - sensitivity[0]),
+    shares = {LOW_SCORE: (specificity[0], 1 - sensitivity[0]),
               NOT_RULED_OUT: (specificity[1] - specificity[0], sensitivity[0] - sensitivity[1]),
               POSSIBLE: (specificity[2] - specificity[1], sensitivity[1] - sensitivity[2]),
               LIKELY: (1 - specificity[2], sensitivity[2])}
@@ -292,7 +289,7 @@ def confidence_band(probability: float, operating_points: dict, threshold: float
         return POSSIBLE
     if probability >= low:
         return NOT_RULED_OUT
-    return NOT_SEEN
+    return LOW_SCORE
 
 
 def models_failed(error: Exception) -> str:

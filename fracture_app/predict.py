@@ -75,7 +75,7 @@ def row_for(path: Path, diagnosis=None, error: str | None = None, heatmaps: list
     if diagnosis is None:
         empty = dict.fromkeys(COLUMNS[1:])
         return {"path": str(path), **empty, "error": " ".join((error or "unknown error").split())}
-    best_type, type_probability = diagnosis.best_type
+    best_type, type_probability = (None, None) if diagnosis.type_withheld else diagnosis.best_type
     return {
         "path": str(path),
         "fractured": diagnosis.fractured,

@@ -14,8 +14,8 @@ import pandas as pd
 import streamlit as st
 
 from fracture_app import config
-from fracture_app.diagnosis import (BAND_MEANING, LIKELY, NO_VERDICT, NOT_READABLE, NOT_RULED_OUT, NOT_SEEN,
-                                    POSSIBLE, TURNED, Diagnosis)
+from fracture_app.diagnosis import (BAND_MEANING, LIKELY, LOW_SCORE, NO_VERDICT, NOT_READABLE, NOT_RULED_OUT,
+                                    POSSIBLE, TURNED, TYPE_GUESS_WITHHELD, Diagnosis)
 from fracture_app.gradcam import DEFAULT_OPACITY, overlay
 from fracture_app.preprocess import at_most, to_uint8
 from fracture_app.report import TYPE_GUESS_CAVEAT, as_uploaded_words, dicom_summary, percent, report_pdf, report_png
@@ -24,8 +24,12 @@ from fracture_app.tables import spreadsheet_safe
 
 THUMBNAIL_SIDE = 96
 EMPTY_HEATMAP = 0.01  # a Grad-CAM whose peak is below this has nothing to show
+# FracAtlas, where the fracture model learnt, has 92 X-rays with hardware, and 90 of them are fractured.
+HEATMAP_DECOYS = ("Plates, screws, casts and arrows drawn on a figure often draw the heat map and raise the score: "
+                  "in FracAtlas nearly every X-ray with hardware is fractured, so the model may take hardware itself "
+                  "for a sign. A hot spot on them is not a fracture.")
 BAND_STYLE = {LIKELY: ("error", ":material/emergency:"), POSSIBLE: ("warning", ":material/visibility:"),
-              NOT_RULED_OUT: ("warning", ":material/visibility:"), NOT_SEEN: ("success", ":material/check_circle:")}
+              NOT_RULED_OUT: ("warning", ":material/visibility:"), LOW_SCORE: ("info", ":material/info:")}  # never green: a low score clears nothing
 CAUTION_ICONS = {"incomplete": ":material/broken_image:", "more_frames": ":material/burst_mode:",
                  "guessed_brightness": ":material/contrast:", "narrow_band": ":material/contrast:",
                  "low_contrast": ":material/contrast:", "negative": ":material/invert_colors:",
@@ -38,7 +42,9 @@ BAND_ADVICE = {
               f"high-specificity operating point: {BAND_MEANING[POSSIBLE]}.",
     NOT_RULED_OUT: "The score is below the decision threshold, hence “Not fractured”, but at or above the "
                    f"high-sensitivity operating point: {BAND_MEANING[NOT_RULED_OUT]}.",
-    NOT_SEEN: f"The score is below the model's high-sensitivity operating point: {BAND_MEANING[NOT_SEEN]}.",
+    LOW_SCORE: f"The score is below the model's high-sensitivity operating point: {BAND_MEANING[LOW_SCORE]}. It "
+               "clears nothing: a fracture the model reads poorly (a picture turned or inverted, a region it rarely "
+               "saw) can score this low too, so look at the film.",
 }
 
 
@@ -68,7 +74,7 @@ def results_frame(results: list[tuple[str, Diagnosis | str]]) -> pd.DataFrame:
                          "Type guess": "", "Type probability (%)": np.nan, "Reading": "",
                          "Note": reading if unread else "; ".join(reading.notes)})
             continue
-        best, best_p = reading.best_type
+        best, best_p = (None, None) if reading.type_withheld else reading.best_type
         probability = reading.fracture_probability
         rows.append({
             "Image": thumbnail_uri(reading.xray.pixels),
@@ -123,7 +129,9 @@ def render_results_table(results: list[tuple[str, Diagnosis | str]], key: str) -
             "Fracture probability (%)": st.column_config.ProgressColumn(
                 "Fracture probability", min_value=0, max_value=100, format="%.1f%%", width="medium"),
             "Type probability (%)": st.column_config.NumberColumn("Type probability", format="%.1f%%"),
-            "Type guess": st.column_config.TextColumn("Type model's guess", help=TYPE_GUESS_CAVEAT.capitalize()),
+            "Type guess": st.column_config.TextColumn(
+                "Type model's guess", help=f"{TYPE_GUESS_CAVEAT.capitalize()}; given only where the verdict is "
+                                           "Fractured (the detail view can show it anyway)"),
             "Note": st.column_config.TextColumn("Note", width="large"),
         },
     )
@@ -207,12 +215,15 @@ def render_type_guess(diagnosis: Diagnosis) -> None:
     if not diagnosis.type_top:
         return
     st.markdown("**The type model's guess** (top 3)")
-    caution = diagnosis.type_caution
     measured = diagnosis.model_measures.get(config.TYPE_TASK)
-    st.caption(f"{TYPE_GUESS_CAVEAT.capitalize()}." + (f" {measured}" if measured else "")
-               + (f" {caution.text}" if caution else ""))
+    st.caption(f"{TYPE_GUESS_CAVEAT.capitalize()}." + (f" {measured}" if measured else ""))
     frame = pd.DataFrame({"Fracture type": [name for name, _ in diagnosis.type_top],
                           "Probability (%)": [round(100 * p, 1) for _, p in diagnosis.type_top]})
+    if diagnosis.type_withheld:
+        st.caption(TYPE_GUESS_WITHHELD)
+        with st.expander("Show its guess anyway (if you see a fracture the model missed)"):
+            st.altair_chart(type_chart(frame), width="stretch")
+        return
     st.altair_chart(type_chart(frame), width="stretch")
 
 
@@ -271,6 +282,8 @@ def render_images(diagnosis: Diagnosis, key: str) -> tuple[str | None, float]:
                 caption=f"Grad-CAM of the {config.TASK_TITLES[task].lower()}: red = raised the score most")
     if float(np.max(diagnosis.heatmaps[task])) < EMPTY_HEATMAP:
         st.caption("This heat map is empty: no region raised the score, so it says nothing about where to look.")
+    else:
+        st.caption(HEATMAP_DECOYS)
     return task, opacity
 
 

@@ -14,7 +14,8 @@ import cv2
 import numpy as np
 
 from fracture_app import config
-from fracture_app.diagnosis import BAND_MEANING, LIKELY, NOT_RULED_OUT, NOT_SEEN, POSSIBLE, Diagnosis
+from fracture_app.diagnosis import (BAND_MEANING, LIKELY, LOW_SCORE, NOT_RULED_OUT, POSSIBLE, TYPE_GUESS_WITHHELD,
+                                    Diagnosis)
 from fracture_app.gradcam import DEFAULT_OPACITY, overlay
 from fracture_app.preprocess import at_most, to_uint8
 
@@ -24,8 +25,9 @@ TYPE_GUESS_CAVEAT = "meaningful only when a fracture is present"
 DICOM_FIELDS = (("BodyPartExamined", "Body part"), ("ViewPosition", "View"), ("Modality", "Modality"),
                 ("ImageLaterality", "Laterality"), ("Laterality", "Laterality"),
                 ("StudyDescription", "Study"), ("SeriesDescription", "Series"))
-# The headline takes the band's colour, as the app's box does: "not ruled out" is amber there, not green.
-BAND_COLOURS = {LIKELY: "#b3261e", POSSIBLE: "#8a5a00", NOT_RULED_OUT: "#8a5a00", NOT_SEEN: "#1e6b3a"}
+# The headline takes the band's colour, as the app's box does: "not ruled out" is amber there, and a low score is
+# blue-grey, never green: it clears nothing.
+BAND_COLOURS = {LIKELY: "#b3261e", POSSIBLE: "#8a5a00", NOT_RULED_OUT: "#8a5a00", LOW_SCORE: "#2f4a63"}
 # The PNG page in inches, from the top: the text below the pictures grows the page, never runs off it.
 PNG_WIDTH, PNG_MIN_HEIGHT, PNG_DPI = 11.0, 8.5, 110
 PNG_PICTURES_TOP, PNG_PICTURES_HEIGHT, PNG_VERDICT_TOP, PNG_ROWS_TOP = 0.85, 4.42, 5.65, 6.08
@@ -100,11 +102,11 @@ def findings(diagnosis: Diagnosis, task: str | None = None, opacity: float = DEF
     else:
         rows.append(("Verdict", "no fracture model loaded"))
     rows += [("Warning", caution.text) for caution in diagnosis.cautions]
-    if diagnosis.type_top:
+    if diagnosis.type_withheld:
+        rows.append(("Type model's guess", TYPE_GUESS_WITHHELD))
+    elif diagnosis.type_top:
         guesses = ", ".join(f"{name} {percent(p)}" for name, p in diagnosis.type_top)
         rows.append(("Type model's guess", f"{guesses} ({TYPE_GUESS_CAVEAT})"))
-        if diagnosis.type_caution:
-            rows.append(("Warning", diagnosis.type_caution.text))
     task, _ = heatmap_for(diagnosis, task)
     if task:
         rows.append(("Heat map", f"Grad-CAM of the {config.TASK_NAMES.get(task, task)}, opacity {opacity:.0%}"))

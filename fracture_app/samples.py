@@ -206,6 +206,18 @@ def pick(samples: list[SampleImage], rng: random.Random | None = None,
     return rng.choice(rng.choice(by_truth))
 
 
+SPOT_THE_FRACTURE, NAME_THE_TYPE = "Spot the fracture", "Name the type"
+
+
+def exercises(samples: list[SampleImage]) -> dict[str, list[SampleImage]]:
+    """Teaching mode's two exercises, each on the samples that make it a fair test: whether there is a fracture,
+    on those whose truth is fractured or not (FracAtlas's full radiographs); which type, on those whose truth names
+    one (Bone Break's journal figures: all fractured, often with arrows that would give a fracture away)."""
+    pools = {SPOT_THE_FRACTURE: [s for s in samples if s.fracture_type is None],
+             NAME_THE_TYPE: [s for s in samples if s.fracture_type is not None]}
+    return {name: pool for name, pool in pools.items() if pool}
+
+
 WRONG, HALF_RIGHT, RIGHT = "wrong", "half right", "right"
 
 
@@ -229,13 +241,14 @@ def grade(sample: SampleImage, guessed_fractured: bool, guessed_type: str | None
     fracture_correct = guessed_fractured == sample.fractured
     type_scored = bool(sample.fracture_type and guessed_fractured and guessed_type)
     type_correct = type_scored and guessed_type == sample.fracture_type
+    # The truth is the data set's label, not a second reading of this picture: the messages say so.
     if not fracture_correct and sample.fractured:
         detail = f" ({sample.fracture_type})" if sample.fracture_type else ""
-        message = f"Not quite: this X-ray shows a fracture{detail}."
+        message = f"Not quite: the data set labels this X-ray fractured{detail}."
     elif not fracture_correct:
-        message = "Not quite: there is no fracture on this X-ray."
+        message = "Not quite: the data set labels this X-ray not fractured."
     elif not sample.fractured:
-        message = "Correct: no fracture."
+        message = "Correct: the data set labels it not fractured."
     elif type_scored and type_correct:
         message = f"Correct: fractured, and the type is right ({sample.fracture_type})."
     elif type_scored:

@@ -16,9 +16,10 @@ look at an X-ray, after a third, small one has checked which way up it lies:
 - the **fracture model** answers *fractured or not fractured*, with a calibrated probability and a plain-language
   reading taken from the operating points on its model card: *high suspicion of fracture* (a ranking, which can go
   with a probability under 50%) or *possible fracture — look
-  closely* go with “Fractured”, *fracture not ruled out — look closely* or *no fracture seen* with “Not fractured”;
+  closely* go with “Fractured”, *fracture not ruled out — look closely* or *low fracture score* with “Not fractured”;
 - the **fracture-type model** guesses {config.TASK_HELP[config.TYPE_TASK]} it is ({ui.TYPE_NAMES_TEXT}). It was
-  trained only on fractured images, so **its guess means something only when a fracture is present**;
+  trained only on fractured images and names a type for every picture, so **its guess is given only beside
+  “Fractured”** (the detail view can show it anyway);
 - the **orientation model** says whether the X-ray lies the way the fracture model's training X-rays were stored;
   where it is sure enough that it does not, the fracture model reads it turned back, and the page shows both
   readings: turned back and as uploaded.

@@ -19,6 +19,12 @@ def main() -> None:
         st.info("Drop X-ray files above to begin. No X-ray at hand? Try the **Samples** page.",
                 icon=":material/upload_file:")
         return
+    if len(uploads) > ui.MAX_READINGS_KEPT:
+        # Past what a session keeps, every rerun (each slider move) would read the extra files again.
+        st.warning(f"{len(uploads)} files were chosen; the first {ui.MAX_READINGS_KEPT} are read here. For more, "
+                   "the command line reads a whole folder: `python -m fracture_app.predict FOLDER`.",
+                   icon=":material/filter_list:")
+        uploads = uploads[:ui.MAX_READINGS_KEPT]
     results = ui.read_uploads(models, uploads)
     for name, reading in results:
         if isinstance(reading, str):

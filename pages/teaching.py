@@ -5,15 +5,20 @@ import streamlit as st
 from fracture_app import config, reading_view, ui
 from fracture_app.diagnosis import TURNED
 from fracture_app.preprocess import to_uint8
-from fracture_app.samples import grade, pick
+from fracture_app.samples import NAME_THE_TYPE, SPOT_THE_FRACTURE, exercises, grade, pick
 
 CASE, COMMITTED, GRADE, GUESS, SCORE = "teach_case", "teach_committed", "teach_grade", "teach_guess", "teach_score"
-NOT_SURE = "Not sure / not applicable"
+EXERCISE = "teach_exercise"
+NOT_SURE = "Not sure"
 FRACTURE_CHOICES = (config.FRACTURED, config.NOT_FRACTURED)
+EXERCISE_HELP = {
+    SPOT_THE_FRACTURE: "Full radiographs (FracAtlas), fractured and not fractured equally often: is there a fracture?",
+    NAME_THE_TYPE: "Journal figures (Bone Break), every one fractured, some with arrows: which type is it?",
+}
 
 
 def new_score() -> dict:
-    return {"cases": 0, "fracture_correct": 0, "types_scored": 0, "types_correct": 0}
+    return {"cases": 0, "fracture_calls": 0, "fracture_correct": 0, "types_scored": 0, "types_correct": 0}
 
 
 def next_case(pool, avoid=None) -> None:
@@ -27,7 +32,7 @@ def score_panel() -> None:
     score = st.session_state.setdefault(SCORE, new_score())
     columns = st.columns([1, 1, 1, 1], vertical_alignment="bottom")
     columns[0].metric("Cases read", score["cases"])
-    fracture = f"{score['fracture_correct']} / {score['cases']}" if score["cases"] else "–"
+    fracture = f"{score['fracture_correct']} / {score['fracture_calls']}" if score["fracture_calls"] else "–"
     columns[1].metric("Fracture calls right", fracture)
     types = f"{score['types_correct']} / {score['types_scored']}" if score["types_scored"] else "–"
     columns[2].metric("Types right", types, help="Counted when the sample's type is known and you named one.")
@@ -39,25 +44,26 @@ def score_panel() -> None:
 def main() -> None:
     ui.page_frame()
     st.title("Teaching mode")
-    st.caption("Read the X-ray, commit your answer, then compare it with the ground truth and with the model. "
-               "Fractured and not-fractured cases come up equally often. The shipped cases come from two sources, and "
-               "every journal-style picture (a crop, arrows, text) shows a fracture: the fracture call is a fair "
-               "test on the full radiographs; on the others, name the type.")
+    st.caption("Read the X-ray, commit your answer, then compare it with the data set's label and with the model.")
     models = ui.load_models()
     ui.require_models(models)
     sample_set = ui.samples_or_explain()
     if sample_set is None:
         return
+    pools = exercises(sample_set.samples)
+    exercise = st.radio("Exercise", list(pools), horizontal=True, key=EXERCISE,
+                        captions=[EXERCISE_HELP.get(name, "") for name in pools])
+    pool = pools[exercise]
     score_panel()
-    by_path = {str(sample.path): sample for sample in sample_set.samples}
+    by_path = {str(sample.path): sample for sample in pool}
     if st.session_state.get(CASE) not in by_path:
-        next_case(sample_set.samples)
+        next_case(pool)
     case = by_path[st.session_state[CASE]]
     reading = ui.sample_reading(models, case.path)  # computed now, shown only after the guess
     if isinstance(reading, str):
         st.error(f"This case could not be read: {reading}", icon=":material/error:")
         if st.button("Next case", key="teach_skip"):
-            next_case(sample_set.samples, avoid=case.path)
+            next_case(pool, avoid=case.path)
             st.rerun()
         return
 
@@ -74,8 +80,12 @@ def main() -> None:
             columns[1].image(to_uint8(reading.xray.pixels), caption="Case to read", width="stretch")
         with form_col.form("teach_form", border=True):
             st.markdown("**Your reading**")
-            fractured = st.radio("Is there a fracture?", FRACTURE_CHOICES, index=None, key="teach_fractured")
-            kind = st.selectbox("If so, which type?", (NOT_SURE, *config.FRACTURE_TYPES), key="teach_type")
+            if exercise == NAME_THE_TYPE:
+                fractured = config.FRACTURED  # every case here is fractured: only the type is asked
+                kind = st.selectbox("Which type of fracture?", (NOT_SURE, *config.FRACTURE_TYPES), key="teach_type")
+            else:
+                fractured = st.radio("Is there a fracture?", FRACTURE_CHOICES, index=None, key="teach_fractured")
+                kind = NOT_SURE  # the data set records no type for these
             submitted = st.form_submit_button("Commit my reading", type="primary", icon=":material/check:")
         if submitted:
             if fractured is None:
@@ -85,20 +95,23 @@ def main() -> None:
             result = grade(case, fractured == config.FRACTURED, guessed_type)
             score = st.session_state[SCORE]
             score["cases"] += 1
-            score["fracture_correct"] += result.fracture_correct
+            if exercise == SPOT_THE_FRACTURE:
+                score["fracture_calls"] += 1
+                score["fracture_correct"] += result.fracture_correct
             score["types_scored"] += result.type_scored
             score["types_correct"] += result.type_correct
             st.session_state[GRADE] = result
-            st.session_state[GUESS] = fractured + (f" ({guessed_type})" if guessed_type and fractured == config.FRACTURED else "")
+            st.session_state[GUESS] = (guessed_type or NOT_SURE) if exercise == NAME_THE_TYPE else fractured
             st.session_state[COMMITTED] = True
             st.rerun()
         return
 
     reading_view.render_grade(st.session_state[GRADE], icon=":material/school:")
     guess_col, next_col = st.columns([3, 1], vertical_alignment="bottom")
-    guess_col.markdown(f"Your reading: **{st.session_state.get(GUESS, '')}** · ground truth: **{case.ground_truth}**")
+    guess_col.markdown(f"Your reading: **{st.session_state.get(GUESS, '')}** · the data set's label: "
+                       f"**{case.ground_truth}**")
     if next_col.button("Next case", type="primary", icon=":material/arrow_forward:", key="teach_next", width="stretch"):
-        next_case(sample_set.samples, avoid=case.path)
+        next_case(pool, avoid=case.path)
         st.rerun()
     st.markdown("##### What the model says")
     reading_view.render_diagnosis(reading, key="teach", report=False, ground_truth=case.ground_truth)

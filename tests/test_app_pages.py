@@ -10,7 +10,7 @@ from streamlit.testing.v1 import AppTest
 
 from fracture_app import config
 from fracture_app.models import artifact_paths
-from fracture_app.samples import ALL, NOT_FRACTURED, list_samples
+from fracture_app.samples import ALL, NAME_THE_TYPE, NOT_FRACTURED, SPOT_THE_FRACTURE, list_samples
 
 REPO = Path(__file__).resolve().parent.parent
 APP = str(REPO / "app.py")
@@ -74,33 +74,44 @@ def test_teaching_mode_hides_the_answer_until_the_guess_then_scores_it():
     assert metrics(at) == {"Cases read": "0", "Fracture calls right": "–", "Types right": "–"}
     assert "Ground truth" not in metrics(at) and "Verdict" not in metrics(at)
     assert not any(c.startswith("Grad-CAM") for image in at.image for c in image.captions)
+    truths = {str(s.path): s for s in list_samples(FIXTURES).samples}
+    assert at.radio(key="teach_exercise").value == SPOT_THE_FRACTURE
     case = Path(at.session_state["teach_case"])
-    truth = {str(s.path): s for s in list_samples(FIXTURES).samples}[str(case)]
+    truth = truths[str(case)]
+    assert truth.fracture_type is None, "no journal figure, whose arrows would give the fracture away"
 
     at.form_submit_button[0].click().run()  # no answer chosen yet
     assert any("first" in w.value for w in at.warning)
     assert metrics(at)["Cases read"] == "0"
 
     at.radio(key="teach_fractured").set_value("Fractured")
-    at.selectbox(key="teach_type").set_value(truth.fracture_type or config.FRACTURE_TYPES[0])
     at.form_submit_button[0].click().run()
     assert_clean(at)
     shown = metrics(at)
     assert shown["Cases read"] == "1"
     assert shown["Fracture calls right"] == ("1 / 1" if truth.fractured else "0 / 1")
-    if truth.fracture_type:
-        assert shown["Types right"] == "1 / 1"
     assert shown["Ground truth"] == truth.ground_truth
     assert shown["Verdict"] in ("Fractured", "Not fractured")
     assert any(c.startswith("Grad-CAM") for image in at.image for c in image.captions)
     feedback = [e.value for e in (*at.success, *at.warning, *at.error) if "Correct" in e.value or "Not quite" in e.value]
-    assert feedback
+    assert feedback and "data set" in feedback[0]  # a label, not a second reading
 
     at.button(key="teach_next").click().run()
     assert_clean(at)
     assert at.session_state["teach_committed"] is False
     assert at.session_state["teach_case"] != str(case)
     assert metrics(at)["Cases read"] == "1"
+
+    at.radio(key="teach_exercise").set_value(NAME_THE_TYPE).run()
+    typed = truths[at.session_state["teach_case"]]
+    assert typed.fracture_type
+    assert "teach_fractured" not in [radio.key for radio in at.radio], "every case here is fractured: not asked"
+    at.selectbox(key="teach_type").set_value(typed.fracture_type)
+    at.form_submit_button[0].click().run()
+    assert_clean(at)
+    shown = metrics(at)
+    assert shown["Cases read"] == "2" and shown["Types right"] == "1 / 1"
+    assert shown["Fracture calls right"] == ("1 / 1" if truth.fractured else "0 / 1"), "naming a type is no fracture call"
     at.button(key="teach_reset").click().run()
     assert metrics(at)["Cases read"] == "0"
 

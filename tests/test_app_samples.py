@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 
 from fracture_app import config
-from fracture_app.samples import (ALL, ANY_FRACTURE, NOT_FRACTURED, SampleImage, canonical_truth, filter_options,
-                                  filter_samples, grade, grade_model, list_samples, pick, samples_dir)
+from fracture_app.samples import (ALL, ANY_FRACTURE, NAME_THE_TYPE, NOT_FRACTURED, SPOT_THE_FRACTURE, SampleImage,
+                                  canonical_truth, exercises, filter_options, filter_samples, grade, grade_model,
+                                  list_samples, pick, samples_dir)
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -135,9 +136,19 @@ def test_grading_a_reading():
     untyped = grade(fractured, True, "Spiral Fracture")
     assert untyped.fracture_correct and not untyped.type_scored
     missed = grade(normal, True, None)
-    assert not missed.fracture_correct and "no fracture" in missed.message
+    assert not missed.fracture_correct and missed.message == "Not quite: the data set labels this X-ray not fractured."
     assert grade(normal, False, None).fracture_correct
     assert "Oblique fracture" in grade(oblique, False, None).message
+
+
+def test_each_exercise_draws_on_the_samples_that_make_it_fair():
+    """No journal figure (arrows point at the fracture, and every one is fractured) comes up in "spot the fracture"."""
+    samples = [SampleImage(Path("a.jpg"), "Fractured"), SampleImage(Path("b.jpg"), NOT_FRACTURED),
+               SampleImage(Path("c.jpg"), "Oblique fracture")]
+    pools = exercises(samples)
+    assert [s.name for s in pools[SPOT_THE_FRACTURE]] == ["a.jpg", "b.jpg"]
+    assert [s.name for s in pools[NAME_THE_TYPE]] == ["c.jpg"]
+    assert list(exercises(samples[:2])) == [SPOT_THE_FRACTURE]  # an exercise with nothing to draw on is not offered
 
 
 def test_the_models_reading_of_a_sample_says_when_only_the_type_is_wrong():

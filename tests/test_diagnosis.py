@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from fracture_app import config
-from fracture_app.diagnosis import (LIKELY, NOT_RULED_OUT, NOT_SEEN, POSSIBLE, Diagnoser, Diagnosis,
+from fracture_app.diagnosis import (LIKELY, NOT_RULED_OUT, LOW_SCORE, POSSIBLE, Diagnoser, Diagnosis,
                                     band_shares, cautions_for, confidence_band)
 from fracture_app.imaging import XRay, read_image
 
@@ -18,7 +18,7 @@ def diagnoser(tiny_models_dir):
 
 def test_bands_follow_the_threshold_and_the_two_operating_points():
     points = {"high_sensitivity": {"threshold": 0.2}, "high_specificity": {"threshold": 0.7}}
-    assert confidence_band(0.1, points, 0.4) == NOT_SEEN
+    assert confidence_band(0.1, points, 0.4) == LOW_SCORE
     assert confidence_band(0.2, points, 0.4) == NOT_RULED_OUT
     assert confidence_band(0.39, points, 0.4) == NOT_RULED_OUT
     assert confidence_band(0.4, points, 0.4) == POSSIBLE
@@ -52,19 +52,19 @@ def test_cautions_come_from_what_the_reader_recorded(colour, metadata, kinds):
         assert word is None or word in texts
 
 
-@pytest.mark.parametrize("probability, types, noted", [
-    (0.1, {"Oblique fracture": 1.0}, True),  # no fracture seen, yet a type is named
+@pytest.mark.parametrize("probability, types, withheld", [
+    (0.1, {"Oblique fracture": 1.0}, True),  # "Not fractured", yet the type model names a type
     (0.9, {"Oblique fracture": 1.0}, False),
-    (0.1, {}, False),  # no type model
+    (0.1, {}, False),  # no type model: nothing to withhold
     (None, {"Oblique fracture": 1.0}, False),  # no fracture model: nothing says "no fracture"
 ])
-def test_the_type_guess_is_cautioned_when_no_fracture_is_seen(probability, types, noted):
-    # An X-ray with a caution of its own (a multi-frame file), which comes first.
+def test_the_type_guess_is_withheld_beside_not_fractured(probability, types, withheld):
+    # An X-ray with a caution of its own (a multi-frame file), which the notes still give.
     xray = XRay(np.tile(np.linspace(0, 1, 64, dtype=np.float32), (64, 1)), "upload", "PNG", 0.0, {"frames": 3})
     diagnosis = Diagnosis(xray, probability, 0.5, None, types)
-    assert (diagnosis.type_caution is not None) == noted
-    assert diagnosis.notes[0] == cautions_for(xray)[0].brief  # the image's own cautions come first
-    assert any("type guess says little" in note for note in diagnosis.notes) == noted
+    assert diagnosis.type_withheld == withheld
+    assert diagnosis.best_type == next(iter(types.items()), (None, None)), "kept for a reader who asks to see it"
+    assert diagnosis.notes == [cautions_for(xray)[0].brief]
 
 
 def test_a_real_upload_gets_a_full_diagnosis(diagnoser, fractured_xray_path):
@@ -77,7 +77,7 @@ def test_a_real_upload_gets_a_full_diagnosis(diagnoser, fractured_xray_path):
     assert list(diagnosis.type_probabilities) == sorted(diagnosis.type_probabilities, key=diagnosis.type_probabilities.get, reverse=True)
     for task in config.TASKS:
         assert diagnosis.heatmaps[task].shape == xray.pixels.shape
-    assert diagnosis.looks_like_xray
+    assert not diagnosis.verdict_withheld
     assert set(diagnosis.model_versions) == set(config.TASKS)  # the tiny orientation card turns nothing: not named
 
 
@@ -124,7 +124,7 @@ def test_each_band_says_what_share_of_the_cards_test_xrays_it_held(diagnoser):
     points = {"high_sensitivity": {"test": {"sensitivity": 0.95, "specificity": 0.5}},
               "high_specificity": {"test": {"sensitivity": 0.7, "specificity": 0.96}}}
     shares = band_shares(points, {"sensitivity": 0.88, "specificity": 0.86})
-    assert shares[NOT_SEEN] == pytest.approx((0.5, 0.05)) and shares[LIKELY] == pytest.approx((0.04, 0.7))
+    assert shares[LOW_SCORE] == pytest.approx((0.5, 0.05)) and shares[LIKELY] == pytest.approx((0.04, 0.7))
     assert shares[NOT_RULED_OUT] == pytest.approx((0.36, 0.07)) and shares[POSSIBLE] == pytest.approx((0.10, 0.18))
     assert band_shares(points, {"sensitivity": 0.99, "specificity": 0.86}) == {}, "points out of order: no figures"
     assert band_shares({}, {"sensitivity": 0.88, "specificity": 0.86}) == {}
@@ -141,7 +141,7 @@ def test_the_shipped_cards_bands_are_whole_counts_of_its_test_x_rays_and_the_rea
 
     card = json.loads((config.SHIPPED_MODELS_DIR / "fracture_binary.json").read_text())
     shares = band_shares(card["operating_points"], card["metrics"]["test"])
-    assert set(shares) == {NOT_SEEN, NOT_RULED_OUT, POSSIBLE, LIKELY}
+    assert set(shares) == {LOW_SCORE, NOT_RULED_OUT, POSSIBLE, LIKELY}
     (true_negatives, false_positives), (false_negatives, true_positives) = card["metrics"]["test"]["confusion_matrix"]
     unfractured, fractured = true_negatives + false_positives, false_negatives + true_positives
     for without, with_fracture in shares.values():  # each share is so many of the test X-rays, not a stray figure

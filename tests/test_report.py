@@ -14,7 +14,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from PIL import Image
 
 from fracture_app import config
-from fracture_app.diagnosis import LIKELY, NOT_RULED_OUT, NOT_SEEN, POSSIBLE, Diagnosis
+from fracture_app.diagnosis import LIKELY, NOT_RULED_OUT, LOW_SCORE, POSSIBLE, Diagnosis
 from fracture_app.imaging import XRay, read_image
 from fracture_app.report import (dicom_summary, findings, headline_colour, percent, pictures, report_figure,
                                  report_pdf, report_png)
@@ -76,11 +76,12 @@ def test_pdf_report_is_a_valid_pdf_with_the_verdict_versions_and_notice():
 
 
 def test_not_fractured_report_and_a_reading_without_heat_maps():
-    diagnosis = make_diagnosis(probability=0.01, band=NOT_SEEN, heat=False)
+    diagnosis = make_diagnosis(probability=0.01, band=LOW_SCORE, heat=False)
     text = pdf_text(report_pdf(diagnosis))
     assert "Not fractured (fracture probability 1.0%)" in text
-    assert "the type model's guess says little" in text  # the same caution as the app's and the CSV's
-    assert "says little" not in pdf_text(report_pdf(make_diagnosis()))
+    assert "No type guess: the fracture model's score is below its decision threshold" in text
+    assert "Oblique fracture" not in text  # withheld beside "Not fractured", as in the app and the CSV
+    assert "No type guess" not in pdf_text(report_pdf(make_diagnosis()))
     assert Image.open(io.BytesIO(report_png(diagnosis))).text["Title"].endswith("Not fractured")
 
 
@@ -105,7 +106,7 @@ def test_every_row_of_a_long_png_report_is_on_the_page():
     metadata = {"Modality": "DX", "BodyPartExamined": "WRIST", "ViewPosition": "PA", "ImageLaterality": "L",
                 "StudyDescription": "Wrist two views " * 6, "SeriesDescription": "Left wrist PA " * 6,
                 "missing_fraction": 0.1, "frames": 2, "brightness_bits": 12}
-    diagnosis = make_diagnosis(probability=0.01, band=NOT_SEEN, metadata=metadata)
+    diagnosis = make_diagnosis(probability=0.01, band=LOW_SCORE, metadata=metadata)
     rows = findings(diagnosis, generated_at=WHEN)
     original, blended, task = pictures(diagnosis)
     figure = report_figure(diagnosis, original, blended, task, rows)
@@ -139,14 +140,14 @@ def test_the_reading_row_says_what_the_band_means_for_the_score_where_the_card_m
     assert reading(POSSIBLE) == f"{POSSIBLE}: many X-rays without a fracture score this high too; decision threshold 30.0%"
     assert reading(NOT_RULED_OUT).startswith(f"{NOT_RULED_OUT}: some fractured X-rays score this low too;")
     assert reading(LIKELY).startswith(f"{LIKELY}: few X-rays without a fracture score this high;")
-    assert reading(NOT_SEEN).startswith(f"{NOT_SEEN}: few fractured X-rays score this low;")
+    assert reading(LOW_SCORE).startswith(f"{LOW_SCORE}: few fractured X-rays score this low;")
     assert reading(POSSIBLE, measured=None) == f"{POSSIBLE}; decision threshold 30.0%", "no operating points measured"
 
 
 def test_the_headline_takes_the_bands_colour():
-    colours = {band: headline_colour(make_diagnosis(band=band)) for band in (LIKELY, POSSIBLE, NOT_RULED_OUT, NOT_SEEN)}
+    colours = {band: headline_colour(make_diagnosis(band=band)) for band in (LIKELY, POSSIBLE, NOT_RULED_OUT, LOW_SCORE)}
     assert colours[POSSIBLE] == colours[NOT_RULED_OUT]  # both say "look closely", as the app's amber box does
-    assert len({colours[LIKELY], colours[POSSIBLE], colours[NOT_SEEN]}) == 3
+    assert len({colours[LIKELY], colours[POSSIBLE], colours[LOW_SCORE]}) == 3
 
 
 def test_report_of_a_real_xray_through_the_real_models(fractured_xray_path, tiny_models_dir, monkeypatch):
