@@ -26,6 +26,8 @@ FAVICON = Path(__file__).resolve().parent / "favicon.png"  # a file, not a Mater
 DATA_DIR_ENV = "FRACTURE_DATA_DIR"
 # Environment variable naming the folder the Samples and Teaching pages draw from, instead of sample_images/.
 SAMPLES_DIR_ENV = "FRACTURE_SAMPLES_DIR"
+# labels.csv column of a sample's fracture boxes, relative to the image: "x_centre y_centre width height; …"
+SAMPLE_BOXES_COLUMN = "fracture_boxes"
 
 BINARY_TASK = "binary"
 TYPE_TASK = "type"

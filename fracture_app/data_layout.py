@@ -1,4 +1,5 @@
-"""Find a data set's layout and list (file, label): shared by training and the app's sample demo.
+"""Find a data set's layout and list (file, label), and FracAtlas's fracture boxes: shared by training and the
+app's sample demo.
 
 Layouts recognised without being told:
   FracAtlas   images/Fractured, images/Non_fractured (+ dataset.csv)              → binary
@@ -16,6 +17,27 @@ from fracture_app import config
 SPLIT_NAMES = {"train": "train", "val": "val", "valid": "val", "validation": "val", "test": "test"}
 SPLITS = ("train", "val", "test")
 NEGATIVE_WORDS = re.compile(r"\b(normal|not|non|no|negative|healthy)\b")
+
+
+BOX_FOLDER = "annotations_yolo"  # FracAtlas's one YOLO label file per image, beside images/
+
+
+def has_fracture_boxes(data_dir: Path) -> bool:
+    return (Path(data_dir) / BOX_FOLDER).is_dir()
+
+
+def fracture_boxes(data_dir: Path, image_path: Path, cut_short: bool = False) -> list[tuple[float, float, float, float]]:
+    """FracAtlas fracture boxes as (x_centre, y_centre, width, height), relative to the image.
+
+    An empty list for a truncated file whose missing rows the reader cut off (`cut_short`): its boxes are relative to
+    the picture as stored and would land lower than drawn. No FracAtlas box is on such a file
+    (tests/test_localisation.py checks); a user's data set may have some.
+    """
+    label_file = Path(data_dir) / BOX_FOLDER / f"{Path(image_path).stem}.txt"
+    if cut_short or not label_file.is_file():
+        return []
+    rows = [line.split() for line in label_file.read_text().splitlines() if line.strip()]
+    return [tuple(float(v) for v in row[1:5]) for row in rows if len(row) >= 5]
 
 
 class DatasetError(ValueError):

@@ -109,7 +109,8 @@ def _load_bytes(source, name: str | None) -> tuple[bytes, str]:
                 raise ImageReadError(f"{label} is a folder, not an image file")
             _check_file_size(path.stat().st_size)  # before reading it into memory
             with path.open("rb") as file:
-                data = file.read(MAX_FILE_BYTES + 1)  # a pipe or a device (/dev/zero) gives no size: stop past the limit
+                # A pipe or a device (/dev/zero) reports no size: stop one byte past the limit.
+                data = file.read(MAX_FILE_BYTES + 1)
         except FileNotFoundError as exc:
             raise ImageReadError(f"file not found: {label}") from exc
         except OSError as exc:
@@ -172,7 +173,8 @@ def _is_text(b: bytes) -> bool:
 def check_dimensions(width: int, height: int) -> None:
     if width * height > MAX_IMAGE_PIXELS:
         raise ImageReadError(
-            f"image too large: {width}×{height} pixels (limit {MAX_IMAGE_PIXELS // _MEGA} megapixels)")
+            f"image too large: {width}×{height} pixels, {width * height / _MEGA:.0f} megapixels "
+            f"(limit {MAX_IMAGE_PIXELS // _MEGA} megapixels)")
     if min(width, height) < MIN_IMAGE_SIDE:
         raise ImageReadError(
             f"too small to read: {width}×{height} pixels (at least {MIN_IMAGE_SIDE} on each side)")

@@ -239,7 +239,8 @@ def load_model(model_path: Path, task: str | None = None) -> FractureModel:
     model_path = Path(model_path)
     if not model_path.is_file():
         command = config.TRAINING_COMMANDS.get(task, "python -m training.train")
-        raise ModelLoadError(f"model file missing: {model_path} (train it with `{command}`)")
+        raise ModelLoadError(f"model file missing: {model_path} (`{command}` trains one; the README's Training "
+                             "section gives the commands that made the shipped models)")
     card = read_card(model_path)
     if task is not None and card.task != task:
         raise ModelLoadError(f"{model_path.name}: its card is for the {config.TASK_NAMES[card.task]}, not the "

@@ -25,11 +25,15 @@ from fracture_app.tables import spreadsheet_safe
 THUMBNAIL_SIDE = 96
 EMPTY_HEATMAP = 0.01  # a Grad-CAM whose peak is below this has nothing to show
 # FracAtlas, where the fracture model learnt, has 92 X-rays with hardware, and 90 of them are fractured.
+TRUTH_BOX_COLOUR = (255, 0, 255)  # magenta: no colour of the heat map's scale
+TRUTH_BOX_CAPTION = ("Magenta: where the data set marks the fracture. Does the heat map's hottest spot fall inside? "
+                     "It need not: the heat map shows what raised the score, not the fracture's outline.")
 HEATMAP_DECOYS = ("Plates, screws, casts and arrows drawn on a figure often draw the heat map and raise the score: "
                   "in FracAtlas nearly every X-ray with hardware is fractured, so the model may take hardware itself "
                   "for a sign. A hot spot on them is not a fracture.")
+# A low score is never green: it clears nothing.
 BAND_STYLE = {LIKELY: ("error", ":material/emergency:"), POSSIBLE: ("warning", ":material/visibility:"),
-              NOT_RULED_OUT: ("warning", ":material/visibility:"), LOW_SCORE: ("info", ":material/info:")}  # never green: a low score clears nothing
+              NOT_RULED_OUT: ("warning", ":material/visibility:"), LOW_SCORE: ("info", ":material/info:")}
 CAUTION_ICONS = {"incomplete": ":material/broken_image:", "more_frames": ":material/burst_mode:",
                  "guessed_brightness": ":material/contrast:", "narrow_band": ":material/contrast:",
                  "low_contrast": ":material/contrast:", "negative": ":material/invert_colors:",
@@ -263,10 +267,27 @@ def image_columns(shape: tuple[int, ...], pictures: int = 2) -> list:
     return st.columns([spare / 2, *([fraction] * pictures), spare / 2])[1:-1]
 
 
-def render_images(diagnosis: Diagnosis, key: str) -> tuple[str | None, float]:
-    """Original and Grad-CAM overlay side by side, with the opacity and the heat-map source to choose."""
+def with_boxes(picture: np.ndarray, boxes) -> np.ndarray:
+    """The picture (uint8, grey or RGB) with each box (x_centre, y_centre, width, height, relative) outlined."""
+    if not boxes:
+        return picture
+    drawn = cv2.cvtColor(picture, cv2.COLOR_GRAY2RGB) if picture.ndim == 2 else picture.copy()
+    height, width = drawn.shape[:2]
+    thickness = max(2, round(max(height, width) / 300))
+    for x_centre, y_centre, box_width, box_height in boxes:
+        corners = [(round((x_centre + sign * box_width / 2) * width), round((y_centre + sign * box_height / 2) * height))
+                   for sign in (-1, 1)]
+        cv2.rectangle(drawn, *corners, TRUTH_BOX_COLOUR, thickness)
+    return drawn
+
+
+def render_images(diagnosis: Diagnosis, key: str, truth_boxes=()) -> tuple[str | None, float]:
+    """Original and Grad-CAM overlay side by side, with the opacity and the heat-map source to choose; where the
+    data set marks the fracture, its boxes on both."""
     tasks = [task for task in config.TASKS if task in diagnosis.heatmaps]
-    original = to_uint8(diagnosis.xray.pixels)
+    original = with_boxes(to_uint8(diagnosis.xray.pixels), truth_boxes)
+    if truth_boxes:
+        st.caption(TRUTH_BOX_CAPTION)
     if not tasks:
         image_columns(original.shape, 1)[0].image(original, caption=f"Original: {diagnosis.xray.source}", width="stretch")
         return None, DEFAULT_OPACITY
@@ -278,7 +299,8 @@ def render_images(diagnosis: Diagnosis, key: str) -> tuple[str | None, float]:
     opacity = controls[1].slider("Heat map opacity", 0.0, 1.0, DEFAULT_OPACITY, 0.05, key=f"{key}_opacity")
     left, right = image_columns(original.shape)
     left.image(original, caption=f"Original: {diagnosis.xray.source}", width="stretch")
-    right.image(overlay(diagnosis.xray.pixels, diagnosis.heatmaps[task], opacity), width="stretch",
+    heat = overlay(diagnosis.xray.pixels, diagnosis.heatmaps[task], opacity)
+    right.image(with_boxes(heat, truth_boxes), width="stretch",
                 caption=f"Grad-CAM of the {config.TASK_TITLES[task].lower()}: red = raised the score most")
     if float(np.max(diagnosis.heatmaps[task])) < EMPTY_HEATMAP:
         st.caption("This heat map is empty: no region raised the score, so it says nothing about where to look.")
@@ -300,10 +322,11 @@ def render_report_download(diagnosis: Diagnosis, key: str, task: str | None, opa
             help="The image, the heat map as shown, the verdict, the type guess, the model versions and the notice.")
 
 
-def render_diagnosis(diagnosis: Diagnosis, key: str, report: bool = True, ground_truth: str | None = None) -> None:
+def render_diagnosis(diagnosis: Diagnosis, key: str, report: bool = True, ground_truth: str | None = None,
+                     truth_boxes=()) -> None:
     """Everything about one reading: verdict, warnings, type guess, images, DICOM summary, report."""
     render_verdict(diagnosis, ground_truth)
-    task, opacity = render_images(diagnosis, key)
+    task, opacity = render_images(diagnosis, key, truth_boxes)
     details = st.columns(2)
     with details[0]:
         render_type_guess(diagnosis)

@@ -4,7 +4,8 @@ Where the samples come from (first match wins):
 
   1. the folder named by the environment variable FRACTURE_SAMPLES_DIR, else `sample_images/`;
   2. in that folder, `labels.csv` with columns `file,source,ground_truth`, where ground_truth is
-     "Not fractured", "Fractured" or one of the fracture-type names (config.FRACTURE_TYPES);
+     "Not fractured", "Fractured" or one of the fracture-type names (config.FRACTURE_TYPES), and optionally
+     `fracture_boxes` (where the data set marks the fracture; see config.SAMPLE_BOXES_COLUMN);
   3. otherwise the folder read as a data set, in any layout `fracture_app.data_layout.discover` knows
      (FracAtlas, Bone Break, class folders), or a folder holding several such data sets; the images the
      models trained or were tuned on, by their split files, are left out.
@@ -22,7 +23,7 @@ from pathlib import Path
 
 from fracture_app import config
 from fracture_app.config import FRACTURED, NOT_FRACTURED
-from fracture_app.data_layout import normalise
+from fracture_app.data_layout import fracture_boxes, has_fracture_boxes, normalise
 
 LABELS_FILE = "labels.csv"
 ALL = "All samples"
@@ -43,6 +44,8 @@ class SampleImage:
     path: Path
     ground_truth: str  # "Not fractured", "Fractured" or a fracture-type name
     source: str = ""  # data set or origin, for attribution
+    # Where the data set marks the fracture: (x_centre, y_centre, width, height) relative to the image (FracAtlas)
+    boxes: tuple[tuple[float, float, float, float], ...] = ()
 
     @property
     def fractured(self) -> bool:
@@ -116,8 +119,26 @@ def _from_labels(root: Path) -> tuple[list[SampleImage], list[str]]:
         elif not path.is_file():
             problems.append(f"{LABELS_FILE} line {number}: {file_name} not found")
         else:
-            samples.append(SampleImage(path, truth, (row.get("source") or "").strip()))
+            boxes = parse_boxes(row.get(config.SAMPLE_BOXES_COLUMN) or "")
+            if boxes is None:
+                problems.append(f"{LABELS_FILE} line {number}: its {config.SAMPLE_BOXES_COLUMN} are not "
+                                "'x_centre y_centre width height' fractions between 0 and 1, ';' between boxes")
+            samples.append(SampleImage(path, truth, (row.get("source") or "").strip(), boxes or ()))
     return samples, problems
+
+
+def parse_boxes(text: str) -> tuple[tuple[float, float, float, float], ...] | None:
+    """"x y w h; x y w h" (fractions of the image) → boxes; None where the text is not that."""
+    boxes = []
+    for part in filter(None, (piece.strip() for piece in text.split(";"))):
+        try:
+            box = tuple(float(value) for value in part.split())
+        except ValueError:
+            return None
+        if len(box) != 4 or not all(0 <= value <= 1 for value in box):
+            return None
+        boxes.append(box)
+    return tuple(boxes)
 
 
 def _from_datasets(folder: Path, depth: int) -> tuple[list[SampleImage], list[str]]:
@@ -145,7 +166,9 @@ def _from_dataset(folder: Path) -> tuple[list[SampleImage], list[str]] | None:
             continue  # class folders that are not fracture types (e.g. several data sets side by side)
         chosen = _unseen_by_model(dataset, task)
         source = dataset.source if dataset.source != "custom" else folder.name
-        return [SampleImage(s.path, dataset.classes[s.label], source) for s in chosen], [dataset.layout]
+        boxed = has_fracture_boxes(dataset.root)
+        return [SampleImage(s.path, dataset.classes[s.label], source,
+                            tuple(fracture_boxes(dataset.root, s.path)) if boxed else ()) for s in chosen], [dataset.layout]
     return None
 
 

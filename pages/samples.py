@@ -38,7 +38,8 @@ def main() -> None:
         reading_view.render_grade(grade_model(current, reading.fractured, reading.best_type[0],
                                               reading.fractured_as_uploaded),
                                   icon=":material/compare_arrows:", right_icon=":material/check_circle:")
-    reading_view.render_diagnosis(reading, key="samples", ground_truth=current.ground_truth)
+    reading_view.render_diagnosis(reading, key="samples", ground_truth=current.ground_truth,
+                                  truth_boxes=current.boxes)
 
 
 main()

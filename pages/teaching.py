@@ -114,7 +114,8 @@ def main() -> None:
         next_case(pool, avoid=case.path)
         st.rerun()
     st.markdown("##### What the model says")
-    reading_view.render_diagnosis(reading, key="teach", report=False, ground_truth=case.ground_truth)
+    reading_view.render_diagnosis(reading, key="teach", report=False, ground_truth=case.ground_truth,
+                                  truth_boxes=case.boxes)
 
 
 main()

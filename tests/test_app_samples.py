@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from fracture_app import config
@@ -80,6 +81,48 @@ def test_labels_csv_wins_and_bad_rows_are_reported(tmp_path):
     assert [s.source for s in found.samples] == ["fracatlas", "bone_break", "x"]
     assert len(found.problems) == 3
     assert any("outside the sample folder" in p for p in found.problems)
+
+
+def test_fracture_boxes_come_from_labels_csv_and_bad_ones_are_reported(tmp_path):
+    image = next((FIXTURES / "fracatlas" / "images" / "Fractured").glob("*.jpg"))
+    (tmp_path / "a.jpg").write_bytes(image.read_bytes())
+    (tmp_path / "labels.csv").write_text(
+        "file,source,ground_truth,fracture_boxes\n"
+        "a.jpg,fracatlas,Fractured,0.5 0.4 0.1 0.2; 0.2 0.3 0.05 0.05\n"
+        "a.jpg,fracatlas,Fractured,\n"
+        "a.jpg,fracatlas,Fractured,0.5 0.4 0.1\n"
+        "a.jpg,fracatlas,Fractured,0.5 0.4 0.1 1.5\n", encoding="utf-8")
+    found = list_samples(tmp_path)
+    assert [s.boxes for s in found.samples] == [((0.5, 0.4, 0.1, 0.2), (0.2, 0.3, 0.05, 0.05)), (), (), ()]
+    assert len(found.problems) == 2 and all("fracture_boxes" in p for p in found.problems)
+
+
+def test_a_fracatlas_folder_gives_each_sample_its_fracture_boxes(monkeypatch, tmp_path):
+    from fracture_app.data_layout import fracture_boxes
+
+    monkeypatch.setenv(config.MODELS_DIR_ENV, str(tmp_path))  # no split files: every image is shown
+    samples = list_samples(FIXTURES / "fracatlas").samples
+    assert {s.name for s in samples if s.boxes} == {s.name for s in samples if s.fractured}
+    for sample in samples:
+        assert list(sample.boxes) == fracture_boxes(FIXTURES / "fracatlas", sample.path)
+
+
+def test_the_shipped_fractured_fracatlas_samples_carry_their_boxes():
+    shipped = list_samples(config.SAMPLE_IMAGES_DIR)
+    assert not shipped.problems
+    fracatlas = [s for s in shipped.samples if s.source == "fracatlas"]
+    assert fracatlas and all(bool(s.boxes) == s.fractured for s in fracatlas)
+
+
+def test_a_box_is_drawn_where_it_says_and_nowhere_else():
+    from fracture_app.reading_view import TRUTH_BOX_COLOUR, with_boxes
+
+    picture = np.zeros((100, 200), np.uint8)
+    drawn = with_boxes(picture, [(0.5, 0.5, 0.2, 0.4)])  # x 80–120, y 30–70
+    magenta = np.all(drawn == TRUTH_BOX_COLOUR, axis=2)
+    assert magenta[30, 80:121].all() and magenta[30:71, 120].all()
+    assert not magenta[50, 100] and not magenta[:20].any()  # an outline, not a fill
+    assert with_boxes(picture, ()) is picture
 
 
 @pytest.mark.parametrize("folder", ["missing", "empty"])

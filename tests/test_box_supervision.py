@@ -6,7 +6,8 @@ from fracture_app.imaging import read_image
 from fracture_app.preprocess import PreprocessSpec
 from training import architectures
 from training.box_supervision import batches_with_boxes, box_mask, fracture_map_loss
-from training.localisation import candidate_layers, fracture_boxes, peak_in_a_box
+from fracture_app.data_layout import fracture_boxes
+from training.localisation import candidate_layers, peak_in_a_box
 
 from conftest import FRACATLAS_FIXTURES
 

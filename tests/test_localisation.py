@@ -6,7 +6,8 @@ from fracture_app import config
 from fracture_app.models import load_model
 from fracture_app.models import artifact_paths
 from fracture_app.gradcam import heatmap_on_image
-from training.localisation import candidate_layers, fracture_boxes, peak_in_a_box
+from fracture_app.data_layout import fracture_boxes
+from training.localisation import candidate_layers, peak_in_a_box
 
 from conftest import FRACATLAS_FIXTURES
 

@@ -10,7 +10,7 @@ between it and the softmax of the map, so the map's peak is pulled into a box. I
 import numpy as np
 
 from fracture_app.preprocess import letterbox_box
-from training.localisation import fracture_boxes
+from fracture_app.data_layout import fracture_boxes
 
 MAP_LOSS_WEIGHT = 0.5  # the map's cross-entropy starts near log(cells) ≈ 7 on the few boxed images
 MASK_THRESHOLD = 0.5  # a map cell is inside a box when the pooled (interpolated) mask reaches this

@@ -19,13 +19,14 @@ from pathlib import Path
 import numpy as np
 
 from fracture_app import config
+from fracture_app.data_layout import has_fracture_boxes
 from fracture_app.errors import FractureAppError
 from fracture_app.imaging import read_image
 from fracture_app.models import artifact_paths
 from fracture_app.preprocess import prepare_batch
 from training import datasets, metrics
 from training.card import command_line, limitations, update_card, without_nan
-from training.localisation import choose_and_score, has_fracture_boxes, pointing_game
+from training.localisation import choose_and_score, pointing_game
 from training.subgroups import SHORTCUT_OPENING, image_flags, print_subgroups, shortcut_limitations, subgroup_metrics
 
 BATCH_SIZE = 32

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from fracture_app.data_layout import fracture_boxes
 from fracture_app.errors import FractureAppError
 from fracture_app.imaging import read_image
 from fracture_app.preprocess import prepare
@@ -27,27 +28,6 @@ class BoxedImage:
     shape: tuple[int, int]
     model_input: np.ndarray
     boxes: list[tuple[float, float, float, float]]
-
-
-BOX_FOLDER = "annotations_yolo"  # FracAtlas's one YOLO label file per image, beside images/
-
-
-def has_fracture_boxes(data_dir: Path) -> bool:
-    return (Path(data_dir) / BOX_FOLDER).is_dir()
-
-
-def fracture_boxes(data_dir: Path, image_path: Path, cut_short: bool = False) -> list[tuple[float, float, float, float]]:
-    """FracAtlas fracture boxes as (x_centre, y_centre, width, height), relative to the image.
-
-    An empty list for a truncated file whose missing rows the reader cut off (`cut_short`): its boxes are relative to
-    the picture as stored and would land lower than drawn. No FracAtlas box is on such a file
-    (tests/test_localisation.py checks); a user's data set may have some.
-    """
-    label_file = Path(data_dir) / BOX_FOLDER / f"{Path(image_path).stem}.txt"
-    if cut_short or not label_file.is_file():
-        return []
-    rows = [line.split() for line in label_file.read_text().splitlines() if line.strip()]
-    return [tuple(float(v) for v in row[1:5]) for row in rows if len(row) >= 5]
 
 
 def boxed_images(data_dir: Path, samples, spec) -> list[BoxedImage]:

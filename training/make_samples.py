@@ -4,7 +4,12 @@
 
 Reads the split manifests written beside the models, takes a seeded selection of test images
 (fractured and not fractured from FracAtlas, every fracture type from Bone Break), downscales
-them, and writes `labels.csv` and `ATTRIBUTION.md`.
+them, and writes `labels.csv` (with FracAtlas's fracture boxes, which the Samples and Teaching pages draw once
+the answer is shown) and `ATTRIBUTION.md`.
+
+    python -m training.make_samples --data ../shared/data --out sample_images --boxes-only
+
+adds the fracture boxes to a `labels.csv` written before they were, without drawing the samples again.
 """
 
 import argparse
@@ -16,6 +21,7 @@ from pathlib import Path
 from PIL import Image, ImageOps
 
 from fracture_app import config
+from fracture_app.data_layout import fracture_boxes
 from fracture_app.models import artifact_paths
 from training.datasets import read_manifest
 
@@ -24,6 +30,8 @@ PER_TYPE = 2
 LONGEST_SIDE = 768
 JPEG_QUALITY = 92
 SOURCES = {config.BINARY_TASK: "fracatlas", config.TYPE_TASK: "bone_break"}
+COLUMNS = ["file", "source", "ground_truth", "original", config.SAMPLE_BOXES_COLUMN]
+EXIF_ORIENTATION, UPRIGHT_AS_STORED = 0x0112, (None, 1)
 
 
 def choose(manifest: Path, root: Path, classes, per_class: int, seed: int):
@@ -36,6 +44,35 @@ def choose(manifest: Path, root: Path, classes, per_class: int, seed: int):
         unique = list({s.group: s for s in members}.values())
         chosen += [(s, name) for s in rng.sample(unique, min(per_class, len(unique)))]
     return chosen
+
+
+def boxes_text(data_dir: Path, original: Path) -> str:
+    """FracAtlas's fracture boxes for one image, relative to it ("x_centre y_centre width height", ";" between
+    boxes), which downscaling keeps; none where the copy was turned (an EXIF orientation) and they would not fit."""
+    with Image.open(original) as image:
+        if image.getexif().get(EXIF_ORIENTATION) not in UPRIGHT_AS_STORED:
+            return ""
+    return "; ".join(" ".join(f"{value:.4f}" for value in box) for box in fracture_boxes(data_dir, original))
+
+
+def add_boxes(labels: Path, data_dir: Path) -> int:
+    """The boxes column written into an existing labels.csv, from each row's original; how many rows have boxes."""
+    with open(labels, newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    for row in rows:
+        original = data_dir / row["original"]
+        fracatlas = row["source"] == SOURCES[config.BINARY_TASK] and original.is_file()
+        fracatlas_dir = data_dir / SOURCES[config.BINARY_TASK]
+        row[config.SAMPLE_BOXES_COLUMN] = boxes_text(fracatlas_dir, original) if fracatlas else ""
+    write_labels(labels, rows)
+    return sum(bool(row[config.SAMPLE_BOXES_COLUMN]) for row in rows)
+
+
+def write_labels(labels: Path, rows: list[dict]) -> None:
+    with open(labels, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=COLUMNS)
+        writer.writeheader()
+        writer.writerows(rows)
 
 
 def shrink_copy(source: Path, target: Path) -> None:
@@ -51,7 +88,16 @@ def main(argv=None) -> int:
     parser.add_argument("--models", type=Path, default=config.MODELS_DIR)
     parser.add_argument("--out", type=Path, default=config.SAMPLE_IMAGES_DIR)
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--boxes-only", action="store_true",
+                        help="only add the fracture boxes to the labels.csv already in --out")
     args = parser.parse_args(argv)
+    if args.boxes_only:
+        labels = args.out / "labels.csv"
+        if not labels.is_file():
+            print(f"error: {labels} not found", file=sys.stderr)
+            return 2
+        print(f"wrote the fracture boxes of {add_boxes(labels, args.data)} samples into {labels}")
+        return 0
     args.out.mkdir(parents=True, exist_ok=True)
     remove_earlier_samples(args.out)
     rows = []
@@ -64,12 +110,10 @@ def main(argv=None) -> int:
         for sample, truth in choose(manifest, args.data / source, config.CLASSES[task], per_class, args.seed):
             name = f"{source}_{sample.path.stem[:40]}.jpg".replace(" ", "_")
             shrink_copy(sample.path, args.out / name)
+            boxes = boxes_text(args.data / source, sample.path) if task == config.BINARY_TASK else ""
             rows.append({"file": name, "source": source, "ground_truth": truth,
-                         "original": sample.path.relative_to(args.data).as_posix()})
-    with open(args.out / "labels.csv", "w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=["file", "source", "ground_truth", "original"])
-        writer.writeheader()
-        writer.writerows(rows)
+                         "original": sample.path.relative_to(args.data).as_posix(), config.SAMPLE_BOXES_COLUMN: boxes})
+    write_labels(args.out / "labels.csv", rows)
     (args.out / "ATTRIBUTION.md").write_text(attribution(len(rows)), encoding="utf-8")
     print(f"wrote {len(rows)} sample X-rays to {args.out}")
     return 0
@@ -93,8 +137,8 @@ def attribution(count: int) -> str:
     return f"""# Sample X-rays: sources and licences
 
 These {count} radiographs were taken from the **test splits** of the shipped models (the models never trained
-on them), by `python -m training.make_samples`. `labels.csv` gives each file's source, ground truth and
-original path.
+on them), by `python -m training.make_samples`. `labels.csv` gives each file's source, ground truth,
+original path and, for FracAtlas, its fracture boxes (from FracAtlas's annotations, relative to the image).
 
 - `fracatlas_*.jpg` — {config.DATA_ATTRIBUTION["fracatlas"]}
 - `bone_break_*.jpg` — {config.DATA_ATTRIBUTION["bone_break"]}

@@ -17,6 +17,7 @@ from types import SimpleNamespace
 import numpy as np
 
 from fracture_app import config
+from fracture_app.data_layout import fracture_boxes, has_fracture_boxes
 from fracture_app.models import artifact_paths, card_path_for, sha256_of
 from fracture_app.preprocess import PreprocessSpec
 from training import architectures, augment, datasets, schedule
@@ -25,7 +26,6 @@ from training.card import (INTENDED_USE, LAST_EPOCH_KEPT, command_line, gpu_name
                            target_report, write_atomically)
 from training.fit import (CHECKPOINT_FILE, FINE_TUNE_LEARNING_RATE, HISTORY_FILE, LEARNING_RATE, earlier_seconds, fit,
                           remove_scratch)
-from training.localisation import fracture_boxes, has_fracture_boxes
 from training.subgroups import image_flags, shortcut_limitations
 from training.validation_choices import VALIDATION_METRIC, evaluate_splits
 
