@@ -157,11 +157,14 @@ def sidebar(models: LoadedModels) -> None:
             st.caption(f"None loaded: {models.error}")
         else:
             for task in config.MODEL_FILES:
+                title = config.TASK_TITLES[task]
                 if task in models.versions:
-                    st.caption(f"{config.TASK_TITLES[task]} ({config.TASK_HELP[task]}): version `{models.versions[task]}`. "
+                    st.caption(f"{title} ({config.TASK_HELP[task]}): version `{models.versions[task]}`. "
                                + models.diagnoser.every_model[task].card.measured_in_brief)
+                elif task == config.ORIENTATION_TASK and models.diagnoser.orientation is not None:
+                    st.caption(f"{title}: loaded, but its card sets no threshold, so it turns no picture")
                 else:
-                    st.caption(f"{config.TASK_TITLES[task]}: not loaded")
+                    st.caption(f"{title}: not loaded")
 
 
 # ---- readings -------------------------------------------------------------------------------------------

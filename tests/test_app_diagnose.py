@@ -73,6 +73,8 @@ def test_landing_page_is_diagnose_with_notice_and_model_versions(tiny_models_dir
     binary_test = read_card(model_path_for(config.BINARY_TASK, tiny_models_dir)).data["metrics"]["test"]
     if binary_test["sensitivity"] is not None:  # undefined where a tiny test split holds no fracture
         assert f"it found {100 * binary_test['sensitivity']:.1f}% of fractures" in sidebar
+    if read_card(model_path_for(config.ORIENTATION_TASK, tiny_models_dir)).turn_threshold is None:
+        assert "Orientation model: loaded, but its card sets no threshold, so it turns no picture" in sidebar
 
 
 def test_uploaded_xray_gets_the_same_verdict_as_the_core(fractured_xray_path, tiny_models_dir):
