@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.encaps import encapsulate
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
 from fracture_app import config
@@ -19,23 +20,44 @@ BONE_BREAK_FIXTURES = FIXTURES / "bone_break"
 TINY_SIZE = 64
 
 
+def make_dicom(stored: np.ndarray, *, photometric="MONOCHROME2", bits=12, syntax=ExplicitVRLittleEndian,
+               pixels=True, preamble=True, **elements) -> bytes:
+    """A minimal DX DICOM file around `stored` (rows, cols), (frames, rows, cols) or (rows, cols, 3)."""
+    ds = Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = syntax
+    ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID = "1.2.840.10008.5.1.4.1.1.1.1"
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID = generate_uid()
+    ds.Modality, ds.PatientName, ds.PatientID = "DX", "Doe^Jane", "SECRET-123"
+    colour = stored.ndim == 3 and stored.shape[-1] == 3
+    ds.Rows, ds.Columns = stored.shape[-3:-1] if colour else stored.shape[-2:]
+    if stored.ndim == 3 and not colour:
+        ds.NumberOfFrames = stored.shape[0]
+    ds.SamplesPerPixel = 3 if colour else 1
+    if colour:
+        ds.PlanarConfiguration = 0
+    ds.PhotometricInterpretation = photometric
+    ds.BitsAllocated = 8 if bits <= 8 else 16
+    ds.BitsStored, ds.HighBit, ds.PixelRepresentation = bits, bits - 1, 0
+    for key, value in elements.items():
+        setattr(ds, key, value)
+    if pixels:
+        raw = stored.astype(np.uint8 if bits <= 8 else "<u2").tobytes()
+        ds.PixelData = encapsulate([raw]) if syntax.is_compressed else raw
+        ds["PixelData"].VR = "OB" if syntax.is_compressed or bits <= 8 else "OW"
+    buf = io.BytesIO()
+    if preamble:
+        ds.save_as(buf, enforce_file_format=True)
+    else:  # bare dataset, implicit VR, as some old modalities write it
+        del ds.file_meta
+        ds.save_as(buf, implicit_vr=True, little_endian=True)
+    return buf.getvalue()
+
+
 def xray_as_dicom(source: Path) -> bytes:
     """A real X-ray wrapped as an uncompressed 12-bit DX DICOM with a body part and a view."""
     grey = np.asarray(Image.open(source).convert("L"), dtype=np.uint16) * 16
-    ds = Dataset()
-    ds.file_meta = FileMetaDataset()
-    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID = "1.2.840.10008.5.1.4.1.1.1.1"
-    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID = generate_uid()
-    ds.Modality, ds.BodyPartExamined, ds.ViewPosition = "DX", "HAND", "PA"
-    ds.PatientName, ds.PatientID = "Doe^Jane", "SECRET-123"
-    ds.Rows, ds.Columns = grey.shape
-    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
-    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
-    ds.PixelData = grey.astype("<u2").tobytes()
-    buffer = io.BytesIO()
-    ds.save_as(buffer, enforce_file_format=True)
-    return buffer.getvalue()
+    return make_dicom(grey, BodyPartExamined="HAND", ViewPosition="PA")
 
 
 @pytest.fixture(scope="session")

@@ -15,13 +15,14 @@ import numpy as np
 import pydicom
 import pytest
 from PIL import Image, ImageFile
-from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.encaps import encapsulate
-from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian, JPEG2000Lossless, generate_uid
+from pydicom.dataset import Dataset
+from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian, JPEG2000Lossless
 
 from fracture_app import imaging, pixels
 from fracture_app.errors import ImageReadError
 from fracture_app.imaging import XRay, read_image
+
+from conftest import make_dicom
 
 REPO = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -45,40 +46,6 @@ def expected(grey8) -> np.ndarray:
 def encode(im: Image.Image, fmt: str, **kw) -> bytes:
     buf = io.BytesIO()
     im.save(buf, fmt, **kw)
-    return buf.getvalue()
-
-
-def make_dicom(stored: np.ndarray, *, photometric="MONOCHROME2", bits=12, syntax=ExplicitVRLittleEndian,
-               pixels=True, preamble=True, **elements) -> bytes:
-    """A minimal DX DICOM file around `stored` (rows, cols), (frames, rows, cols) or (rows, cols, 3)."""
-    ds = Dataset()
-    ds.file_meta = FileMetaDataset()
-    ds.file_meta.TransferSyntaxUID = syntax
-    ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID = "1.2.840.10008.5.1.4.1.1.1.1"
-    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID = generate_uid()
-    ds.Modality, ds.PatientName, ds.PatientID = "DX", "Doe^Jane", "SECRET-123"
-    colour = stored.ndim == 3 and stored.shape[-1] == 3
-    ds.Rows, ds.Columns = stored.shape[-3:-1] if colour else stored.shape[-2:]
-    if stored.ndim == 3 and not colour:
-        ds.NumberOfFrames = stored.shape[0]
-    ds.SamplesPerPixel = 3 if colour else 1
-    if colour:
-        ds.PlanarConfiguration = 0
-    ds.PhotometricInterpretation = photometric
-    ds.BitsAllocated = 8 if bits <= 8 else 16
-    ds.BitsStored, ds.HighBit, ds.PixelRepresentation = bits, bits - 1, 0
-    for key, value in elements.items():
-        setattr(ds, key, value)
-    if pixels:
-        raw = stored.astype(np.uint8 if bits <= 8 else "<u2").tobytes()
-        ds.PixelData = encapsulate([raw]) if syntax.is_compressed else raw
-        ds["PixelData"].VR = "OB" if syntax.is_compressed or bits <= 8 else "OW"
-    buf = io.BytesIO()
-    if preamble:
-        ds.save_as(buf, enforce_file_format=True)
-    else:  # bare dataset, implicit VR, as some old modalities write it
-        del ds.file_meta
-        ds.save_as(buf, implicit_vr=True, little_endian=True)
     return buf.getvalue()
 
 
