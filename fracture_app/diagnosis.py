@@ -37,6 +37,9 @@ BAND_MEANING = {LIKELY: "few X-rays without a fracture score this high",
                 POSSIBLE: "many X-rays without a fracture score this high too",
                 NOT_RULED_OUT: "some fractured X-rays score this low too",
                 LOW_SCORE: "few fractured X-rays score this low"}
+# Said wherever the lowest band is (the app's box, the report): a fracture the model reads poorly scores low too.
+CLEARS_NOTHING = ("it clears nothing: a fracture the model reads poorly (a picture turned or inverted, a region it "
+                  "rarely saw) can score this low too, so look at the film")
 NO_VERDICT = "No verdict"
 NOT_READABLE = "not_xray"  # the caution that withholds the verdict: not a radiograph the models can read
 TURNED = "turned"  # the caution on a picture the fracture model read turned back

@@ -14,23 +14,27 @@ import pandas as pd
 import streamlit as st
 
 from fracture_app import config
-from fracture_app.diagnosis import (BAND_MEANING, LIKELY, LOW_SCORE, NO_VERDICT, NOT_READABLE, NOT_RULED_OUT,
-                                    POSSIBLE, TURNED, TYPE_GUESS_WITHHELD, Diagnosis)
+from fracture_app.diagnosis import (BAND_MEANING, CLEARS_NOTHING, LIKELY, LOW_SCORE, NO_VERDICT, NOT_READABLE,
+                                    NOT_RULED_OUT, POSSIBLE, TURNED, TYPE_GUESS_WITHHELD, Diagnosis)
 from fracture_app.gradcam import DEFAULT_OPACITY, overlay
 from fracture_app.preprocess import at_most, to_uint8
 from fracture_app.report import TYPE_GUESS_CAVEAT, as_uploaded_words, dicom_summary, percent, report_pdf, report_png
-from fracture_app.samples import HALF_RIGHT, RIGHT, WRONG, Grade
+from fracture_app.samples import HALF_RIGHT, NOT_MARKED, RIGHT, WRONG, Grade
 from fracture_app.tables import spreadsheet_safe
 
 THUMBNAIL_SIDE = 96
 EMPTY_HEATMAP = 0.01  # a Grad-CAM whose peak is below this has nothing to show
 # FracAtlas, where the fracture model learnt, has 92 X-rays with hardware, and 90 of them are fractured.
+# Grad-CAM is scaled to its own peak, so a tiny score still shows a red spot.
+LOW_SCORE_HEATMAP = ("The score is low: the red marks what raised a tiny score, scaled up to the full colour range, "
+                     "and points at nothing in particular.")
+TRUTH_LABEL = "Data set's label"
 TRUTH_BOX_COLOUR = (255, 0, 255)  # magenta: no colour of the heat map's scale
 TRUTH_BOX_CAPTION = ("Magenta: where the data set marks the fracture. Does the heat map's hottest spot fall inside? "
                      "It need not: the heat map shows what raised the score, not the fracture's outline.")
 HEATMAP_DECOYS = ("Plates, screws, casts and arrows drawn on a figure often draw the heat map and raise the score: "
                   "in FracAtlas nearly every X-ray with hardware is fractured, so the model may take hardware itself "
-                  "for a sign. A hot spot on them is not a fracture.")
+                  "for a sign. A hot spot on them is not by itself a sign of fracture.")
 # A low score is never green: it clears nothing.
 BAND_STYLE = {LIKELY: ("error", ":material/emergency:"), POSSIBLE: ("warning", ":material/visibility:"),
               NOT_RULED_OUT: ("warning", ":material/visibility:"), LOW_SCORE: ("info", ":material/info:")}
@@ -46,9 +50,8 @@ BAND_ADVICE = {
               f"high-specificity operating point: {BAND_MEANING[POSSIBLE]}.",
     NOT_RULED_OUT: "The score is below the decision threshold, hence “Not fractured”, but at or above the "
                    f"high-sensitivity operating point: {BAND_MEANING[NOT_RULED_OUT]}.",
-    LOW_SCORE: f"The score is below the model's high-sensitivity operating point: {BAND_MEANING[LOW_SCORE]}. It "
-               "clears nothing: a fracture the model reads poorly (a picture turned or inverted, a region it rarely "
-               "saw) can score this low too, so look at the film.",
+    LOW_SCORE: f"The score is below the model's high-sensitivity operating point: {BAND_MEANING[LOW_SCORE]}. "
+               f"{CLEARS_NOTHING[0].upper()}{CLEARS_NOTHING[1:]}.",
 }
 
 
@@ -150,7 +153,7 @@ def render_results_table(results: list[tuple[str, Diagnosis | str]], key: str) -
 
 def render_grade(grade: Grade, icon: str, right_icon: str | None = None) -> None:
     """A marked reading: red when the fracture call is wrong, amber when only the type is, green otherwise."""
-    show = {WRONG: st.error, HALF_RIGHT: st.warning, RIGHT: st.success}[grade.outcome]
+    show = {WRONG: st.error, HALF_RIGHT: st.warning, RIGHT: st.success, NOT_MARKED: st.info}[grade.outcome]
     show(grade.message, icon=right_icon if grade.outcome == RIGHT and right_icon else icon)
 
 
@@ -181,7 +184,8 @@ def render_verdict(diagnosis: Diagnosis, ground_truth: str | None = None) -> Non
     which = " (turned back)" if turned else ""
     if ground_truth:  # the truth needs the room: a type name is long
         columns = st.columns([3, 2, 2])
-        columns[0].metric("Ground truth", ground_truth)
+        columns[0].metric(TRUTH_LABEL, ground_truth, help="The label the data set gives this picture: not a second "
+                          "reading of it, and sometimes wrong")
         columns = columns[1:]
     else:
         columns = st.columns(3)
@@ -215,7 +219,9 @@ def render_as_uploaded(diagnosis: Diagnosis, beside_the_truth: bool) -> None:
                    "crop): weigh both, and look at the film.", icon=":material/screen_rotation:")
 
 
-def render_type_guess(diagnosis: Diagnosis) -> None:
+def render_type_guess(diagnosis: Diagnosis, always: bool = False) -> None:
+    """The type model's top three; beside "Not fractured" behind an expander unless `always` (a picture known to be
+    fractured)."""
     if not diagnosis.type_top:
         return
     st.markdown("**The type model's guess** (top 3)")
@@ -223,7 +229,10 @@ def render_type_guess(diagnosis: Diagnosis) -> None:
     st.caption(f"{TYPE_GUESS_CAVEAT.capitalize()}." + (f" {measured}" if measured else ""))
     frame = pd.DataFrame({"Fracture type": [name for name, _ in diagnosis.type_top],
                           "Probability (%)": [round(100 * p, 1) for _, p in diagnosis.type_top]})
-    if diagnosis.type_withheld:
+    if diagnosis.turned_back:
+        st.caption("This picture seemed turned; the type model read it as uploaded, as it learnt, so its guess is "
+                   "less sure to mean anything.")
+    if diagnosis.type_withheld and not always:
         st.caption(TYPE_GUESS_WITHHELD)
         with st.expander("Show its guess anyway (if you see a fracture the model missed)"):
             st.altair_chart(type_chart(frame), width="stretch")
@@ -305,7 +314,8 @@ def render_images(diagnosis: Diagnosis, key: str, truth_boxes=()) -> tuple[str |
     if float(np.max(diagnosis.heatmaps[task])) < EMPTY_HEATMAP:
         st.caption("This heat map is empty: no region raised the score, so it says nothing about where to look.")
     else:
-        st.caption(HEATMAP_DECOYS)
+        low = task == config.BINARY_TASK and diagnosis.band == LOW_SCORE
+        st.caption((LOW_SCORE_HEATMAP + " " if low else "") + HEATMAP_DECOYS)
     return task, opacity
 
 
@@ -323,13 +333,13 @@ def render_report_download(diagnosis: Diagnosis, key: str, task: str | None, opa
 
 
 def render_diagnosis(diagnosis: Diagnosis, key: str, report: bool = True, ground_truth: str | None = None,
-                     truth_boxes=()) -> None:
+                     truth_boxes=(), type_always: bool = False) -> None:
     """Everything about one reading: verdict, warnings, type guess, images, DICOM summary, report."""
     render_verdict(diagnosis, ground_truth)
     task, opacity = render_images(diagnosis, key, truth_boxes)
     details = st.columns(2)
     with details[0]:
-        render_type_guess(diagnosis)
+        render_type_guess(diagnosis, always=type_always)
     with details[1]:
         render_dicom(diagnosis)
         versions = "; ".join(f"{config.TASK_TITLES[t]} {v}" for t, v in diagnosis.model_versions.items())

@@ -14,8 +14,8 @@ import cv2
 import numpy as np
 
 from fracture_app import config
-from fracture_app.diagnosis import (BAND_MEANING, LIKELY, LOW_SCORE, NOT_RULED_OUT, POSSIBLE, TYPE_GUESS_WITHHELD,
-                                    Diagnosis)
+from fracture_app.diagnosis import (BAND_MEANING, CLEARS_NOTHING, LIKELY, LOW_SCORE, NOT_RULED_OUT, POSSIBLE,
+                                    TYPE_GUESS_WITHHELD, Diagnosis)
 from fracture_app.gradcam import DEFAULT_OPACITY, overlay
 from fracture_app.preprocess import at_most, to_uint8
 
@@ -96,6 +96,8 @@ def findings(diagnosis: Diagnosis, task: str | None = None, opacity: float = DEF
         measured = diagnosis.band_measured and diagnosis.band in BAND_MEANING
         meaning = f": {BAND_MEANING[diagnosis.band]}" if measured else ""
         rows.append(("Reading", f"{diagnosis.band}{meaning}; decision threshold {percent(diagnosis.threshold)}"))
+        if diagnosis.band == LOW_SCORE:  # "Not fractured" in large type must not read as a clearance
+            rows.append(("Warning", f"A low fracture score: {CLEARS_NOTHING}."))
         if diagnosis.as_uploaded_probability is not None:
             rows.append(("As uploaded",
                          f"not turned back, the fracture model scored it {as_uploaded_words(diagnosis)}"))

@@ -241,7 +241,7 @@ def exercises(samples: list[SampleImage]) -> dict[str, list[SampleImage]]:
     return {name: pool for name, pool in pools.items() if pool}
 
 
-WRONG, HALF_RIGHT, RIGHT = "wrong", "half right", "right"
+WRONG, HALF_RIGHT, RIGHT, NOT_MARKED = "wrong", "half right", "right", "not marked"
 
 
 @dataclass(frozen=True)
@@ -250,10 +250,13 @@ class Grade:
     type_scored: bool  # only when the truth names a type and the trainee named one
     type_correct: bool
     message: str
+    marked: bool = True  # False where nothing was asked that the answer could be marked on ("Not sure" of a type)
 
     @property
     def outcome(self) -> str:
-        """wrong (the fracture), half right (the fracture, not its type) or right: how the pages colour it."""
+        """wrong (the fracture), half right (the fracture, not its type), right, or not marked: how pages colour it."""
+        if not self.marked:
+            return NOT_MARKED
         if not self.fracture_correct:
             return WRONG
         return HALF_RIGHT if self.type_scored and not self.type_correct else RIGHT
@@ -283,6 +286,16 @@ def grade(sample: SampleImage, guessed_fractured: bool, guessed_type: str | None
     return Grade(fracture_correct, type_scored, type_correct, message)
 
 
+def grade_type(sample: SampleImage, guessed_type: str | None) -> Grade:
+    """Mark a trainee's type for a sample known to be fractured (teaching's "name the type"): no fracture was asked,
+    so none is marked, and "Not sure" is shown the label without a mark."""
+    if guessed_type is None:
+        return Grade(True, False, False, f"The data set's label: {sample.fracture_type}.", marked=False)
+    if guessed_type == sample.fracture_type:
+        return Grade(True, True, True, f"Right: the data set's label is {sample.fracture_type}.")
+    return Grade(True, True, False, f"Not the data set's label: it is {sample.fracture_type}, not {guessed_type}.")
+
+
 def grade_model(sample: SampleImage, model_fractured: bool, model_type: str | None,
                 fractured_as_uploaded: bool | None = None) -> Grade:
     """The model's reading of a sample, marked as a trainee's is and worded for the Samples page; where the fracture
@@ -295,9 +308,9 @@ def grade_model(sample: SampleImage, model_fractured: bool, model_type: str | No
         message = "The model sees a fracture where there is none: a case worth studying."
     elif marked.type_scored and not marked.type_correct:
         message = (f"The model is right that this is fractured, but its type guess ({model_type}) is not the "
-                   f"ground truth ({sample.fracture_type}).")
+                   f"data set's label ({sample.fracture_type}).")
     else:
-        message = f"The model agrees with the ground truth ({sample.ground_truth})."
+        message = f"The model agrees with the data set's label ({sample.ground_truth})."
     if fractured_as_uploaded is not None and fractured_as_uploaded != model_fractured:
         said = "fractured" if fractured_as_uploaded else "not fractured"
         message += (f" Read as uploaded, not turned back, it says {said}, which is "

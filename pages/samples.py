@@ -11,7 +11,7 @@ CURRENT = "samples_current"
 def main() -> None:
     ui.page_frame()
     st.title("Samples")
-    st.caption("X-rays whose answer is known. Compare the ground truth with the model's answer and see where it "
+    st.caption("X-rays whose answer is known. Compare the data set's label with the model's answer and see where it "
                "looked.")
     models = ui.load_models()
     ui.require_models(models)

@@ -5,7 +5,7 @@ import streamlit as st
 from fracture_app import config, reading_view, ui
 from fracture_app.diagnosis import TURNED
 from fracture_app.preprocess import to_uint8
-from fracture_app.samples import NAME_THE_TYPE, SPOT_THE_FRACTURE, exercises, grade, pick
+from fracture_app.samples import NAME_THE_TYPE, SPOT_THE_FRACTURE, exercises, grade, grade_type, pick
 
 CASE, COMMITTED, GRADE, GUESS, SCORE = "teach_case", "teach_committed", "teach_grade", "teach_guess", "teach_score"
 EXERCISE = "teach_exercise"
@@ -31,7 +31,7 @@ def next_case(pool, avoid=None) -> None:
 def score_panel() -> None:
     score = st.session_state.setdefault(SCORE, new_score())
     columns = st.columns([1, 1, 1, 1], vertical_alignment="bottom")
-    columns[0].metric("Cases read", score["cases"])
+    columns[0].metric("Cases read", score["cases"], help="In both exercises together.")
     fracture = f"{score['fracture_correct']} / {score['fracture_calls']}" if score["fracture_calls"] else "–"
     columns[1].metric("Fracture calls right", fracture)
     types = f"{score['types_correct']} / {score['types_scored']}" if score["types_scored"] else "–"
@@ -92,7 +92,8 @@ def main() -> None:
                 form_col.warning("Choose “Fractured” or “Not fractured” first.")
                 return
             guessed_type = None if kind == NOT_SURE else kind
-            result = grade(case, fractured == config.FRACTURED, guessed_type)
+            result = (grade_type(case, guessed_type) if exercise == NAME_THE_TYPE
+                      else grade(case, fractured == config.FRACTURED, guessed_type))
             score = st.session_state[SCORE]
             score["cases"] += 1
             if exercise == SPOT_THE_FRACTURE:
@@ -114,8 +115,9 @@ def main() -> None:
         next_case(pool, avoid=case.path)
         st.rerun()
     st.markdown("##### What the model says")
+    # Every case of "name the type" is fractured: the type model's guess is the point, whatever the verdict.
     reading_view.render_diagnosis(reading, key="teach", report=False, ground_truth=case.ground_truth,
-                                  truth_boxes=case.boxes)
+                                  truth_boxes=case.boxes, type_always=exercise == NAME_THE_TYPE)
 
 
 main()

@@ -40,13 +40,13 @@ def test_samples_page_shows_truth_beside_the_models_answer():
     at = open_page("pages/samples.py")
     shown = metrics(at)
     truths = {sample.ground_truth for sample in list_samples(FIXTURES).samples}
-    assert shown["Ground truth"] in truths
+    assert shown["Data set's label"] in truths
     assert shown["Verdict"] in ("Fractured", "Not fractured")
     assert any(c.startswith("Grad-CAM") for image in at.image for c in image.captions)
     boxes = {"success": at.success, "warning": at.warning, "error": at.error}
     [(colour, message)] = [(colour, box.value) for colour, found in boxes.items() for box in found
                            if box.value.startswith("The model ")]
-    expected = {"success": "agrees with the ground truth", "warning": "its type guess", "error": "worth studying"}
+    expected = {"success": "agrees with the data set's label", "warning": "its type guess", "error": "worth studying"}
     assert expected[colour] in message, (colour, message)
 
     before = at.session_state["samples_current"]
@@ -56,9 +56,9 @@ def test_samples_page_shows_truth_beside_the_models_answer():
 
     at.selectbox(key="samples_filter").set_value(NOT_FRACTURED).run()
     assert_clean(at)
-    assert metrics(at)["Ground truth"] == NOT_FRACTURED
+    assert metrics(at)["Data set's label"] == NOT_FRACTURED
     at.selectbox(key="samples_filter").set_value("Oblique fracture").run()
-    assert metrics(at)["Ground truth"] == "Oblique fracture"
+    assert metrics(at)["Data set's label"] == "Oblique fracture"
     assert at.selectbox(key="samples_filter").options[0] == ALL
 
 
@@ -89,7 +89,7 @@ def test_samples_and_teaching_explain_an_empty_sample_folder(tmp_path, monkeypat
 def test_teaching_mode_hides_the_answer_until_the_guess_then_scores_it():
     at = open_page("pages/teaching.py")
     assert metrics(at) == {"Cases read": "0", "Fracture calls right": "–", "Types right": "–"}
-    assert "Ground truth" not in metrics(at) and "Verdict" not in metrics(at)
+    assert "Data set's label" not in metrics(at) and "Verdict" not in metrics(at)
     assert not any(c.startswith("Grad-CAM") for image in at.image for c in image.captions)
     truths = {str(s.path): s for s in list_samples(FIXTURES).samples}
     assert at.radio(key="teach_exercise").value == SPOT_THE_FRACTURE
@@ -107,7 +107,7 @@ def test_teaching_mode_hides_the_answer_until_the_guess_then_scores_it():
     shown = metrics(at)
     assert shown["Cases read"] == "1"
     assert shown["Fracture calls right"] == ("1 / 1" if truth.fractured else "0 / 1")
-    assert shown["Ground truth"] == truth.ground_truth
+    assert shown["Data set's label"] == truth.ground_truth
     assert shown["Verdict"] in ("Fractured", "Not fractured")
     assert any(c.startswith("Grad-CAM") for image in at.image for c in image.captions)
     feedback = [e.value for e in (*at.success, *at.warning, *at.error) if "Correct" in e.value or "Not quite" in e.value]

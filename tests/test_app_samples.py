@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from fracture_app import config
-from fracture_app.samples import (ALL, ANY_FRACTURE, NAME_THE_TYPE, NOT_FRACTURED, SPOT_THE_FRACTURE, SampleImage,
-                                  canonical_truth, exercises, filter_options, filter_samples, grade, grade_model,
-                                  list_samples, pick, samples_dir)
+from fracture_app.samples import (ALL, ANY_FRACTURE, HALF_RIGHT, NAME_THE_TYPE, NOT_FRACTURED, NOT_MARKED, RIGHT,
+                                  SPOT_THE_FRACTURE, SampleImage, canonical_truth, exercises, filter_options,
+                                  filter_samples, grade, grade_model, grade_type, list_samples, pick, samples_dir)
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -192,6 +192,15 @@ def test_each_exercise_draws_on_the_samples_that_make_it_fair():
     assert [s.name for s in pools[SPOT_THE_FRACTURE]] == ["a.jpg", "b.jpg"]
     assert [s.name for s in pools[NAME_THE_TYPE]] == ["c.jpg"]
     assert list(exercises(samples[:2])) == [SPOT_THE_FRACTURE]  # an exercise with nothing to draw on is not offered
+
+
+def test_naming_a_type_is_marked_on_the_type_alone():
+    oblique = SampleImage(Path("x.jpg"), "Oblique fracture")
+    assert grade_type(oblique, "Oblique fracture").outcome == RIGHT
+    wrong = grade_type(oblique, "Spiral Fracture")
+    assert wrong.outcome == HALF_RIGHT and wrong.message == "Not the data set's label: it is Oblique fracture, not Spiral Fracture."
+    unsure = grade_type(oblique, None)
+    assert unsure.outcome == NOT_MARKED and not unsure.type_scored and "Correct" not in unsure.message
 
 
 def test_the_models_reading_of_a_sample_says_when_only_the_type_is_wrong():

@@ -196,7 +196,7 @@ def test_upload_diagnose_and_visit_every_page(server, browser_page, fractured_xr
         no_exceptions(page, link)
         shot(page, f"04_{link.lower().replace(' ', '_')}")
         if link == "Samples":
-            expect(page.locator('[data-testid="stMetric"]').filter(has_text="Ground truth")).to_be_visible()
+            expect(page.locator('[data-testid="stMetric"]').filter(has_text="Data set's label")).to_be_visible()
             wait_for_images(page, 2)
         if link == "Teaching mode":
             main.get_by_text("Not fractured", exact=True).click()

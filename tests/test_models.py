@@ -137,8 +137,8 @@ def test_a_card_says_in_brief_how_its_model_measured():
               "Elsewhere": {"model_version": "v1", "share": 0.9}}  # measured on an earlier version: not quoted
     binary = ModelCard(Path("m.keras"), {"task": config.BINARY_TASK, "version": "v2", "external_checks": checks,
                                          "metrics": {"test": {"sensitivity": 0.88, "specificity": 0.8766}}})
-    assert binary.measured_in_brief == ("On its test split, on its own, it found 88.0% of fractures and cleared "
-                                        "87.7% of X-rays without one; on Bone Break's fracture pictures, from elsewhere, it found 58.3%.")
+    assert binary.measured_in_brief == ("On its test split, without the orientation step, it found 88.0% of fractures "
+                                        "and cleared 87.7% of X-rays without one; on Bone Break's fracture pictures, from elsewhere, it found 58.3%.")
     fracture_type = ModelCard(Path("t.keras"), {"task": config.TYPE_TASK, "metrics": {"test": {"top1": 0.34, "top3": 0.595}}})
     assert fracture_type.measured_in_brief == ("On its test split its first guess was right for 34.0% of fractures "
                                                "(among its top three: 59.5%).")

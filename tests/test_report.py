@@ -79,6 +79,7 @@ def test_not_fractured_report_and_a_reading_without_heat_maps():
     diagnosis = make_diagnosis(probability=0.01, band=LOW_SCORE, heat=False)
     text = pdf_text(report_pdf(diagnosis))
     assert "Not fractured (fracture probability 1.0%)" in text
+    assert "A low fracture score: it clears nothing" in text  # the report leaves the app: the caution goes with it
     assert "No type guess: the fracture model's score is below its decision threshold" in text
     assert "Oblique fracture" not in text  # withheld beside "Not fractured", as in the app and the CSV
     assert "No type guess" not in pdf_text(report_pdf(make_diagnosis()))
