@@ -219,7 +219,7 @@ def render_as_uploaded(diagnosis: Diagnosis, beside_the_truth: bool) -> None:
                    "crop): weigh both, and look at the film.", icon=":material/screen_rotation:")
 
 
-def render_type_guess(diagnosis: Diagnosis, always: bool = False) -> None:
+def render_type_guess(diagnosis: Diagnosis, key: str, always: bool = False) -> None:
     """The type model's top three; beside "Not fractured" behind an expander unless `always` (a picture known to be
     fractured)."""
     if not diagnosis.type_top:
@@ -234,7 +234,9 @@ def render_type_guess(diagnosis: Diagnosis, always: bool = False) -> None:
                    "less sure to mean anything.")
     if diagnosis.type_withheld and not always:
         st.caption(TYPE_GUESS_WITHHELD)
-        with st.expander("Show its guess anyway (if you see a fracture the model missed)"):
+        # One per picture: opened for one, it stays closed for the next picture picked.
+        with st.expander("Show its guess anyway (if you see a fracture the model missed)",
+                         key=f"{key}_type_anyway_{diagnosis.xray.source}"):
             st.altair_chart(type_chart(frame), width="stretch")
         return
     st.altair_chart(type_chart(frame), width="stretch")
@@ -339,7 +341,7 @@ def render_diagnosis(diagnosis: Diagnosis, key: str, report: bool = True, ground
     task, opacity = render_images(diagnosis, key, truth_boxes)
     details = st.columns(2)
     with details[0]:
-        render_type_guess(diagnosis, always=type_always)
+        render_type_guess(diagnosis, key, always=type_always)
     with details[1]:
         render_dicom(diagnosis)
         versions = "; ".join(f"{config.TASK_TITLES[t]} {v}" for t, v in diagnosis.model_versions.items())

@@ -258,6 +258,22 @@ def test_a_reading_turned_back_gives_its_turn_and_score_as_uploaded_in_the_table
     assert rows[1]["Turned back before reading"] == rows[1]["Fracture probability as uploaded (%)"] == ""
 
 
+def test_beside_not_fractured_the_type_guess_waits_behind_an_expander_unless_asked_for():
+    def page():
+        from fracture_app import reading_view
+        from test_report import make_diagnosis
+
+        normal = make_diagnosis(probability=0.01, threshold=0.3)
+        reading_view.render_type_guess(normal, "a")
+        reading_view.render_type_guess(normal, "b", always=True)  # "name the type": every case is fractured
+
+    at = AppTest.from_function(page).run()
+    assert not at.exception
+    assert len(at.expander) == 1 and "Show its guess anyway" in at.expander[0].label
+    withheld = [c.value for c in at.caption if c.value.startswith("No type guess")]
+    assert len(withheld) == 1  # said once, for the first; the second shows its guess outright
+
+
 def test_a_turned_back_verdict_shows_both_readings_and_says_when_they_disagree():
     def page():
         from dataclasses import replace
