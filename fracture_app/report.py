@@ -147,6 +147,8 @@ def report_png(diagnosis: Diagnosis, task: str | None = None, opacity: float = D
     """The report as one PNG picture: images on top, findings and notice below."""
     original, blended, task = pictures(diagnosis, task, opacity)
     rows = findings(diagnosis, task, opacity, generated_at)
+    if task:  # the PDF says it in its footer
+        rows.append(("Reading the heat map", HEATMAP_GUIDE))
     figure = report_figure(diagnosis, original, blended, task, rows)
     buffer = io.BytesIO()
     metadata = {"Title": _title(diagnosis), "Description": "; ".join(f"{k}: {v}" for k, v in rows),
@@ -192,9 +194,9 @@ _LATIN1 = str.maketrans({"—": "-", "–": "-", "’": "'", "‘": "'", "“": 
                          "≤": "<=", "→": "->", "×": "x"})
 
 
-PDF_FOOTER = ("How to read the heat map: warm colours mark the regions that most raised the model's score. It is "
-              "coarse, it is not an outline of a fracture, and it can point at plates, screws, text or borders. "
-              + config.NOTICE)
+HEATMAP_GUIDE = ("Warm colours mark the regions that most raised the model's score. It is coarse, it is not an "
+                 "outline of a fracture, and it can point at plates, screws, text or borders.")
+PDF_FOOTER = f"How to read the heat map: {HEATMAP_GUIDE} {config.NOTICE}"
 # Millimetres on the A4 page.
 PDF_PICTURE_MAX_HEIGHT, PDF_PICTURE_MIN_HEIGHT = 95, 40
 PDF_CAPTION_SPACE = 9  # the caption under the pictures and the gap after it

@@ -56,6 +56,7 @@ def test_png_report_is_a_valid_png_with_the_verdict():
     description = image.text["Description"]
     assert "Fractured (fracture probability 42.0%)" in description
     assert "Oblique fracture 60.0%" in description and "2026.01.01-0002" in description
+    assert "Reading the heat map: Warm colours mark" in description  # the PDF's footer, as a row here
     assert image.text["Disclaimer"] == config.NOTICE
     colours = np.asarray(image.convert("RGB"))
     assert colours.std() > 10  # pictures and text, not a blank page
