@@ -28,6 +28,7 @@ DATA_DIR_ENV = "FRACTURE_DATA_DIR"
 SAMPLES_DIR_ENV = "FRACTURE_SAMPLES_DIR"
 # labels.csv column of a sample's fracture boxes, relative to the image: "x_centre y_centre width height; …"
 SAMPLE_BOXES_COLUMN = "fracture_boxes"
+SAMPLE_HARDWARE_COLUMN = "hardware"  # "yes" where the data set marks orthopaedic hardware on the film
 
 BINARY_TASK = "binary"
 TYPE_TASK = "type"

@@ -29,6 +29,9 @@ EMPTY_HEATMAP = 0.01  # a Grad-CAM whose peak is below this has nothing to show
 LOW_SCORE_HEATMAP = ("The score is low: the red marks what raised a tiny score, scaled up to the full colour range, "
                      "and points at nothing in particular.")
 TRUTH_LABEL = "Data set's label"
+HARDWARE_SAMPLE = ("The data set marks orthopaedic hardware on this film. In FracAtlas nearly every X-ray with hardware "
+                   "is labelled fractured (90 of 92), so here the hardware alone gives the label away, to you and to "
+                   "the model: look for the fracture itself.")
 TRUTH_BOX_COLOUR = (255, 0, 255)  # magenta: no colour of the heat map's scale
 TRUTH_BOX_CAPTION = ("Magenta: where the data set marks the fracture. Does the heat map's hottest spot fall inside? "
                      "It need not: the heat map shows what raised the score, not the fracture's outline.")
@@ -335,9 +338,12 @@ def render_report_download(diagnosis: Diagnosis, key: str, task: str | None, opa
 
 
 def render_diagnosis(diagnosis: Diagnosis, key: str, report: bool = True, ground_truth: str | None = None,
-                     truth_boxes=(), type_always: bool = False) -> None:
-    """Everything about one reading: verdict, warnings, type guess, images, DICOM summary, report."""
+                     truth_boxes=(), type_always: bool = False, hardware: bool = False) -> None:
+    """Everything about one reading: verdict, warnings, type guess, images, DICOM summary, report. A sample's
+    label, fracture boxes and hardware flag come with it where the data set gives them."""
     render_verdict(diagnosis, ground_truth)
+    if hardware:
+        st.info(HARDWARE_SAMPLE, icon=":material/build:")
     task, opacity = render_images(diagnosis, key, truth_boxes)
     details = st.columns(2)
     with details[0]:

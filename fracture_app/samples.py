@@ -5,7 +5,8 @@ Where the samples come from (first match wins):
   1. the folder named by the environment variable FRACTURE_SAMPLES_DIR, else `sample_images/`;
   2. in that folder, `labels.csv` with columns `file,source,ground_truth`, where ground_truth is
      "Not fractured", "Fractured" or one of the fracture-type names (config.FRACTURE_TYPES), and optionally
-     `fracture_boxes` (where the data set marks the fracture; see config.SAMPLE_BOXES_COLUMN);
+     `fracture_boxes` (where the data set marks the fracture; see config.SAMPLE_BOXES_COLUMN) and `hardware`
+     ("yes" where it marks orthopaedic hardware on the film);
   3. otherwise the folder read as a data set, in any layout `fracture_app.data_layout.discover` knows
      (FracAtlas, Bone Break, class folders), or a folder holding several such data sets; the images the
      models trained or were tuned on, by their split files, are left out.
@@ -46,6 +47,7 @@ class SampleImage:
     source: str = ""  # data set or origin, for attribution
     # Where the data set marks the fracture: (x_centre, y_centre, width, height) relative to the image (FracAtlas)
     boxes: tuple[tuple[float, float, float, float], ...] = ()
+    hardware: bool = False  # the data set marks orthopaedic hardware on the film (FracAtlas)
 
     @property
     def fractured(self) -> bool:
@@ -123,7 +125,8 @@ def _from_labels(root: Path) -> tuple[list[SampleImage], list[str]]:
             if boxes is None:
                 problems.append(f"{LABELS_FILE} line {number}: its {config.SAMPLE_BOXES_COLUMN} are not "
                                 "'x_centre y_centre width height' fractions between 0 and 1, ';' between boxes")
-            samples.append(SampleImage(path, truth, (row.get("source") or "").strip(), boxes or ()))
+            hardware = (row.get(config.SAMPLE_HARDWARE_COLUMN) or "").strip().lower() in ("yes", "true", "1")
+            samples.append(SampleImage(path, truth, (row.get("source") or "").strip(), boxes or (), hardware))
     return samples, problems
 
 

@@ -39,7 +39,7 @@ def main() -> None:
                                               reading.fractured_as_uploaded),
                                   icon=":material/compare_arrows:", right_icon=":material/check_circle:")
     reading_view.render_diagnosis(reading, key="samples", ground_truth=current.ground_truth,
-                                  truth_boxes=current.boxes)
+                                  truth_boxes=current.boxes, hardware=current.hardware)
 
 
 main()

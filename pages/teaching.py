@@ -117,7 +117,7 @@ def main() -> None:
     st.markdown("##### What the model says")
     # Every case of "name the type" is fractured: the type model's guess is the point, whatever the verdict.
     reading_view.render_diagnosis(reading, key="teach", report=False, ground_truth=case.ground_truth,
-                                  truth_boxes=case.boxes, type_always=exercise == NAME_THE_TYPE)
+                                  truth_boxes=case.boxes, type_always=exercise == NAME_THE_TYPE, hardware=case.hardware)
 
 
 main()

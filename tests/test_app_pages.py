@@ -63,17 +63,19 @@ def test_samples_page_shows_truth_beside_the_models_answer():
 
 
 def test_samples_and_teaching_draw_the_data_sets_fracture_box_once_the_answer_is_shown(tmp_path, monkeypatch):
-    from fracture_app.reading_view import TRUTH_BOX_CAPTION
+    from fracture_app.reading_view import HARDWARE_SAMPLE, TRUTH_BOX_CAPTION
 
     image = sorted((FIXTURES / "fracatlas" / "images" / "Fractured").glob("*.jpg"))[0]
     (tmp_path / "a.jpg").write_bytes(image.read_bytes())
-    (tmp_path / "labels.csv").write_text("file,source,ground_truth,fracture_boxes\n"
-                                         "a.jpg,fracatlas,Fractured,0.5 0.4 0.1 0.2\n", encoding="utf-8")
+    (tmp_path / "labels.csv").write_text("file,source,ground_truth,fracture_boxes,hardware\n"
+                                         "a.jpg,fracatlas,Fractured,0.5 0.4 0.1 0.2,yes\n", encoding="utf-8")
     monkeypatch.setenv("FRACTURE_SAMPLES_DIR", str(tmp_path))
     at = open_page("pages/samples.py")
     assert TRUTH_BOX_CAPTION in [caption.value for caption in at.caption]
+    assert HARDWARE_SAMPLE in [info.value for info in at.info]
     at = open_page("pages/teaching.py")
     assert TRUTH_BOX_CAPTION not in [caption.value for caption in at.caption], "not before the trainee answers"
+    assert HARDWARE_SAMPLE not in [info.value for info in at.info]
     at.radio(key="teach_fractured").set_value("Fractured")
     at.form_submit_button[0].click().run()
     assert TRUTH_BOX_CAPTION in [caption.value for caption in at.caption]

@@ -87,13 +87,14 @@ def test_fracture_boxes_come_from_labels_csv_and_bad_ones_are_reported(tmp_path)
     image = next((FIXTURES / "fracatlas" / "images" / "Fractured").glob("*.jpg"))
     (tmp_path / "a.jpg").write_bytes(image.read_bytes())
     (tmp_path / "labels.csv").write_text(
-        "file,source,ground_truth,fracture_boxes\n"
-        "a.jpg,fracatlas,Fractured,0.5 0.4 0.1 0.2; 0.2 0.3 0.05 0.05\n"
-        "a.jpg,fracatlas,Fractured,\n"
-        "a.jpg,fracatlas,Fractured,0.5 0.4 0.1\n"
-        "a.jpg,fracatlas,Fractured,0.5 0.4 0.1 1.5\n", encoding="utf-8")
+        "file,source,ground_truth,fracture_boxes,hardware\n"
+        "a.jpg,fracatlas,Fractured,0.5 0.4 0.1 0.2; 0.2 0.3 0.05 0.05,yes\n"
+        "a.jpg,fracatlas,Fractured,,\n"
+        "a.jpg,fracatlas,Fractured,0.5 0.4 0.1,\n"
+        "a.jpg,fracatlas,Fractured,0.5 0.4 0.1 1.5,\n", encoding="utf-8")
     found = list_samples(tmp_path)
     assert [s.boxes for s in found.samples] == [((0.5, 0.4, 0.1, 0.2), (0.2, 0.3, 0.05, 0.05)), (), (), ()]
+    assert [s.hardware for s in found.samples] == [True, False, False, False]
     assert len(found.problems) == 2 and all("fracture_boxes" in p for p in found.problems)
 
 

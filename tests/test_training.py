@@ -158,20 +158,22 @@ def test_make_samples_replaces_only_the_samples_it_wrote_itself(tmp_path):
     assert not (tmp_path / "fracatlas_IMG1.jpg").exists() and (tmp_path / "my_xray.jpg").exists()
 
 
-def test_make_samples_adds_fracatlas_boxes_to_a_labels_file_written_before_them(tmp_path):
+def test_make_samples_adds_fracatlas_boxes_and_hardware_to_a_labels_file_written_before_them(tmp_path):
     from fracture_app.data_layout import fracture_boxes
-    from training.make_samples import add_boxes
+    from training.make_samples import add_annotations
 
     fractured = sorted((FRACATLAS_FIXTURES / "images" / "Fractured").glob("*.jpg"))[0]
     original = fractured.relative_to(FRACATLAS_FIXTURES.parent).as_posix()
     labels = tmp_path / "labels.csv"
     labels.write_text(f"file,source,ground_truth,original\nfracatlas_a.jpg,fracatlas,Fractured,{original}\n"
                       "bone_break_b.jpg,bone_break,Oblique fracture,bone_break/x.jpg\n")
-    assert add_boxes(labels, FRACATLAS_FIXTURES.parent) == 1
+    assert add_annotations(labels, FRACATLAS_FIXTURES.parent) == 1
     rows = list(csv.DictReader(labels.open()))
     expected = fracture_boxes(FRACATLAS_FIXTURES, fractured)
     assert [tuple(map(float, box.split())) for box in rows[0]["fracture_boxes"].split("; ")] == expected
-    assert rows[1]["fracture_boxes"] == ""
+    table = {row["image_id"]: row for row in csv.DictReader((FRACATLAS_FIXTURES / "dataset.csv").open())}
+    assert rows[0]["hardware"] == ("yes" if table[fractured.name]["hardware"] == "1" else "")
+    assert rows[1]["fracture_boxes"] == rows[1]["hardware"] == ""
 
 
 def test_export_checks_on_every_image_kind_the_app_reads(tmp_path):

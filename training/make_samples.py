@@ -5,11 +5,11 @@
 Reads the split manifests written beside the models, takes a seeded selection of test images
 (fractured and not fractured from FracAtlas, every fracture type from Bone Break), downscales
 them, and writes `labels.csv` (with FracAtlas's fracture boxes, which the Samples and Teaching pages draw once
-the answer is shown) and `ATTRIBUTION.md`.
+the answer is shown, and its hardware flag, which they mention) and `ATTRIBUTION.md`.
 
-    python -m training.make_samples --data ../shared/data --out sample_images --boxes-only
+    python -m training.make_samples --data ../shared/data --out sample_images --annotations-only
 
-adds the fracture boxes to a `labels.csv` written before they were, without drawing the samples again.
+adds the boxes and hardware flags to a `labels.csv` written before they were, without drawing the samples again.
 """
 
 import argparse
@@ -30,8 +30,9 @@ PER_TYPE = 2
 LONGEST_SIDE = 768
 JPEG_QUALITY = 92
 SOURCES = {config.BINARY_TASK: "fracatlas", config.TYPE_TASK: "bone_break"}
-COLUMNS = ["file", "source", "ground_truth", "original", config.SAMPLE_BOXES_COLUMN]
+COLUMNS = ["file", "source", "ground_truth", "original", config.SAMPLE_BOXES_COLUMN, config.SAMPLE_HARDWARE_COLUMN]
 EXIF_ORIENTATION, UPRIGHT_AS_STORED = 0x0112, (None, 1)
+FRACATLAS_TABLE = "dataset.csv"  # FracAtlas's one row per image: region, view, hardware, …
 
 
 def choose(manifest: Path, root: Path, classes, per_class: int, seed: int):
@@ -55,15 +56,27 @@ def boxes_text(data_dir: Path, original: Path) -> str:
     return "; ".join(" ".join(f"{value:.4f}" for value in box) for box in fracture_boxes(data_dir, original))
 
 
-def add_boxes(labels: Path, data_dir: Path) -> int:
-    """The boxes column written into an existing labels.csv, from each row's original; how many rows have boxes."""
+def hardware_text(data_dir: Path, original: Path) -> str:
+    """"yes" where FracAtlas's dataset.csv marks orthopaedic hardware on the image."""
+    try:
+        with open(data_dir / FRACATLAS_TABLE, newline="", encoding="utf-8") as handle:
+            flagged = {row["image_id"] for row in csv.DictReader(handle) if row.get("hardware") == "1"}
+    except (OSError, KeyError):
+        return ""
+    return "yes" if original.name in flagged else ""
+
+
+def add_annotations(labels: Path, data_dir: Path) -> int:
+    """The boxes and hardware columns written into an existing labels.csv, from each row's original; how many rows
+    have boxes."""
     with open(labels, newline="", encoding="utf-8") as handle:
         rows = list(csv.DictReader(handle))
+    fracatlas_dir = data_dir / SOURCES[config.BINARY_TASK]
     for row in rows:
         original = data_dir / row["original"]
         fracatlas = row["source"] == SOURCES[config.BINARY_TASK] and original.is_file()
-        fracatlas_dir = data_dir / SOURCES[config.BINARY_TASK]
         row[config.SAMPLE_BOXES_COLUMN] = boxes_text(fracatlas_dir, original) if fracatlas else ""
+        row[config.SAMPLE_HARDWARE_COLUMN] = hardware_text(fracatlas_dir, original) if fracatlas else ""
     write_labels(labels, rows)
     return sum(bool(row[config.SAMPLE_BOXES_COLUMN]) for row in rows)
 
@@ -88,15 +101,15 @@ def main(argv=None) -> int:
     parser.add_argument("--models", type=Path, default=config.MODELS_DIR)
     parser.add_argument("--out", type=Path, default=config.SAMPLE_IMAGES_DIR)
     parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--boxes-only", action="store_true",
-                        help="only add the fracture boxes to the labels.csv already in --out")
+    parser.add_argument("--annotations-only", action="store_true",
+                        help="only add FracAtlas's fracture boxes and hardware flags to the labels.csv already in --out")
     args = parser.parse_args(argv)
-    if args.boxes_only:
+    if args.annotations_only:
         labels = args.out / "labels.csv"
         if not labels.is_file():
             print(f"error: {labels} not found", file=sys.stderr)
             return 2
-        print(f"wrote the fracture boxes of {add_boxes(labels, args.data)} samples into {labels}")
+        print(f"wrote the fracture boxes of {add_annotations(labels, args.data)} samples, and hardware flags, into {labels}")
         return 0
     args.out.mkdir(parents=True, exist_ok=True)
     remove_earlier_samples(args.out)
@@ -110,9 +123,11 @@ def main(argv=None) -> int:
         for sample, truth in choose(manifest, args.data / source, config.CLASSES[task], per_class, args.seed):
             name = f"{source}_{sample.path.stem[:40]}.jpg".replace(" ", "_")
             shrink_copy(sample.path, args.out / name)
-            boxes = boxes_text(args.data / source, sample.path) if task == config.BINARY_TASK else ""
+            fracatlas = task == config.BINARY_TASK
             rows.append({"file": name, "source": source, "ground_truth": truth,
-                         "original": sample.path.relative_to(args.data).as_posix(), config.SAMPLE_BOXES_COLUMN: boxes})
+                         "original": sample.path.relative_to(args.data).as_posix(),
+                         config.SAMPLE_BOXES_COLUMN: boxes_text(args.data / source, sample.path) if fracatlas else "",
+                         config.SAMPLE_HARDWARE_COLUMN: hardware_text(args.data / source, sample.path) if fracatlas else ""})
     write_labels(args.out / "labels.csv", rows)
     (args.out / "ATTRIBUTION.md").write_text(attribution(len(rows)), encoding="utf-8")
     print(f"wrote {len(rows)} sample X-rays to {args.out}")
@@ -138,7 +153,8 @@ def attribution(count: int) -> str:
 
 These {count} radiographs were taken from the **test splits** of the shipped models (the models never trained
 on them), by `python -m training.make_samples`. `labels.csv` gives each file's source, ground truth,
-original path and, for FracAtlas, its fracture boxes (from FracAtlas's annotations, relative to the image).
+original path and, for FracAtlas, its fracture boxes (from FracAtlas's annotations, relative to the image) and
+whether FracAtlas marks orthopaedic hardware on it.
 
 - `fracatlas_*.jpg` — {config.DATA_ATTRIBUTION["fracatlas"]}
 - `bone_break_*.jpg` — {config.DATA_ATTRIBUTION["bone_break"]}
