@@ -21,8 +21,10 @@ def main() -> None:
         return
     if len(uploads) > ui.MAX_READINGS_KEPT:
         # Past what a session keeps, every rerun (each slider move) would read the extra files again.
-        st.warning(f"{len(uploads)} files were chosen; the first {ui.MAX_READINGS_KEPT} are read here. For more, "
-                   "the command line reads a whole folder: `python -m fracture_app.predict FOLDER`.",
+        left_out = [upload.name for upload in uploads[ui.MAX_READINGS_KEPT:]]
+        named = ", ".join(left_out[:5]) + (f" and {len(left_out) - 5} more" if len(left_out) > 5 else "")
+        st.warning(f"{len(uploads)} files were chosen; the first {ui.MAX_READINGS_KEPT} are read here, not {named}. "
+                   "For more, the command line reads a whole folder: `python -m fracture_app.predict FOLDER`.",
                    icon=":material/filter_list:")
         uploads = uploads[:ui.MAX_READINGS_KEPT]
     results = ui.read_uploads(models, uploads)
