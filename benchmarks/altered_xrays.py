@@ -54,7 +54,7 @@ def main(data_dir: Path) -> None:
         # Read as the app reads them (a truncated JPEG loses its grey fill), then altered as 8-bit pictures.
         greys = [np.round(read_image(path).pixels * 255).astype(np.uint8) for path in paths]
         print(f"\n{len(paths)} {title} test X-rays of FracAtlas; the fracture model at its decision threshold")
-        print(f"{'alteration':<24}{'called fractured':>18}{'with a caution':>16}{'refused':>9}  cautions")
+        print(f"{'alteration':<24}{'called fractured':>18}{'with a caution':>16}{'refused':>9}  cautions (how many each)")
         for name, alter in ALTERATIONS.items():
             report(diagnoser, name, [alter(grey) for grey in greys], paths)
 
@@ -72,7 +72,7 @@ def report(diagnoser, name: str, pictures: list[np.ndarray], paths: list[Path]) 
     cautioned = sum(bool(k) for k in kinds)
     seen = sorted({kind for k in kinds for kind in k})
     print(f"{name:<24}{called:>8} of {len(paths)} ({called / len(paths):.2f}){cautioned:>10}{refused:>11}  "
-          f"{', '.join(seen) or '—'}")
+          f"{', '.join(f'{kind} {sum(kind in k for k in kinds)}' for kind in seen) or '—'}")
 
 
 if __name__ == "__main__":

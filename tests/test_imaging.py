@@ -529,6 +529,14 @@ def test_a_negative_xray_is_read_with_a_caution():
     pixels = np.asarray(Image.open(XRAY).convert("L"))
     assert "negative" not in cautions_on(pixels)
     assert cautions_on(255 - pixels) == ["negative"]
+    # A negative with one dark edge (a label strip, the film's end) along its whole length is still one: the
+    # mean of the whole border, as the reader once took it, missed this one.
+    strip = (255 - pixels).copy()
+    strip[:, : pixels.shape[1] // 12] = 0
+    assert cautions_on(strip) == ["negative"]
+    stored_strip = pixels.copy()  # and an X-ray as stored with a bright strip down one side is not
+    stored_strip[:, : pixels.shape[1] // 12] = 255
+    assert "negative" not in cautions_on(stored_strip)
 
 
 def test_a_picture_blank_only_through_its_transparency_says_so():
