@@ -7,6 +7,7 @@ Layouts recognised without being told:
   folders     [train|val|valid|validation|test/]<class>/                         → classes, given split
 """
 
+import csv
 import re
 from collections import defaultdict
 from dataclasses import dataclass
@@ -19,6 +20,8 @@ SPLITS = ("train", "val", "test")
 NEGATIVE_WORDS = re.compile(r"\b(normal|not|non|no|negative|healthy)\b")
 
 
+EXIF_ORIENTATION = 0x0112
+FRACATLAS_TABLE = "dataset.csv"  # FracAtlas's one row per image: region, view, hardware, …
 BOX_FOLDER = "annotations_yolo"  # FracAtlas's one YOLO label file per image, beside images/
 
 
@@ -31,13 +34,35 @@ def fracture_boxes(data_dir: Path, image_path: Path, cut_short: bool = False) ->
 
     An empty list for a truncated file whose missing rows the reader cut off (`cut_short`): its boxes are relative to
     the picture as stored and would land lower than drawn. No FracAtlas box is on such a file
-    (tests/test_localisation.py checks); a user's data set may have some.
+    (tests/test_localisation.py checks); a user's data set may have some. Empty too for a file whose EXIF
+    orientation the reader applies (2 boxed FracAtlas images, both train or validation): the boxes are drawn on
+    the pixels as stored, which the reader turns.
     """
     label_file = Path(data_dir) / BOX_FOLDER / f"{Path(image_path).stem}.txt"
-    if cut_short or not label_file.is_file():
+    if cut_short or not label_file.is_file() or exif_turned(image_path):
         return []
     rows = [line.split() for line in label_file.read_text().splitlines() if line.strip()]
     return [tuple(float(v) for v in row[1:5]) for row in rows if len(row) >= 5]
+
+
+def exif_turned(image_path: Path) -> bool:
+    """Whether the file asks to be shown turned or mirrored (an EXIF orientation other than 1), as the reader does."""
+    from PIL import Image
+
+    try:
+        with Image.open(image_path) as image:
+            return image.getexif().get(EXIF_ORIENTATION) not in (None, 1)
+    except Exception:  # not for this check to refuse a file: the reader says what is wrong with it
+        return False
+
+
+def hardware_flagged(data_dir: Path) -> set[str]:
+    """The FracAtlas image names its dataset.csv marks with orthopaedic hardware; none where there is no table."""
+    try:
+        with open(Path(data_dir) / FRACATLAS_TABLE, newline="", encoding="utf-8") as handle:
+            return {row["image_id"] for row in csv.DictReader(handle) if row.get("hardware") == "1"}
+    except (OSError, KeyError, csv.Error):
+        return set()
 
 
 class DatasetError(ValueError):

@@ -59,7 +59,7 @@ TYPE_TOP_K = 3
 # along most of its edges (the median of the four edges' means: one dark edge, a label strip or a film's end, does
 # not hide it) and whose median is bright too may be one (benchmarks/reader_limits.py gives the counts on both
 # data sets, as stored and inverted).
-NEGATIVE_BORDER_MEAN = 0.6
+NEGATIVE_EDGE_LEVEL = 0.6
 NEGATIVE_MEDIAN = 0.4
 BORDER_SHARE = 20  # the outer 1/20 of each side
 
@@ -156,11 +156,11 @@ class Diagnosis:
 
 
 def looks_negative(pixels: np.ndarray) -> bool:
-    """Whether the picture may be a negative (see NEGATIVE_BORDER_MEAN)."""
+    """Whether the picture may be a negative (see NEGATIVE_EDGE_LEVEL)."""
     height, width = pixels.shape
     rows, columns = max(1, height // BORDER_SHARE), max(1, width // BORDER_SHARE)
     edges = [pixels[:rows].mean(), pixels[-rows:].mean(), pixels[:, :columns].mean(), pixels[:, -columns:].mean()]
-    return float(np.median(edges)) > NEGATIVE_BORDER_MEAN and float(np.median(pixels)) > NEGATIVE_MEDIAN
+    return float(np.median(edges)) > NEGATIVE_EDGE_LEVEL and float(np.median(pixels)) > NEGATIVE_MEDIAN
 
 
 def looks_like_xray(xray: XRay) -> bool:

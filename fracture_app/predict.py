@@ -17,6 +17,7 @@ from itertools import islice
 from pathlib import Path
 
 from fracture_app import config, import_tensorflow_quietly
+from fracture_app.diagnosis import models_failed  # no TensorFlow at import: the usage errors stay quick
 from fracture_app.errors import FractureAppError
 from fracture_app.tables import spreadsheet_safe
 
@@ -145,8 +146,6 @@ def diagnose_files(diagnoser, files: list[Path], gradcam_dir: Path | None, progr
 def diagnosed(diagnoser, xrays: list) -> list:
     """Each picture's Diagnosis, or what went wrong in the models on it: a batch that fails is taken again one
     picture at a time, so that the others in it are still read."""
-    from fracture_app.diagnosis import models_failed
-
     try:
         return diagnoser.diagnose_batch(xrays)
     except Exception:
@@ -174,8 +173,6 @@ def _write_gradcam(diagnoser, diagnosis, out_dir: Path, stem: str) -> tuple[list
     import cv2
 
     from fracture_app.gradcam import overlay
-
-    from fracture_app.diagnosis import models_failed
 
     written = []
     for task in diagnoser.models:

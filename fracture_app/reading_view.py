@@ -24,14 +24,14 @@ from fracture_app.tables import spreadsheet_safe
 
 THUMBNAIL_SIDE = 96
 EMPTY_HEATMAP = 0.01  # a Grad-CAM whose peak is below this has nothing to show
-# FracAtlas, where the fracture model learnt, has 92 X-rays with hardware, and 90 of them are fractured.
 # Grad-CAM is scaled to its own peak, so a tiny score still shows a red spot.
 LOW_SCORE_HEATMAP = ("The score is low: the red marks what raised a tiny score, scaled up to the full colour range, "
                      "and points at nothing in particular.")
 TRUTH_LABEL = "Data set's label"
+# FracAtlas, where the fracture model learnt, has 92 X-rays with hardware, and 90 of them are fractured.
 HARDWARE_SAMPLE = ("The data set marks orthopaedic hardware on this film. In FracAtlas nearly every X-ray with hardware "
-                   "is labelled fractured (90 of 92), so here the hardware alone gives the label away, to you and to "
-                   "the model: look for the fracture itself.")
+                   "is labelled fractured (90 of 92), so here the hardware alone gives the label away to you, and may "
+                   "to the model: look for the fracture itself.")
 TRUTH_BOX_COLOUR = (255, 0, 255)  # magenta: no colour of the heat map's scale
 TRUTH_BOX_CAPTION = ("Magenta: where the data set marks the fracture. Does the heat map's hottest spot fall inside? "
                      "It need not: the heat map shows what raised the score, not the fracture's outline.")

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from fracture_app import config
 from fracture_app.config import FRACTURED, NOT_FRACTURED
-from fracture_app.data_layout import fracture_boxes, has_fracture_boxes, normalise
+from fracture_app.data_layout import fracture_boxes, hardware_flagged, has_fracture_boxes, normalise
 
 LABELS_FILE = "labels.csv"
 ALL = "All samples"
@@ -169,9 +169,10 @@ def _from_dataset(folder: Path) -> tuple[list[SampleImage], list[str]] | None:
             continue  # class folders that are not fracture types (e.g. several data sets side by side)
         chosen = _unseen_by_model(dataset, task)
         source = dataset.source if dataset.source != "custom" else folder.name
-        boxed = has_fracture_boxes(dataset.root)
+        boxed, hardware = has_fracture_boxes(dataset.root), hardware_flagged(dataset.root)
         return [SampleImage(s.path, dataset.classes[s.label], source,
-                            tuple(fracture_boxes(dataset.root, s.path)) if boxed else ()) for s in chosen], [dataset.layout]
+                            tuple(fracture_boxes(dataset.root, s.path)) if boxed else (), s.path.name in hardware)
+                for s in chosen], [dataset.layout]
     return None
 
 

@@ -162,7 +162,9 @@ def sidebar(models: LoadedModels) -> None:
                     st.caption(f"{title} ({config.TASK_HELP[task]}): version `{models.versions[task]}`. "
                                + models.diagnoser.every_model[task].card.measured_in_brief)
                 elif task == config.ORIENTATION_TASK and models.diagnoser.orientation is not None:
-                    st.caption(f"{title}: loaded, but its card sets no threshold, so it turns no picture")
+                    why = ("its card sets no threshold" if models.diagnoser.orientation.card.turn_threshold is None
+                           else "without the fracture model it has nothing to turn pictures for")
+                    st.caption(f"{title}: loaded, but {why}, so it turns no picture")
                 else:
                     st.caption(f"{title}: not loaded")
 

@@ -106,6 +106,7 @@ def test_a_fracatlas_folder_gives_each_sample_its_fracture_boxes(monkeypatch, tm
     assert {s.name for s in samples if s.boxes} == {s.name for s in samples if s.fractured}
     for sample in samples:
         assert list(sample.boxes) == fracture_boxes(FIXTURES / "fracatlas", sample.path)
+    assert {s.name for s in samples if s.hardware} == {"IMG0000092.jpg", "IMG0000453.jpg"}  # the fixtures' dataset.csv
 
 
 def test_the_shipped_fractured_fracatlas_samples_carry_their_boxes():

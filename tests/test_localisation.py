@@ -12,6 +12,22 @@ from training.localisation import candidate_layers, peak_in_a_box
 from conftest import FRACATLAS_FIXTURES
 
 
+def test_an_image_the_reader_turns_by_its_exif_orientation_has_no_boxes(tmp_path):
+    """Its boxes are drawn on the pixels as stored, which the reader turns: they would land elsewhere."""
+    from PIL import Image
+
+    fractured = FRACATLAS_FIXTURES / "images" / "Fractured" / "IMG0000092.jpg"
+    (tmp_path / "annotations_yolo").mkdir()
+    (tmp_path / "annotations_yolo" / "IMG0000092.txt").write_bytes(
+        (FRACATLAS_FIXTURES / "annotations_yolo" / "IMG0000092.txt").read_bytes())
+    picture = Image.open(fractured)
+    for orientation, boxed in ((1, True), (3, False), (6, False)):
+        exif = Image.Exif()
+        exif[0x0112] = orientation
+        picture.save(tmp_path / "IMG0000092.jpg", exif=exif)
+        assert bool(fracture_boxes(tmp_path, tmp_path / "IMG0000092.jpg")) == boxed, orientation
+
+
 def heat_with_peak(shape, row, column):
     heat = np.zeros(shape, np.float32)
     heat[row, column] = 1.0

@@ -182,7 +182,7 @@ def test_thresholded_dithered_and_posterised_copies_of_an_xray_get_no_verdict(di
 
 
 def test_a_dicom_whose_header_names_another_modality_gets_no_verdict():
-    from test_imaging import make_dicom
+    from conftest import make_dicom
 
     ramp = np.tile(np.linspace(0, 4000, 256), (256, 1)).astype(np.uint16)
     assert looks_like_xray(read_image(make_dicom(ramp)))  # DX

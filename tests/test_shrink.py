@@ -77,7 +77,7 @@ def test_a_long_thin_image_keeps_the_shortest_side_the_reader_accepts(tmp_path):
 
 
 def test_a_dicom_file_is_copied_as_a_smaller_picture_under_its_own_name(tmp_path):
-    from test_imaging import make_dicom
+    from conftest import make_dicom
 
     gradient = (np.linspace(0, 4095, 200)[None, :] * np.ones((120, 1))).astype(np.uint16)
     (tmp_path / "data").mkdir()

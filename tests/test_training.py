@@ -162,18 +162,23 @@ def test_make_samples_adds_fracatlas_boxes_and_hardware_to_a_labels_file_written
     from fracture_app.data_layout import fracture_boxes
     from training.make_samples import add_annotations
 
-    fractured = sorted((FRACATLAS_FIXTURES / "images" / "Fractured").glob("*.jpg"))[0]
-    original = fractured.relative_to(FRACATLAS_FIXTURES.parent).as_posix()
+    fractured = FRACATLAS_FIXTURES / "images" / "Fractured"
+    with_hardware, without = fractured / "IMG0000092.jpg", fractured / "IMG0000044.jpg"  # by the fixtures' dataset.csv
     labels = tmp_path / "labels.csv"
-    labels.write_text(f"file,source,ground_truth,original\nfracatlas_a.jpg,fracatlas,Fractured,{original}\n"
-                      "bone_break_b.jpg,bone_break,Oblique fracture,bone_break/x.jpg\n")
-    assert add_annotations(labels, FRACATLAS_FIXTURES.parent) == 1
+    labels.write_text("file,source,ground_truth,original,my_notes\n" + "".join(
+        f"fracatlas_{path.name},fracatlas,Fractured,{path.relative_to(FRACATLAS_FIXTURES.parent).as_posix()},mine\n"
+        for path in (with_hardware, without)) + "bone_break_b.jpg,bone_break,Oblique fracture,bone_break/x.jpg,\n")
+    assert add_annotations(labels, FRACATLAS_FIXTURES.parent) == 2
     rows = list(csv.DictReader(labels.open()))
-    expected = fracture_boxes(FRACATLAS_FIXTURES, fractured)
-    assert [tuple(map(float, box.split())) for box in rows[0]["fracture_boxes"].split("; ")] == expected
-    table = {row["image_id"]: row for row in csv.DictReader((FRACATLAS_FIXTURES / "dataset.csv").open())}
-    assert rows[0]["hardware"] == ("yes" if table[fractured.name]["hardware"] == "1" else "")
-    assert rows[1]["fracture_boxes"] == rows[1]["hardware"] == ""
+    for row, path in zip(rows, (with_hardware, without)):
+        boxes = [tuple(map(float, box.split())) for box in row["fracture_boxes"].split("; ")]
+        assert boxes == [tuple(round(value, 4) for value in box) for box in fracture_boxes(FRACATLAS_FIXTURES, path)]
+    assert [row["hardware"] for row in rows] == ["yes", "", ""]
+    assert rows[2]["fracture_boxes"] == "" and [row["my_notes"] for row in rows] == ["mine", "mine", ""]
+    (tmp_path / "hand_made.csv").write_text("file,ground_truth\na.jpg,Fractured\n")
+    with pytest.raises(ValueError, match="no source and original columns"):
+        add_annotations(tmp_path / "hand_made.csv", FRACATLAS_FIXTURES.parent)
+    assert (tmp_path / "hand_made.csv").read_text() == "file,ground_truth\na.jpg,Fractured\n"
 
 
 def test_export_checks_on_every_image_kind_the_app_reads(tmp_path):

@@ -21,7 +21,7 @@ from pathlib import Path
 from PIL import Image, ImageOps
 
 from fracture_app import config
-from fracture_app.data_layout import fracture_boxes
+from fracture_app.data_layout import fracture_boxes, hardware_flagged
 from fracture_app.models import artifact_paths
 from training.datasets import read_manifest
 
@@ -31,8 +31,6 @@ LONGEST_SIDE = 768
 JPEG_QUALITY = 92
 SOURCES = {config.BINARY_TASK: "fracatlas", config.TYPE_TASK: "bone_break"}
 COLUMNS = ["file", "source", "ground_truth", "original", config.SAMPLE_BOXES_COLUMN, config.SAMPLE_HARDWARE_COLUMN]
-EXIF_ORIENTATION, UPRIGHT_AS_STORED = 0x0112, (None, 1)
-FRACATLAS_TABLE = "dataset.csv"  # FracAtlas's one row per image: region, view, hardware, …
 
 
 def choose(manifest: Path, root: Path, classes, per_class: int, seed: int):
@@ -49,43 +47,44 @@ def choose(manifest: Path, root: Path, classes, per_class: int, seed: int):
 
 def boxes_text(data_dir: Path, original: Path) -> str:
     """FracAtlas's fracture boxes for one image, relative to it ("x_centre y_centre width height", ";" between
-    boxes), which downscaling keeps; none where the copy was turned (an EXIF orientation) and they would not fit."""
-    with Image.open(original) as image:
-        if image.getexif().get(EXIF_ORIENTATION) not in UPRIGHT_AS_STORED:
-            return ""
+    boxes), which downscaling keeps."""
     return "; ".join(" ".join(f"{value:.4f}" for value in box) for box in fracture_boxes(data_dir, original))
 
 
-def hardware_text(data_dir: Path, original: Path) -> str:
-    """"yes" where FracAtlas's dataset.csv marks orthopaedic hardware on the image."""
-    try:
-        with open(data_dir / FRACATLAS_TABLE, newline="", encoding="utf-8") as handle:
-            flagged = {row["image_id"] for row in csv.DictReader(handle) if row.get("hardware") == "1"}
-    except (OSError, KeyError):
-        return ""
-    return "yes" if original.name in flagged else ""
+def annotations(data_dir: Path, original: Path, hardware: set[str]) -> dict[str, str]:
+    """A FracAtlas sample's labels.csv columns beyond its label: its boxes, and "yes" where it shows hardware."""
+    return {config.SAMPLE_BOXES_COLUMN: boxes_text(data_dir, original),
+            config.SAMPLE_HARDWARE_COLUMN: "yes" if original.name in hardware else ""}
 
 
 def add_annotations(labels: Path, data_dir: Path) -> int:
-    """The boxes and hardware columns written into an existing labels.csv, from each row's original; how many rows
-    have boxes."""
+    """The boxes and hardware columns written into an existing labels.csv, from each row's original, keeping any
+    other column; how many rows have boxes."""
     with open(labels, newline="", encoding="utf-8") as handle:
-        rows = list(csv.DictReader(handle))
+        reader = csv.DictReader(handle)
+        rows, header = list(reader), list(reader.fieldnames or [])
+    if not {"source", "original"} <= set(header):
+        raise ValueError(f"{labels} has no source and original columns: only a labels.csv this command wrote can "
+                         "be annotated")
     fracatlas_dir = data_dir / SOURCES[config.BINARY_TASK]
+    hardware = hardware_flagged(fracatlas_dir)
     for row in rows:
-        original = data_dir / row["original"]
+        original = data_dir / (row["original"] or "")
         fracatlas = row["source"] == SOURCES[config.BINARY_TASK] and original.is_file()
-        row[config.SAMPLE_BOXES_COLUMN] = boxes_text(fracatlas_dir, original) if fracatlas else ""
-        row[config.SAMPLE_HARDWARE_COLUMN] = hardware_text(fracatlas_dir, original) if fracatlas else ""
-    write_labels(labels, rows)
+        row.update(annotations(fracatlas_dir, original, hardware) if fracatlas
+                   else dict.fromkeys((config.SAMPLE_BOXES_COLUMN, config.SAMPLE_HARDWARE_COLUMN), ""))
+    write_labels(labels, rows, header + [column for column in COLUMNS if column not in header])
     return sum(bool(row[config.SAMPLE_BOXES_COLUMN]) for row in rows)
 
 
-def write_labels(labels: Path, rows: list[dict]) -> None:
-    with open(labels, "w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=COLUMNS)
+def write_labels(labels: Path, rows: list[dict], columns: list[str] = COLUMNS) -> None:
+    """Written beside, then put in place: a failure leaves the old file whole."""
+    written = labels.with_name(labels.name + ".new")
+    with open(written, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=columns)
         writer.writeheader()
         writer.writerows(rows)
+    written.replace(labels)
 
 
 def shrink_copy(source: Path, target: Path) -> None:
@@ -109,7 +108,12 @@ def main(argv=None) -> int:
         if not labels.is_file():
             print(f"error: {labels} not found", file=sys.stderr)
             return 2
-        print(f"wrote the fracture boxes of {add_annotations(labels, args.data)} samples, and hardware flags, into {labels}")
+        try:
+            boxed = add_annotations(labels, args.data)
+        except ValueError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 2
+        print(f"wrote the fracture boxes of {boxed} samples, and hardware flags, into {labels}")
         return 0
     args.out.mkdir(parents=True, exist_ok=True)
     remove_earlier_samples(args.out)
@@ -123,11 +127,10 @@ def main(argv=None) -> int:
         for sample, truth in choose(manifest, args.data / source, config.CLASSES[task], per_class, args.seed):
             name = f"{source}_{sample.path.stem[:40]}.jpg".replace(" ", "_")
             shrink_copy(sample.path, args.out / name)
-            fracatlas = task == config.BINARY_TASK
             rows.append({"file": name, "source": source, "ground_truth": truth,
                          "original": sample.path.relative_to(args.data).as_posix(),
-                         config.SAMPLE_BOXES_COLUMN: boxes_text(args.data / source, sample.path) if fracatlas else "",
-                         config.SAMPLE_HARDWARE_COLUMN: hardware_text(args.data / source, sample.path) if fracatlas else ""})
+                         **(annotations(args.data / source, sample.path, hardware_flagged(args.data / source))
+                            if task == config.BINARY_TASK else {})})
     write_labels(args.out / "labels.csv", rows)
     (args.out / "ATTRIBUTION.md").write_text(attribution(len(rows)), encoding="utf-8")
     print(f"wrote {len(rows)} sample X-rays to {args.out}")
