@@ -11,9 +11,12 @@ CASE, COMMITTED, GRADE, GUESS, SCORE = "teach_case", "teach_committed", "teach_g
 EXERCISE = "teach_exercise"
 NOT_SURE = "Not sure"
 FRACTURE_CHOICES = (config.FRACTURED, config.NOT_FRACTURED)
+# Worded by what the labels say, not by data set: FRACTURE_SAMPLES_DIR may name others (the shipped ones in brackets).
 EXERCISE_HELP = {
-    SPOT_THE_FRACTURE: "Full radiographs (FracAtlas), fractured and not fractured equally often: is there a fracture?",
-    NAME_THE_TYPE: "Journal figures (Bone Break), every one fractured, some with arrows: which type is it?",
+    SPOT_THE_FRACTURE: "Cases labelled fractured or not (shipped: FracAtlas radiographs), each equally often: is "
+                       "there a fracture?",
+    NAME_THE_TYPE: "Cases labelled with a fracture type (shipped: Bone Break's journal figures, some with arrows): "
+                   "which type is it?",
 }
 
 
