@@ -39,10 +39,11 @@ def fracture_boxes(data_dir: Path, image_path: Path, cut_short: bool = False) ->
     the pixels as stored, which the reader turns.
     """
     label_file = Path(data_dir) / BOX_FOLDER / f"{Path(image_path).stem}.txt"
-    if cut_short or not label_file.is_file() or exif_turned(image_path):
+    if cut_short or not label_file.is_file():
         return []
     rows = [line.split() for line in label_file.read_text().splitlines() if line.strip()]
-    return [tuple(float(v) for v in row[1:5]) for row in rows if len(row) >= 5]
+    boxes = [tuple(float(v) for v in row[1:5]) for row in rows if len(row) >= 5]
+    return [] if boxes and exif_turned(image_path) else boxes  # the file opened only where there is a box
 
 
 def exif_turned(image_path: Path) -> bool:

@@ -45,6 +45,7 @@ _MAGIC = (  # (offset, bytes, format)
     (0, b"II*\x00", "TIFF"), (0, b"MM\x00*", "TIFF"), (0, b"II+\x00", "TIFF"), (0, b"MM\x00+", "TIFF"),
     (0, b"BM", "BMP"), (8, b"WEBP", "WEBP"), (4, b"jP  \r\n", "JPEG2000"), (0, b"\xff\x4f\xff\x51", "JPEG2000"),
 )
+SNIFF_BYTES = max(offset + len(magic) for offset, magic, _ in _MAGIC)
 _NOT_AN_IMAGE = (  # (test on the first bytes, message)
     (lambda b: b.startswith(b"%PDF"), "not an image (looks like a PDF document)"),
     (lambda b: b.startswith(b"PK\x03\x04"), "not an image (looks like a ZIP archive or Office document)"),
@@ -132,7 +133,7 @@ def _check_file_size(n: int) -> None:
 
 
 def _decode(data: bytes, label: str) -> XRay:
-    kind = _sniff(data)
+    kind = sniff_format(data)
     if kind == "DICOM":
         from .dicom_reader import read_dicom  # here, not above: pydicom loads only for a DICOM
 
@@ -152,7 +153,8 @@ def _decode(data: bytes, label: str) -> XRay:
     raise ImageReadError("unrecognised or corrupt image file")
 
 
-def _sniff(b: bytes) -> str | None:
+def sniff_format(b: bytes) -> str | None:
+    """The format its first bytes (SNIFF_BYTES are enough) name, or None."""
     return next((kind for offset, magic, kind in _MAGIC if b[offset:offset + len(magic)] == magic), None)
 
 

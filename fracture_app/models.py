@@ -120,8 +120,8 @@ class ModelCard:
             checks = [(name, check["share"]) for name, check in (self.data.get("external_checks") or {}).items()
                       if check.get("model_version") == self.version and check.get("share") is not None]
             # The orientation step, which turns some pictures back first, is not in these figures.
-            return (f"On its test split, without the orientation step, it found {_percent(test['sensitivity'])} of fractures and "
-                    f"cleared {_percent(test['specificity'])} of X-rays without one"
+            return (f"On its test split, without the orientation step, it found {_percent(test['sensitivity'])} of "
+                    f"fractures and cleared {_percent(test['specificity'])} of X-rays without one"
                     + "".join(f"; on {name}'s fracture pictures, from elsewhere, it found {_percent(share)}"
                               for name, share in checks) + ".")
         if test.get("top1") is None or test.get("top3") is None:

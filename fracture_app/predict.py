@@ -19,6 +19,7 @@ from pathlib import Path
 from fracture_app import config, import_tensorflow_quietly
 from fracture_app.diagnosis import models_failed  # no TensorFlow at import: the usage errors stay quick
 from fracture_app.errors import FractureAppError
+from fracture_app.imaging import SNIFF_BYTES, sniff_format
 from fracture_app.tables import spreadsheet_safe
 
 # New columns go last, so that scripts reading older output by position keep working.
@@ -28,7 +29,6 @@ BATCH_SIZE = 16
 DECODE_WORKERS = 2
 DECODE_AHEAD = 2 * BATCH_SIZE  # images read ahead of the models, so the CPU never waits for the disk
 PROGRESS_MIN_FILES = 20
-DICOM_MARKER_END = 132  # "DICM" after a 128-byte preamble
 
 
 def expand(paths: list[Path]) -> tuple[list[Path], list[Path]]:
@@ -55,7 +55,7 @@ def may_be_an_image(path: Path) -> bool:
         return True
     try:
         with path.open("rb") as file:
-            return file.read(DICOM_MARKER_END)[DICOM_MARKER_END - 4:] == b"DICM"
+            return sniff_format(file.read(SNIFF_BYTES)) == "DICOM"
     except OSError:
         return False
 

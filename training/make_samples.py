@@ -124,12 +124,13 @@ def main(argv=None) -> int:
         if not manifest.is_file():
             print(f"error: {manifest} not found; train the {task} model first", file=sys.stderr)
             return 2
+        hardware = hardware_flagged(args.data / source)  # the table read once, not per sample
         for sample, truth in choose(manifest, args.data / source, config.CLASSES[task], per_class, args.seed):
             name = f"{source}_{sample.path.stem[:40]}.jpg".replace(" ", "_")
             shrink_copy(sample.path, args.out / name)
             rows.append({"file": name, "source": source, "ground_truth": truth,
                          "original": sample.path.relative_to(args.data).as_posix(),
-                         **(annotations(args.data / source, sample.path, hardware_flagged(args.data / source))
+                         **(annotations(args.data / source, sample.path, hardware)
                             if task == config.BINARY_TASK else {})})
     write_labels(args.out / "labels.csv", rows)
     (args.out / "ATTRIBUTION.md").write_text(attribution(len(rows)), encoding="utf-8")
