@@ -19,7 +19,7 @@ from pathlib import Path
 from fracture_app import config, import_tensorflow_quietly
 from fracture_app.diagnosis import models_failed  # no TensorFlow at import: the usage errors stay quick
 from fracture_app.errors import FractureAppError
-from fracture_app.imaging import SNIFF_BYTES, sniff_format
+from fracture_app.file_search import expand
 from fracture_app.tables import spreadsheet_safe
 
 # New columns go last, so that scripts reading older output by position keep working.
@@ -29,35 +29,6 @@ BATCH_SIZE = 16
 DECODE_WORKERS = 2
 DECODE_AHEAD = 2 * BATCH_SIZE  # images read ahead of the models, so the CPU never waits for the disk
 PROGRESS_MIN_FILES = 20
-
-
-def expand(paths: list[Path]) -> tuple[list[Path], list[Path]]:
-    """Files as given, and folders searched recursively for what may be an image, leaving out hidden files and
-    folders (a checkout's .git holds many extension-less files); also the folders where nothing was found."""
-    files, empty_folders = [], []
-    for path in paths:
-        if path.is_dir():
-            found = sorted(p for p in path.rglob("*") if p.is_file()
-                           and not any(part.startswith(".") for part in p.relative_to(path).parts)
-                           and may_be_an_image(p))
-            files.extend(found)
-            if not found:
-                empty_folders.append(path)
-        else:
-            files.append(path)
-    return files, empty_folders
-
-
-def may_be_an_image(path: Path) -> bool:
-    """An image ending, or none; or any other ending on a file that opens with the DICOM marker, as DICOM files
-    are often named by their UID (1.2.840.113619.2.55…) or a number (IM00001.1)."""
-    if path.suffix.lower() in config.IMAGE_SUFFIXES or not path.suffix:
-        return True
-    try:
-        with path.open("rb") as file:
-            return sniff_format(file.read(SNIFF_BYTES)) == "DICOM"
-    except OSError:
-        return False
 
 
 def read(path: Path):
@@ -126,7 +97,7 @@ def diagnose_files(diagnoser, files: list[Path], gradcam_dir: Path | None, progr
 
         bar = tqdm(total=len(files), unit="img", file=sys.stderr, desc="diagnosing")
     stream = decoded_ahead(files)
-    names_taken: set[str] = set()
+    names_taken = set() if gradcam_dir is None else stems_in_use(gradcam_dir)
     while chunk := list(islice(stream, BATCH_SIZE)):
         readable = [(path, xray) for path, (xray, _) in chunk if xray is not None]
         diagnoses = dict(zip([p for p, _ in readable], diagnosed(diagnoser, [x for _, x in readable])))
@@ -159,13 +130,28 @@ def diagnosed(diagnoser, xrays: list) -> list:
 
 
 def unique_stem(path: Path, taken: set[str]) -> str:
-    """The file's stem, numbered when an earlier input (a same-named file in another folder) took it."""
+    """The file's stem, numbered when an earlier input (a same-named file in another folder) or an earlier run's
+    overlay took it."""
     stem, number = path.stem, 1
     while stem.casefold() in taken:
         number += 1
         stem = f"{path.stem}_{number}"
     taken.add(stem.casefold())
     return stem
+
+
+def overlay_name(stem: str, task: str) -> str:
+    return f"{stem}_{task}_gradcam.png"
+
+
+def stems_in_use(folder: Path) -> set[str]:
+    """The stems of overlays an earlier run left in the folder, so that a second run numbers its own instead of
+    writing over them."""
+    taken = set()
+    for task in config.TASKS:
+        ending = overlay_name("", task)
+        taken |= {path.name[:-len(ending)].casefold() for path in folder.glob(f"*{ending}")}
+    return taken
 
 
 def _write_gradcam(diagnoser, diagnosis, out_dir: Path, stem: str) -> tuple[list[Path], str | None]:
@@ -181,7 +167,7 @@ def _write_gradcam(diagnoser, diagnosis, out_dir: Path, stem: str) -> tuple[list
         except Exception as error:
             return written, f"could not make the heat map: {models_failed(error)}"
         picture = overlay(diagnosis.xray.pixels, heat)
-        target = out_dir / f"{stem}_{task}_gradcam.png"
+        target = out_dir / overlay_name(stem, task)
         # Encoded here and written by Python, not by cv2.imwrite: OpenCV crashes the process on a file name that
         # is not valid UTF-8 (an old archive's Latin-1 names), which Python writes as it found it.
         encoded, png = cv2.imencode(".png", cv2.cvtColor(picture, cv2.COLOR_RGB2BGR))
@@ -226,9 +212,9 @@ def main(argv=None) -> int:
         # A file name that is not valid UTF-8 is written with its odd bytes escaped (\udce9 for the byte e9),
         # not as a traceback.
         sys.stdout.reconfigure(errors="backslashreplace")
-    files, empty_folders = expand(args.paths)
-    for folder in empty_folders:
-        print(f"warning: no image files found in the folder {folder}", file=sys.stderr)
+    files, warnings = expand(args.paths)
+    for warning in warnings:
+        print(f"warning: {warning}", file=sys.stderr)
     if not files:
         print("error: no image files found in the given paths", file=sys.stderr)
         return 2
@@ -262,6 +248,9 @@ def main(argv=None) -> int:
         if not isinstance(error, BrokenPipeError):
             print(f"error: cannot write the output: {error.strerror or error}", file=sys.stderr)
         return 1
+    if failures:
+        print(f"warning: {failures} of {len(files)} files not diagnosed in full: the error column says why",
+              file=sys.stderr)
     return 1 if failures else 0
 
 
