@@ -18,6 +18,7 @@ from PIL import Image
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from benchmarks.command_line import data_folders  # noqa: E402
 from fracture_app import config, import_tensorflow_quietly  # noqa: E402
 from fracture_app.errors import ImageReadError  # noqa: E402
 from fracture_app.imaging import read_image  # noqa: E402
@@ -76,4 +77,4 @@ def report(diagnoser, name: str, pictures: list[np.ndarray], paths: list[Path]) 
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1] if len(sys.argv) > 1 else "../shared/data/fracatlas"))
+    main(data_folders(__doc__, ["../shared/data/fracatlas"])[0])

@@ -17,6 +17,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from benchmarks.command_line import data_folders  # noqa: E402
 from fracture_app import config, import_tensorflow_quietly  # noqa: E402
 from fracture_app.imaging import read_image  # noqa: E402
 from fracture_app.models import artifact_paths, load_model  # noqa: E402
@@ -77,4 +78,4 @@ def main(data_dir: Path) -> None:
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1] if len(sys.argv) > 1 else "../shared/data"))
+    main(data_folders(__doc__, ["../shared/data"])[0])

@@ -20,6 +20,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from benchmarks.command_line import data_folders  # noqa: E402
 from fracture_app import config  # noqa: E402
 from fracture_app.diagnosis import XRAY_ROUGHNESS_LIMIT, looks_negative  # noqa: E402
 from fracture_app.errors import ImageReadError  # noqa: E402
@@ -70,4 +71,4 @@ def main(folders: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:] or [str(REPO / "tests" / "fixtures")])
+    main(data_folders(__doc__, [str(REPO / "tests" / "fixtures")], many=True))

@@ -1,4 +1,8 @@
-"""The Model card page's view of a card: what a model is, how it was made, how good it measured."""
+"""The Model card page's view of a card: what a model is, how it was made, how good it measured.
+
+Short tables of figures are static (st.table): every column shows and long labels wrap, where a data grid would cut
+them on a laptop or a phone. Long or wide ones (runs compared, per class) stay data grids, to scroll and sort.
+"""
 
 from pathlib import Path
 
@@ -99,7 +103,7 @@ def render_targets(targets: list[dict] | None) -> None:
         "95% interval": [interval_words(target.get("interval")) for target in targets],
         "Met": [{True: "yes", False: "no", None: "not measured"}[target["met"]] for target in targets],
     })
-    st.dataframe(frame, hide_index=True)
+    st.table(frame, hide_index=True)
 
 
 def _channels(count: int) -> str:
@@ -316,7 +320,7 @@ def _render_operating_points(card) -> None:
                      "Test specificity": _number(at_test.get("specificity"), "percent"),
                      "Validation sensitivity": _number(at_val.get("sensitivity"), "percent"),
                      "Validation specificity": _number(at_val.get("specificity"), "percent")})
-    st.dataframe(pd.DataFrame(rows), hide_index=True)
+    st.table(pd.DataFrame(rows), hide_index=True)
     st.caption("Thresholds are chosen on the validation split and reported on the test split.")
 
 
@@ -378,7 +382,7 @@ def render_subgroups(rows: list[dict] | None) -> None:
               **{f"{label} (95% interval)": _with_interval(row.get(key), row.get("intervals", {}).get(key), style)
                  for key, label, style in BINARY_METRICS if key in row.get("intervals", {})}}
              for row in rows]
-    st.dataframe(pd.DataFrame(table), hide_index=True)
+    st.table(pd.DataFrame(table), hide_index=True)
     st.caption("From FracAtlas' own flags for each image; an image of two regions or two views counts in each. "
                "At the one decision threshold chosen on validation. Small subgroups have wide intervals: read the "
                "interval, not the figure. Nothing was chosen on these rows.")
@@ -402,7 +406,7 @@ def render_external_checks(checks: dict | None, version: str) -> None:
                   "Source pictures called fractured": f"{part['source_pictures']['found']} of "
                                                       f"{part['source_pictures']['images']}"}
                  for folder, part in check.get("by_folder", {}).items()]
-        st.dataframe(pd.DataFrame(table), hide_index=True)
+        st.table(pd.DataFrame(table), hide_index=True)
         st.caption(f"At the decision threshold ({percent(check.get('threshold'))}); measured on "
                    f"{str(check.get('at', '?'))[:10]} with `{check.get('command', '')}`; "
                    f"{check.get('skipped', 0)} unreadable images left out. Only sensitivity can be measured here: the "

@@ -41,7 +41,8 @@ BAND_MEANING = {LIKELY: "few X-rays without a fracture score this high",
 CLEARS_NOTHING = ("it clears nothing: a fracture the model reads poorly (a picture turned or inverted, a region it "
                   "rarely saw) can score this low too, so look at the film")
 NO_VERDICT = "No verdict"
-NOT_READABLE = "not_xray"  # the caution that withholds the verdict: not a radiograph the models can read
+# The caution that withholds the verdict: not a radiograph the models can read, or too little of one for a negative.
+NOT_READABLE = "not_xray"
 TURNED = "turned"  # the caution on a picture the fracture model read turned back
 
 # More than this share of coloured pixels means a photograph or drawing, not a radiograph. Measured on
@@ -55,6 +56,9 @@ OTHER_MODALITIES = {"CT": "a CT", "MR": "an MR", "US": "an ultrasound", "NM": "a
                     "XC": "a camera photograph", "ES": "an endoscopy", "OP": "an ophthalmic photograph",
                     "SM": "a microscopy", "GM": "a microscopy", "OCT": "an OCT", "IVUS": "an intravascular ultrasound"}
 TYPE_TOP_K = 3
+# From a quarter of the picture missing, "Not fractured" is withheld (negative_on_a_part). Of FracAtlas's 54
+# truncated files that the reader keeps, 40 miss 12% of their picture or less, and 5 a quarter or more (up to 54%).
+INCOMPLETE_NEGATIVE_LIMIT = 0.25
 # A radiograph shows air dark and bone white; a negative the reverse. A picture whose outer twentieth is bright
 # along most of its edges (the median of the four edges' means: one dark edge, a label strip or a film's end, does
 # not hide it) and whose median is bright too may be one (benchmarks/reader_limits.py gives the counts on both
@@ -88,14 +92,18 @@ class Diagnosis:
     def __post_init__(self):
         if self.cautions is None:
             found = cautions_for(self.xray)
+            if self.fracture_probability is not None and self.fracture_probability < self.threshold:
+                found = [negative_on_a_part(self.xray) or caution if caution.kind == "incomplete" else caution
+                         for caution in found]
             if self.turn != UPRIGHT and not any(caution.kind == NOT_READABLE for caution in found):
                 found.append(turned_caution(self.turn))
             object.__setattr__(self, "cautions", tuple(found))
 
     @property
     def verdict_withheld(self) -> bool:
-        """No verdict and no type guess on a picture that does not look like an X-ray: the models' answer there
-        means nothing, and a verdict in a table or a CSV would be read as one all the same."""
+        """No verdict and no type guess on a picture that does not look like an X-ray (the models' answer there
+        means nothing, and a verdict in a table or a CSV would be read as one all the same), nor a "Not fractured" on
+        a file missing too much of its picture (`negative_on_a_part`)."""
         return any(caution.kind == NOT_READABLE for caution in self.cautions)
 
     @property
@@ -241,12 +249,31 @@ def cautions_for(xray: XRay) -> list[Caution]:
                              f"This file stores more than 8 bits a pixel but not how to display them; its values "
                              f"were read as {bits}-bit. If the picture looks too dark or too bright, export it as "
                              "an 8-bit PNG or as DICOM."))
+    if metadata.get("no_display_window"):
+        found.append(Caution("guessed_brightness", "no display window in the DICOM: contrast from its values",
+                             "This DICOM file gives no display window (window centre and width, or a VOI LUT) that "
+                             "could be used, so its brightness was spread from its darkest to its brightest value. A "
+                             "viewer may show it with other contrast, and the models' scores can change with it. "
+                             "Export it with its window settings if it has them."))
     if metadata.get("narrow_band"):
         found.append(Caution("narrow_band", "very low contrast: brightness needs a display window",
                              "This picture uses only a narrow band of its brightness range (a raw 16-bit export?), "
                              "so it shows almost flat, and the models read it as flat too. Export it with a display "
                              "window, as an 8-bit PNG or as DICOM with its window settings."))
     return found
+
+
+def negative_on_a_part(xray: XRay) -> Caution | None:
+    """The caution that withholds a "Not fractured" from a file missing so much of its picture that the verdict
+    would cover too little of it; None where less is missing (that file keeps its "incomplete" caution). A
+    "Fractured" stands: the fracture it scored is in the part that is there."""
+    missing = xray.metadata.get("missing_fraction", 0)
+    if missing < INCOMPLETE_NEGATIVE_LIMIT:
+        return None
+    return Caution(NOT_READABLE, f"incomplete file: about {missing:.0%} missing, too much for a negative verdict",
+                   f"This file is incomplete: about {missing:.0%} of the picture is missing. The fracture model found "
+                   "no fracture in the part that is there, but a fracture in the missing part could not be seen, so "
+                   "no “Not fractured” verdict is given. Use the complete file.")
 
 
 def turned_caution(turn: int) -> Caution:

@@ -66,9 +66,12 @@ def read_dicom(data: bytes, label: str, forced: bool) -> XRay:
         rgb = scale_to_unit(arr)
         pixels, colour = clean_unit_range(luma(rgb)), colour_fraction(rgb)
     else:
-        pixels, colour = clean_unit_range(_dicom_grey(arr, ds, photometric)), 0.0
+        grey, windowed = _dicom_grey(arr, ds, photometric)
+        pixels, colour = clean_unit_range(grey), 0.0
 
     metadata = _dicom_metadata(ds)
+    if arr.ndim == 2 and not windowed:
+        metadata["no_display_window"] = True  # the contrast is a guess: the app says so
     metadata["TransferSyntax"] = syntax.name
     try:
         if int(ds.get("NumberOfFrames") or 1) > 1:
@@ -91,12 +94,15 @@ def _dicom_metadata(ds) -> dict:
     return metadata
 
 
-def _dicom_grey(arr: np.ndarray, ds, photometric: str) -> np.ndarray:
+def _dicom_grey(arr: np.ndarray, ds, photometric: str) -> tuple[np.ndarray, bool]:
+    """The picture in [0, 1], and whether the file's own display window (or VOI LUT) set its contrast; where it
+    has none that can be used, its values are spread from the darkest to the brightest."""
     values = apply_modality_lut(arr, ds).astype(np.float64)
     finite = np.isfinite(values)
     if not finite.all():  # float pixel data with NaN or infinite rows: shown as the darkest real value
         values = np.where(finite, values, values[finite].min() if finite.any() else 0.0)
     windowed, lo, hi = values, float(values.min()), float(values.max())
+    window_used = False
     try:
         out_range = _voi_output_range(ds)
         if out_range is not None:
@@ -108,15 +114,18 @@ def _dicom_grey(arr: np.ndarray, ds, photometric: str) -> np.ndarray:
                 voi_input = np.rint(values).astype(np.int64) if _has_voi_lut(ds) else values
                 windowed = np.asarray(apply_voi_lut(voi_input, ds), dtype=np.float64)
             lo, hi = out_range
+            window_used = True
             if windowed.min() == windowed.max() and values.min() != values.max():
                 # A window that misses the data entirely would show a blank field; show the data instead.
                 windowed, lo, hi = values, float(values.min()), float(values.max())
+                window_used = False
     except Exception:
         windowed, lo, hi = values, float(values.min()), float(values.max())  # a malformed window: ignore it
+        window_used = False
     grey = (windowed - lo) / (hi - lo) if hi > lo else np.zeros_like(windowed)
     grey = np.clip(grey, 0.0, 1.0)
     # MONOCHROME1 means "high values are dark"; inverting after the window keeps the window's meaning.
-    return 1.0 - grey if photometric == "MONOCHROME1" else grey
+    return (1.0 - grey if photometric == "MONOCHROME1" else grey), window_used
 
 
 def _has_voi_lut(ds) -> bool:

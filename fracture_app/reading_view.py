@@ -24,9 +24,10 @@ from fracture_app.tables import spreadsheet_safe
 
 THUMBNAIL_SIDE = 96
 EMPTY_HEATMAP = 0.01  # a Grad-CAM whose peak is below this has nothing to show
-# Grad-CAM is scaled to its own peak, so a tiny score still shows a red spot.
-LOW_SCORE_HEATMAP = ("The score is low: the red marks what raised a tiny score, scaled up to the full colour range, "
-                     "and points at nothing in particular.")
+# Grad-CAM is scaled to its own peak, so a score below the threshold still shows a red spot as bright as a fracture's.
+BELOW_THRESHOLD_HEATMAP = ("The score is below the decision threshold, but the heat map is scaled to its own peak: its "
+                           "red marks what raised this score, as bright as on a fractured X-ray, and need not point "
+                           "at a fracture.")
 TRUTH_LABEL = "Data set's label"
 # FracAtlas, where the fracture model learnt, has 92 X-rays with hardware, and 90 of them are fractured.
 HARDWARE_SAMPLE = ("The data set marks orthopaedic hardware on this film. In FracAtlas nearly every X-ray with hardware "
@@ -68,6 +69,10 @@ def thumbnail_uri(pixels: np.ndarray, side: int = THUMBNAIL_SIDE) -> str:
 RESULT_COLUMNS = ("Image", "File", "Verdict", "Fracture probability (%)", "Reading", "Note", "Type guess",
                   "Type probability (%)")
 
+
+# On screen, the verdict and what its score means side by side: on a phone only the first few columns show.
+SHOWN_COLUMNS = ("Image", "File", "Verdict", "Reading", "Fracture probability (%)", "Note", "Type guess",
+                 "Type probability (%)")
 
 CAUTION_MARK = "⚠ "  # before the verdict on screen, where the note explaining it may be scrolled out of view
 
@@ -132,23 +137,44 @@ def render_results_table(results: list[tuple[str, Diagnosis | str]], key: str) -
         if not isinstance(reading, str) and reading.fractured_as_uploaded not in (None, reading.fractured):
             frame.loc[row, "Verdict"] += f" (turned back) / {reading.verdict_as_uploaded} (as uploaded)"
     st.dataframe(
-        frame, hide_index=True, row_height=56, key=f"{key}_table", placeholder="–",
+        frame, hide_index=True, row_height=56, key=f"{key}_table", placeholder="–", column_order=SHOWN_COLUMNS,
         column_config={
             "Image": st.column_config.ImageColumn("X-ray", width="small"),
-            "File": st.column_config.TextColumn("File", width="medium"),
+            # Pinned, so that on a phone, scrolled to the right-hand columns, each row still says which file it is.
+            "File": st.column_config.TextColumn("File", width="medium", pinned=True),
+            "Verdict": st.column_config.TextColumn(
+                "Verdict", help=f"{CAUTION_MARK.strip()}: a caution about the image itself, given under Note and in "
+                                "the detail view; read it before the verdict"),
+            "Reading": st.column_config.TextColumn(
+                "Reading", help="What the score means: the band of the fracture score (the detail view explains it)"),
             "Fracture probability (%)": st.column_config.ProgressColumn(
                 "Fracture probability", min_value=0, max_value=100, format="%.1f%%", width="medium"),
             "Type probability (%)": st.column_config.NumberColumn("Type probability", format="%.1f%%"),
             "Type guess": st.column_config.TextColumn(
                 "Type model's guess", help=f"{TYPE_GUESS_CAVEAT.capitalize()}; given only where the verdict is "
                                            "Fractured (the detail view can show it anyway)"),
-            "Note": st.column_config.TextColumn("Note", width="large"),
+            "Note": st.column_config.TextColumn("Note", width="large",
+                                                help="Every note is also given in full below the table"),
         },
     )
+    render_notes_in_full(results)
     st.download_button("Download the table (CSV)", data=results_csv(results), file_name="fracture_readings.csv",
                        mime="text/csv", icon=":material/download:", on_click="ignore", key=f"{key}_csv",
                        help="A cell starting with =, +, - or @ (a file name can) gets a leading ' in the CSV, so "
                             "that a spreadsheet shows it as text instead of running it as a formula.")
+
+
+def render_notes_in_full(results: list[tuple[str, Diagnosis | str]]) -> None:
+    """The table's notes, each in full: a table cell cuts a long one short, on a phone most of all."""
+    notes = [(name, reading if isinstance(reading, str) else "; ".join(reading.notes)) for name, reading in results]
+    lines = [f"- {as_code(name)}: {note}" for name, note in notes if note]
+    if lines:
+        st.markdown("**Notes**\n" + "\n".join(lines))
+
+
+def as_code(name: str) -> str:
+    """A file name shown as it is in Markdown: `*scan*_[1].png` must not turn into emphasis or a link."""
+    return "`" + name.replace("`", "'") + "`"
 
 
 # ---- showing one reading ---------------------------------------------------------------------------------
@@ -174,8 +200,8 @@ def render_verdict(diagnosis: Diagnosis, ground_truth: str | None = None) -> Non
     if diagnosis.verdict_withheld:  # the reason once, as the verdict's place; any other caution above it
         render_warnings(diagnosis, leave_out=NOT_READABLE)
         reason = next(caution for caution in diagnosis.cautions if caution.kind == NOT_READABLE)
-        st.info(f"**{NO_VERDICT}.** {reason.text} No type guess and no heat map either: on a picture the models "
-                "cannot read, a hot spot would look like a finding.", icon=":material/block:")
+        st.info(f"**{NO_VERDICT}.** {reason.text} No type guess and no heat map either: beside no verdict, a hot "
+                "spot would look like a finding.", icon=":material/block:")
         return
     render_warnings(diagnosis)
     if diagnosis.fracture_probability is None:
@@ -203,7 +229,8 @@ def render_verdict(diagnosis: Diagnosis, ground_truth: str | None = None) -> Non
         without, with_fracture = diagnosis.band_measured
         measured = (f" On the model's test split this band held {without:.0%} of the X-rays without a fracture and "
                     f"{with_fracture:.0%} of those with one.")
-    getattr(st, style)(f"**{diagnosis.band.capitalize()}.** {BAND_ADVICE.get(diagnosis.band, '')}{measured}", icon=icon)
+    whose = ", for the turned-back reading" if turned else ""
+    getattr(st, style)(f"**{diagnosis.band.capitalize()}{whose}.** {BAND_ADVICE.get(diagnosis.band, '')}{measured}", icon=icon)
 
 
 def render_as_uploaded(diagnosis: Diagnosis, beside_the_truth: bool) -> None:
@@ -319,8 +346,8 @@ def render_images(diagnosis: Diagnosis, key: str, truth_boxes=()) -> tuple[str |
     if float(np.max(diagnosis.heatmaps[task])) < EMPTY_HEATMAP:
         st.caption("This heat map is empty: no region raised the score, so it says nothing about where to look.")
     else:
-        low = task == config.BINARY_TASK and diagnosis.band == LOW_SCORE
-        st.caption((LOW_SCORE_HEATMAP + " " if low else "") + HEATMAP_DECOYS)
+        below = task == config.BINARY_TASK and diagnosis.fractured is False
+        st.caption((BELOW_THRESHOLD_HEATMAP + " " if below else "") + HEATMAP_DECOYS)
     return task, opacity
 
 

@@ -127,6 +127,11 @@ def _title(diagnosis: Diagnosis) -> str:
     return f"Fracture X-ray reading: {diagnosis.verdict}"
 
 
+def headline(diagnosis: Diagnosis) -> str:
+    """The report's large line: whose answer it is, so that a printed page is not read as a diagnosis."""
+    return f"Fracture model's verdict: {diagnosis.verdict}"
+
+
 def headline_colour(diagnosis: Diagnosis) -> str:
     return BAND_COLOURS.get(diagnosis.band, "#333333")
 
@@ -179,7 +184,7 @@ def report_figure(diagnosis: Diagnosis, original, blended, task: str | None, row
         axes.imshow(picture)
         axes.set_title(caption, fontsize=11)
         axes.axis("off")
-    figure.text(0.04, y(PNG_VERDICT_TOP), diagnosis.verdict, fontsize=20, weight="bold",
+    figure.text(0.04, y(PNG_VERDICT_TOP), headline(diagnosis), fontsize=20, weight="bold",
                 color=headline_colour(diagnosis))
     for number, (label, line) in enumerate(lines):
         top = PNG_ROWS_TOP + number * PNG_LINE_HEIGHT
@@ -259,7 +264,7 @@ def report_pdf(diagnosis: Diagnosis, task: str | None = None, opacity: float = D
     red, green, blue = (int(headline_colour(diagnosis)[i:i + 2], 16) for i in (1, 3, 5))
     pdf.set_font("helvetica", "B", 18)
     pdf.set_text_color(red, green, blue)
-    pdf.cell(0, 10, _latin1(diagnosis.verdict), new_x="LMARGIN", new_y="NEXT")
+    pdf.cell(0, 10, _latin1(headline(diagnosis)), new_x="LMARGIN", new_y="NEXT")
     for label, value in rows:
         pdf.set_font("helvetica", "B", 10)
         pdf.set_text_color(22, 50, 79)

@@ -117,8 +117,10 @@ def run_app(pages: list) -> None:
     _frame.active = True
     try:
         sidebar(load_models())
+        # Also on top of every page and at its foot: on a phone the sidebar starts folded.
+        st.caption(f":material/info: {config.NOTICE}")
         page.run()
-        st.caption(config.NOTICE)  # also at the foot of every page: on a phone the sidebar starts folded
+        st.caption(config.NOTICE)
     finally:
         _frame.active = False
 

@@ -1,4 +1,4 @@
-"""Diagnose: upload X-rays, get a verdict, the type model's guess and a Grad-CAM heat map for each."""
+"""Read X-rays: upload X-rays, get a verdict, the type model's guess and a Grad-CAM heat map for each."""
 
 import streamlit as st
 
@@ -7,7 +7,7 @@ from fracture_app import reading_view, ui
 
 def main() -> None:
     ui.page_frame()
-    st.title("Diagnose")
+    st.title("Read X-rays")
     st.caption("Upload one or more X-rays. Each gets the fracture model's verdict, the type model's guess and a "
                "heat map of where the models looked. Files are read in memory and never saved.")
     models = ui.load_models()

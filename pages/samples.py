@@ -27,7 +27,7 @@ def main() -> None:
             or current is None:
         current = pick(pool, avoid=current.path if current else None)
         st.session_state[CURRENT] = str(current.path)
-    st.caption(f"{len(pool)} of {len(sample_set.samples)} samples match · {current.name}"
+    st.caption(f"Drawn from {len(pool)} of the {len(sample_set.samples)} samples, as chosen in Show · {current.name}"
                + (f" · {current.source}" if current.source else ""))
 
     reading = ui.sample_reading(models, current.path)

@@ -1,4 +1,4 @@
-"""The Diagnose page and the app's frame (navigation, sidebar), driven by Streamlit's AppTest.
+"""The Read X-rays page and the app's frame (navigation, sidebar), driven by Streamlit's AppTest.
 
 AppTest runs the real app.py in this process; its file uploader takes bytes as a browser would send them.
 The models are the tiny ones trained by the conftest fixture, found through FRACTURE_MODELS_DIR.
@@ -55,10 +55,10 @@ def fixture_bytes(path: Path) -> tuple[str, bytes]:
     return path.name, path.read_bytes()
 
 
-def test_landing_page_is_diagnose_with_notice_and_model_versions(tiny_models_dir):
+def test_landing_page_is_read_x_rays_with_notice_and_model_versions(tiny_models_dir):
     at = run_app()
     assert_clean(at)
-    assert at.title[0].value == "Diagnose"
+    assert at.title[0].value == "Read X-rays"
     assert at.file_uploader(key="diagnose_uploads").accept_multiple_files
     assert at.file_uploader(key="diagnose_uploads").allowed_type == []  # extension-less DICOM must pass
     sidebar = " ".join(element.value for element in at.sidebar.warning) + " ".join(c.value for c in at.sidebar.caption)
@@ -148,6 +148,8 @@ def test_a_broken_upload_shows_the_readers_message_and_the_others_are_still_read
     for index in (0, 3):  # a type is guessed only beside "Fractured": beside a normal film it could be acted on
         assert bool(table["Type guess"][index]) == (table["Verdict"][index] == "Fractured")
     assert table["Image"][0].startswith("data:image/png;base64,")
+    notes = next(m.value for m in at.markdown if m.value.startswith("**Notes**"))  # in full: a cell cuts them short
+    assert f"- `notes.pdf`: {table['Note'][1]}" in notes and f"- `cut.jpg`: {table['Note'][2]}" in notes
     assert at.download_button(key="diagnose_csv")
     assert metrics(at)["Verdict"] in ("Fractured", "Not fractured")  # the detail view of a readable one
     assert len(at.selectbox(key="diagnose_detail").options) == 2
@@ -171,6 +173,7 @@ def test_extensionless_dicom_is_read_and_summarised(fractured_xray_path):
     assert metrics(at)["Verdict"] in ("Fractured", "Not fractured")
     summary = " ".join(caption.value for caption in at.caption)
     assert "HAND" in summary and "PA" in summary and "DX" in summary
+    assert any("no display window" in warning.value for warning in at.warning), "its contrast is a guess"
     assert "SECRET-123" not in summary and "Doe" not in summary
 
 

@@ -147,7 +147,7 @@ def test_model_card_page_shows_metrics_plots_and_provenance(tiny_models_dir):
     assert "FracAtlas" in text and "Bone Break" in text
     assert "held back for a check outside this project" in text  # the cards' counts are not the published ones
     assert "Intended use" in text and "Limitations" in text and "CPU only" in text
-    tables = [frame.value for frame in at.dataframe]
+    tables = [frame.value for frame in (*at.dataframe, *at.table)]
     points = next(table for table in tables if "Operating point" in table.columns)
     assert any("High sensitivity" in v for v in points["Operating point"])
     assert all(points["Validation sensitivity"]) and all(points["Validation specificity"])  # the decision row too
@@ -198,7 +198,7 @@ def test_the_model_card_page_says_how_many_targets_are_missed():
     at = AppTest.from_function(page).run()
     assert_clean(at)
     assert "misses 2 of its 3 targets" in at.warning[0].value
-    table = at.dataframe[0].value
+    table = at.table[0].value
     assert list(table["Measured"]) == ["0.856", "0.019", "custom_cnn"] and list(table["Met"]) == ["no", "yes", "no"]
     assert list(table["95% interval"]) == ["0.810–0.900", "", ""]
 

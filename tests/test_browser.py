@@ -29,7 +29,7 @@ START_TIMEOUT_S = 90
 RUN_TIMEOUT_MS = 150_000  # a page's first run on a loaded 2-core machine: TensorFlow import and model loading
 VIEWPORT = {"width": 1400, "height": 1800}
 PAGES = (("Samples", "Samples"), ("Teaching mode", "Teaching mode"), ("Model card", "Model cards"),
-         ("About", "About this reading aid"), ("Diagnose", "Diagnose"))
+         ("About", "About this reading aid"), ("Read X-rays", "Read X-rays"))
 
 if not CHROMIUM.exists() and not os.environ.get("CI"):
     pytestmark = pytest.mark.skip(reason=f"browser test skipped: no Chromium at {CHROMIUM} "

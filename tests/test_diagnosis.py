@@ -40,6 +40,7 @@ def test_the_band_never_contradicts_the_verdict_even_when_a_card_is_odd(probabil
      ["incomplete", "more_frames", "guessed_brightness"]),
     (0.0, {"frames": 1}, []),
     (0.0, {"missing_detail": True}, ["incomplete"]),
+    (0.0, {"no_display_window": True}, ["guessed_brightness"]),
 ])
 def test_cautions_come_from_what_the_reader_recorded(colour, metadata, kinds):
     ramp = np.tile(np.linspace(0, 1, 64, dtype=np.float32), (64, 1))  # a picture the reader would accept
@@ -48,7 +49,8 @@ def test_cautions_come_from_what_the_reader_recorded(colour, metadata, kinds):
     assert [caution.kind for caution in cautions] == kinds
     texts = " ".join(caution.text for caution in cautions)
     for word in ("12%" if "missing_fraction" in metadata else None, "3 images" if "more_frames" in kinds else None,
-                 "12-bit" if "guessed_brightness" in kinds else None):
+                 "12-bit" if "brightness_bits" in metadata else None,
+                 "no display window" if "no_display_window" in metadata else None):
         assert word is None or word in texts
 
 
@@ -65,6 +67,21 @@ def test_the_type_guess_is_withheld_beside_not_fractured(probability, types, wit
     assert diagnosis.type_withheld == withheld
     assert diagnosis.best_type == next(iter(types.items()), (None, None)), "kept for a reader who asks to see it"
     assert diagnosis.notes == [cautions_for(xray)[0].brief]
+
+
+@pytest.mark.parametrize("missing, probability, verdict", [
+    (0.30, 0.1, "No verdict"),  # "Not fractured" on 70% of a picture would be read as about the whole
+    (0.30, 0.9, "Fractured"),  # the fracture it scored is in the part that is there
+    (0.12, 0.1, "Not fractured"),  # a strip missing: the caution says so
+])
+def test_a_negative_verdict_is_withheld_where_a_quarter_of_the_picture_is_missing(missing, probability, verdict):
+    xray = XRay(np.tile(np.linspace(0, 1, 64, dtype=np.float32), (64, 1)), "upload", "JPEG", 0.0,
+                {"missing_fraction": missing})
+    diagnosis = Diagnosis(xray, probability, 0.5, None, {"Oblique fracture": 1.0})
+    assert diagnosis.verdict == verdict
+    assert diagnosis.notes == [f"incomplete file: about {missing:.0%} missing"
+                               + (", too much for a negative verdict" if verdict == "No verdict" else "")]
+    assert diagnosis.type_top == ([] if verdict == "No verdict" else [("Oblique fracture", 1.0)])
 
 
 def test_a_real_upload_gets_a_full_diagnosis(diagnoser, fractured_xray_path):

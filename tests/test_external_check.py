@@ -50,7 +50,7 @@ def test_the_check_is_written_into_the_card_and_shown_on_the_model_card_page(tin
     at.switch_page("pages/model_card.py").run()
     assert not at.exception, [e.value for e in at.exception]
     assert any(m.value.startswith("#### Fractures from another source: Bone Break") for m in at.markdown)
-    table = next(frame.value for frame in at.dataframe if "Folder" in frame.value.columns)
+    table = next(frame.value for frame in at.table if "Folder" in frame.value.columns)
     assert list(table["Images"]) == [part["images"] for part in check["by_folder"].values()]
     assert not any("not on this one" in warning.value for warning in at.warning)  # measured on this version
     sidebar = " ".join(caption.value for caption in at.sidebar.caption)

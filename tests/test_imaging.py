@@ -273,7 +273,8 @@ def test_dicom_monochrome2_min_max(stored):
     meta = xray.metadata
     assert meta["Modality"] == "DX" and meta["BodyPartExamined"] == "HAND" and meta["ViewPosition"] == "PA"
     assert meta["PhotometricInterpretation"] == "MONOCHROME2" and meta["original_size"] == stored.shape
-    assert all(isinstance(v, str) for k, v in meta.items() if k != "original_size")
+    assert all(isinstance(v, str) for k, v in meta.items() if k not in ("original_size", "no_display_window"))
+    assert meta["no_display_window"] is True  # its contrast is spread from its values: the app says so
     assert not any("Doe" in v or "SECRET" in v for v in map(str, meta.values()))  # no identifiers
 
 
@@ -286,6 +287,7 @@ def test_dicom_monochrome1_inverted_gives_the_same_picture(stored):
 def test_dicom_window(stored):
     xray = read_image(make_dicom(stored, WindowCenter=2000, WindowWidth=1500))
     np.testing.assert_allclose(xray.pixels, window(stored.astype(float), 2000, 1500), atol=1e-6)
+    assert "no_display_window" not in xray.metadata
 
 
 def test_dicom_monochrome1_is_inverted_after_the_window(stored):
@@ -347,6 +349,7 @@ def test_float_dicom_with_nan_rows_is_read_with_them_dark(stored):
 def test_dicom_window_that_misses_the_data_falls_back_to_min_max(stored):
     xray = read_image(make_dicom(stored, WindowCenter=40000, WindowWidth=10))
     assert xray.pixels.min() == 0.0 and xray.pixels.max() == 1.0
+    assert xray.metadata["no_display_window"] is True
 
 
 def test_dicom_multiframe_takes_the_first_frame(stored):

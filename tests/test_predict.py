@@ -161,12 +161,17 @@ def test_usage_errors_exit_2_without_a_traceback(tiny_models_dir, tmp_path):
         assert "Traceback" not in result.stderr and result.stderr.strip()
 
 
-def test_an_incomplete_jpeg_is_flagged_in_the_warnings_column(tiny_models_dir, tmp_path, capsys):
+def test_an_incomplete_jpeg_is_flagged_and_never_called_not_fractured_with_a_third_missing(tiny_models_dir, tmp_path,
+                                                                                           capsys):
     whole = sorted((FRACATLAS_FIXTURES / "images" / "Fractured").glob("*.jpg"))[0].read_bytes()
     (tmp_path / "cut.jpg").write_bytes(whole[: len(whole) * 2 // 3])
-    code, out, _ = run(["--format", "json", "--models", str(tiny_models_dir), str(tmp_path / "cut.jpg")], capsys)
-    assert code == 0
-    assert "incomplete file: about" in json.loads(out)[0]["warnings"]
+    (tmp_path / "cut_a_little.jpg").write_bytes(whole[: len(whole) * 19 // 20])
+    _, out, _ = run(["--format", "json", "--models", str(tiny_models_dir), str(tmp_path / "cut.jpg"),
+                     str(tmp_path / "cut_a_little.jpg")], capsys)
+    cut, cut_a_little = json.loads(out)
+    assert cut["fractured"] is not False
+    assert "incomplete file: about" in (cut["warnings"] or cut["error"])
+    assert cut_a_little["error"] == "" and "incomplete file: about" in cut_a_little["warnings"]
 
 
 def test_a_folder_with_no_images_among_other_paths_is_named_in_a_warning(tiny_models_dir, tmp_path, capsys):

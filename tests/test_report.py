@@ -68,6 +68,7 @@ def test_pdf_report_is_a_valid_pdf_with_the_verdict_versions_and_notice():
     assert b"/Type /Page" in data and data.count(b"/Subtype /Image") >= 2
     text = pdf_text(data)
     assert "Fractured (fracture probability 42.0%)" in text
+    assert "Fracture model's verdict: Fractured" in text  # the headline says whose answer it is
     assert "possible fracture - look closely" in text  # the em dash, in the PDF's Latin-1 font
     assert "Oblique fracture 60.0%" in text
     assert "fracture-type model, opacity 70%" in text

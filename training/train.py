@@ -54,7 +54,7 @@ def argument_parser() -> argparse.ArgumentParser:
                         help=f"square input side in pixels; default: {config.DEFAULT_IMG_SIZE[binary]} (binary), "
                              f"{config.DEFAULT_IMG_SIZE[fracture_type]} (type)")
     parser.add_argument("--epochs", type=int, default=30, help="most epochs; early stopping may end sooner (default 30)")
-    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--batch-size", type=int, default=32, help="images per training step (default 32)")
     parser.add_argument("--learning-rate", type=float,
                         help=f"Adam's starting rate (default {LEARNING_RATE}; a pretrained backbone's second phase "
                              f"uses {FINE_TUNE_LEARNING_RATE})")
@@ -63,7 +63,9 @@ def argument_parser() -> argparse.ArgumentParser:
                              "a custom CNN starts from the layers it shares with an earlier .keras model "
                              "(default: imagenet for resnet50, densenet121 and mobilenetv2; none for the custom CNNs)")
     parser.add_argument("--out", type=Path, default=config.MODELS_DIR, help="output folder (default: models/)")
-    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--seed", type=int, default=42,
+                        help="seeds the split where one is drawn, the weights' start, the augmentation and the "
+                             "order of batches (default 42)")
     parser.add_argument("--resplit", action="store_true",
                         help="ignore split folders in the data and make grouped splits from all images")
     parser.add_argument("--split", type=Path, metavar="CSV",
