@@ -7,23 +7,31 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 
 def import_tensorflow_quietly():
-    """Import TensorFlow with the native start-up lines it writes straight to file descriptor 2 hidden.
+    """Import Keras and TensorFlow with the native start-up lines they write straight to file descriptor 2 hidden.
 
     The environment variable above does not reach the messages logged before TensorFlow sets up its
     logger (CUDA probing on machines without a GPU), and a command line's stderr is for the user.
     """
+    import_keras_quietly()
+    import tensorflow
+
+    return tensorflow
+
+
+def import_keras_quietly():
+    """Import Keras (and with it TensorFlow, where that is its backend) with those start-up lines hidden; on the
+    JAX backend (a GPU machine without TensorFlow) nothing imports TensorFlow."""
     import sys
 
-    if "tensorflow" in sys.modules:
-        return sys.modules["tensorflow"]
+    if "keras" in sys.modules:
+        return sys.modules["keras"]
     sys.stderr.flush()
     saved = os.dup(2)
     try:
         with open(os.devnull, "w") as devnull:
             os.dup2(devnull.fileno(), 2)
-            import keras  # noqa: F401  (imports TensorFlow too)
-            import tensorflow
+            import keras
     finally:
         os.dup2(saved, 2)
         os.close(saved)
-    return tensorflow
+    return keras

@@ -1,7 +1,8 @@
 """The Model card page's view of a card: what a model is, how it was made, how good it measured.
 
-Short tables of figures are static (st.table): every column shows and long labels wrap, where a data grid would cut
-them on a laptop or a phone. Long or wide ones (runs compared, per class) stay data grids, to scroll and sort.
+Tables of figures to read (targets, operating points, subgroups, another source's folders) are static (st.table):
+every column shows and long labels wrap, where a data grid would cut them on a laptop. Those to compare and sort
+(the runs compared, the figures per class) stay data grids.
 """
 
 from pathlib import Path

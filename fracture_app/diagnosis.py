@@ -41,9 +41,11 @@ BAND_MEANING = {LIKELY: "few X-rays without a fracture score this high",
 CLEARS_NOTHING = ("it clears nothing: a fracture the model reads poorly (a picture turned or inverted, a region it "
                   "rarely saw) can score this low too, so look at the film")
 NO_VERDICT = "No verdict"
-# The caution that withholds the verdict: not a radiograph the models can read, or too little of one for a negative.
-NOT_READABLE = "not_xray"
+NOT_READABLE = "not_xray"  # a caution that withholds the verdict: not a radiograph the models can read
+TOO_INCOMPLETE = "too_incomplete"  # one that withholds a "Not fractured": too little of the picture is there
+WITHHOLDING = (NOT_READABLE, TOO_INCOMPLETE)
 TURNED = "turned"  # the caution on a picture the fracture model read turned back
+INCOMPLETE = "incomplete"
 
 # More than this share of coloured pixels means a photograph or drawing, not a radiograph. Measured on
 # the data sets: no FracAtlas image and under 1% of Bone Break journal figures exceed it; photographs do.
@@ -56,7 +58,7 @@ OTHER_MODALITIES = {"CT": "a CT", "MR": "an MR", "US": "an ultrasound", "NM": "a
                     "XC": "a camera photograph", "ES": "an endoscopy", "OP": "an ophthalmic photograph",
                     "SM": "a microscopy", "GM": "a microscopy", "OCT": "an OCT", "IVUS": "an intravascular ultrasound"}
 TYPE_TOP_K = 3
-# From a quarter of the picture missing, "Not fractured" is withheld (negative_on_a_part). Of FracAtlas's 54
+# From a quarter of the picture missing, "Not fractured" is withheld (too_incomplete_for_a_negative). Of FracAtlas's 54
 # truncated files that the reader keeps, 40 miss 12% of their picture or less, and 5 a quarter or more (up to 54%).
 INCOMPLETE_NEGATIVE_LIMIT = 0.25
 # A radiograph shows air dark and bone white; a negative the reverse. A picture whose outer twentieth is bright
@@ -85,17 +87,18 @@ class Diagnosis:
     # beside its own (None where nothing was turned).
     turn: int = UPRIGHT
     as_uploaded_probability: float | None = None
-    # About the image itself (the app shows these above everything else): judged once, on the picture as read, and
-    # carried by every copy (dataclasses.replace), such as the smaller copy a browser session keeps.
+    # About the image itself (the app shows these above everything else), and the turned reading's: judged once, on
+    # the picture as read and its scores, and carried by every copy (dataclasses.replace), such as the smaller copy a
+    # browser session keeps.
     cautions: tuple["Caution", ...] | None = None
 
     def __post_init__(self):
         if self.cautions is None:
             found = cautions_for(self.xray)
             if self.fracture_probability is not None and self.fracture_probability < self.threshold:
-                found = [negative_on_a_part(self.xray) or caution if caution.kind == "incomplete" else caution
-                         for caution in found]
-            if self.turn != UPRIGHT and not any(caution.kind == NOT_READABLE for caution in found):
+                found = [too_incomplete_for_a_negative(self.xray) or caution if caution.kind == INCOMPLETE
+                         else caution for caution in found]
+            if self.turn != UPRIGHT and not any(caution.kind in WITHHOLDING for caution in found):
                 found.append(turned_caution(self.turn))
             object.__setattr__(self, "cautions", tuple(found))
 
@@ -103,8 +106,20 @@ class Diagnosis:
     def verdict_withheld(self) -> bool:
         """No verdict and no type guess on a picture that does not look like an X-ray (the models' answer there
         means nothing, and a verdict in a table or a CSV would be read as one all the same), nor a "Not fractured" on
-        a file missing too much of its picture (`negative_on_a_part`)."""
-        return any(caution.kind == NOT_READABLE for caution in self.cautions)
+        a file missing too much of its picture (`too_incomplete_for_a_negative`)."""
+        return self.withheld_because is not None
+
+    @property
+    def withheld_because(self) -> "Caution | None":
+        """The caution that withholds the verdict, if one does."""
+        return next((caution for caution in self.cautions if caution.kind in WITHHOLDING), None)
+
+    @property
+    def cautions_before_the_answer(self) -> tuple["Caution", ...]:
+        """What a trainee may see before committing a reading: none that tells the model's answer (the turned
+        reading's; the withheld negative's, which says in its place only that the file is incomplete)."""
+        return tuple(incomplete_caution(self.xray.metadata["missing_fraction"]) if caution.kind == TOO_INCOMPLETE
+                     else caution for caution in self.cautions if caution.kind != TURNED)
 
     @property
     def fractured(self) -> bool | None:
@@ -135,8 +150,11 @@ class Diagnosis:
 
     @property
     def fractured_as_uploaded(self) -> bool | None:
-        """The verdict the picture as uploaded would have had; None where it was read as uploaded."""
-        return None if self.as_uploaded_probability is None else self.as_uploaded_probability >= self.threshold
+        """The verdict the picture as uploaded would have had; None where it was read as uploaded, or where no
+        verdict is given."""
+        if self.as_uploaded_probability is None or self.verdict_withheld:
+            return None
+        return self.as_uploaded_probability >= self.threshold
 
     @property
     def verdict_as_uploaded(self) -> str | None:
@@ -157,7 +175,7 @@ class Diagnosis:
         """Every caution's brief, for a table cell or a CSV column; a turned-back reading's score as uploaded with its
         caution, since the caution says to go by it where the picture already lay the right way."""
         briefs = [caution.brief for caution in self.cautions]
-        if self.as_uploaded_probability is not None:
+        if self.fractured_as_uploaded is not None:
             at = next((i + 1 for i, caution in enumerate(self.cautions) if caution.kind == TURNED), len(briefs))
             briefs.insert(at, f"as uploaded: {100 * self.as_uploaded_probability:.1f}%")
         return briefs
@@ -229,12 +247,9 @@ def cautions_for(xray: XRay) -> list[Caution]:
                              "is much darker, paler or flatter than they are, and the models can miss a fracture on "
                              "it. Use the original export if there is one."))
     if metadata.get("missing_fraction"):
-        missing = metadata["missing_fraction"]
-        found.append(Caution("incomplete", f"incomplete file: about {missing:.0%} missing",
-                             f"This file is incomplete: about {missing:.0%} of the picture is missing and not shown. "
-                             "Read with care."))
+        found.append(incomplete_caution(metadata["missing_fraction"]))
     if metadata.get("missing_detail"):
-        found.append(Caution("incomplete", "incomplete file: fine detail missing",
+        found.append(Caution(INCOMPLETE, "incomplete file: fine detail missing",
                              "This file is incomplete: it is a progressive JPEG whose end is missing, so the whole "
                              "picture shows but without its finest detail, where a thin fracture line would be. "
                              "Read with care, and use the complete file if there is one."))
@@ -263,14 +278,20 @@ def cautions_for(xray: XRay) -> list[Caution]:
     return found
 
 
-def negative_on_a_part(xray: XRay) -> Caution | None:
+def incomplete_caution(missing: float) -> Caution:
+    return Caution(INCOMPLETE, f"incomplete file: about {missing:.0%} missing",
+                   f"This file is incomplete: about {missing:.0%} of the picture is missing and not shown. "
+                   "Read with care.")
+
+
+def too_incomplete_for_a_negative(xray: XRay) -> Caution | None:
     """The caution that withholds a "Not fractured" from a file missing so much of its picture that the verdict
     would cover too little of it; None where less is missing (that file keeps its "incomplete" caution). A
     "Fractured" stands: the fracture it scored is in the part that is there."""
     missing = xray.metadata.get("missing_fraction", 0)
     if missing < INCOMPLETE_NEGATIVE_LIMIT:
         return None
-    return Caution(NOT_READABLE, f"incomplete file: about {missing:.0%} missing, too much for a negative verdict",
+    return Caution(TOO_INCOMPLETE, f"incomplete file: about {missing:.0%} missing, too much for a negative verdict",
                    f"This file is incomplete: about {missing:.0%} of the picture is missing. The fracture model found "
                    "no fracture in the part that is there, but a fracture in the missing part could not be seen, so "
                    "no “Not fractured” verdict is given. Use the complete file.")

@@ -62,15 +62,16 @@ def read_dicom(data: bytes, label: str, forced: bool) -> XRay:
     photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).strip().upper()
     if photometric == "PALETTE COLOR":
         arr = apply_color_lut(arr, ds)
+    window_used = True  # colour has no display window to miss
     if arr.ndim == 3:  # colour (pydicom has already turned YBR into RGB)
         rgb = scale_to_unit(arr)
         pixels, colour = clean_unit_range(luma(rgb)), colour_fraction(rgb)
     else:
-        grey, windowed = _dicom_grey(arr, ds, photometric)
+        grey, window_used = _dicom_grey(arr, ds, photometric)
         pixels, colour = clean_unit_range(grey), 0.0
 
     metadata = _dicom_metadata(ds)
-    if arr.ndim == 2 and not windowed:
+    if not window_used:
         metadata["no_display_window"] = True  # the contrast is a guess: the app says so
     metadata["TransferSyntax"] = syntax.name
     try:

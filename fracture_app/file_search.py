@@ -1,7 +1,7 @@
 """Which files the command line reads from the paths it is given, and what it says about those it leaves out.
 
-A folder is searched through its subfolders, linked ones included (each real folder once, so that a link back up
-the tree cannot loop). Hidden files and folders are left out (a checkout's .git holds many extension-less files),
+A folder is searched through its subfolders, and through linked folders that lead outside it (each once, so that a
+link back up the tree cannot loop, and a link to a folder inside it does not read that folder twice). Hidden files and folders are left out (a checkout's .git holds many extension-less files),
 and so are files that cannot be images; every folder where something was left out is named in one warning line,
 so that a file a user expected to be read never vanishes without a word.
 """
@@ -12,6 +12,7 @@ from pathlib import Path
 
 from fracture_app import config
 from fracture_app.imaging import SNIFF_BYTES, sniff_format
+from fracture_app.tables import printable
 
 NAMES_SHOWN = 3  # of each kind of entry left out, so that a warning stays one line
 
@@ -36,7 +37,8 @@ def expand(paths: list[Path]) -> tuple[list[Path], list[str]]:
 def search_folder(folder: Path) -> tuple[list[Path], dict[str, list[str]]]:
     """The files below `folder` that may be images, sorted; and what was left out, by kind, as relative names."""
     found, left_out = [], defaultdict(list)
-    searched = {os.path.realpath(folder)}
+    top = os.path.realpath(folder)
+    searched = {top}
 
     def relative(path: str) -> str:
         name = os.path.relpath(path, folder)
@@ -46,12 +48,15 @@ def search_folder(folder: Path) -> tuple[list[Path], dict[str, list[str]]]:
         left_out["folders that could not be opened"].append(f"{relative(error.filename)} ({error.strerror})")
 
     for root, subfolders, names in os.walk(folder, onerror=unopened, followlinks=True):
+        subfolders.sort()  # so that which of two links to one folder is searched does not depend on the disk
         for name in list(subfolders):
-            real = os.path.realpath(os.path.join(root, name))
+            path = os.path.join(root, name)
+            real = os.path.realpath(path)
             if name.startswith("."):
-                left_out["hidden folders"].append(relative(os.path.join(root, name)))
-            elif real in searched:
-                left_out["links to a folder already searched"].append(relative(os.path.join(root, name)))
+                left_out["hidden folders"].append(relative(path))
+            elif os.path.islink(path) and (real in searched or real.startswith(top + os.sep)):
+                # Its files are read through the folder itself (inside the one given) or the first link to it.
+                left_out["links to a folder read another way"].append(relative(path))
             else:
                 searched.add(real)
                 continue
@@ -85,6 +90,7 @@ def describe(left_out: dict[str, list[str]]) -> str:
     """`hidden files: 2 (.DS_Store, .notes.jpg); …`: a count of each kind with its first few names."""
     parts = []
     for kind, names in left_out.items():
-        shown = ", ".join(sorted(names)[:NAMES_SHOWN]) + (", …" if len(names) > NAMES_SHOWN else "")
+        shown = ", ".join(map(printable, sorted(names)[:NAMES_SHOWN])) + (", …" if len(names) > NAMES_SHOWN else "")
         parts.append(f"{kind}: {len(names)} ({shown})")
     return "; ".join(parts)
+

@@ -174,7 +174,10 @@ def _write_gradcam(diagnoser, diagnosis, out_dir: Path, stem: str) -> tuple[list
         try:
             if not encoded:
                 raise OSError("the overlay could not be encoded")
-            target.write_bytes(png.tobytes())
+            with target.open("xb") as file:  # never over a file that appeared since the folder was read
+                file.write(png.tobytes())
+        except FileExistsError:
+            return written, f"could not write the heat map {target}: a file of that name appeared meanwhile"
         except OSError:
             return written, f"could not write the heat map {target}"
         written.append(target)

@@ -14,20 +14,19 @@ import pandas as pd
 import streamlit as st
 
 from fracture_app import config
-from fracture_app.diagnosis import (BAND_MEANING, CLEARS_NOTHING, LIKELY, LOW_SCORE, NO_VERDICT, NOT_READABLE,
-                                    NOT_RULED_OUT, POSSIBLE, TURNED, TYPE_GUESS_WITHHELD, Diagnosis)
+from fracture_app.diagnosis import (BAND_MEANING, CLEARS_NOTHING, INCOMPLETE, LIKELY, LOW_SCORE, NO_VERDICT,
+                                    NOT_RULED_OUT, POSSIBLE, TOO_INCOMPLETE, TURNED, TYPE_GUESS_WITHHELD, Caution,
+                                    Diagnosis)
 from fracture_app.gradcam import DEFAULT_OPACITY, overlay
 from fracture_app.preprocess import at_most, to_uint8
-from fracture_app.report import TYPE_GUESS_CAVEAT, as_uploaded_words, dicom_summary, percent, report_pdf, report_png
+from fracture_app.report import (BELOW_THRESHOLD_HEATMAP, TYPE_GUESS_CAVEAT, as_uploaded_words, dicom_summary, percent,
+                                 report_pdf, report_png)
 from fracture_app.samples import HALF_RIGHT, NOT_MARKED, RIGHT, WRONG, Grade
-from fracture_app.tables import spreadsheet_safe
+from fracture_app.tables import printable, spreadsheet_safe
 
 THUMBNAIL_SIDE = 96
+FILE_COLUMN_PIXELS = 140
 EMPTY_HEATMAP = 0.01  # a Grad-CAM whose peak is below this has nothing to show
-# Grad-CAM is scaled to its own peak, so a score below the threshold still shows a red spot as bright as a fracture's.
-BELOW_THRESHOLD_HEATMAP = ("The score is below the decision threshold, but the heat map is scaled to its own peak: its "
-                           "red marks what raised this score, as bright as on a fractured X-ray, and need not point "
-                           "at a fracture.")
 TRUTH_LABEL = "Data set's label"
 # FracAtlas, where the fracture model learnt, has 92 X-rays with hardware, and 90 of them are fractured.
 HARDWARE_SAMPLE = ("The data set marks orthopaedic hardware on this film. In FracAtlas nearly every X-ray with hardware "
@@ -42,8 +41,8 @@ HEATMAP_DECOYS = ("Plates, screws, casts and arrows drawn on a figure often draw
 # A low score is never green: it clears nothing.
 BAND_STYLE = {LIKELY: ("error", ":material/emergency:"), POSSIBLE: ("warning", ":material/visibility:"),
               NOT_RULED_OUT: ("warning", ":material/visibility:"), LOW_SCORE: ("info", ":material/info:")}
-CAUTION_ICONS = {"incomplete": ":material/broken_image:", "more_frames": ":material/burst_mode:",
-                 "guessed_brightness": ":material/contrast:", "narrow_band": ":material/contrast:",
+CAUTION_ICONS = {INCOMPLETE: ":material/broken_image:", TOO_INCOMPLETE: ":material/broken_image:",
+                 "more_frames": ":material/burst_mode:", "guessed_brightness": ":material/contrast:", "narrow_band": ":material/contrast:",
                  "low_contrast": ":material/contrast:", "negative": ":material/invert_colors:",
                  TURNED: ":material/screen_rotation:"}
 BAND_ADVICE = {
@@ -71,9 +70,10 @@ RESULT_COLUMNS = ("Image", "File", "Verdict", "Fracture probability (%)", "Readi
 
 
 # On screen, the verdict and what its score means side by side: on a phone only the first few columns show.
-SHOWN_COLUMNS = ("Image", "File", "Verdict", "Reading", "Fracture probability (%)", "Note", "Type guess",
+SHOWN_COLUMNS = ("File", "Image", "Verdict", "Reading", "Fracture probability (%)", "Note", "Type guess",
                  "Type probability (%)")
 
+MARKDOWN_SPECIALS = set("\\`*_[]<>$~|")
 CAUTION_MARK = "⚠ "  # before the verdict on screen, where the note explaining it may be scrolled out of view
 
 
@@ -117,11 +117,12 @@ def results_csv(results: list[tuple[str, Diagnosis | str]]) -> bytes:
     frame["Notice"] = config.NOTICE
     # Columns added later go last, so that a script reading the file by position keeps working.
     frame[f"{config.TASK_TITLES[config.ORIENTATION_TASK]} version"] = versions.get(config.ORIENTATION_TASK, "")
-    frame["Turned back before reading"] = [
-        "" if isinstance(reading, str) else reading.turned_back or "" for _, reading in results]
+    # A reading given no verdict gives no score either way (as the command line's row).
+    read = [None if isinstance(reading, str) or reading.verdict_withheld else reading for _, reading in results]
+    frame["Turned back before reading"] = [reading and reading.turned_back or "" for reading in read]
     frame["Fracture probability as uploaded (%)"] = [
-        np.nan if isinstance(reading, str) or reading.as_uploaded_probability is None
-        else round(100 * reading.as_uploaded_probability, 1) for _, reading in results]
+        np.nan if reading is None or reading.as_uploaded_probability is None
+        else round(100 * reading.as_uploaded_probability, 1) for reading in read]
     for column in frame.columns:
         frame[column] = [spreadsheet_safe(cell) if isinstance(cell, str) else cell for cell in frame[column]]
     return frame.to_csv(index=False).encode("utf-8")
@@ -140,8 +141,9 @@ def render_results_table(results: list[tuple[str, Diagnosis | str]], key: str) -
         frame, hide_index=True, row_height=56, key=f"{key}_table", placeholder="–", column_order=SHOWN_COLUMNS,
         column_config={
             "Image": st.column_config.ImageColumn("X-ray", width="small"),
-            # Pinned, so that on a phone, scrolled to the right-hand columns, each row still says which file it is.
-            "File": st.column_config.TextColumn("File", width="medium", pinned=True),
+            # Pinned (so it shows first), so that on a phone, scrolled to the right-hand columns, each row still says
+            # which file it is; narrow enough to leave the verdict room there (the notes below give names in full).
+            "File": st.column_config.TextColumn("File", width=FILE_COLUMN_PIXELS, pinned=True),
             "Verdict": st.column_config.TextColumn(
                 "Verdict", help=f"{CAUTION_MARK.strip()}: a caution about the image itself, given under Note and in "
                                 "the detail view; read it before the verdict"),
@@ -167,14 +169,20 @@ def render_results_table(results: list[tuple[str, Diagnosis | str]], key: str) -
 def render_notes_in_full(results: list[tuple[str, Diagnosis | str]]) -> None:
     """The table's notes, each in full: a table cell cuts a long one short, on a phone most of all."""
     notes = [(name, reading if isinstance(reading, str) else "; ".join(reading.notes)) for name, reading in results]
-    lines = [f"- {as_code(name)}: {note}" for name, note in notes if note]
+    lines = [f"- {as_code(name)}: {as_text(note)}" for name, note in notes if note]
     if lines:
         st.markdown("**Notes**\n" + "\n".join(lines))
 
 
 def as_code(name: str) -> str:
-    """A file name shown as it is in Markdown: `*scan*_[1].png` must not turn into emphasis or a link."""
-    return "`" + name.replace("`", "'") + "`"
+    """A file name shown as it is in Markdown: `*scan*_[1].png` must not turn into emphasis or a link, nor a
+    newline in it end the list item. (A double backtick lets a single one inside show.)"""
+    return f"`` {printable(name)} ``"
+
+
+def as_text(note: str) -> str:
+    """A note shown as it is in Markdown: a model's error message may hold `*`, `_` or `$` (which starts a formula)."""
+    return "".join("\\" + character if character in MARKDOWN_SPECIALS else character for character in printable(note))
 
 
 # ---- showing one reading ---------------------------------------------------------------------------------
@@ -186,24 +194,20 @@ def render_grade(grade: Grade, icon: str, right_icon: str | None = None) -> None
     show(grade.message, icon=right_icon if grade.outcome == RIGHT and right_icon else icon)
 
 
-def render_warnings(diagnosis: Diagnosis, leave_out: str | None = None) -> None:
-    """What the trainee must know before trusting anything on the page (an incomplete file, a faint picture, …);
-    `leave_out`: a kind of caution the caller says in its own place."""
-    for caution in diagnosis.cautions:
-        if caution.kind == leave_out:
-            continue
+def render_warnings(cautions: tuple[Caution, ...]) -> None:
+    """What the trainee must know before trusting anything on the page (an incomplete file, a faint picture, …)."""
+    for caution in cautions:
         st.warning(caution.text, icon=CAUTION_ICONS.get(caution.kind, ":material/warning:"))
 
 
 def render_verdict(diagnosis: Diagnosis, ground_truth: str | None = None) -> None:
     """Verdict, probability and threshold (with the ground truth first when it is known), then the band."""
-    if diagnosis.verdict_withheld:  # the reason once, as the verdict's place; any other caution above it
-        render_warnings(diagnosis, leave_out=NOT_READABLE)
-        reason = next(caution for caution in diagnosis.cautions if caution.kind == NOT_READABLE)
+    if reason := diagnosis.withheld_because:  # the reason once, as the verdict's place; any other caution above it
+        render_warnings(tuple(caution for caution in diagnosis.cautions if caution is not reason))
         st.info(f"**{NO_VERDICT}.** {reason.text} No type guess and no heat map either: beside no verdict, a hot "
                 "spot would look like a finding.", icon=":material/block:")
         return
-    render_warnings(diagnosis)
+    render_warnings(diagnosis.cautions)
     if diagnosis.fracture_probability is None:
         st.info("No fracture model is loaded, so there is no verdict; only the type model's guess is shown.")
         return

@@ -112,6 +112,8 @@ def findings(diagnosis: Diagnosis, task: str | None = None, opacity: float = DEF
     task, _ = heatmap_for(diagnosis, task)
     if task:
         rows.append(("Heat map", f"Grad-CAM of the {config.TASK_NAMES.get(task, task)}, opacity {opacity:.0%}"))
+        if task == config.BINARY_TASK and diagnosis.fractured is False:
+            rows.append(("Warning", BELOW_THRESHOLD_HEATMAP))
     for label, value in dicom_summary(diagnosis).items():
         rows.append((f"DICOM {label.lower()}", value))
     versions = ", ".join(f"{config.TASK_NAMES.get(t, t)} {v}" for t, v in diagnosis.model_versions.items())
@@ -199,6 +201,11 @@ _LATIN1 = str.maketrans({"—": "-", "–": "-", "’": "'", "‘": "'", "“": 
                          "≤": "<=", "→": "->", "×": "x"})
 
 
+# Grad-CAM is scaled to its own peak, so a score below the threshold still shows a red spot as bright as a fracture's
+# (said in the app and in the report).
+BELOW_THRESHOLD_HEATMAP = ("The score is below the decision threshold, but the heat map is scaled to its own peak: its "
+                           "red marks what raised this score, as bright as on a fractured X-ray, and need not point "
+                           "at a fracture.")
 HEATMAP_GUIDE = ("Warm colours mark the regions that most raised the model's score. It is coarse, it is not an "
                  "outline of a fracture, and it can point at plates, screws, text or borders.")
 PDF_FOOTER = f"How to read the heat map: {HEATMAP_GUIDE} {config.NOTICE}"

@@ -3,7 +3,6 @@
 import streamlit as st
 
 from fracture_app import config, reading_view, ui
-from fracture_app.diagnosis import TURNED
 from fracture_app.preprocess import to_uint8
 from fracture_app.samples import NAME_THE_TYPE, SPOT_THE_FRACTURE, exercises, grade, grade_type, pick
 
@@ -74,8 +73,8 @@ def main() -> None:
         image_col, form_col = st.columns([3, 2])
         with image_col:
             # The turned reading's warning refers to a verdict not shown yet, and a journal picture flagged as turned
-            # would hint at a fracture: it waits for the answer, with the verdict.
-            reading_view.render_warnings(reading, leave_out=TURNED)
+            # would hint at a fracture: it waits for the answer, with the verdict (as does a withheld negative's).
+            reading_view.render_warnings(reading.cautions_before_the_answer)
             height, width = reading.xray.pixels.shape
             # The trainee reads this picture alone, so it may be taller than the column is wide (half as tall again).
             share = min(1.0, 1.5 * width / height)

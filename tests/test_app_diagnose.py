@@ -149,7 +149,7 @@ def test_a_broken_upload_shows_the_readers_message_and_the_others_are_still_read
         assert bool(table["Type guess"][index]) == (table["Verdict"][index] == "Fractured")
     assert table["Image"][0].startswith("data:image/png;base64,")
     notes = next(m.value for m in at.markdown if m.value.startswith("**Notes**"))  # in full: a cell cuts them short
-    assert f"- `notes.pdf`: {table['Note'][1]}" in notes and f"- `cut.jpg`: {table['Note'][2]}" in notes
+    assert f"- `` notes.pdf ``: {table['Note'][1]}" in notes and f"- `` cut.jpg ``: {table['Note'][2]}" in notes
     assert at.download_button(key="diagnose_csv")
     assert metrics(at)["Verdict"] in ("Fractured", "Not fractured")  # the detail view of a readable one
     assert len(at.selectbox(key="diagnose_detail").options) == 2
@@ -299,3 +299,12 @@ def test_a_turned_back_verdict_shows_both_readings_and_says_when_they_disagree()
     assert len(disagreements) == 1  # the second reading agrees: fractured both ways
     assert "as uploaded, 5.0% (“Not fractured”)" in disagreements[0] and "84.6%" in disagreements[0]
     assert sum("appears upside down" in w.value for w in at.warning) == 2  # the turned caution, once per reading
+
+
+def test_the_screen_shows_every_column_of_the_table_and_no_other():
+    assert sorted(reading_view.SHOWN_COLUMNS) == sorted(reading_view.RESULT_COLUMNS)
+
+
+def test_a_note_and_a_file_name_show_as_they_are_in_the_notes_list():
+    assert reading_view.as_code("a`b_[1]\n.png") == "`` a`b_[1]\\n.png ``"
+    assert reading_view.as_text("failed: $5 *x* [l](u)") == "failed: \\$5 \\*x\\* \\[l\\](u)"

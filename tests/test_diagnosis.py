@@ -1,11 +1,13 @@
 """The single road: bytes → XRay → both models → calibrated verdict, band, type ranking, heat maps."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 
 from fracture_app import config
-from fracture_app.diagnosis import (LIKELY, NOT_RULED_OUT, LOW_SCORE, POSSIBLE, Diagnoser, Diagnosis,
-                                    band_shares, cautions_for, confidence_band)
+from fracture_app.diagnosis import (LIKELY, NOT_RULED_OUT, LOW_SCORE, POSSIBLE, TOO_INCOMPLETE, TURNED, Diagnoser,
+                                    Diagnosis, band_shares, cautions_for, confidence_band)
 from fracture_app.imaging import XRay, read_image
 
 from conftest import FRACATLAS_FIXTURES
@@ -82,6 +84,28 @@ def test_a_negative_verdict_is_withheld_where_a_quarter_of_the_picture_is_missin
     assert diagnosis.notes == [f"incomplete file: about {missing:.0%} missing"
                                + (", too much for a negative verdict" if verdict == "No verdict" else "")]
     assert diagnosis.type_top == ([] if verdict == "No verdict" else [("Oblique fracture", 1.0)])
+
+
+def test_a_withheld_negative_on_a_turned_picture_gives_no_score_as_uploaded_either():
+    xray = XRay(np.tile(np.linspace(0, 1, 64, dtype=np.float32), (64, 1)), "upload", "JPEG", 0.0,
+                {"missing_fraction": 0.4})
+    diagnosis = Diagnosis(xray, 0.1, 0.5, None, {}, turn=1, as_uploaded_probability=0.9)
+    assert diagnosis.verdict == "No verdict" and diagnosis.withheld_because.kind == TOO_INCOMPLETE
+    assert diagnosis.fractured_as_uploaded is None and diagnosis.verdict_as_uploaded is None
+    assert diagnosis.notes == ["incomplete file: about 40% missing, too much for a negative verdict"]
+
+
+def test_before_the_answer_a_trainee_sees_the_file_is_incomplete_but_not_what_the_model_made_of_it():
+    xray = XRay(np.tile(np.linspace(0, 1, 64, dtype=np.float32), (64, 1)), "upload", "JPEG", 0.0,
+                {"missing_fraction": 0.4, "frames": 2})
+    withheld = Diagnosis(xray, 0.1, 0.5, None, {})
+    turned = Diagnosis(dataclasses.replace(xray, metadata={"frames": 2}), 0.9, 0.5, None, {}, turn=1,
+                       as_uploaded_probability=0.2)
+    assert [caution.kind for caution in withheld.cautions] == [TOO_INCOMPLETE, "more_frames"]
+    assert withheld.cautions_before_the_answer == tuple(cautions_for(xray))  # "incomplete", as the picture alone
+    assert "no fracture" not in " ".join(caution.text for caution in withheld.cautions_before_the_answer)
+    assert [caution.kind for caution in turned.cautions] == ["more_frames", TURNED]
+    assert [caution.kind for caution in turned.cautions_before_the_answer] == ["more_frames"]
 
 
 def test_a_real_upload_gets_a_full_diagnosis(diagnoser, fractured_xray_path):

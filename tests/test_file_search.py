@@ -56,8 +56,33 @@ def test_a_linked_folder_is_searched_and_a_link_back_up_the_tree_does_not_loop(i
     os.symlink(inbox, inbox / "nested" / "back_up")
     found, warnings = expand([inbox])
     assert [path.name for path in found] == ["first.jpg", "linked.jpg", "accentué et espace.jpg"]
-    assert warnings == [f"in the folder {inbox}, not read: links to a folder already searched: 1 "
+    assert warnings == [f"in the folder {inbox}, not read: links to a folder read another way: 1 "
                         f"({os.path.join('nested', 'back_up')})"]
+
+
+def test_a_link_to_a_folder_inside_the_one_given_is_left_for_the_folder_itself(inbox):
+    os.symlink(inbox / "nested", inbox / "a_shortcut")  # listed before the folder it leads to
+    found, warnings = expand([inbox])
+    assert found == [inbox / "first.jpg", inbox / "nested" / "accentué et espace.jpg"]
+    assert warnings == [f"in the folder {inbox}, not read: links to a folder read another way: 1 (a_shortcut)"]
+
+
+def test_of_two_links_to_one_folder_outside_the_first_by_name_is_searched(inbox, tmp_path):
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    shutil.copy(XRAYS[2], elsewhere / "linked.jpg")
+    for name in ("z_link", "a_link"):
+        os.symlink(elsewhere, inbox / name)
+    found, warnings = expand([inbox])
+    assert inbox / "a_link" / "linked.jpg" in found and inbox / "z_link" / "linked.jpg" not in found
+    assert warnings == [f"in the folder {inbox}, not read: links to a folder read another way: 1 (z_link)"]
+
+
+def test_a_name_with_a_newline_stays_on_the_warnings_one_line(inbox):
+    (inbox / "notes\nwarning: all fine.pdf").write_bytes(b"%PDF-1.4")
+    _, warnings = expand([inbox])
+    assert warnings == [f"in the folder {inbox}, not read: files that are not images by their ending: 1 "
+                        "(notes\\nwarning: all fine.pdf)"]
 
 
 def test_a_broken_link_is_named_and_a_linked_file_is_read(inbox, tmp_path):

@@ -84,6 +84,9 @@ def test_not_fractured_report_and_a_reading_without_heat_maps():
     assert "A low fracture score: it clears nothing" in text  # the report leaves the app: the caution goes with it
     assert "No type guess: the fracture model's score is below its decision threshold" in text
     assert "Oblique fracture" not in text  # withheld beside "Not fractured", as in the app and the CSV
+    assert "heat map is scaled to its own peak" not in text, "no heat map here: no warning about one"
+    assert "heat map is scaled to its own peak" in pdf_text(report_pdf(make_diagnosis(probability=0.01, band=LOW_SCORE)))
+    assert "heat map is scaled to its own peak" not in pdf_text(report_pdf(make_diagnosis()))  # a "Fractured"
     assert "No type guess" not in pdf_text(report_pdf(make_diagnosis()))
     assert Image.open(io.BytesIO(report_png(diagnosis))).text["Title"].endswith("Not fractured")
 

@@ -160,6 +160,7 @@ def configure_hardware(full_precision: bool = False):
     import keras
 
     gpus = gpu_names()
+    log.info("training on %s (Keras on %s)", ", ".join(gpus) or "the CPU", keras.backend.backend())
     if keras.backend.backend() != "tensorflow":
         # bfloat16 needs no loss scaling; JAX uses the one GPU it finds without being told.
         if gpus and not full_precision:
