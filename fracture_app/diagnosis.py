@@ -59,7 +59,8 @@ OTHER_MODALITIES = {"CT": "a CT", "MR": "an MR", "US": "an ultrasound", "NM": "a
                     "SM": "a microscopy", "GM": "a microscopy", "OCT": "an OCT", "IVUS": "an intravascular ultrasound"}
 TYPE_TOP_K = 3
 # From a quarter of the picture missing, "Not fractured" is withheld (too_incomplete_for_a_negative). Of FracAtlas's 54
-# truncated files that the reader keeps, 40 miss 12% of their picture or less, and 5 a quarter or more (up to 54%).
+# truncated files that the reader keeps, 40 miss 12% of their picture or less, and 5 a quarter or more (up to 54%;
+# benchmarks/reader_limits.py).
 INCOMPLETE_NEGATIVE_LIMIT = 0.25
 # A radiograph shows air dark and bone white; a negative the reverse. A picture whose outer twentieth is bright
 # along most of its edges (the median of the four edges' means: one dark edge, a label strip or a film's end, does
