@@ -36,13 +36,21 @@ def make_diagnosis(probability=0.42, band=POSSIBLE, threshold=0.3, pixels=None, 
 
 
 def pdf_text(data: bytes) -> str:
-    """The text drawn on the page: fpdf2 writes it into deflated content streams with a built-in font."""
-    texts = []
-    for match in re.finditer(rb"stream\r?\n(.*?)\r?\nendstream", data, re.S):
+    """The text drawn on the page: fpdf2 writes it into deflated content streams with a built-in font. Each stream
+    is taken by its /Length: found by its end marker instead, a stream whose last byte is a carriage return (the
+    checksum's, so about one report in 256, as its timestamp changes) lost that byte and would not inflate."""
+    texts, position = [], 0
+    while (start := data.find(b"stream", position)) != -1:
+        if data[start - 3:start] == b"end":
+            position = start + len(b"stream")
+            continue
+        length = int(re.findall(rb"/Length (\d+)", data[position:start])[-1])
+        body = start + len(b"stream") + (2 if data[start + 6:start + 8] == b"\r\n" else 1)
+        content, position = data[body:body + length], body + length
         try:
-            content = zlib.decompress(match.group(1))
+            content = zlib.decompress(content)
         except zlib.error:
-            content = match.group(1)
+            pass
         texts += [t.replace(rb"\(", b"(").replace(rb"\)", b")") for t in re.findall(rb"\(((?:[^()\\]|\\.)*)\) Tj", content)]
     return b" ".join(texts).decode("latin-1")
 
