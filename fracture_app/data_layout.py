@@ -22,11 +22,17 @@ NEGATIVE_WORDS = re.compile(r"\b(normal|not|non|no|negative|healthy)\b")
 
 EXIF_ORIENTATION = 0x0112
 FRACATLAS_TABLE = "dataset.csv"  # FracAtlas's one row per image: region, view, hardware, …
-BOX_FOLDER = "annotations_yolo"  # FracAtlas's one YOLO label file per image, beside images/
+# FracAtlas's one YOLO label file per image, beside images/: in this project's copy, and as FracAtlas publishes it.
+BOX_FOLDERS = ("annotations_yolo", "Annotations/YOLO")
+
+
+def box_folder(data_dir: Path) -> Path | None:
+    """The data set's folder of YOLO box files, the first of BOX_FOLDERS found; None without one."""
+    return next((Path(data_dir) / name for name in BOX_FOLDERS if (Path(data_dir) / name).is_dir()), None)
 
 
 def has_fracture_boxes(data_dir: Path) -> bool:
-    return (Path(data_dir) / BOX_FOLDER).is_dir()
+    return box_folder(data_dir) is not None
 
 
 def fracture_boxes(data_dir: Path, image_path: Path, cut_short: bool = False) -> list[tuple[float, float, float, float]]:
@@ -38,8 +44,9 @@ def fracture_boxes(data_dir: Path, image_path: Path, cut_short: bool = False) ->
     orientation the reader applies (2 boxed FracAtlas images, both train or validation): the boxes are drawn on
     the pixels as stored, which the reader turns.
     """
-    label_file = Path(data_dir) / BOX_FOLDER / f"{Path(image_path).stem}.txt"
-    if cut_short or not label_file.is_file():
+    folder = box_folder(data_dir)
+    label_file = folder / f"{Path(image_path).stem}.txt" if folder else None
+    if cut_short or label_file is None or not label_file.is_file():
         return []
     rows = [line.split() for line in label_file.read_text().splitlines() if line.strip()]
     boxes = [tuple(float(v) for v in row[1:5]) for row in rows if len(row) >= 5]

@@ -6,7 +6,7 @@ from fracture_app import config
 from fracture_app.models import load_model
 from fracture_app.models import artifact_paths
 from fracture_app.gradcam import heatmap_on_image
-from fracture_app.data_layout import fracture_boxes
+from fracture_app.data_layout import fracture_boxes, has_fracture_boxes
 from training.localisation import candidate_layers, peak_in_a_box
 
 from conftest import FRACATLAS_FIXTURES
@@ -26,6 +26,16 @@ def test_an_image_the_reader_turns_by_its_exif_orientation_has_no_boxes(tmp_path
         exif[0x0112] = orientation
         picture.save(tmp_path / "IMG0000092.jpg", exif=exif)
         assert bool(fracture_boxes(tmp_path, tmp_path / "IMG0000092.jpg")) == boxed, orientation
+
+
+def test_boxes_are_read_from_this_projects_folder_or_as_fracatlas_publishes_them(tmp_path):
+    fractured = FRACATLAS_FIXTURES / "images" / "Fractured" / "IMG0000092.jpg"
+    expected = fracture_boxes(FRACATLAS_FIXTURES, fractured)
+    assert expected and not has_fracture_boxes(tmp_path) and fracture_boxes(tmp_path, fractured) == []
+    (tmp_path / "Annotations" / "YOLO").mkdir(parents=True)
+    (tmp_path / "Annotations" / "YOLO" / "IMG0000092.txt").write_bytes(
+        (FRACATLAS_FIXTURES / "annotations_yolo" / "IMG0000092.txt").read_bytes())
+    assert has_fracture_boxes(tmp_path) and fracture_boxes(tmp_path, fractured) == expected
 
 
 def heat_with_peak(shape, row, column):
