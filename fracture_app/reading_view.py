@@ -19,7 +19,7 @@ from fracture_app.diagnosis import (BAND_MEANING, CLEARS_NOTHING, INCOMPLETE, LI
                                     Diagnosis)
 from fracture_app.gradcam import DEFAULT_OPACITY, overlay
 from fracture_app.preprocess import at_most, to_uint8
-from fracture_app.report import (BELOW_THRESHOLD_HEATMAP, TYPE_GUESS_CAVEAT, as_uploaded_words, dicom_summary, percent,
+from fracture_app.report import (TYPE_GUESS_CAVEAT, as_uploaded_words, dicom_summary, heatmap_warning, percent,
                                  report_pdf, report_png)
 from fracture_app.samples import HALF_RIGHT, NOT_MARKED, RIGHT, WRONG, Grade
 from fracture_app.tables import printable, spreadsheet_safe
@@ -42,8 +42,8 @@ HEATMAP_DECOYS = ("Plates, screws, casts and arrows drawn on a figure often draw
 BAND_STYLE = {LIKELY: ("error", ":material/emergency:"), POSSIBLE: ("warning", ":material/visibility:"),
               NOT_RULED_OUT: ("warning", ":material/visibility:"), LOW_SCORE: ("info", ":material/info:")}
 CAUTION_ICONS = {INCOMPLETE: ":material/broken_image:", TOO_INCOMPLETE: ":material/broken_image:",
-                 "more_frames": ":material/burst_mode:", "guessed_brightness": ":material/contrast:", "narrow_band": ":material/contrast:",
-                 "low_contrast": ":material/contrast:", "negative": ":material/invert_colors:",
+                 "more_frames": ":material/burst_mode:", "guessed_brightness": ":material/contrast:",
+                 "narrow_band": ":material/contrast:", "low_contrast": ":material/contrast:", "negative": ":material/invert_colors:",
                  TURNED: ":material/screen_rotation:"}
 BAND_ADVICE = {
     LIKELY: f"The score is at or above the model's high-specificity operating point: {BAND_MEANING[LIKELY]}. That "
@@ -159,17 +159,16 @@ def render_results_table(results: list[tuple[str, Diagnosis | str]], key: str) -
                                                 help="Every note is also given in full below the table"),
         },
     )
-    render_notes_in_full(results)
+    render_notes_in_full(frame)
     st.download_button("Download the table (CSV)", data=results_csv(results), file_name="fracture_readings.csv",
                        mime="text/csv", icon=":material/download:", on_click="ignore", key=f"{key}_csv",
                        help="A cell starting with =, +, - or @ (a file name can) gets a leading ' in the CSV, so "
                             "that a spreadsheet shows it as text instead of running it as a formula.")
 
 
-def render_notes_in_full(results: list[tuple[str, Diagnosis | str]]) -> None:
+def render_notes_in_full(frame: pd.DataFrame) -> None:
     """The table's notes, each in full: a table cell cuts a long one short, on a phone most of all."""
-    notes = [(name, reading if isinstance(reading, str) else "; ".join(reading.notes)) for name, reading in results]
-    lines = [f"- {as_code(name)}: {as_text(note)}" for name, note in notes if note]
+    lines = [f"- {as_code(name)}: {as_text(note)}" for name, note in zip(frame["File"], frame["Note"]) if note]
     if lines:
         st.markdown("**Notes**\n" + "\n".join(lines))
 
@@ -350,8 +349,7 @@ def render_images(diagnosis: Diagnosis, key: str, truth_boxes=()) -> tuple[str |
     if float(np.max(diagnosis.heatmaps[task])) < EMPTY_HEATMAP:
         st.caption("This heat map is empty: no region raised the score, so it says nothing about where to look.")
     else:
-        below = task == config.BINARY_TASK and diagnosis.fractured is False
-        st.caption((BELOW_THRESHOLD_HEATMAP + " " if below else "") + HEATMAP_DECOYS)
+        st.caption(" ".join(filter(None, (heatmap_warning(diagnosis, task), HEATMAP_DECOYS))))
     return task, opacity
 
 

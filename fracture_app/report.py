@@ -70,6 +70,11 @@ def heatmap_for(diagnosis: Diagnosis, task: str | None = None) -> tuple[str | No
     return None, None
 
 
+def heatmap_warning(diagnosis: Diagnosis, task: str) -> str | None:
+    """What the heat map of `task` must be read with beyond the usual (the app's caption, the report's row)."""
+    return BELOW_THRESHOLD_HEATMAP if task == config.BINARY_TASK and diagnosis.fractured is False else None
+
+
 def pictures(diagnosis: Diagnosis, task: str | None = None,
              opacity: float = DEFAULT_OPACITY) -> tuple[np.ndarray, np.ndarray | None, str | None]:
     """(original as RGB uint8, overlay as RGB uint8 or None, task of the overlay), both at report size."""
@@ -112,8 +117,8 @@ def findings(diagnosis: Diagnosis, task: str | None = None, opacity: float = DEF
     task, _ = heatmap_for(diagnosis, task)
     if task:
         rows.append(("Heat map", f"Grad-CAM of the {config.TASK_NAMES.get(task, task)}, opacity {opacity:.0%}"))
-        if task == config.BINARY_TASK and diagnosis.fractured is False:
-            rows.append(("Warning", BELOW_THRESHOLD_HEATMAP))
+        if warning := heatmap_warning(diagnosis, task):
+            rows.append(("Warning", warning))
     for label, value in dicom_summary(diagnosis).items():
         rows.append((f"DICOM {label.lower()}", value))
     versions = ", ".join(f"{config.TASK_NAMES.get(t, t)} {v}" for t, v in diagnosis.model_versions.items())
