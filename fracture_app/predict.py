@@ -55,9 +55,10 @@ def row_for(path: Path, diagnosis=None, error: str | None = None, heatmaps: list
         "reading": diagnosis.band,
         "fracture_type": best_type,
         "fracture_type_probability": _rounded(type_probability),
-        "warnings": "; ".join(diagnosis.notes),
-        "heatmaps": "; ".join(map(str, heatmaps)),
-        "error": " ".join((error or "").split()),
+        # Absent is null in JSON, as in the rows of files not read; CSV writes it as an empty cell either way.
+        "warnings": "; ".join(diagnosis.notes) or None,
+        "heatmaps": "; ".join(map(str, heatmaps)) or None,
+        "error": " ".join((error or "").split()) or None,
         # Where the fracture model read the picture turned back (its way up): which turn, and the score as given.
         "turned_back": diagnosis.turned_back,
         "fracture_probability_as_uploaded": _rounded(diagnosis.as_uploaded_probability),

@@ -79,9 +79,18 @@ def test_json_output_and_exit_zero_when_all_are_read(tiny_models_dir, tmp_path, 
     assert code == 0
     rows = json.loads(out)
     assert [row["path"] for row in rows] == [str(p) for p in good]
-    assert all(isinstance(row["fractured"], bool) and row["error"] == "" for row in rows)
+    assert all(isinstance(row["fractured"], bool) and row["error"] is None for row in rows)
     assert len(list(out_dir.glob("*_gradcam.png"))) == 2 * len(good)
     assert all(Path(name).is_file() for row in rows for name in row["heatmaps"].split("; "))
+
+
+def test_json_gives_null_for_every_absent_value_and_csv_an_empty_cell(tiny_models_dir, mixed_folder, capsys):
+    _, out, _ = run(["--format", "json", "--models", str(tiny_models_dir), str(mixed_folder)], capsys)
+    rows = json.loads(out)
+    assert {row["error"] is None for row in rows} == {True, False}
+    assert all(value != "" for row in rows for value in row.values())
+    _, out, _ = run(["--models", str(tiny_models_dir), str(mixed_folder)], capsys)
+    assert all(None not in row.values() for row in csv.DictReader(io.StringIO(out)))
 
 
 def test_same_named_files_in_two_folders_get_two_sets_of_overlays(tiny_models_dir, tmp_path, capsys):
@@ -130,7 +139,7 @@ def test_an_overlay_that_cannot_be_written_is_that_files_error(tiny_models_dir, 
                         str(long_name)], capsys)
     assert code == 1
     [row] = json.loads(out)
-    assert row["error"].startswith("could not write the heat map") and row["heatmaps"] == ""
+    assert row["error"].startswith("could not write the heat map") and row["heatmaps"] is None
     assert row["fractured"] is not None  # the reading itself stands
     assert not list((tmp_path / "cams").iterdir())
 
@@ -171,7 +180,7 @@ def test_an_incomplete_jpeg_is_flagged_and_never_called_not_fractured_with_a_thi
     cut, cut_a_little = json.loads(out)
     assert cut["fractured"] is not False
     assert "incomplete file: about" in (cut["warnings"] or cut["error"])
-    assert cut_a_little["error"] == "" and "incomplete file: about" in cut_a_little["warnings"]
+    assert cut_a_little["error"] is None and "incomplete file: about" in cut_a_little["warnings"]
 
 
 def test_a_folder_with_no_images_among_other_paths_is_named_in_a_warning(tiny_models_dir, tmp_path, capsys):
@@ -204,7 +213,7 @@ def test_a_picture_the_models_fail_on_is_its_rows_error_and_the_rest_are_read(ti
     rows = {Path(row["path"]).name: row for row in json.loads(out)}
     assert rows["bad1.jpg"]["error"] == "the models could not process this image (RuntimeError: out of memory in the model)"
     assert rows["bad1.jpg"]["fractured"] is None
-    assert all(rows[name]["error"] == "" and rows[name]["fractured"] is not None for name in ("good0.jpg", "good2.jpg"))
+    assert all(rows[name]["error"] is None and rows[name]["fractured"] is not None for name in ("good0.jpg", "good2.jpg"))
 
 
 def test_a_heat_map_that_fails_is_that_files_error_and_its_reading_stands(tiny_models_dir, tmp_path, capsys,
