@@ -122,7 +122,18 @@ def _measured(value) -> str:
 
 
 def render_card(card, directory: Path, task: str) -> None:
-    """The model card (the JSON beside the model) and the plots training wrote beside it, section by section."""
+    """The model card (the JSON beside the model) and the plots training wrote beside it, section by section; a
+    card edited by hand or by an older version of this project may lack an entry a section needs: that is said, in
+    place of a traceback."""
+    try:
+        _render_sections(card, directory, task)
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as error:
+        st.warning(f"The rest of this model card could not be shown: `{card.path.with_suffix('.json').name}` has an "
+                   f"entry this page cannot read ({type(error).__name__}: {error}). The model itself loaded and reads "
+                   "X-rays as usual.", icon=":material/warning:")
+
+
+def _render_sections(card, directory: Path, task: str) -> None:
     _render_header(card, task)
     _render_test_figures(card, task)
     render_targets(card.data.get("targets"))

@@ -46,6 +46,13 @@ TOO_INCOMPLETE = "too_incomplete"  # one that withholds a "Not fractured": too l
 WITHHOLDING = (NOT_READABLE, TOO_INCOMPLETE)
 TURNED = "turned"  # the caution on a picture the fracture model read turned back
 INCOMPLETE = "incomplete"
+NEGATIVE = "negative"
+LOW_CONTRAST = "low_contrast"
+MORE_FRAMES = "more_frames"
+GUESSED_BRIGHTNESS = "guessed_brightness"
+NARROW_BAND = "narrow_band"
+CAUTION_KINDS = (NOT_READABLE, TOO_INCOMPLETE, TURNED, INCOMPLETE, NEGATIVE, LOW_CONTRAST, MORE_FRAMES,
+                 GUESSED_BRIGHTNESS, NARROW_BAND)
 
 # More than this share of coloured pixels means a photograph or drawing, not a radiograph. Measured on
 # the data sets: no FracAtlas image and under 1% of Bone Break journal figures exceed it; photographs do.
@@ -219,7 +226,7 @@ def _unlike_an_xray(xray: XRay) -> tuple[str, str] | None:
 @dataclass(frozen=True)
 class Caution:
     """What a reader must know before trusting a reading, worded once for the app, the report and the CSV."""
-    kind: str  # not_xray, negative, low_contrast, incomplete, more_frames, guessed_brightness, narrow_band, turned
+    kind: str  # one of CAUTION_KINDS
     brief: str  # a few words a script can grep for
     text: str  # a sentence for the app and the report
 
@@ -234,7 +241,7 @@ def cautions_for(xray: XRay) -> list[Caution]:
         found.append(Caution(NOT_READABLE, *unlike))
     elif not (metadata.get("narrow_band") or metadata.get("low_contrast")) and looks_negative(xray.pixels):
         # (a flat picture's brightness says nothing of its polarity: the contrast caution covers it)
-        found.append(Caution("negative", "bright background: a negative? a fracture may be missed",
+        found.append(Caution(NEGATIVE, "bright background: a negative? a fracture may be missed",
                              "The background of this picture is bright and most of it is light: it may be a negative "
                              "(inverted) image. The models learned from X-rays with dark air and white bone, and on a "
                              "negative they can miss a fracture. Use a positive image if there is one; if bone is "
@@ -242,7 +249,7 @@ def cautions_for(xray: XRay) -> list[Caution]:
                              "and this warning does not apply."))
     if metadata.get("low_contrast"):
         spread = metadata["low_contrast"]
-        found.append(Caution("low_contrast", "low contrast: a fracture may be missed",
+        found.append(Caution(LOW_CONTRAST, "low contrast: a fracture may be missed",
                              f"This picture's brightness spans only {spread:.0%} of its range, where every X-ray in "
                              f"the two data sets the models learned from spans at least {LEAST_XRAY_SPREAD:.0%}: it "
                              "is much darker, paler or flatter than they are, and the models can miss a fracture on "
@@ -256,23 +263,23 @@ def cautions_for(xray: XRay) -> list[Caution]:
                              "Read with care, and use the complete file if there is one."))
     if metadata.get("frames", 1) > 1:
         frames = metadata["frames"]
-        found.append(Caution("more_frames", f"first of {frames} images read",
+        found.append(Caution(MORE_FRAMES, f"first of {frames} images read",
                              f"This file holds {frames} images; only the first was read. Upload the others "
                              "one by one."))
     if metadata.get("brightness_bits"):
         bits = metadata["brightness_bits"]
-        found.append(Caution("guessed_brightness", f"brightness guessed from the values ({bits} bits)",
+        found.append(Caution(GUESSED_BRIGHTNESS, f"brightness guessed from the values ({bits} bits)",
                              f"This file stores more than 8 bits a pixel but not how to display them; its values "
                              f"were read as {bits}-bit. If the picture looks too dark or too bright, export it as "
                              "an 8-bit PNG or as DICOM."))
     if metadata.get("no_display_window"):
-        found.append(Caution("guessed_brightness", "no display window in the DICOM: contrast from its values",
+        found.append(Caution(GUESSED_BRIGHTNESS, "no display window in the DICOM: contrast from its values",
                              "This DICOM file gives no display window (window centre and width, or a VOI LUT) that "
                              "could be used, so its brightness was spread from its darkest to its brightest value. A "
                              "viewer may show it with other contrast, and the models' scores can change with it. "
                              "Export it with its window settings if it has them."))
     if metadata.get("narrow_band"):
-        found.append(Caution("narrow_band", "very low contrast: brightness needs a display window",
+        found.append(Caution(NARROW_BAND, "very low contrast: brightness needs a display window",
                              "This picture uses only a narrow band of its brightness range (a raw 16-bit export?), "
                              "so it shows almost flat, and the models read it as flat too. Export it with a display "
                              "window, as an 8-bit PNG or as DICOM with its window settings."))
@@ -354,32 +361,33 @@ class Diagnoser:
     """The fracture and fracture-type models, their Grad-CAMs, and the orientation model that decides which way up
     the fracture model sees a picture. Build once per process; safe to share between sessions."""
 
-    def __init__(self, binary: FractureModel | None, fracture_type: FractureModel | None, problems: tuple[str, ...] = (),
-                 orientation: FractureModel | None = None):
+    def __init__(self, binary: FractureModel | None, fracture_type: FractureModel | None,
+                 problems: dict[str, str] | None = None, orientation: FractureModel | None = None):
         self.models = {task: model for task, model in
                        ((config.BINARY_TASK, binary), (config.TYPE_TASK, fracture_type)) if model is not None}
         self.orientation = orientation  # None: pictures are read as given
         self._gradcams: dict[str, GradCam] = {}
         self._gradcam_lock = threading.Lock()
-        self.problems = tuple(problems)  # why a model is missing, for the pages to show
+        self.problems = dict(problems or {})  # task → why its model is missing, for the pages to show
 
     @classmethod
     def from_dir(cls, models_dir: Path | None = None) -> "Diagnoser":
         """Load whatever models are present; raise only when none can be loaded."""
-        loaded, problems = {}, []
+        loaded, problems = {}, {}
         for task in config.TASKS:
             try:
                 loaded[task] = load_model(model_path_for(task, models_dir), task)
             except ModelLoadError as error:
-                problems.append(str(error))
+                problems[task] = str(error)
         if not loaded:
-            raise ModelLoadError("no model could be loaded: " + "; ".join(problems))
+            raise ModelLoadError("no model could be loaded: " + "; ".join(problems.values()))
         try:
             orientation = load_model(model_path_for(config.ORIENTATION_TASK, models_dir), config.ORIENTATION_TASK)
         except ModelLoadError as error:
             orientation = None
-            problems.append(f"{error}; without it, X-rays are read as uploaded, without checking which way up they lie")
-        return cls(loaded.get(config.BINARY_TASK), loaded.get(config.TYPE_TASK), tuple(problems), orientation)
+            problems[config.ORIENTATION_TASK] = (f"{error}; without it, X-rays are read as uploaded, without checking "
+                                                 "which way up they lie")
+        return cls(loaded.get(config.BINARY_TASK), loaded.get(config.TYPE_TASK), problems, orientation)
 
     @property
     def orienting(self) -> FractureModel | None:
@@ -387,6 +395,15 @@ class Diagnoser:
         if config.BINARY_TASK not in self.models or self.orientation is None:
             return None
         return self.orientation if self.orientation.card.turn_threshold is not None else None
+
+    @property
+    def orientation_idle_because(self) -> str | None:
+        """Why a loaded orientation model turns no picture; None where it acts, or where none is loaded."""
+        if self.orientation is None or self.orienting is not None:
+            return None
+        if config.BINARY_TASK not in self.models:
+            return "without the fracture model it has nothing to turn pictures for"
+        return "its card sets no threshold"
 
     @property
     def every_model(self) -> dict:

@@ -107,7 +107,14 @@ class ModelCard:
     @property
     def measured_in_brief(self) -> str:
         """How the model measured, in one sentence for a reader of its answers: on its test split, and on another
-        source's fractures where that was checked on this very version."""
+        source's fractures where that was checked on this very version; empty where the card does not say (or says
+        it in a form this version cannot read: every page's sidebar shows this)."""
+        try:
+            return self._measured_in_brief()
+        except (KeyError, TypeError, ValueError, AttributeError):
+            return ""
+
+    def _measured_in_brief(self) -> str:
         test = self.data.get("metrics", {}).get("test", {})
         if self.task == config.ORIENTATION_TASK:
             if test.get("found_share") is None or test.get("false_turn_share") is None:

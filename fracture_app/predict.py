@@ -235,10 +235,10 @@ def main(argv=None) -> int:
         return 2
     if config.BINARY_TASK not in diagnoser.models:
         # A type guess alone would read as an answer, and the type model assumes a fracture is there.
-        print(f"error: the fracture model did not load, so no verdict can be given: {'; '.join(diagnoser.problems)}",
+        print(f"error: the fracture model did not load, so no verdict can be given: {'; '.join(diagnoser.problems.values())}",
               file=sys.stderr)
         return 2
-    for problem in diagnoser.problems:
+    for problem in diagnoser.problems.values():
         print(f"warning: {problem}", file=sys.stderr)
     progress = not args.no_progress and len(files) >= PROGRESS_MIN_FILES and sys.stderr.isatty()
     rows = (row_for(path, diagnosis, error, heatmaps) for path, diagnosis, error, heatmaps in

@@ -14,7 +14,8 @@ import pandas as pd
 import streamlit as st
 
 from fracture_app import config
-from fracture_app.diagnosis import (BAND_MEANING, CLEARS_NOTHING, INCOMPLETE, LIKELY, LOW_SCORE, NO_VERDICT,
+from fracture_app.diagnosis import (BAND_MEANING, CLEARS_NOTHING, GUESSED_BRIGHTNESS, INCOMPLETE, LIKELY,
+                                    LOW_CONTRAST, LOW_SCORE, MORE_FRAMES, NARROW_BAND, NEGATIVE, NO_VERDICT,
                                     NOT_RULED_OUT, POSSIBLE, TOO_INCOMPLETE, TURNED, TYPE_GUESS_WITHHELD, Caution,
                                     Diagnosis)
 from fracture_app.gradcam import DEFAULT_OPACITY, overlay
@@ -41,10 +42,11 @@ HEATMAP_DECOYS = ("Plates, screws, casts and arrows drawn on a figure often draw
 # A low score is never green: it clears nothing.
 BAND_STYLE = {LIKELY: ("error", ":material/emergency:"), POSSIBLE: ("warning", ":material/visibility:"),
               NOT_RULED_OUT: ("warning", ":material/visibility:"), LOW_SCORE: ("info", ":material/info:")}
+# Every kind shown above a reading (a NOT_READABLE picture shows its reason in place of the reading).
 CAUTION_ICONS = {INCOMPLETE: ":material/broken_image:", TOO_INCOMPLETE: ":material/broken_image:",
-                 "more_frames": ":material/burst_mode:", "guessed_brightness": ":material/contrast:",
-                 "narrow_band": ":material/contrast:", "low_contrast": ":material/contrast:", "negative": ":material/invert_colors:",
-                 TURNED: ":material/screen_rotation:"}
+                 MORE_FRAMES: ":material/burst_mode:", GUESSED_BRIGHTNESS: ":material/contrast:",
+                 NARROW_BAND: ":material/contrast:", LOW_CONTRAST: ":material/contrast:",
+                 NEGATIVE: ":material/invert_colors:", TURNED: ":material/screen_rotation:"}
 BAND_ADVICE = {
     LIKELY: f"The score is at or above the model's high-specificity operating point: {BAND_MEANING[LIKELY]}. That "
             "ranks the X-ray; the probability beside it says how often X-rays scoring so were fractured, and it can "
@@ -64,7 +66,7 @@ def thumbnail_uri(pixels: np.ndarray, side: int = THUMBNAIL_SIDE) -> str:
     return "data:image/png;base64," + base64.b64encode(encoded.tobytes()).decode("ascii") if ok else ""
 
 
-# The reading and its cautions before the type guess: on a laptop screen the last columns need scrolling to.
+# The table's columns in the CSV download's order (less the image; append only: a script may read it by position).
 RESULT_COLUMNS = ("Image", "File", "Verdict", "Fracture probability (%)", "Reading", "Note", "Type guess",
                   "Type probability (%)")
 

@@ -50,9 +50,9 @@ class LoadedModels:
     fingerprint: str  # changes when a model file or card changes; part of every cached reading's key
 
     @property
-    def problems(self) -> list[str]:
-        """Why a model is missing while the other one loaded."""
-        return list(self.diagnoser.problems) if self.diagnoser else []
+    def problems(self) -> dict[str, str]:
+        """Task → why its model is missing while another one loaded."""
+        return self.diagnoser.problems if self.diagnoser else {}
 
     @property
     def versions(self) -> dict[str, str]:
@@ -97,10 +97,10 @@ def require_models(models: LoadedModels) -> Diagnoser:
         st.error(f"**The models are not available**, so this page cannot work: {models.error}", icon=":material/error:")
         st.markdown(
             f"Models are read from `{models.directory}` (set the environment variable `{config.MODELS_DIR_ENV}` to use "
-            "another folder). Train them with `python -m training.train --task binary --data …` and "
-            "`python -m training.train --task type --data …`. The **About** page works without them.")
+            f"another folder). Train them with `{config.TRAINING_COMMANDS[config.BINARY_TASK]} --data …` and "
+            f"`{config.TRAINING_COMMANDS[config.TYPE_TASK]} --data …`. The **About** page works without them.")
         st.stop()
-    for problem in models.problems:
+    for problem in models.problems.values():
         st.warning(f"A model is missing: {problem}", icon=":material/warning:")
     return models.diagnoser
 
@@ -163,9 +163,7 @@ def sidebar(models: LoadedModels) -> None:
                 if task in models.versions:
                     st.caption(f"{title} ({config.TASK_HELP[task]}): version `{models.versions[task]}`. "
                                + models.diagnoser.every_model[task].card.measured_in_brief)
-                elif task == config.ORIENTATION_TASK and models.diagnoser.orientation is not None:
-                    why = ("its card sets no threshold" if models.diagnoser.orientation.card.turn_threshold is None
-                           else "without the fracture model it has nothing to turn pictures for")
+                elif task == config.ORIENTATION_TASK and (why := models.diagnoser.orientation_idle_because):
                     st.caption(f"{title}: loaded, but {why}, so it turns no picture")
                 else:
                     st.caption(f"{title}: not loaded")

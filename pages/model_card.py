@@ -1,18 +1,9 @@
 """Model card: how each model was made and how well it measured on its held-out test split (and which way up)."""
 
-from pathlib import Path
-
 import streamlit as st
 
 from fracture_app import card_view, config, ui
 from fracture_app.orientation_card_view import render_orientation_card
-
-
-def problem_of(models, task: str) -> str:
-    """Why this model is missing (each problem names its file), not every model's problems."""
-    stem = Path(config.MODEL_FILES[task]).stem  # a problem names the model file or its card
-    mine = [problem for problem in models.problems if stem in problem]
-    return "; ".join(mine) or "no model file"
 
 
 def main() -> None:
@@ -27,14 +18,14 @@ def main() -> None:
         with tab:
             model = diagnoser.models.get(task)
             if model is None:
-                st.warning(f"The {config.TASK_TITLES[task].lower()} is not loaded: " + problem_of(models, task),
-                           icon=":material/warning:")
+                why = models.problems.get(task, "no model file")
+                st.warning(f"The {config.TASK_TITLES[task].lower()} is not loaded: {why}", icon=":material/warning:")
                 continue
             card_view.render_card(model.card, models.directory, task)
     with orientation_tab:
         if diagnoser.orientation is None:
             st.warning("The orientation model is not loaded, so X-rays are read as uploaded: "
-                       + problem_of(models, config.ORIENTATION_TASK), icon=":material/warning:")
+                       + models.problems.get(config.ORIENTATION_TASK, "no model file"), icon=":material/warning:")
         else:
             render_orientation_card(diagnoser.orientation.card)
 

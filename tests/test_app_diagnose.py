@@ -166,6 +166,14 @@ def test_past_what_a_session_keeps_only_the_first_files_are_read_and_the_page_sa
     assert list(at.dataframe[0].value["File"]) == [image.name for image in images[:2]]
 
 
+def test_the_uploader_refuses_what_the_reader_would_refuse():
+    import tomllib
+
+    settings = tomllib.loads((config.REPO_ROOT / ".streamlit" / "config.toml").read_text())
+    # The browser counts a megabyte as 2**20 bytes (as 10**6 on some systems, where the uploader is the stricter).
+    assert settings["server"]["maxUploadSize"] * 2**20 == config.MAX_FILE_BYTES
+
+
 def test_extensionless_dicom_is_read_and_summarised(fractured_xray_path):
     at = upload(run_app(), ("IM000001", xray_as_dicom(fractured_xray_path)))
     assert_clean(at)
@@ -303,6 +311,12 @@ def test_a_turned_back_verdict_shows_both_readings_and_says_when_they_disagree()
 
 def test_the_screen_shows_every_column_of_the_table_and_no_other():
     assert sorted(reading_view.SHOWN_COLUMNS) == sorted(reading_view.RESULT_COLUMNS)
+
+
+def test_every_caution_shown_above_a_reading_has_its_own_icon():
+    from fracture_app.diagnosis import CAUTION_KINDS, NOT_READABLE
+
+    assert set(reading_view.CAUTION_ICONS) == set(CAUTION_KINDS) - {NOT_READABLE}
 
 
 def test_a_note_and_a_file_name_show_as_they_are_in_the_notes_list():

@@ -166,6 +166,22 @@ def test_model_card_page_shows_metrics_plots_and_provenance(tiny_models_dir):
     assert any("never turns a picture" in warning.value for warning in at.warning)
 
 
+def test_a_card_entry_the_page_cannot_read_is_said_not_raised(tiny_models_dir, tmp_path, monkeypatch):
+    import shutil
+
+    models_dir = tmp_path / "models"
+    shutil.copytree(tiny_models_dir, models_dir)
+    card_path = artifact_paths(models_dir, config.BINARY_TASK)["card"]
+    card = json.loads(card_path.read_text())
+    card["targets"] = [{"target": "AUROC ≥ 0.90"}]  # as a hand edit might leave it: no measured figure, no "met"
+    card_path.write_text(json.dumps(card))
+    monkeypatch.setenv("FRACTURE_MODELS_DIR", str(models_dir))
+    at = open_page("pages/model_card.py")
+    said = [warning.value for warning in at.warning if "could not be shown" in warning.value]
+    assert len(said) == 1 and f"`{card_path.name}`" in said[0] and "KeyError" in said[0]
+    assert "Top-1 accuracy" in metrics(at)  # the other cards are shown in full
+
+
 def test_the_card_reports_each_target_from_its_own_figures():
     from training.card import target_report
 

@@ -135,7 +135,8 @@ def test_works_with_only_one_model(tiny_models_dir, tmp_path, fractured_xray_pat
     for path in tiny_models_dir.glob("fracture_binary*"):
         shutil.copy(path, tmp_path)
     only_binary = Diagnoser.from_dir(tmp_path)
-    assert only_binary.problems and "fracture_type" in only_binary.problems[0]
+    assert "fracture_type.keras" in only_binary.problems[config.TYPE_TASK]
+    assert config.BINARY_TASK not in only_binary.problems
     diagnosis = only_binary.diagnose(read_image(fractured_xray_path))
     assert diagnosis.type_probabilities == {} and diagnosis.verdict in ("Fractured", "Not fractured")
 

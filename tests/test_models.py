@@ -144,3 +144,5 @@ def test_a_card_says_in_brief_how_its_model_measured():
                                                "(among its top three: 59.5%).")
     undefined = ModelCard(Path("m.keras"), {"task": config.BINARY_TASK, "metrics": {"test": {"sensitivity": None}}})
     assert undefined.measured_in_brief == ModelCard(Path("t.keras"), {"task": config.TYPE_TASK}).measured_in_brief == ""
+    garbled = ModelCard(Path("t.keras"), {"task": config.TYPE_TASK, "metrics": {"test": {"top1": "high", "top3": 1}}})
+    assert garbled.measured_in_brief == ""  # every page's sidebar shows this line: never a traceback

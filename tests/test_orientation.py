@@ -171,6 +171,9 @@ def test_no_turn_below_the_threshold_and_none_on_a_picture_the_models_cannot_rea
     type_only = Diagnoser(None, models[config.TYPE_TASK], orientation=_Says(spec, 2))
     reading = type_only.diagnose(XRay(ramp, "upload", "PNG", 0.0, {"original_size": (96, 96)}))
     assert reading.turn == UPRIGHT and not any(c.kind == "turned" for c in reading.cautions)  # nothing was turned back
+    assert sure.orientation_idle_because is None and unsure.orientation_idle_because is None
+    assert "threshold" in without_threshold.orientation_idle_because
+    assert "without the fracture model" in type_only.orientation_idle_because
 
 
 def test_the_training_command_writes_a_model_the_diagnoser_loads(reads_as_uploaded, tiny_models_dir):
@@ -207,7 +210,8 @@ def test_without_an_orientation_model_pictures_are_read_as_uploaded_and_that_is_
         shutil.copy(path, tmp_path)
     diagnoser = Diagnoser.from_dir(tmp_path)
     assert diagnoser.orientation is None
-    assert any("orientation.keras" in problem and "read as uploaded" in problem for problem in diagnoser.problems)
+    problem = diagnoser.problems[config.ORIENTATION_TASK]
+    assert "orientation.keras" in problem and "read as uploaded" in problem
     assert diagnoser.diagnose(read_image(fractured_xray_path)).turn == UPRIGHT
 
 
