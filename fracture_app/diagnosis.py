@@ -37,6 +37,10 @@ BAND_MEANING = {LIKELY: "few X-rays without a fracture score this high",
                 POSSIBLE: "many X-rays without a fracture score this high too",
                 NOT_RULED_OUT: "some fractured X-rays score this low too",
                 LOW_SCORE: "few fractured X-rays score this low"}
+# How loudly each band is shown, in the app and in the report alike: a low score is never shown as reassuring
+# (green): it clears nothing.
+ALARM, CAUTION, NEUTRAL = "alarm", "caution", "neutral"
+BAND_LEVEL = {LIKELY: ALARM, POSSIBLE: CAUTION, NOT_RULED_OUT: CAUTION, LOW_SCORE: NEUTRAL}
 # Said wherever the lowest band is (the app's box, the report): a fracture the model reads poorly scores low too.
 CLEARS_NOTHING = ("it clears nothing: a fracture the model reads poorly (a picture turned or inverted, a region it "
                   "rarely saw) can score this low too, so look at the film")
@@ -177,6 +181,24 @@ class Diagnosis:
         fractures only, names one for every picture, and "Pathological fracture" beside a normal film could be
         acted on. The guess stays in type_probabilities for a reader who asks to see it anyway."""
         return self.fractured is False and bool(self.type_probabilities)
+
+    def stated(self) -> dict:
+        """What a results table, its CSV and the command line say of this reading, typed (None where nothing is
+        said), with the withholding rules applied here once for all of them: a withheld verdict takes its score,
+        band, type guess and turn with it (its notes say why), and a withheld type guess its probability."""
+        withheld = self.verdict_withheld
+        best_type, type_probability = (None, None) if withheld or self.type_withheld else self.best_type
+        return {
+            "verdict": self.verdict,
+            "fractured": self.fractured,
+            "fracture_probability": None if withheld else self.fracture_probability,
+            "reading": None if withheld else self.band,
+            "fracture_type": best_type,
+            "fracture_type_probability": type_probability,
+            "notes": self.notes,
+            "turned_back": None if withheld else self.turned_back,
+            "fracture_probability_as_uploaded": None if withheld else self.as_uploaded_probability,
+        }
 
     @property
     def notes(self) -> list[str]:
@@ -428,10 +450,14 @@ class Diagnoser:
 
     def diagnose(self, xray: XRay, heatmap_tasks: tuple[str, ...] = config.TASKS) -> Diagnosis:
         diagnosis = self.diagnose_batch([xray])[0]
-        if diagnosis.verdict_withheld:  # no heat map either: a hot spot would read as a finding
-            return diagnosis
-        heatmaps = {task: self.heatmap(xray, task, diagnosis) for task in heatmap_tasks if task in self.models}
-        return dataclasses.replace(diagnosis, heatmaps=heatmaps)
+        return dataclasses.replace(diagnosis, heatmaps=self.heatmaps(diagnosis, heatmap_tasks))
+
+    def heatmaps(self, diagnosis: Diagnosis, tasks: tuple[str, ...] = config.TASKS) -> dict[str, np.ndarray]:
+        """The heat maps of the loaded models among `tasks`; none where the verdict is withheld, since a hot spot
+        would read as a finding."""
+        if diagnosis.verdict_withheld:
+            return {}
+        return {task: self.heatmap(diagnosis.xray, task, diagnosis) for task in tasks if task in self.models}
 
     def diagnose_batch(self, xrays: list[XRay]) -> list[Diagnosis]:
         turns = self._turns(xrays)

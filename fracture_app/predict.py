@@ -47,21 +47,21 @@ def row_for(path: Path, diagnosis=None, error: str | None = None, heatmaps: list
     if diagnosis is None:
         empty = dict.fromkeys(COLUMNS[1:])
         return {"path": str(path), **empty, "error": " ".join((error or "unknown error").split())}
-    best_type, type_probability = (None, None) if diagnosis.type_withheld else diagnosis.best_type
+    stated = diagnosis.stated()
     return {
         "path": str(path),
-        "fractured": diagnosis.fractured,
-        "fracture_probability": _rounded(diagnosis.fracture_probability),
-        "reading": diagnosis.band,
-        "fracture_type": best_type,
-        "fracture_type_probability": _rounded(type_probability),
+        "fractured": stated["fractured"],
+        "fracture_probability": _rounded(stated["fracture_probability"]),
+        "reading": stated["reading"],
+        "fracture_type": stated["fracture_type"],
+        "fracture_type_probability": _rounded(stated["fracture_type_probability"]),
         # Absent is null in JSON, as in the rows of files not read; CSV writes it as an empty cell either way.
-        "warnings": "; ".join(diagnosis.notes) or None,
+        "warnings": "; ".join(stated["notes"]) or None,
         "heatmaps": "; ".join(map(str, heatmaps)) or None,
         "error": " ".join((error or "").split()) or None,
         # Where the fracture model read the picture turned back (its way up): which turn, and the score as given.
-        "turned_back": diagnosis.turned_back,
-        "fracture_probability_as_uploaded": _rounded(diagnosis.as_uploaded_probability),
+        "turned_back": stated["turned_back"],
+        "fracture_probability_as_uploaded": _rounded(stated["fracture_probability_as_uploaded"]),
     }
 
 
@@ -106,6 +106,7 @@ def diagnose_files(diagnoser, files: list[Path], gradcam_dir: Path | None, progr
             diagnosis, written = diagnoses.get(path), []
             if isinstance(diagnosis, str):
                 diagnosis, error = None, diagnosis
+            # (a withheld verdict has no heat map, so it takes no overlay name from the files after it)
             if diagnosis is not None and gradcam_dir is not None and not diagnosis.verdict_withheld:
                 written, error = _write_gradcam(diagnoser, diagnosis, gradcam_dir, unique_stem(path, names_taken))
             yield path, diagnosis, error, written
@@ -161,12 +162,12 @@ def _write_gradcam(diagnoser, diagnosis, out_dir: Path, stem: str) -> tuple[list
 
     from fracture_app.gradcam import overlay
 
+    try:
+        heatmaps = diagnoser.heatmaps(diagnosis)
+    except Exception as error:
+        return [], f"could not make the heat map: {models_failed(error)}"
     written = []
-    for task in diagnoser.models:
-        try:
-            heat = diagnoser.heatmap(diagnosis.xray, task, diagnosis)
-        except Exception as error:
-            return written, f"could not make the heat map: {models_failed(error)}"
+    for task, heat in heatmaps.items():
         picture = overlay(diagnosis.xray.pixels, heat)
         target = out_dir / overlay_name(stem, task)
         # Encoded here and written by Python, not by cv2.imwrite: OpenCV crashes the process on a file name that

@@ -14,10 +14,10 @@ import pandas as pd
 import streamlit as st
 
 from fracture_app import config
-from fracture_app.diagnosis import (BAND_MEANING, CLEARS_NOTHING, GUESSED_BRIGHTNESS, INCOMPLETE, LIKELY,
-                                    LOW_CONTRAST, LOW_SCORE, MORE_FRAMES, NARROW_BAND, NEGATIVE, NO_VERDICT,
-                                    NOT_RULED_OUT, POSSIBLE, TOO_INCOMPLETE, TURNED, TYPE_GUESS_WITHHELD, Caution,
-                                    Diagnosis)
+from fracture_app.diagnosis import (ALARM, BAND_LEVEL, BAND_MEANING, CAUTION, CLEARS_NOTHING, GUESSED_BRIGHTNESS,
+                                    INCOMPLETE, LIKELY, LOW_CONTRAST, LOW_SCORE, MORE_FRAMES, NARROW_BAND, NEGATIVE,
+                                    NEUTRAL, NO_VERDICT, NOT_RULED_OUT, POSSIBLE, TOO_INCOMPLETE, TURNED,
+                                    TYPE_GUESS_WITHHELD, Caution, Diagnosis)
 from fracture_app.gradcam import DEFAULT_OPACITY, overlay
 from fracture_app.preprocess import at_most, to_uint8
 from fracture_app.report import (TYPE_GUESS_CAVEAT, as_uploaded_words, dicom_summary, heatmap_warning, percent,
@@ -39,9 +39,8 @@ TRUTH_BOX_CAPTION = ("Magenta: where the data set marks the fracture. Does the h
 HEATMAP_DECOYS = ("Plates, screws, casts and arrows drawn on a figure often draw the heat map and raise the score: "
                   "in FracAtlas nearly every X-ray with hardware is fractured, so the model may take hardware itself "
                   "for a sign. A hot spot on them is not by itself a sign of fracture.")
-# A low score is never green: it clears nothing.
-BAND_STYLE = {LIKELY: ("error", ":material/emergency:"), POSSIBLE: ("warning", ":material/visibility:"),
-              NOT_RULED_OUT: ("warning", ":material/visibility:"), LOW_SCORE: ("info", ":material/info:")}
+LEVEL_STYLE = {ALARM: ("error", ":material/emergency:"), CAUTION: ("warning", ":material/visibility:"),
+               NEUTRAL: ("info", ":material/info:")}
 # Every kind shown above a reading (a NOT_READABLE picture shows its reason in place of the reading).
 CAUTION_ICONS = {INCOMPLETE: ":material/broken_image:", TOO_INCOMPLETE: ":material/broken_image:",
                  MORE_FRAMES: ":material/burst_mode:", GUESSED_BRIGHTNESS: ":material/contrast:",
@@ -84,26 +83,26 @@ def results_frame(results: list[tuple[str, Diagnosis | str]]) -> pd.DataFrame:
     is not an X-ray gets no verdict in the table: the models' answer on it means nothing (the note says why)."""
     rows = []
     for name, reading in results:
-        if isinstance(reading, str) or reading.verdict_withheld:
-            unread = isinstance(reading, str)
-            rows.append({"Image": None if unread else thumbnail_uri(reading.xray.pixels), "File": name,
-                         "Verdict": "Not read" if unread else NO_VERDICT, "Fracture probability (%)": np.nan,
-                         "Type guess": "", "Type probability (%)": np.nan, "Reading": "",
-                         "Note": reading if unread else "; ".join(reading.notes)})
+        if isinstance(reading, str):
+            rows.append({"Image": None, "File": name, "Verdict": "Not read", "Fracture probability (%)": np.nan,
+                         "Type guess": "", "Type probability (%)": np.nan, "Reading": "", "Note": reading})
             continue
-        best, best_p = (None, None) if reading.type_withheld else reading.best_type
-        probability = reading.fracture_probability
+        stated = reading.stated()
         rows.append({
             "Image": thumbnail_uri(reading.xray.pixels),
             "File": name,
-            "Verdict": reading.verdict,
-            "Fracture probability (%)": np.nan if probability is None else round(100 * probability, 1),
-            "Type guess": best or "",
-            "Type probability (%)": np.nan if best_p is None else round(100 * best_p, 1),
-            "Reading": reading.band or "",
-            "Note": "; ".join(reading.notes),
+            "Verdict": stated["verdict"],
+            "Fracture probability (%)": _percent_cell(stated["fracture_probability"]),
+            "Type guess": stated["fracture_type"] or "",
+            "Type probability (%)": _percent_cell(stated["fracture_type_probability"]),
+            "Reading": stated["reading"] or "",
+            "Note": "; ".join(stated["notes"]),
         })
     return pd.DataFrame(rows, columns=list(RESULT_COLUMNS))
+
+
+def _percent_cell(probability: float | None) -> float:
+    return np.nan if probability is None else round(100 * probability, 1)
 
 
 def results_csv(results: list[tuple[str, Diagnosis | str]]) -> bytes:
@@ -119,12 +118,10 @@ def results_csv(results: list[tuple[str, Diagnosis | str]]) -> bytes:
     frame["Notice"] = config.NOTICE
     # Columns added later go last, so that a script reading the file by position keeps working.
     frame[f"{config.TASK_TITLES[config.ORIENTATION_TASK]} version"] = versions.get(config.ORIENTATION_TASK, "")
-    # A reading given no verdict gives no score either way (as the command line's row).
-    read = [None if isinstance(reading, str) or reading.verdict_withheld else reading for _, reading in results]
-    frame["Turned back before reading"] = [reading and reading.turned_back or "" for reading in read]
+    stated = [{} if isinstance(reading, str) else reading.stated() for _, reading in results]
+    frame["Turned back before reading"] = [said.get("turned_back") or "" for said in stated]
     frame["Fracture probability as uploaded (%)"] = [
-        np.nan if reading is None or reading.as_uploaded_probability is None
-        else round(100 * reading.as_uploaded_probability, 1) for reading in read]
+        _percent_cell(said.get("fracture_probability_as_uploaded")) for said in stated]
     for column in frame.columns:
         frame[column] = [spreadsheet_safe(cell) if isinstance(cell, str) else cell for cell in frame[column]]
     return frame.to_csv(index=False).encode("utf-8")
@@ -228,7 +225,7 @@ def render_verdict(diagnosis: Diagnosis, ground_truth: str | None = None) -> Non
     columns[1].metric(f"Fracture probability{which}", percent(diagnosis.fracture_probability), help=threshold_help)
     if turned:
         render_as_uploaded(diagnosis, ground_truth is not None)
-    style, icon = BAND_STYLE.get(diagnosis.band, ("info", None))
+    style, icon = LEVEL_STYLE.get(BAND_LEVEL.get(diagnosis.band), ("info", None))
     measured = ""
     if diagnosis.band_measured:
         without, with_fracture = diagnosis.band_measured
@@ -297,16 +294,17 @@ def render_dicom(diagnosis: Diagnosis) -> None:
         st.caption(" · ".join(f"{label}: **{value}**" for label, value in summary.items()))
 
 
-def image_fraction(shape: tuple[int, ...], pictures: int = 2) -> float:
+def image_fraction(shape: tuple[int, ...], pictures: int = 2, tallest: float = 0.5) -> float:
     """The share of the page width each of `pictures` side-by-side images gets, so that a tall radiograph
-    is no taller than half the page width (the verdict and both pictures then fit on one screen)."""
+    is no taller than `tallest` times the page width (by default half: the verdict and both pictures then fit on
+    one screen)."""
     height, width = shape[:2]
-    return min(1.0 / pictures, 0.5 * width / height)
+    return min(1.0 / pictures, tallest * width / height)
 
 
-def image_columns(shape: tuple[int, ...], pictures: int = 2) -> list:
+def image_columns(shape: tuple[int, ...], pictures: int = 2, tallest: float = 0.5) -> list:
     """`pictures` columns sized by `image_fraction`, centred between two spacers."""
-    fraction = image_fraction(shape, pictures)
+    fraction = image_fraction(shape, pictures, tallest)
     spare = max(0.0, 1.0 - pictures * fraction)
     if spare < 0.02:
         return st.columns(pictures)

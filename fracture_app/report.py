@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 
 from fracture_app import config
-from fracture_app.diagnosis import (BAND_MEANING, CLEARS_NOTHING, LIKELY, LOW_SCORE, NOT_RULED_OUT, POSSIBLE,
+from fracture_app.diagnosis import (ALARM, BAND_LEVEL, BAND_MEANING, CAUTION, CLEARS_NOTHING, LOW_SCORE, NEUTRAL,
                                     TYPE_GUESS_WITHHELD, Diagnosis)
 from fracture_app.gradcam import DEFAULT_OPACITY, overlay
 from fracture_app.preprocess import at_most, to_uint8
@@ -25,9 +25,8 @@ TYPE_GUESS_CAVEAT = "meaningful only when a fracture is present"
 DICOM_FIELDS = (("BodyPartExamined", "Body part"), ("ViewPosition", "View"), ("Modality", "Modality"),
                 ("ImageLaterality", "Laterality"), ("Laterality", "Laterality"),
                 ("StudyDescription", "Study"), ("SeriesDescription", "Series"))
-# The headline takes the band's colour, as the app's box does: "not ruled out" is amber there, and a low score is
-# blue-grey, never green: it clears nothing.
-BAND_COLOURS = {LIKELY: "#b3261e", POSSIBLE: "#8a5a00", NOT_RULED_OUT: "#8a5a00", LOW_SCORE: "#2f4a63"}
+# The headline takes the band's colour, as the app's box does (red, amber, blue-grey).
+LEVEL_COLOURS = {ALARM: "#b3261e", CAUTION: "#8a5a00", NEUTRAL: "#2f4a63"}
 # The PNG page in inches, from the top: the text below the pictures grows the page, never runs off it.
 PNG_WIDTH, PNG_MIN_HEIGHT, PNG_DPI = 11.0, 8.5, 110
 PNG_PICTURES_TOP, PNG_PICTURES_HEIGHT, PNG_VERDICT_TOP, PNG_ROWS_TOP = 0.85, 4.42, 5.65, 6.08
@@ -140,7 +139,7 @@ def headline(diagnosis: Diagnosis) -> str:
 
 
 def headline_colour(diagnosis: Diagnosis) -> str:
-    return BAND_COLOURS.get(diagnosis.band, "#333333")
+    return LEVEL_COLOURS.get(BAND_LEVEL.get(diagnosis.band), "#333333")
 
 
 def _png_lines(rows: list[tuple[str, str]]) -> list[tuple[str, str]]:

@@ -266,6 +266,24 @@ class Grade:
         return HALF_RIGHT if self.type_scored and not self.type_correct else RIGHT
 
 
+@dataclass
+class TeachingScore:
+    """A trainee's tally over a browser session, both exercises together."""
+    cases: int = 0
+    fracture_calls: int = 0  # "name the type" asks none: every case there is fractured
+    fracture_correct: int = 0
+    types_scored: int = 0
+    types_correct: int = 0
+
+    def record(self, result: Grade, exercise: str) -> None:
+        self.cases += 1
+        if exercise == SPOT_THE_FRACTURE:
+            self.fracture_calls += 1
+            self.fracture_correct += result.fracture_correct
+        self.types_scored += result.type_scored
+        self.types_correct += result.type_correct
+
+
 def grade(sample: SampleImage, guessed_fractured: bool, guessed_type: str | None) -> Grade:
     """Mark a trainee's reading of a sample against its ground truth."""
     fracture_correct = guessed_fractured == sample.fractured

@@ -4,7 +4,7 @@ import streamlit as st
 
 from fracture_app import config, reading_view, ui
 from fracture_app.preprocess import to_uint8
-from fracture_app.samples import NAME_THE_TYPE, SPOT_THE_FRACTURE, exercises, grade, grade_type, pick
+from fracture_app.samples import NAME_THE_TYPE, SPOT_THE_FRACTURE, TeachingScore, exercises, grade, grade_type, pick
 
 CASE, COMMITTED, GRADE, GUESS, SCORE = "teach_case", "teach_committed", "teach_grade", "teach_guess", "teach_score"
 EXERCISE = "teach_exercise"
@@ -19,10 +19,6 @@ EXERCISE_HELP = {
 }
 
 
-def new_score() -> dict:
-    return {"cases": 0, "fracture_calls": 0, "fracture_correct": 0, "types_scored": 0, "types_correct": 0}
-
-
 def next_case(pool, avoid=None) -> None:
     st.session_state[CASE] = str(pick(pool, avoid=avoid).path)
     st.session_state[COMMITTED] = False
@@ -31,15 +27,15 @@ def next_case(pool, avoid=None) -> None:
 
 
 def score_panel() -> None:
-    score = st.session_state.setdefault(SCORE, new_score())
+    score = st.session_state.setdefault(SCORE, TeachingScore())
     columns = st.columns([1, 1, 1, 1], vertical_alignment="bottom")
-    columns[0].metric("Cases read", score["cases"], help="In both exercises together.")
-    fracture = f"{score['fracture_correct']} / {score['fracture_calls']}" if score["fracture_calls"] else "–"
+    columns[0].metric("Cases read", score.cases, help="In both exercises together.")
+    fracture = f"{score.fracture_correct} / {score.fracture_calls}" if score.fracture_calls else "–"
     columns[1].metric("Fracture calls right", fracture)
-    types = f"{score['types_correct']} / {score['types_scored']}" if score["types_scored"] else "–"
+    types = f"{score.types_correct} / {score.types_scored}" if score.types_scored else "–"
     columns[2].metric("Types right", types, help="Counted when the sample's type is known and you named one.")
     if columns[3].button("Reset score", icon=":material/restart_alt:", key="teach_reset", width="stretch"):
-        st.session_state[SCORE] = new_score()
+        st.session_state[SCORE] = TeachingScore()
         st.rerun()
 
 
@@ -75,11 +71,9 @@ def main() -> None:
             # The turned reading's warning refers to a verdict not shown yet, and a journal picture flagged as turned
             # would hint at a fracture: it waits for the answer, with the verdict (as does a withheld negative's).
             reading_view.render_warnings(reading.cautions_before_the_answer)
-            height, width = reading.xray.pixels.shape
             # The trainee reads this picture alone, so it may be taller than the column is wide (half as tall again).
-            share = min(1.0, 1.5 * width / height)
-            columns = st.columns([(1 - share) / 2 + 1e-3, share, (1 - share) / 2 + 1e-3])
-            columns[1].image(to_uint8(reading.xray.pixels), caption="Case to read", width="stretch")
+            picture_column = reading_view.image_columns(reading.xray.pixels.shape, 1, tallest=1.5)[0]
+            picture_column.image(to_uint8(reading.xray.pixels), caption="Case to read", width="stretch")
         with form_col.form("teach_form", border=True):
             st.markdown("**Your reading**")
             if exercise == NAME_THE_TYPE:
@@ -96,13 +90,7 @@ def main() -> None:
             guessed_type = None if kind == NOT_SURE else kind
             result = (grade_type(case, guessed_type) if exercise == NAME_THE_TYPE
                       else grade(case, fractured == config.FRACTURED, guessed_type))
-            score = st.session_state[SCORE]
-            score["cases"] += 1
-            if exercise == SPOT_THE_FRACTURE:
-                score["fracture_calls"] += 1
-                score["fracture_correct"] += result.fracture_correct
-            score["types_scored"] += result.type_scored
-            score["types_correct"] += result.type_correct
+            st.session_state[SCORE].record(result, exercise)
             st.session_state[GRADE] = result
             st.session_state[GUESS] = (guessed_type or NOT_SURE) if exercise == NAME_THE_TYPE else fractured
             st.session_state[COMMITTED] = True

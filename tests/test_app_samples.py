@@ -10,7 +10,8 @@ import pytest
 
 from fracture_app import config
 from fracture_app.samples import (ALL, ANY_FRACTURE, HALF_RIGHT, NAME_THE_TYPE, NOT_FRACTURED, NOT_MARKED, RIGHT,
-                                  SPOT_THE_FRACTURE, SampleImage, canonical_truth, exercises, filter_options,
+                                  SPOT_THE_FRACTURE, SampleImage, TeachingScore, canonical_truth, exercises,
+                                  filter_options,
                                   filter_samples, grade, grade_model, grade_type, list_samples, pick, samples_dir)
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -203,6 +204,16 @@ def test_naming_a_type_is_marked_on_the_type_alone():
     assert wrong.outcome == HALF_RIGHT and wrong.message == "Not the data set's label: it is Oblique fracture, not Spiral Fracture."
     unsure = grade_type(oblique, None)
     assert unsure.outcome == NOT_MARKED and not unsure.type_scored and "Correct" not in unsure.message
+
+
+def test_the_teaching_score_counts_fracture_calls_only_where_one_was_asked():
+    oblique, normal = SampleImage(Path("x.jpg"), "Oblique fracture"), SampleImage(Path("z.jpg"), NOT_FRACTURED)
+    score = TeachingScore()
+    score.record(grade(normal, True, None), SPOT_THE_FRACTURE)
+    score.record(grade(oblique, True, "Oblique fracture"), SPOT_THE_FRACTURE)
+    score.record(grade_type(oblique, "Spiral Fracture"), NAME_THE_TYPE)
+    score.record(grade_type(oblique, None), NAME_THE_TYPE)
+    assert score == TeachingScore(cases=4, fracture_calls=2, fracture_correct=1, types_scored=2, types_correct=1)
 
 
 def test_the_models_reading_of_a_sample_says_when_only_the_type_is_wrong():

@@ -95,6 +95,27 @@ def test_a_withheld_negative_on_a_turned_picture_gives_no_score_as_uploaded_eith
     assert diagnosis.notes == ["incomplete file: about 40% missing, too much for a negative verdict"]
 
 
+def test_what_a_table_states_follows_the_withholding_rules():
+    ramp = np.tile(np.linspace(0, 1, 64, dtype=np.float32), (64, 1))
+    types = {"Oblique fracture": 0.7, "Spiral fracture": 0.3}
+    turned_fracture = Diagnosis(XRay(ramp, "upload", "JPEG", 0.0, {}), 0.9, 0.5, "band", types, turn=1,
+                                as_uploaded_probability=0.2).stated()
+    assert turned_fracture == {
+        "verdict": "Fractured", "fractured": True, "fracture_probability": 0.9, "reading": "band",
+        "fracture_type": "Oblique fracture", "fracture_type_probability": 0.7,
+        "notes": turned_fracture["notes"], "turned_back": config.ORIENTATIONS[1], "fracture_probability_as_uploaded": 0.2}
+    assert "as uploaded: 20.0%" in turned_fracture["notes"]
+    negative = Diagnosis(XRay(ramp, "upload", "JPEG", 0.0, {}), 0.1, 0.5, "band", types).stated()
+    assert negative["fractured"] is False and negative["fracture_probability"] == 0.1
+    assert negative["fracture_type"] is None and negative["fracture_type_probability"] is None
+    withheld = Diagnosis(XRay(ramp, "upload", "JPEG", 0.0, {"missing_fraction": 0.4}), 0.1, 0.5, "band", types,
+                         turn=1, as_uploaded_probability=0.9).stated()
+    assert withheld["verdict"] == "No verdict" and "too much for a negative verdict" in withheld["notes"][0]
+    assert {key: value for key, value in withheld.items() if key not in ("verdict", "notes")} == dict.fromkeys(
+        ("fractured", "fracture_probability", "reading", "fracture_type", "fracture_type_probability",
+         "turned_back", "fracture_probability_as_uploaded"))
+
+
 def test_before_the_answer_a_trainee_sees_the_file_is_incomplete_but_not_what_the_model_made_of_it():
     xray = XRay(np.tile(np.linspace(0, 1, 64, dtype=np.float32), (64, 1)), "upload", "JPEG", 0.0,
                 {"missing_fraction": 0.4, "frames": 2})
