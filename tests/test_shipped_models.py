@@ -38,8 +38,10 @@ def test_the_type_cards_cross_validated_figure_covers_every_image_outside_its_te
     result = load_model(path).card.data["cross_validation"]
     with open(artifact_paths(path.parent, config.TYPE_TASK)["manifest"], newline="", encoding="utf-8") as handle:
         rows = list(csv.DictReader(handle))
-    assert result["images"] == sum(row["split"] != "test" for row in rows)
-    assert result["groups"] == len({row["group"] for row in rows if row["split"] != "test"})
+    # (less the test images the split's mending moved out of the test split after the folds were dealt)
+    moved = set(result.get("test_images_moved_out_since", []))
+    assert result["images"] == sum(row["split"] != "test" and row["path"] not in moved for row in rows)
+    assert moved <= {row["path"] for row in rows if row["split"] != "test"}
     assert result["model_version"] == load_model(path).card.version
     own = load_model(path).card.data
     first = result["recipes"][0]["recipe"]
@@ -65,10 +67,16 @@ def test_shipped_models_classify_every_sample_into_the_card_classes(samples):
     diagnoser = Diagnoser.from_dir(config.REPO_ROOT / "models")
     assert not diagnoser.problems
     xrays = [read_image(config.SAMPLE_IMAGES_DIR / row["file"]) for row in samples]
-    for diagnosis in diagnoser.diagnose_batch(xrays):
-        assert diagnosis.verdict in config.BINARY_CLASSES
+    diagnoses = diagnoser.diagnose_batch(xrays)
+    for diagnosis in diagnoses:  # a verdict, or none where a "Not fractured" could not be trusted (it says why)
+        assert diagnosis.verdict in config.BINARY_CLASSES or (diagnosis.verdict_withheld and diagnosis.notes)
         assert 0.0 <= diagnosis.fracture_probability <= 1.0
-        assert diagnosis.type_top[0][0] in config.FRACTURE_TYPES
+        assert diagnosis.best_type[0] in config.FRACTURE_TYPES
+    # And reads them as a model with the card's sensitivity and specificity would (a model answering at random, or
+    # one with its classes swapped, would not): the shipped one agrees with FracAtlas's label on 14 of the 15.
+    fracatlas = [(row, diagnosis) for row, diagnosis in zip(samples, diagnoses) if row["source"] == "fracatlas"]
+    agreeing = sum(diagnosis.verdict == row["ground_truth"] for row, diagnosis in fracatlas)
+    assert agreeing >= 0.75 * len(fracatlas), f"{agreeing} of {len(fracatlas)}"
 
 
 @pytest.mark.parametrize("task", config.TASKS)

@@ -30,6 +30,11 @@ AUGMENTED_COPY = re.compile(r"^(?:Inked)?(?P<stem>.+)_(jpe?g|png|bmp)(?:[._].*)?
 # Perceptual hashes this close (bits of 64) are the same picture re-encoded, resized or lightly edited.
 NEAR_DUPLICATE_BITS = 6
 SMALL_CLASS_GROUPS = 20
+# A file cut short (the reader drops its missing rows) is the top of the picture it was copied from, which a hash of
+# the whole picture cannot match. On FracAtlas such pairs correlate at 0.9993 or more, top against top, and no
+# other pair of pictures correlates between 0.985 and that (checked by eye, twenty-fifth session).
+CUT_COPY_CORRELATION = 0.995
+THUMBNAIL_SIDE = 64
 
 
 # ---- grouping -------------------------------------------------------------------------------------------
@@ -51,13 +56,43 @@ def _dct_hash(small: np.ndarray) -> int:
     return int("".join("1" if b else "0" for b in bits), 2)
 
 
+def thumbnail(pixels: np.ndarray) -> np.ndarray:
+    """The picture squeezed to THUMBNAIL_SIDE², for cut_short_copies."""
+    return cv2.resize(np.asarray(pixels, np.float32), (THUMBNAIL_SIDE, THUMBNAIL_SIDE), interpolation=cv2.INTER_AREA)
+
+
+def cut_short_copies(thumbnails: np.ndarray, kept_shares: list[float],
+                     least_correlation: float = CUT_COPY_CORRELATION) -> list[tuple[int, int]]:
+    """Pairs (i, j) where picture i, a file cut short to the top `kept_shares[i]` of its picture, is the top of
+    picture j: i's thumbnail squeezed to that many rows against the top rows of every other thumbnail."""
+    pairs = []
+    for index, kept in enumerate(kept_shares):
+        if kept >= 1.0:
+            continue
+        rows = max(4, round(THUMBNAIL_SIDE * kept))
+        mine = cv2.resize(thumbnails[index], (THUMBNAIL_SIDE, rows), interpolation=cv2.INTER_AREA)
+        tops = _standardised(thumbnails[:, :rows].reshape(len(thumbnails), -1))
+        correlation = tops @ _standardised(mine.reshape(1, -1))[0]
+        correlation[index] = -1.0
+        pairs += [(index, int(other)) for other in np.nonzero(correlation >= least_correlation)[0]]
+    return pairs
+
+
+def _standardised(rows: np.ndarray) -> np.ndarray:
+    """Each row with zero mean and unit length, so that a dot product of two is their correlation."""
+    rows = rows - rows.mean(axis=1, keepdims=True)
+    return rows / (np.linalg.norm(rows, axis=1, keepdims=True) + 1e-6)
+
+
 def source_stem(path: Path) -> str:
     match = AUGMENTED_COPY.match(path.stem)
     return match.group("stem") if match else path.stem
 
 
-def assign_groups(samples: list[Sample], hashes: list[tuple[int, ...]], max_bits: int = NEAR_DUPLICATE_BITS) -> int:
-    """Union augmented copies (same class, same source stem) and near-identical pictures. Returns group count.
+def assign_groups(samples: list[Sample], hashes: list[tuple[int, ...]], max_bits: int = NEAR_DUPLICATE_BITS,
+                  copies: list[tuple[int, int]] = ()) -> int:
+    """Union augmented copies (same class, same source stem), near-identical pictures and the pairs in `copies`
+    (cut_short_copies). Returns group count.
 
     `hashes` holds each sample's perceptual_hashes. In an augmented export (file names as Roboflow writes them)
     copies may be turned or mirrored, so pictures are matched in all eight orientations; elsewhere a mirrored
@@ -88,6 +123,8 @@ def assign_groups(samples: list[Sample], hashes: list[tuple[int, ...]], max_bits
         distance = np.unpackbits(differing[..., None].view(np.uint8), axis=-1).sum(axis=-1).min(axis=1)
         for other in np.nonzero(distance <= max_bits)[0] + index + 1:
             union(index, int(other))
+    for index, other in copies:
+        union(index, other)
     roots = {}
     for index, sample in enumerate(samples):
         sample.group = roots.setdefault(find(index), len(roots))

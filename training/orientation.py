@@ -142,6 +142,32 @@ def remeasure(model_path: Path, data: Path, split_file: Path) -> dict:
     return figures
 
 
+def redo_validation_choice(model_path: Path, data: Path, split_file: Path, command: str) -> dict:
+    """The threshold chosen again on the split file's validation X-rays, and the figures at it, written into the
+    model's card (for a split file mended since the model was trained: training.mend_split). Returns the card."""
+    from fracture_app.models import load_model
+    from training.card import card_path_for, card_text
+    from training.pipeline import load_images
+
+    model = load_model(model_path, config.ORIENTATION_TASK)
+    rows = split_rows(data, split_file, SEED)
+    loaded = load_images([row for row in rows if row.split in ("val", "test")], model.spec, progress=False)
+    threshold, metrics = measure(model.keras_model, {split: inputs_of(loaded, split) for split in ("val", "test")})
+    card, now = dict(model.card.data), datetime.now(timezone.utc)
+    card.update({
+        "version": f"{model.card.version.split('+')[0]}+choices-{now:%Y.%m.%d-%H%M%S}",  # it may now answer otherwise
+        "threshold": threshold, "metrics": metrics,
+        "data": {**card["data"], "split_file": str(split_file), "split_sizes": datasets.split_sizes(rows)},
+        "validation_choices_redone": {"command": command, "at": now.isoformat(timespec="seconds"),
+                                      "version_before": model.card.version},
+    })
+    path = card_path_for(model_path)
+    staged = path.with_name(f".{path.name}.writing")
+    staged.write_text(card_text(card), encoding="utf-8")
+    staged.replace(path)
+    return card
+
+
 def inputs_of(loaded, split: str) -> np.ndarray:
     """The prepared images of one split (training.pipeline.LoadedImages)."""
     return loaded.inputs[[index for index, row in enumerate(loaded.samples) if row.split == split]]
@@ -158,7 +184,7 @@ def split_rows(data: Path, split_file: Path | None, seed: int) -> list:
     from training.pipeline import load_images
 
     readable = load_images(datasets.discover(data, config.BINARY_TASK).samples, PreprocessSpec(size=32), progress=False)
-    datasets.assign_groups(readable.samples, readable.hashes)  # copies of one X-ray go to one split
+    datasets.assign_groups(readable.samples, readable.hashes, copies=readable.copies())  # copies of one X-ray: one split
     datasets.split_groups(readable.samples, seed)
     return readable.samples
 
@@ -205,7 +231,11 @@ def print_remeasured(args) -> int:
     from fracture_app.models import read_card
 
     try:
-        card, figures = read_card(args.measure), remeasure(args.measure, args.data, args.split)
+        card = read_card(args.measure)
+        if args.redo_validation_choice:
+            redone = redo_validation_choice(args.measure, args.data, args.split, args.command)
+            print(f"threshold {card.data.get('threshold')} → {redone['threshold']}; the card now gives the figures below")
+        figures = remeasure(args.measure, args.data, args.split)
     except (FractureAppError, datasets.DatasetError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -231,6 +261,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--measure", type=Path, metavar="MODEL",
                         help="instead of training, measure this orientation model again on --split and print its "
                              "figures beside its card's")
+    parser.add_argument("--redo-validation-choice", action="store_true",
+                        help="with --measure: choose the threshold again on --split's validation X-rays and write it, "
+                             "with the validation and test figures at it, into the model's card")
     parser.add_argument("--epochs", type=int, default=EPOCHS)
     parser.add_argument("--img-size", type=int, default=IMG_SIZE)
     parser.add_argument("--seed", type=int, default=SEED)
@@ -239,6 +272,8 @@ def parse_args(argv=None) -> argparse.Namespace:
         parser.error("--epochs must be at least 1 and --img-size at least 32")
     if (args.out is None) == (args.measure is None):
         parser.error("give --out to train, or --measure MODEL to measure a trained model again")
+    if args.redo_validation_choice and not args.measure:
+        parser.error("--redo-validation-choice goes with --measure MODEL")
     if args.measure and not args.split:
         parser.error("--measure needs the --split its model was measured on")
     if args.split and not args.split.is_file():

@@ -15,7 +15,7 @@ from fracture_app.errors import FractureAppError
 from fracture_app.imaging import read_image
 from fracture_app.preprocess import PreprocessSpec, prepare
 from training import augment
-from training.datasets import Sample, perceptual_hashes
+from training.datasets import THUMBNAIL_SIDE, Sample, cut_short_copies, perceptual_hashes, thumbnail
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +30,12 @@ class LoadedImages:
     shapes: list[tuple[int, int]]  # each image's (height, width) before preprocessing
     failures: list[tuple[str, str]]  # (path, reason) for files the reader refused
     cut_short: list[bool]  # truncated files whose missing rows the reader cut off (their boxes no longer fit)
+    thumbnails: np.ndarray  # (n, THUMBNAIL_SIDE, THUMBNAIL_SIDE) float32, to find cut-short copies
+    kept_shares: list[float]  # of each file's picture, the share the reader could read (1.0 for a complete file)
+
+    def copies(self) -> list[tuple[int, int]]:
+        """Pairs of pictures of which one is a cut-short copy of the other, for datasets.assign_groups."""
+        return cut_short_copies(self.thumbnails, self.kept_shares)
 
 
 def load_images(samples: list[Sample], spec: PreprocessSpec, progress: bool = True) -> LoadedImages:
@@ -39,19 +45,20 @@ def load_images(samples: list[Sample], spec: PreprocessSpec, progress: bool = Tr
         try:
             xray = read_image(sample.path)
         except FractureAppError as error:
-            return sample, None, None, None, None, str(error)
+            return sample, None, None, None, None, None, None, str(error)
         pixels = xray.pixels
         return (sample, prepare(pixels, spec), perceptual_hashes(pixels), pixels.shape[:2],
-                "missing_fraction" in xray.metadata, None)
+                "missing_fraction" in xray.metadata, thumbnail(pixels), 1.0 - xray.metadata.get("missing_fraction", 0.0),
+                None)
 
-    kept, inputs, hashes, shapes, cut_short, failures = [], [], [], [], [], []
+    kept, inputs, hashes, shapes, cut_short, thumbnails, kept_shares, failures = [], [], [], [], [], [], [], []
     with ThreadPoolExecutor(DECODE_WORKERS) as pool:
         results = pool.map(one, samples)
         if progress:
             from tqdm import tqdm
 
             results = tqdm(results, total=len(samples), desc="decoding", unit="img", leave=False)
-        for sample, prepared, phash, shape, cut, error in results:
+        for sample, prepared, phash, shape, cut, small, kept_share, error in results:
             if error:
                 failures.append((str(sample.path), error))
                 continue
@@ -60,11 +67,14 @@ def load_images(samples: list[Sample], spec: PreprocessSpec, progress: bool = Tr
             hashes.append(phash)
             shapes.append(shape)
             cut_short.append(cut)
+            thumbnails.append(small)
+            kept_shares.append(kept_share)
     for path, reason in failures:
         log.warning("skipped %s: %s", path, reason)
     shape = (0, spec.size, spec.size, spec.channels)
+    side = (0, THUMBNAIL_SIDE, THUMBNAIL_SIDE)
     return LoadedImages(kept, np.stack(inputs) if inputs else np.zeros(shape, np.float32), hashes, shapes, failures,
-                        cut_short)
+                        cut_short, np.stack(thumbnails) if thumbnails else np.zeros(side, np.float32), kept_shares)
 
 
 def on_tensorflow() -> bool:

@@ -186,7 +186,7 @@ def train_model(args, dataset: datasets.Dataset) -> dict:
     log.info("%s layout in %s: %d images, classes %s", dataset.layout, dataset.root, len(dataset.samples), dataset.classes)
     loaded = load_images(dataset.samples, spec, progress=not args.quiet)
     dataset.samples = loaded.samples
-    datasets.assign_groups(loaded.samples, loaded.hashes)
+    datasets.assign_groups(loaded.samples, loaded.hashes, copies=loaded.copies())
     split_report = choose_split(args, dataset)
     log.info("split sizes %s (%d groups)", split_report["sizes"], split_report["groups"])
     arrays = {split: _split_arrays(loaded, split) for split in datasets.SPLITS}
