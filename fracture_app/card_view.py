@@ -50,6 +50,10 @@ BINARY_METRICS = (("auroc", "AUROC", "ratio"), ("sensitivity", "Sensitivity", "p
 TYPE_METRICS = (("top1", "Top-1 accuracy", "percent"), ("top3", "Top-3 accuracy", "percent"),
                 ("macro_f1", "Macro F1", "ratio"), ("ece", "Calibration error (ECE)", "ratio"))
 DEVELOPER_DETAILS = "How it was made: hardware, commands and the other runs tried (for developers)"
+# A phone shows a table's first columns only and no scroll bar: said there, and only there (a CSS media query).
+NARROW_SCREEN_HINT = ("<style>@media (min-width: 700px) {.fracture-narrow-hint {display: none;}}</style>"
+                      "<p class='fracture-narrow-hint'><small>On a narrow screen the tables below scroll sideways: "
+                      "swipe one to see its other columns.</small></p>")
 DATA_NAMES = {"fracatlas": "FracAtlas", "bone_break": "Bone Break Classification", "custom": "custom data set"}
 POINT_NAMES = {"high_sensitivity": f"High sensitivity (lower bound of “{NOT_RULED_OUT}”)",
                "high_specificity": f"High specificity (lower bound of “{LIKELY}”)"}
@@ -135,6 +139,7 @@ def render_card(card, directory: Path, task: str) -> None:
 
 def _render_sections(card, directory: Path, task: str) -> None:
     _render_header(card, task)
+    st.markdown(NARROW_SCREEN_HINT, unsafe_allow_html=True)
     _render_test_figures(card, task)
     render_targets(card.data.get("targets"))
     render_cross_validation(card.data.get("cross_validation"), card)

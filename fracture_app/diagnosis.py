@@ -46,8 +46,13 @@ CLEARS_NOTHING = ("it clears nothing: a fracture the model reads poorly (a pictu
                   "rarely saw) can score this low too, so look at the film")
 NO_VERDICT = "No verdict"
 NOT_READABLE = "not_xray"  # a caution that withholds the verdict: not a radiograph the models can read
-TOO_INCOMPLETE = "too_incomplete"  # one that withholds a "Not fractured": too little of the picture is there
-WITHHOLDING = (NOT_READABLE, TOO_INCOMPLETE)
+# Cautions that withhold a "Not fractured" (a "Fractured" stands): too little of the picture is there; a picture
+# unlike those the model learnt from in a way it misses nearly every fracture on (a negative, a flat or dull one);
+# the fracture model's two readings of a turned picture disagree, and the one as uploaded says "Fractured".
+TOO_INCOMPLETE = "too_incomplete"
+TOO_POOR = "too_poor_for_a_negative"
+READINGS_DISAGREE = "readings_disagree"
+WITHHOLDING = (NOT_READABLE, TOO_INCOMPLETE, TOO_POOR, READINGS_DISAGREE)
 TURNED = "turned"  # the caution on a picture the fracture model read turned back
 INCOMPLETE = "incomplete"
 NEGATIVE = "negative"
@@ -55,8 +60,12 @@ LOW_CONTRAST = "low_contrast"
 MORE_FRAMES = "more_frames"
 GUESSED_BRIGHTNESS = "guessed_brightness"
 NARROW_BAND = "narrow_band"
-CAUTION_KINDS = (NOT_READABLE, TOO_INCOMPLETE, TURNED, INCOMPLETE, NEGATIVE, LOW_CONTRAST, MORE_FRAMES,
-                 GUESSED_BRIGHTNESS, NARROW_BAND)
+TRANSPARENT = "transparent"
+CAUTION_KINDS = (NOT_READABLE, TOO_INCOMPLETE, TOO_POOR, READINGS_DISAGREE, TURNED, INCOMPLETE, NEGATIVE,
+                 LOW_CONTRAST, MORE_FRAMES, GUESSED_BRIGHTNESS, NARROW_BAND, TRANSPARENT)
+# The picture's cautions whose kind of picture the fracture model misses nearly every fracture on (README: of
+# FracAtlas's 92 test fractures it found 2 inverted and 6 darkened to 32 shades).
+POOR_FOR_A_NEGATIVE = (NEGATIVE, LOW_CONTRAST, NARROW_BAND)
 
 # More than this share of coloured pixels means a photograph or drawing, not a radiograph. Measured on
 # the data sets: no FracAtlas image and under 1% of Bone Break journal figures exceed it; photographs do.
@@ -108,8 +117,7 @@ class Diagnosis:
         if self.cautions is None:
             found = cautions_for(self.xray)
             if self.fracture_probability is not None and self.fracture_probability < self.threshold:
-                found = [too_incomplete_for_a_negative(self.xray) or caution if caution.kind == INCOMPLETE
-                         else caution for caution in found]
+                found = cautions_against_a_negative(found, self)
             if self.turn != UPRIGHT and not any(caution.kind in WITHHOLDING for caution in found):
                 found.append(turned_caution(self.turn))
             object.__setattr__(self, "cautions", tuple(found))
@@ -117,8 +125,8 @@ class Diagnosis:
     @property
     def verdict_withheld(self) -> bool:
         """No verdict and no type guess on a picture that does not look like an X-ray (the models' answer there
-        means nothing, and a verdict in a table or a CSV would be read as one all the same), nor a "Not fractured" on
-        a file missing too much of its picture (`too_incomplete_for_a_negative`)."""
+        means nothing, and a verdict in a table or a CSV would be read as one all the same), nor a "Not fractured"
+        where it could not be trusted (`cautions_against_a_negative`)."""
         return self.withheld_because is not None
 
     @property
@@ -129,9 +137,10 @@ class Diagnosis:
     @property
     def cautions_before_the_answer(self) -> tuple["Caution", ...]:
         """What a trainee may see before committing a reading: none that tells the model's answer (the turned
-        reading's; the withheld negative's, which says in its place only that the file is incomplete)."""
-        return tuple(incomplete_caution(self.xray.metadata["missing_fraction"]) if caution.kind == TOO_INCOMPLETE
-                     else caution for caution in self.cautions if caution.kind != TURNED)
+        reading's, the disagreeing readings'; a withheld negative's says in its place only what is wrong with the
+        picture)."""
+        return tuple(caution.about_the_picture or caution for caution in self.cautions
+                     if caution.kind not in (TURNED, READINGS_DISAGREE))
 
     @property
     def fractured(self) -> bool | None:
@@ -251,6 +260,9 @@ class Caution:
     kind: str  # one of CAUTION_KINDS
     brief: str  # a few words a script can grep for
     text: str  # a sentence for the app and the report
+    # A caution that withholds a "Not fractured" tells the model's answer; this, the picture's own caution it
+    # stands for, does not (Teaching shows it before the trainee commits).
+    about_the_picture: "Caution | None" = None
 
 
 TYPE_GUESS_WITHHELD = ("No type guess: the fracture model's score is below its decision threshold, and the type "
@@ -278,6 +290,8 @@ def cautions_for(xray: XRay) -> list[Caution]:
                              "it. Use the original export if there is one."))
     if metadata.get("missing_fraction"):
         found.append(incomplete_caution(metadata["missing_fraction"]))
+    if metadata.get("transparent_fraction"):
+        found.append(transparent_caution(metadata["transparent_fraction"]))
     if metadata.get("missing_detail"):
         found.append(Caution(INCOMPLETE, "incomplete file: fine detail missing",
                              "This file is incomplete: it is a progressive JPEG whose end is missing, so the whole "
@@ -314,6 +328,63 @@ def incomplete_caution(missing: float) -> Caution:
                    "Read with care.")
 
 
+def cautions_against_a_negative(found: list[Caution], diagnosis: "Diagnosis") -> list[Caution]:
+    """The picture's cautions where its score is below the threshold, with those that make a "Not fractured"
+    untrustworthy turned into cautions that withhold it, and, where none does, one more if the reading as uploaded
+    says "Fractured"."""
+    turned = []
+    for caution in found:
+        if caution.kind == INCOMPLETE:
+            caution = too_incomplete_for_a_negative(diagnosis.xray) or caution
+        elif caution.kind == TRANSPARENT:
+            caution = too_transparent_for_a_negative(diagnosis.xray) or caution
+        elif caution.kind in POOR_FOR_A_NEGATIVE:
+            caution = too_poor_for_a_negative(caution)
+        turned.append(caution)
+    uploaded = diagnosis.as_uploaded_probability
+    if uploaded is not None and uploaded >= diagnosis.threshold and not any(c.kind in WITHHOLDING for c in turned):
+        turned.append(readings_disagree(diagnosis))
+    return turned
+
+
+def too_poor_for_a_negative(caution: Caution) -> Caution:
+    return Caution(TOO_POOR, f"{caution.brief}, so no negative verdict",
+                   f"{caution.text} On such pictures the fracture model misses nearly every fracture (of FracAtlas's "
+                   "92 test fractures it found 2 inverted and 6 darkened to 32 shades), so its low score here gives "
+                   "no “Not fractured” verdict, even where this warning is mistaken.", about_the_picture=caution)
+
+
+def readings_disagree(diagnosis: "Diagnosis") -> Caution:
+    """Without the scores: a withheld verdict gives none (a score alone would be read as a verdict)."""
+    words = config.ORIENTATIONS[diagnosis.turn]
+    return Caution(READINGS_DISAGREE, "readings disagree: fractured as uploaded, not when turned back",
+                   f"Compared with the X-rays the fracture model learnt from, this picture appears {words}, so the "
+                   "fracture model read it turned back, and that reading scored below its threshold; read as "
+                   "uploaded, it scored at or above it. With the two readings disagreeing, no “Not fractured” "
+                   "verdict is given: the orientation model can be wrong, and a picture can have no natural way up. "
+                   "Look at the film.")
+
+
+def transparent_caution(share: float) -> Caution:
+    return Caution(TRANSPARENT, f"transparent: about {share:.0%} of the picture shown black",
+                   f"About {share:.0%} of this picture is transparent. Transparent parts are shown and read as black, "
+                   "as a radiograph's background is, so whatever the file holds there was not seen. Export it "
+                   "without transparency if you can.")
+
+
+def too_transparent_for_a_negative(xray: XRay) -> Caution | None:
+    """As too_incomplete_for_a_negative, for a picture whose transparent parts hide as much."""
+    share = xray.metadata.get("transparent_fraction", 0)
+    if share < INCOMPLETE_NEGATIVE_LIMIT:
+        return None
+    return Caution(TOO_INCOMPLETE, f"transparent: about {share:.0%} of the picture shown black, too much for a "
+                                   "negative verdict",
+                   f"About {share:.0%} of this picture is transparent, shown and read as black. The fracture model "
+                   "found no fracture in the rest, but one in the transparent part could not be seen, so no “Not "
+                   "fractured” verdict is given. Export it without transparency.",
+                   about_the_picture=transparent_caution(share))
+
+
 def too_incomplete_for_a_negative(xray: XRay) -> Caution | None:
     """The caution that withholds a "Not fractured" from a file missing so much of its picture that the verdict
     would cover too little of it; None where less is missing (that file keeps its "incomplete" caution). A
@@ -324,7 +395,8 @@ def too_incomplete_for_a_negative(xray: XRay) -> Caution | None:
     return Caution(TOO_INCOMPLETE, f"incomplete file: about {missing:.0%} missing, too much for a negative verdict",
                    f"This file is incomplete: about {missing:.0%} of the picture is missing. The fracture model found "
                    "no fracture in the part that is there, but a fracture in the missing part could not be seen, so "
-                   "no “Not fractured” verdict is given. Use the complete file.")
+                   "no “Not fractured” verdict is given. Use the complete file.",
+                   about_the_picture=incomplete_caution(missing))
 
 
 def turned_caution(turn: int) -> Caution:

@@ -36,6 +36,8 @@ MAX_ASPECT_RATIO = 10
 # shortcut. FracAtlas has files missing up to half of the picture that training still reads; below 40% present
 # (a file cut to a quarter) it is refused.
 MAX_MISSING_FRACTION = 0.6
+# Transparent parts are composited over black; from this share of the picture a reading says so.
+TRANSPARENT_SHARE_TO_SAY = 0.01
 JPEG_FILL, JPEG_BLOCK, JPEG_BAND = 128, 8, 16  # libjpeg's fill value; a block's width; a block row's most rows
 
 _MEGA = 1_000_000
@@ -248,7 +250,10 @@ def _read_pillow(data: bytes, label: str, kind: str) -> XRay:
     if "A" in im.getbands() or "a" in im.getbands() or (im.mode == "P" and "transparency" in im.info):
         alpha = np.asarray((im if "A" in im.getbands() else im.convert("RGBA")).getchannel("A"))
         step = grid_step(alpha)
-        if np.mean(alpha[::step, ::step] < 128) > 0.5:
+        hidden = float(np.mean(alpha[::step, ::step] < 128))
+        if hidden >= TRANSPARENT_SHARE_TO_SAY:  # shown black, as unseen as a missing part (diagnosis cautions)
+            metadata["transparent_fraction"] = round(hidden, 4)
+        if hidden > 0.5:
             metadata["mostly_transparent"] = True  # only said where the picture turns out blank
     pixels, colour = _to_grey(im)
     metadata["original_size"] = pixels.shape

@@ -16,8 +16,9 @@ import streamlit as st
 from fracture_app import config
 from fracture_app.diagnosis import (ALARM, BAND_LEVEL, BAND_MEANING, CAUTION, CLEARS_NOTHING, GUESSED_BRIGHTNESS,
                                     INCOMPLETE, LIKELY, LOW_CONTRAST, LOW_SCORE, MORE_FRAMES, NARROW_BAND, NEGATIVE,
-                                    NEUTRAL, NO_VERDICT, NOT_RULED_OUT, POSSIBLE, TOO_INCOMPLETE, TURNED,
-                                    TYPE_GUESS_WITHHELD, Caution, Diagnosis)
+                                    NEUTRAL, NO_VERDICT, NOT_RULED_OUT, POSSIBLE, READINGS_DISAGREE, TOO_INCOMPLETE,
+                                    TOO_POOR, TRANSPARENT, TURNED, TYPE_GUESS_WITHHELD, Caution,
+                                    Diagnosis)
 from fracture_app.gradcam import DEFAULT_OPACITY, overlay
 from fracture_app.preprocess import at_most, to_uint8
 from fracture_app.report import (TYPE_GUESS_CAVEAT, as_uploaded_words, dicom_summary, heatmap_warning, percent,
@@ -43,6 +44,8 @@ LEVEL_STYLE = {ALARM: ("error", ":material/emergency:"), CAUTION: ("warning", ":
                NEUTRAL: ("info", ":material/info:")}
 # Every kind shown above a reading (a NOT_READABLE picture shows its reason in place of the reading).
 CAUTION_ICONS = {INCOMPLETE: ":material/broken_image:", TOO_INCOMPLETE: ":material/broken_image:",
+                 TOO_POOR: ":material/contrast:", READINGS_DISAGREE: ":material/screen_rotation:",
+                 TRANSPARENT: ":material/broken_image:",
                  MORE_FRAMES: ":material/burst_mode:", GUESSED_BRIGHTNESS: ":material/contrast:",
                  NARROW_BAND: ":material/contrast:", LOW_CONTRAST: ":material/contrast:",
                  NEGATIVE: ":material/invert_colors:", TURNED: ":material/screen_rotation:"}
@@ -75,6 +78,7 @@ SHOWN_COLUMNS = ("File", "Image", "Verdict", "Reading", "Fracture probability (%
                  "Type probability (%)")
 
 MARKDOWN_SPECIALS = set("\\`*_[]<>$~|")
+REPORT_MIN_OPACITY = 0.3
 CAUTION_MARK = "⚠ "  # before the verdict on screen, where the note explaining it may be scrolled out of view
 
 
@@ -211,6 +215,9 @@ def render_verdict(diagnosis: Diagnosis, ground_truth: str | None = None) -> Non
         return
     threshold_help = (f"At or above {percent(diagnosis.threshold)} the verdict is “Fractured” (the decision "
                       "operating point on the model card).")
+    probability_help = ("How often X-rays scoring so were fractured, calibrated on FracAtlas's validation X-rays, of "
+                        "which about one in six is fractured: where fractures are more common (a fracture clinic), "
+                        "the same score means more. " + threshold_help)
     turned = diagnosis.as_uploaded_probability is not None
     which = " (turned back)" if turned else ""
     if ground_truth:  # the truth needs the room: a type name is long
@@ -222,7 +229,7 @@ def render_verdict(diagnosis: Diagnosis, ground_truth: str | None = None) -> Non
         columns = st.columns(3)
         columns[2].metric("Decision threshold", percent(diagnosis.threshold), help=threshold_help)
     columns[0].metric(f"Verdict{which}", diagnosis.verdict)
-    columns[1].metric(f"Fracture probability{which}", percent(diagnosis.fracture_probability), help=threshold_help)
+    columns[1].metric(f"Fracture probability{which}", percent(diagnosis.fracture_probability), help=probability_help)
     if turned:
         render_as_uploaded(diagnosis, ground_truth is not None)
     style, icon = LEVEL_STYLE.get(BAND_LEVEL.get(diagnosis.band), ("info", None))
@@ -344,8 +351,10 @@ def render_images(diagnosis: Diagnosis, key: str, truth_boxes=()) -> tuple[str |
     left, right = image_columns(original.shape)
     left.image(original, caption=f"Original: {diagnosis.xray.source}", width="stretch")
     heat = overlay(diagnosis.xray.pixels, diagnosis.heatmaps[task], opacity)
+    explained = (f"its score for “{diagnosis.best_type[0]}”" if task == config.TYPE_TASK and diagnosis.best_type[0]
+                 else "its fracture score")
     right.image(with_boxes(heat, truth_boxes), width="stretch",
-                caption=f"Grad-CAM of the {config.TASK_TITLES[task].lower()}: red = raised the score most")
+                caption=f"Grad-CAM of the {config.TASK_TITLES[task].lower()}, for {explained}: red = raised it most")
     if float(np.max(diagnosis.heatmaps[task])) < EMPTY_HEATMAP:
         st.caption("This heat map is empty: no region raised the score, so it says nothing about where to look.")
     else:
@@ -354,6 +363,8 @@ def render_images(diagnosis: Diagnosis, key: str, truth_boxes=()) -> tuple[str |
 
 
 def render_report_download(diagnosis: Diagnosis, key: str, task: str | None, opacity: float) -> None:
+    # A report's overlay panel is read apart from the slider: at an opacity near 0 it would show no heat map at all.
+    opacity = max(opacity, REPORT_MIN_OPACITY)
     columns = st.columns([1, 2])
     choice = columns[0].radio("Report format", ("PDF", "PNG"), horizontal=True, key=f"{key}_report_format")
     maker, mime = (report_pdf, "application/pdf") if choice == "PDF" else (report_png, "image/png")
@@ -363,7 +374,8 @@ def render_report_download(diagnosis: Diagnosis, key: str, task: str | None, opa
             f"Download the report ({choice})", data=lambda: maker(diagnosis, task, opacity),
             file_name=f"{stem}_fracture_report.{choice.lower()}", mime=mime, icon=":material/download:",
             on_click="ignore", key=f"{key}_report",
-            help="The image, the heat map as shown, the verdict, the type guess, the model versions and the notice.")
+            help=f"The image, the heat map as shown (at least {REPORT_MIN_OPACITY:.0%} opaque), the verdict, the type "
+                 "guess, the model versions and the notice.")
 
 
 def render_diagnosis(diagnosis: Diagnosis, key: str, report: bool = True, ground_truth: str | None = None,

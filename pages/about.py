@@ -38,8 +38,9 @@ look at an X-ray, after a third, small one has checked which way up it lies:
   such a picture back first and says so (turned a quarter turn, 64 of 92 test fractures found against 79 as
   stored, and 59 of 470 unfractured X-rays called fractured). It also took 21 of the 562 test X-rays as stored
   for turned (12 of them hands; forearms, elbows and feet are not always stored the same way up); the verdict then
-  comes with the score of the picture as uploaded too. It misses nearly every fracture on a negative or a very
-  dull picture, which usually, not always, gets a warning (89 of the 92 test fractures inverted).
+  comes with the score of the picture as uploaded too (and no “Not fractured” where that score says “Fractured”).
+  It misses nearly every fracture on a negative or a very dull picture, which usually, not always, gets a warning
+  (89 of the 92 test fractures inverted), and then no “Not fractured”.
 - It cannot tell a radiograph from another picture reliably; a colour photo, plain noise, a picture of a few
   shades of grey (thresholded or dithered) and a DICOM whose header names another modality (CT, MR, ultrasound)
   get no verdict and a blank picture is refused, but any other picture that is not an X-ray still gets an answer,

@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 
 from fracture_app import config
-from fracture_app.diagnosis import (LIKELY, NOT_RULED_OUT, LOW_SCORE, POSSIBLE, TOO_INCOMPLETE, TURNED, Diagnoser,
-                                    Diagnosis, band_shares, cautions_for, confidence_band)
+from fracture_app.diagnosis import (LIKELY, NOT_RULED_OUT, LOW_SCORE, POSSIBLE, READINGS_DISAGREE, TOO_INCOMPLETE,
+                                    TOO_POOR, TURNED, Diagnoser, Diagnosis, band_shares, cautions_for,
+                                    confidence_band)
 from fracture_app.imaging import XRay, read_image
 
 from conftest import FRACATLAS_FIXTURES
@@ -84,6 +85,32 @@ def test_a_negative_verdict_is_withheld_where_a_quarter_of_the_picture_is_missin
     assert diagnosis.notes == [f"incomplete file: about {missing:.0%} missing"
                                + (", too much for a negative verdict" if verdict == "No verdict" else "")]
     assert diagnosis.type_top == ([] if verdict == "No verdict" else [("Oblique fracture", 1.0)])
+
+
+@pytest.mark.parametrize("metadata", [{"low_contrast": 0.1}, {"narrow_band": 0.01}, {}])
+def test_no_negative_verdict_on_a_picture_of_a_kind_the_model_misses_fractures_on(metadata):
+    ramp = np.tile(np.linspace(0, 1, 64, dtype=np.float32), (64, 1))
+    pixels = ramp if metadata else 1.0 - 0.5 * np.tile(np.linspace(0, 1, 64, dtype=np.float32), (64, 1)) ** 4
+    xray = XRay(pixels, "upload", "PNG", 0.0, metadata)  # {}: a bright picture, a negative's look
+    [picture_caution] = cautions_for(xray)
+    low, high = Diagnosis(xray, 0.1, 0.5, None, {}), Diagnosis(xray, 0.9, 0.5, None, {})
+    assert low.verdict == "No verdict" and low.withheld_because.kind == TOO_POOR
+    assert low.withheld_because.text.startswith(picture_caution.text) and "no “Not fractured”" in low.withheld_because.text
+    assert low.cautions_before_the_answer == (picture_caution,)  # says what the picture is, not what the model made of it
+    assert high.verdict == "Fractured" and high.cautions == (picture_caution,)
+
+
+def test_no_negative_verdict_where_the_reading_as_uploaded_says_fractured():
+    xray = XRay(np.tile(np.linspace(0, 1, 64, dtype=np.float32), (64, 1)), "upload", "JPEG", 0.0, {})
+    disagreeing = Diagnosis(xray, 0.1, 0.5, None, {}, turn=2, as_uploaded_probability=0.7)
+    assert disagreeing.verdict == "No verdict" and disagreeing.withheld_because.kind == READINGS_DISAGREE
+    assert disagreeing.notes == ["readings disagree: fractured as uploaded, not when turned back"]
+    assert disagreeing.cautions_before_the_answer == ()
+    assert disagreeing.stated()["fracture_probability"] is None
+    for as_uploaded, verdict in ((0.2, "Not fractured"), (None, "Not fractured")):
+        assert Diagnosis(xray, 0.1, 0.5, None, {}, turn=2 if as_uploaded else 0,
+                         as_uploaded_probability=as_uploaded).verdict == verdict
+    assert Diagnosis(xray, 0.9, 0.5, None, {}, turn=2, as_uploaded_probability=0.1).verdict == "Fractured"
 
 
 def test_a_withheld_negative_on_a_turned_picture_gives_no_score_as_uploaded_either():

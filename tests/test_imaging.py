@@ -542,6 +542,25 @@ def test_a_negative_xray_is_read_with_a_caution():
     assert "negative" not in cautions_on(stored_strip)
 
 
+def test_a_picture_half_transparent_says_so_and_gets_no_negative_verdict():
+    from fracture_app.diagnosis import TOO_INCOMPLETE, TRANSPARENT, Diagnosis
+
+    pixels = np.asarray(Image.open(XRAY).convert("L"))
+    alpha = np.full_like(pixels, 255)
+    alpha[:, : pixels.shape[1] // 2] = 0  # the left half shows black
+    xray = read_image(encode(Image.fromarray(np.stack([pixels, alpha], axis=-1), "LA"), "PNG"))
+    assert xray.metadata["transparent_fraction"] == pytest.approx(0.5, abs=0.02)
+    assert np.all(xray.pixels[:, : pixels.shape[1] // 2] == 0)
+    low = Diagnosis(xray, 0.1, 0.5, None, {})
+    assert low.verdict == "No verdict" and low.withheld_because.kind == TOO_INCOMPLETE
+    assert [caution.kind for caution in low.cautions_before_the_answer] == [TRANSPARENT]
+    assert Diagnosis(xray, 0.9, 0.5, None, {}).verdict == "Fractured"
+    alpha[:, pixels.shape[1] // 10:] = 255  # a tenth: said, and the verdict given
+    tenth = Diagnosis(read_image(encode(Image.fromarray(np.stack([pixels, alpha], axis=-1), "LA"), "PNG")), 0.1, 0.5,
+                      None, {})
+    assert tenth.verdict == "Not fractured" and "transparent: about 10% of the picture shown black" in tenth.notes
+
+
 def test_a_picture_blank_only_through_its_transparency_says_so():
     pixels = np.asarray(Image.open(XRAY).convert("L"))
     in_the_alpha = Image.fromarray(np.stack([np.zeros_like(pixels), pixels], axis=-1), "LA")
