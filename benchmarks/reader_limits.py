@@ -5,9 +5,9 @@ look like a negative, and how much of the picture the incomplete files miss.
     python benchmarks/reader_limits.py ../shared/data/fracatlas ../shared/data/bone_break
 
 For every image the reader accepts: the spread between its 1st and 99th percentile of brightness (the blank
-check; pixels.BLANK_SPREAD and LOW_CONTRAST_SPREAD), pixels.roughness (diagnosis.XRAY_ROUGHNESS_LIMIT) and
-diagnosis.looks_negative, on the image and on its inversion, and how many shades of grey it has
-(pixels.FEW_SHADES), and the share of the picture a truncated file misses (diagnosis.INCOMPLETE_NEGATIVE_LIMIT);
+check; pixels.BLANK_SPREAD and LOW_CONTRAST_SPREAD), pixels.roughness (cautions.XRAY_ROUGHNESS_LIMIT) and
+cautions.looks_negative, on the image and on its inversion, and how many shades of grey it has
+(pixels.FEW_SHADES), and the share of the picture a truncated file misses (cautions.INCOMPLETE_NEGATIVE_LIMIT);
 then roughness for pixel-level random noise and for
 coarser noise. Prints figures, asserts nothing.
 """
@@ -23,7 +23,7 @@ sys.path.insert(0, str(REPO))
 
 from benchmarks.command_line import data_folders  # noqa: E402
 from fracture_app import config  # noqa: E402
-from fracture_app.diagnosis import INCOMPLETE_NEGATIVE_LIMIT, XRAY_ROUGHNESS_LIMIT, looks_negative  # noqa: E402
+from fracture_app.cautions import INCOMPLETE_NEGATIVE_LIMIT, XRAY_ROUGHNESS_LIMIT, looks_negative  # noqa: E402
 from fracture_app.errors import ImageReadError  # noqa: E402
 from fracture_app.imaging import read_image  # noqa: E402
 from fracture_app.pixels import (BLANK_SPREAD, FEW_SHADES, LEAST_XRAY_SPREAD, LOW_CONTRAST_SPREAD,  # noqa: E402

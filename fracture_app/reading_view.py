@@ -14,11 +14,10 @@ import pandas as pd
 import streamlit as st
 
 from fracture_app import config
-from fracture_app.diagnosis import (ALARM, BAND_LEVEL, BAND_MEANING, CAUTION, CLEARS_NOTHING, GUESSED_BRIGHTNESS,
-                                    INCOMPLETE, LIKELY, LOW_CONTRAST, LOW_SCORE, MORE_FRAMES, NARROW_BAND, NEGATIVE,
-                                    NEUTRAL, NO_VERDICT, NOT_RULED_OUT, POSSIBLE, READINGS_DISAGREE, TOO_INCOMPLETE,
-                                    TOO_POOR, TRANSPARENT, TURNED, TYPE_GUESS_WITHHELD, Caution,
-                                    Diagnosis)
+from fracture_app.cautions import (GUESSED_BRIGHTNESS, INCOMPLETE, LOW_CONTRAST, MORE_FRAMES, NARROW_BAND, NEGATIVE,
+                                   READINGS_DISAGREE, TOO_INCOMPLETE, TOO_POOR, TRANSPARENT, TURNED, Caution)
+from fracture_app.diagnosis import (ALARM, BAND_LEVEL, BAND_MEANING, CLEARS_NOTHING, LIKELY, LOW_SCORE, NEUTRAL,
+                                    NO_VERDICT, NOT_RULED_OUT, POSSIBLE, TYPE_GUESS_WITHHELD, WARNING, Diagnosis)
 from fracture_app.gradcam import DEFAULT_OPACITY, overlay
 from fracture_app.preprocess import at_most, to_uint8
 from fracture_app.report import (TYPE_GUESS_CAVEAT, as_uploaded_words, dicom_summary, heatmap_warning, percent,
@@ -40,7 +39,7 @@ TRUTH_BOX_CAPTION = ("Magenta: where the data set marks the fracture. Does the h
 HEATMAP_DECOYS = ("Plates, screws, casts and arrows drawn on a figure often draw the heat map and raise the score: "
                   "in FracAtlas nearly every X-ray with hardware is fractured, so the model may take hardware itself "
                   "for a sign. A hot spot on them is not by itself a sign of fracture.")
-LEVEL_STYLE = {ALARM: ("error", ":material/emergency:"), CAUTION: ("warning", ":material/visibility:"),
+LEVEL_STYLE = {ALARM: ("error", ":material/emergency:"), WARNING: ("warning", ":material/visibility:"),
                NEUTRAL: ("info", ":material/info:")}
 # Every kind shown above a reading (a NOT_READABLE picture shows its reason in place of the reading).
 CAUTION_ICONS = {INCOMPLETE: ":material/broken_image:", TOO_INCOMPLETE: ":material/broken_image:",

@@ -14,8 +14,8 @@ import cv2
 import numpy as np
 
 from fracture_app import config
-from fracture_app.diagnosis import (ALARM, BAND_LEVEL, BAND_MEANING, CAUTION, CLEARS_NOTHING, LOW_SCORE, NEUTRAL,
-                                    TYPE_GUESS_WITHHELD, Diagnosis)
+from fracture_app.diagnosis import (ALARM, BAND_LEVEL, BAND_MEANING, CLEARS_NOTHING, LOW_SCORE, NEUTRAL,
+                                    TYPE_GUESS_WITHHELD, WARNING, Diagnosis)
 from fracture_app.gradcam import DEFAULT_OPACITY, overlay
 from fracture_app.preprocess import at_most, to_uint8
 
@@ -26,7 +26,7 @@ DICOM_FIELDS = (("BodyPartExamined", "Body part"), ("ViewPosition", "View"), ("M
                 ("ImageLaterality", "Laterality"), ("Laterality", "Laterality"),
                 ("StudyDescription", "Study"), ("SeriesDescription", "Series"))
 # The headline takes the band's colour, as the app's box does (red, amber, blue-grey).
-LEVEL_COLOURS = {ALARM: "#b3261e", CAUTION: "#8a5a00", NEUTRAL: "#2f4a63"}
+LEVEL_COLOURS = {ALARM: "#b3261e", WARNING: "#8a5a00", NEUTRAL: "#2f4a63"}
 # The PNG page in inches, from the top: the text below the pictures grows the page, never runs off it.
 PNG_WIDTH, PNG_MIN_HEIGHT, PNG_DPI = 11.0, 8.5, 110
 PNG_PICTURES_TOP, PNG_PICTURES_HEIGHT, PNG_VERDICT_TOP, PNG_ROWS_TOP = 0.85, 4.42, 5.65, 6.08

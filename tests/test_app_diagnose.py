@@ -314,7 +314,7 @@ def test_the_screen_shows_every_column_of_the_table_and_no_other():
 
 
 def test_every_caution_shown_above_a_reading_has_its_own_icon():
-    from fracture_app.diagnosis import CAUTION_KINDS, NOT_READABLE
+    from fracture_app.cautions import CAUTION_KINDS, NOT_READABLE
 
     assert set(reading_view.CAUTION_ICONS) == set(CAUTION_KINDS) - {NOT_READABLE}
 

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from fracture_app import config
-from fracture_app.diagnosis import (LIKELY, NOT_RULED_OUT, LOW_SCORE, POSSIBLE, READINGS_DISAGREE, TOO_INCOMPLETE,
-                                    TOO_POOR, TURNED, Diagnoser, Diagnosis, band_shares, cautions_for,
+from fracture_app.cautions import READINGS_DISAGREE, TOO_INCOMPLETE, TOO_POOR, TURNED, cautions_for
+from fracture_app.diagnosis import (LIKELY, LOW_SCORE, NOT_RULED_OUT, POSSIBLE, Diagnoser, Diagnosis, band_shares,
                                     confidence_band)
 from fracture_app.imaging import XRay, read_image
 

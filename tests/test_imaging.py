@@ -169,7 +169,7 @@ def test_a_16_bit_picture_in_a_narrow_band_is_read_and_flagged_not_refused():
     ramp = np.tile(np.linspace(40_000, 41_000, 200), (300, 1)).astype(np.uint16)  # 1000 shades, 1.5% of the range
     xray = read_image(encode(Image.fromarray(ramp), "PNG"))
     assert 0 < xray.metadata["narrow_band"] < pixels.BLANK_SPREAD
-    from fracture_app.diagnosis import cautions_for
+    from fracture_app.cautions import cautions_for
 
     assert [caution.kind for caution in cautions_for(xray)] == ["narrow_band"]
 
@@ -506,13 +506,13 @@ def test_unexpected_errors_become_image_read_errors(monkeypatch, error):
 
 
 def cautions_on(pixels: np.ndarray) -> list[str]:
-    from fracture_app.diagnosis import cautions_for
+    from fracture_app.cautions import cautions_for
 
     return [caution.kind for caution in cautions_for(read_image(encode(Image.fromarray(pixels), "PNG")))]
 
 
 def test_every_fixture_xray_reads_without_an_image_caution():
-    from fracture_app.diagnosis import cautions_for
+    from fracture_app.cautions import cautions_for
 
     flagged = {path.name: kinds for path in ALL_FIXTURES
                if (kinds := [c.kind for c in cautions_for(read_image(path)) if c.kind in ("negative", "low_contrast")])}
@@ -543,7 +543,8 @@ def test_a_negative_xray_is_read_with_a_caution():
 
 
 def test_a_picture_half_transparent_says_so_and_gets_no_negative_verdict():
-    from fracture_app.diagnosis import TOO_INCOMPLETE, TRANSPARENT, Diagnosis
+    from fracture_app.cautions import TOO_INCOMPLETE, TRANSPARENT
+    from fracture_app.diagnosis import Diagnosis
 
     pixels = np.asarray(Image.open(XRAY).convert("L"))
     alpha = np.full_like(pixels, 255)

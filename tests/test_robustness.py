@@ -19,7 +19,8 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
 from fracture_app import config, predict
-from fracture_app.diagnosis import Diagnoser, cautions_for, looks_like_xray
+from fracture_app.cautions import cautions_for, looks_like_xray
+from fracture_app.diagnosis import Diagnoser
 from fracture_app.imaging import MAX_ASPECT_RATIO, read_image
 
 from conftest import BONE_BREAK_FIXTURES, FRACATLAS_FIXTURES
