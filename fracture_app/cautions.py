@@ -38,8 +38,8 @@ NARROW_BAND = "narrow_band"
 TRANSPARENT = "transparent"
 CAUTION_KINDS = (NOT_READABLE, TOO_INCOMPLETE, TOO_POOR, READINGS_DISAGREE, TURNED, INCOMPLETE, NEGATIVE,
                  LOW_CONTRAST, MORE_FRAMES, GUESSED_BRIGHTNESS, NARROW_BAND, TRANSPARENT)
-# The picture's cautions whose kind of picture the fracture model misses nearly every fracture on (README: of
-# FracAtlas's 92 test fractures it found 2 inverted and 6 darkened to 32 shades).
+# The picture's cautions whose kind of picture the fracture model misses nearly every fracture on (README,
+# benchmarks/altered_xrays.py: of 92 FracAtlas test fractures it found 2 inverted and 6 darkened to 32 shades).
 POOR_FOR_A_NEGATIVE = (NEGATIVE, LOW_CONTRAST, NARROW_BAND)
 
 # More than this share of coloured pixels means a photograph or drawing, not a radiograph. Measured on
@@ -189,16 +189,16 @@ def cautions_against_a_negative(found: list[Caution], diagnosis: Diagnosis) -> l
 
 
 def too_poor_for_a_negative(caution: Caution) -> Caution:
-    return Caution(TOO_POOR, f"{caution.brief}, so no negative verdict",
-                   f"{caution.text} On such pictures the fracture model misses nearly every fracture (of FracAtlas's "
-                   "92 test fractures it found 2 inverted and 6 darkened to 32 shades), so its low score here gives "
+    return Caution(TOO_POOR, f"{caution.brief}, so no “Not fractured” verdict",
+                   f"{caution.text} On such pictures the fracture model misses nearly every fracture (of 92 FracAtlas "
+                   "test fractures it found 2 inverted and 6 darkened to 32 shades), so its low score here gives "
                    "no “Not fractured” verdict, even where this warning is mistaken.", about_the_picture=caution)
 
 
 def readings_disagree(diagnosis: Diagnosis) -> Caution:
     """Without the scores: a withheld verdict gives none (a score alone would be read as a verdict)."""
     words = config.ORIENTATIONS[diagnosis.turn]
-    return Caution(READINGS_DISAGREE, "readings disagree: fractured as uploaded, not when turned back",
+    return Caution(READINGS_DISAGREE, "readings disagree: Fractured as uploaded, not when turned back",
                    f"Compared with the X-rays the fracture model learnt from, this picture appears {words}, so the "
                    "fracture model read it turned back, and that reading scored below its threshold; read as "
                    "uploaded, it scored at or above it. With the two readings disagreeing, no “Not fractured” "
@@ -219,7 +219,7 @@ def too_transparent_for_a_negative(xray: XRay) -> Caution | None:
     if share < INCOMPLETE_NEGATIVE_LIMIT:
         return None
     return Caution(TOO_INCOMPLETE, f"transparent: about {share:.0%} of the picture shown black, too much for a "
-                                   "negative verdict",
+                                   "“Not fractured” verdict",
                    f"About {share:.0%} of this picture is transparent, shown and read as black. The fracture model "
                    "found no fracture in the rest, but one in the transparent part could not be seen, so no “Not "
                    "fractured” verdict is given. Export it without transparency.",
@@ -233,7 +233,7 @@ def too_incomplete_for_a_negative(xray: XRay) -> Caution | None:
     missing = xray.metadata.get("missing_fraction", 0)
     if missing < INCOMPLETE_NEGATIVE_LIMIT:
         return None
-    return Caution(TOO_INCOMPLETE, f"incomplete file: about {missing:.0%} missing, too much for a negative verdict",
+    return Caution(TOO_INCOMPLETE, f"incomplete file: about {missing:.0%} missing, too much for a “Not fractured” verdict",
                    f"This file is incomplete: about {missing:.0%} of the picture is missing. The fracture model found "
                    "no fracture in the part that is there, but a fracture in the missing part could not be seen, so "
                    "no “Not fractured” verdict is given. Use the complete file.",

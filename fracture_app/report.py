@@ -27,6 +27,7 @@ DICOM_FIELDS = (("BodyPartExamined", "Body part"), ("ViewPosition", "View"), ("M
                 ("StudyDescription", "Study"), ("SeriesDescription", "Series"))
 # The headline takes the band's colour, as the app's box does (red, amber, blue-grey).
 LEVEL_COLOURS = {ALARM: "#b3261e", WARNING: "#8a5a00", NEUTRAL: "#2f4a63"}
+NO_BAND_COLOUR = "#333333"
 # The PNG page in inches, from the top: the text below the pictures grows the page, never runs off it.
 PNG_WIDTH, PNG_MIN_HEIGHT, PNG_DPI = 11.0, 8.5, 110
 PNG_PICTURES_TOP, PNG_PICTURES_HEIGHT, PNG_VERDICT_TOP, PNG_ROWS_TOP = 0.85, 4.42, 5.65, 6.08
@@ -139,7 +140,9 @@ def headline(diagnosis: Diagnosis) -> str:
 
 
 def headline_colour(diagnosis: Diagnosis) -> str:
-    return LEVEL_COLOURS.get(BAND_LEVEL.get(diagnosis.band), "#333333")
+    if diagnosis.verdict_withheld:  # the band's colour would tell the score a withheld verdict keeps back
+        return NO_BAND_COLOUR
+    return LEVEL_COLOURS.get(BAND_LEVEL.get(diagnosis.band), NO_BAND_COLOUR)
 
 
 def _png_lines(rows: list[tuple[str, str]]) -> list[tuple[str, str]]:

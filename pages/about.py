@@ -36,7 +36,8 @@ look at an X-ray, after a third, small one has checked which way up it lies:
 - It reads X-rays bone white, and the way up FracAtlas stored them (hands fingers up, most feet toes down).
   Alone, the fracture model reads an X-ray turned a quarter turn at chance; a small orientation model now turns
   such a picture back first and says so (turned a quarter turn, 64 of 92 test fractures found against 79 as
-  stored, and 59 of 470 unfractured X-rays called fractured). It also took 21 of the 562 test X-rays as stored
+  stored, and 59 of 470 unfractured X-rays called fractured, on the test split before it was mended). It also
+  took 21 of the 562 test X-rays as stored
   for turned (12 of them hands; forearms, elbows and feet are not always stored the same way up); the verdict then
   comes with the score of the picture as uploaded too (and no “Not fractured” where that score says “Fractured”).
   It misses nearly every fracture on a negative or a very dull picture, which usually, not always, gets a warning

@@ -83,7 +83,7 @@ def test_a_negative_verdict_is_withheld_where_a_quarter_of_the_picture_is_missin
     diagnosis = Diagnosis(xray, probability, 0.5, None, {"Oblique fracture": 1.0})
     assert diagnosis.verdict == verdict
     assert diagnosis.notes == [f"incomplete file: about {missing:.0%} missing"
-                               + (", too much for a negative verdict" if verdict == "No verdict" else "")]
+                               + (", too much for a “Not fractured” verdict" if verdict == "No verdict" else "")]
     assert diagnosis.type_top == ([] if verdict == "No verdict" else [("Oblique fracture", 1.0)])
 
 
@@ -104,7 +104,7 @@ def test_no_negative_verdict_where_the_reading_as_uploaded_says_fractured():
     xray = XRay(np.tile(np.linspace(0, 1, 64, dtype=np.float32), (64, 1)), "upload", "JPEG", 0.0, {})
     disagreeing = Diagnosis(xray, 0.1, 0.5, None, {}, turn=2, as_uploaded_probability=0.7)
     assert disagreeing.verdict == "No verdict" and disagreeing.withheld_because.kind == READINGS_DISAGREE
-    assert disagreeing.notes == ["readings disagree: fractured as uploaded, not when turned back"]
+    assert disagreeing.notes == ["readings disagree: Fractured as uploaded, not when turned back"]
     assert disagreeing.cautions_before_the_answer == ()
     assert disagreeing.stated()["fracture_probability"] is None
     for as_uploaded, verdict in ((0.2, "Not fractured"), (None, "Not fractured")):
@@ -119,7 +119,7 @@ def test_a_withheld_negative_on_a_turned_picture_gives_no_score_as_uploaded_eith
     diagnosis = Diagnosis(xray, 0.1, 0.5, None, {}, turn=1, as_uploaded_probability=0.9)
     assert diagnosis.verdict == "No verdict" and diagnosis.withheld_because.kind == TOO_INCOMPLETE
     assert diagnosis.fractured_as_uploaded is None and diagnosis.verdict_as_uploaded is None
-    assert diagnosis.notes == ["incomplete file: about 40% missing, too much for a negative verdict"]
+    assert diagnosis.notes == ["incomplete file: about 40% missing, too much for a “Not fractured” verdict"]
 
 
 def test_what_a_table_states_follows_the_withholding_rules():
@@ -137,7 +137,7 @@ def test_what_a_table_states_follows_the_withholding_rules():
     assert negative["fracture_type"] is None and negative["fracture_type_probability"] is None
     withheld = Diagnosis(XRay(ramp, "upload", "JPEG", 0.0, {"missing_fraction": 0.4}), 0.1, 0.5, "band", types,
                          turn=1, as_uploaded_probability=0.9).stated()
-    assert withheld["verdict"] == "No verdict" and "too much for a negative verdict" in withheld["notes"][0]
+    assert withheld["verdict"] == "No verdict" and "too much for a “Not fractured” verdict" in withheld["notes"][0]
     assert {key: value for key, value in withheld.items() if key not in ("verdict", "notes")} == dict.fromkeys(
         ("fractured", "fracture_probability", "reading", "fracture_type", "fracture_type_probability",
          "turned_back", "fracture_probability_as_uploaded"))

@@ -44,3 +44,6 @@ def test_a_file_cut_short_in_the_test_split_joins_its_whole_picture_in_training(
                  "images/whole.jpg"]) == 0
     assert capsys.readouterr().out == "images/other.jpg: test → train\n"
     assert main(["--split", str(split_file), "--data", str(tmp_path), "--same", "images/x.jpg", "images/whole.jpg"]) == 2
+    (tmp_path / "images" / "other.jpg").unlink()  # a file missing: its copies could not be looked for
+    assert main(["--split", str(split_file), "--data", str(tmp_path)]) == 2
+    assert "could not be read" in capsys.readouterr().err

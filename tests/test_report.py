@@ -162,6 +162,10 @@ def test_the_headline_takes_the_bands_colour():
     colours = {band: headline_colour(make_diagnosis(band=band)) for band in (LIKELY, POSSIBLE, NOT_RULED_OUT, LOW_SCORE)}
     assert colours[POSSIBLE] == colours[NOT_RULED_OUT]  # both say "look closely", as the app's amber box does
     assert len({colours[LIKELY], colours[POSSIBLE], colours[LOW_SCORE]}) == 3
+    # A withheld verdict's headline is one colour whatever its band: the colour would tell the score kept back.
+    withheld = {headline_colour(make_diagnosis(probability=0.2, band=band, metadata={"missing_fraction": 0.4}))
+                for band in (NOT_RULED_OUT, LOW_SCORE)}
+    assert len(withheld) == 1 and not withheld & set(colours.values())
 
 
 def test_report_of_a_real_xray_through_the_real_models(fractured_xray_path, tiny_models_dir, monkeypatch):

@@ -243,13 +243,18 @@ def test_a_corrected_split_file_corrects_the_cards_split_sizes(tiny_models_dir, 
     lines[moved] = lines[moved].replace(",test,", ",train,")
     paths["manifest"].write_text("\n".join(lines) + "\n", encoding="utf-8")
     before = card(copy, config.BINARY_TASK)
+    before["data"]["split_file"] = {"path": str(paths["manifest"]), "sha256": "as it was when the model trained"}
 
     fields = evaluate.split_size_fields(before, paths["model"], FRACATLAS_FIXTURES)
     sizes = before["data"]["split_sizes"]
     expected = {"train": sizes["train"] + 1, "val": sizes["val"], "test": sizes["test"] - 1}
-    assert fields["data"]["split_sizes"] == expected
-    assert f"on {expected['train']} public images" in fields["limitations"][0]
+    assert fields["data"]["split_sizes"] == expected and fields["data"]["trained_split_sizes"] == sizes
+    # It trained on what it trained on: the image moved into the training split was never trained on.
+    assert f"on {sizes['train']} public images" in fields["limitations"][0]
     assert f"tested on {expected['test']} others" in fields["limitations"][0]
+    assert "1 held-out images, grouped with copies in another split, were moved" in fields["limitations"][0]
+    assert fields["data"]["split_file"]["sha256"] == sha256_of(paths["manifest"])
+    assert fields["data"]["split_file"]["sha256_when_trained"] == before["data"]["split_file"]["sha256"]
     assert fields["limitations"][1:] == before["limitations"][1:]
 
 

@@ -64,7 +64,10 @@ def thumbnail(pixels: np.ndarray) -> np.ndarray:
 def cut_short_copies(thumbnails: np.ndarray, kept_shares: list[float],
                      least_correlation: float = CUT_COPY_CORRELATION) -> list[tuple[int, int]]:
     """Pairs (i, j) where picture i, a file cut short to the top `kept_shares[i]` of its picture, is the top of
-    picture j: i's thumbnail squeezed to that many rows against the top rows of every other thumbnail."""
+    picture j: i's thumbnail squeezed to that many rows against the top rows of every other thumbnail.
+
+    It finds a cut copy beside the whole picture only: two copies cut at different rows, with no whole one, are not
+    joined; nor is a cut file whose EXIF tag turns it (its missing rows are then at another edge)."""
     pairs = []
     for index, kept in enumerate(kept_shares):
         if kept >= 1.0:

@@ -22,7 +22,7 @@ from fracture_app import config
 from fracture_app.data_layout import has_fracture_boxes
 from fracture_app.errors import FractureAppError
 from fracture_app.imaging import read_image
-from fracture_app.models import artifact_paths
+from fracture_app.models import artifact_paths, sha256_of
 from fracture_app.preprocess import prepare_batch
 from training import datasets, metrics
 from training.card import command_line, limitations, update_card, without_nan
@@ -215,15 +215,28 @@ def redo_validation_choices(model_path: Path, model, data_dir: Path, boxed: bool
 def split_size_fields(card: dict, model_path: Path, data_dir: Path) -> dict:
     """The card's split sizes and the limitation that quotes them, from the split file as it stands now.
 
-    Only where they differ: a split file corrected after training (a copy across splits found later, its
-    held-out image moved to train) changes what the card must say it was tested on.
+    Only where they differ: a split file mended after training (training.mend_split: copies across splits found
+    later, held-out images moved to train) changes what the card must say the model was validated and tested on,
+    not what it was trained on; the sizes at training are kept (`trained_split_sizes`), and the file's hash is
+    that of the mended file.
     """
-    rows = datasets.read_manifest(artifact_paths(model_path.parent, card["task"])["manifest"], data_dir)
-    sizes = datasets.split_sizes(rows)
+    manifest = artifact_paths(model_path.parent, card["task"])["manifest"]
+    sizes = datasets.split_sizes(datasets.read_manifest(manifest, data_dir))
     if sizes == card["data"].get("split_sizes"):
         return {}
-    first = limitations(card["task"], card["weights_init"], sizes, card.get("weights_init_sha256"))[0]
-    return {"data": {**card["data"], "split_sizes": sizes}, "limitations": [first, *card["limitations"][1:]]}
+    trained = card["data"].get("trained_split_sizes", card["data"].get("split_sizes", sizes))
+    first = limitations(card["task"], card["weights_init"], {**sizes, "train": trained["train"]},
+                        card.get("weights_init_sha256"))[0]
+    moved = sizes["train"] - trained["train"]
+    if moved > 0:
+        first += (f" The split file was mended after training: {moved} held-out images, grouped with copies in "
+                  "another split, were moved to its training split, unseen by the model.")
+    data = {**card["data"], "split_sizes": sizes, "trained_split_sizes": trained}
+    if isinstance(data.get("split_file"), dict):
+        recorded = data["split_file"]
+        data["split_file"] = {**recorded, "sha256": sha256_of(manifest),
+                              "sha256_when_trained": recorded.get("sha256_when_trained", recorded.get("sha256"))}
+    return {"data": data, "limitations": [first, *card["limitations"][1:]]}
 
 
 def print_comparison(result: dict, card_metrics: dict | None, task: str, split: str) -> None:

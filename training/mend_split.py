@@ -16,17 +16,22 @@ import sys
 from pathlib import Path
 
 from fracture_app.preprocess import PreprocessSpec
-from training.datasets import SPLITS, Sample
+from training.datasets import SPLITS, DatasetError, Sample
 
 HASH_SIZE = 32  # load_images also prepares each picture; the copies are found on its own thumbnails
 
 
 def copies_in(data_dir: Path, paths: list[str]) -> list[tuple[int, int]]:
-    """Pairs of rows (indices into `paths`) of which one is a cut-short copy of the other."""
+    """Pairs of rows (indices into `paths`) of which one is a cut-short copy of the other. Raises DatasetError
+    where a file cannot be read: its copies would go unfound, and the file mended all the same."""
     from training.pipeline import load_images
 
     samples = [Sample(data_dir / path, 0) for path in paths]
     loaded = load_images(samples, PreprocessSpec(size=HASH_SIZE), progress=False)
+    if loaded.failures:
+        path, reason = loaded.failures[0]
+        raise DatasetError(f"{len(loaded.failures)} images of the split file could not be read under {data_dir} "
+                           f"(first: {path}: {reason})")
     row_of = {sample.path: index for index, sample in enumerate(samples)}
     return [(row_of[loaded.samples[i].path], row_of[loaded.samples[j].path]) for i, j in loaded.copies()]
 
@@ -73,7 +78,11 @@ def main(argv=None) -> int:
     if unknown:
         print(f"error: not in {args.split}: {', '.join(unknown)}", file=sys.stderr)
         return 2
-    links = copies_in(args.data, [row["path"] for row in rows])
+    try:
+        links = copies_in(args.data, [row["path"] for row in rows])
+    except DatasetError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     links += [(index_of[first], index_of[second]) for first, second in args.same]
     moved = mend(rows, links)
     with open(args.split, "w", newline="", encoding="utf-8") as handle:

@@ -157,7 +157,9 @@ def redo_validation_choice(model_path: Path, data: Path, split_file: Path, comma
     card.update({
         "version": f"{model.card.version.split('+')[0]}+choices-{now:%Y.%m.%d-%H%M%S}",  # it may now answer otherwise
         "threshold": threshold, "metrics": metrics,
-        "data": {**card["data"], "split_file": str(split_file), "split_sizes": datasets.split_sizes(rows)},
+        # what it learnt from stays as it was: images a mending moves into training were never trained on
+        "data": {**card["data"], "split_file": str(split_file), "split_sizes": datasets.split_sizes(rows),
+                 "trained_split_sizes": card["data"].get("trained_split_sizes", card["data"]["split_sizes"])},
         "validation_choices_redone": {"command": command, "at": now.isoformat(timespec="seconds"),
                                       "version_before": model.card.version},
     })
