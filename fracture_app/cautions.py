@@ -190,8 +190,8 @@ def cautions_against_a_negative(found: list[Caution], diagnosis: Diagnosis) -> l
 
 def too_poor_for_a_negative(caution: Caution) -> Caution:
     return Caution(TOO_POOR, f"{caution.brief}, so no “Not fractured” verdict",
-                   f"{caution.text} On such pictures the fracture model misses nearly every fracture (of 92 FracAtlas "
-                   "test fractures it found 2 inverted and 6 darkened to 32 shades), so its low score here gives "
+                   f"{caution.text} On such pictures the fracture model misses nearly every fracture (it found only 2 "
+                   "of 92 FracAtlas test fractures when the X-rays were inverted, and 6 when they were darkened), so its low score here gives "
                    "no “Not fractured” verdict, even where this warning is mistaken.", about_the_picture=caution)
 
 
@@ -199,8 +199,8 @@ def readings_disagree(diagnosis: Diagnosis) -> Caution:
     """Without the scores: a withheld verdict gives none (a score alone would be read as a verdict)."""
     words = config.ORIENTATIONS[diagnosis.turn]
     return Caution(READINGS_DISAGREE, "readings disagree: Fractured as uploaded, not when turned back",
-                   f"Compared with the X-rays the fracture model learnt from, this picture appears {words}, so the "
-                   "fracture model read it turned back, and that reading scored below its threshold; read as "
+                   f"The orientation model took this picture for {words} compared with the X-rays the fracture "
+                   "model learnt from, so the fracture model read it turned back, and that reading scored below its threshold; read as "
                    "uploaded, it scored at or above it. With the two readings disagreeing, no “Not fractured” "
                    "verdict is given: the orientation model can be wrong, and a picture can have no natural way up. "
                    "Look at the film.")
@@ -209,8 +209,8 @@ def readings_disagree(diagnosis: Diagnosis) -> Caution:
 def transparent_caution(share: float) -> Caution:
     return Caution(TRANSPARENT, f"transparent: about {share:.0%} of the picture shown black",
                    f"About {share:.0%} of this picture is transparent. Transparent parts are shown and read as black, "
-                   "as a radiograph's background is, so whatever the file holds there was not seen. Export it "
-                   "without transparency if you can.")
+                   "as a radiograph's background is, so whatever the file holds there was not seen, and a verdict "
+                   "covers only the rest. Export it without transparency if you can.")
 
 
 def too_transparent_for_a_negative(xray: XRay) -> Caution | None:
@@ -221,7 +221,7 @@ def too_transparent_for_a_negative(xray: XRay) -> Caution | None:
     return Caution(TOO_INCOMPLETE, f"transparent: about {share:.0%} of the picture shown black, too much for a "
                                    "“Not fractured” verdict",
                    f"About {share:.0%} of this picture is transparent, shown and read as black. The fracture model "
-                   "found no fracture in the rest, but one in the transparent part could not be seen, so no “Not "
+                   "scored the rest below its threshold, but a fracture in the transparent part could not be seen, so no “Not "
                    "fractured” verdict is given. Export it without transparency.",
                    about_the_picture=transparent_caution(share))
 
@@ -234,8 +234,8 @@ def too_incomplete_for_a_negative(xray: XRay) -> Caution | None:
     if missing < INCOMPLETE_NEGATIVE_LIMIT:
         return None
     return Caution(TOO_INCOMPLETE, f"incomplete file: about {missing:.0%} missing, too much for a “Not fractured” verdict",
-                   f"This file is incomplete: about {missing:.0%} of the picture is missing. The fracture model found "
-                   "no fracture in the part that is there, but a fracture in the missing part could not be seen, so "
+                   f"This file is incomplete: about {missing:.0%} of the picture is missing. The fracture model scored "
+                   "the part that is there below its threshold, but a fracture in the missing part could not be seen, so "
                    "no “Not fractured” verdict is given. Use the complete file.",
                    about_the_picture=incomplete_caution(missing))
 

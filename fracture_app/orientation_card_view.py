@@ -18,7 +18,8 @@ def render_orientation_card(card) -> None:
     st.info("**What it does.** The fracture model learnt X-rays the way up FracAtlas stores them, and reads an X-ray "
             "turned a quarter turn no better than chance. This model says which way up an uploaded X-ray lies; where "
             "its score for a turn reaches the threshold, the fracture model reads the picture turned back, and the "
-            "reading says so and gives the score of the picture as uploaded too. The type model reads every "
+            "reading says so and gives the score of the picture as uploaded too; where that reading says "
+            "“Fractured” and the turned-back one does not, no verdict is given. The type model reads every "
             "picture as uploaded.", icon=":material/screen_rotation:")
     threshold = card.turn_threshold
     if threshold is None:

@@ -205,6 +205,8 @@ def render_verdict(diagnosis: Diagnosis, ground_truth: str | None = None) -> Non
     """Verdict, probability and threshold (with the ground truth first when it is known), then the band."""
     if reason := diagnosis.withheld_because:  # the reason once, as the verdict's place; any other caution above it
         render_warnings(tuple(caution for caution in diagnosis.cautions if caution is not reason))
+        if ground_truth:
+            render_truth(st.columns([3, 4])[0], ground_truth)
         st.info(f"**{NO_VERDICT}.** {reason.text} No type guess and no heat map either: beside no verdict, a hot "
                 "spot would look like a finding.", icon=":material/block:")
         return
@@ -221,8 +223,7 @@ def render_verdict(diagnosis: Diagnosis, ground_truth: str | None = None) -> Non
     which = " (turned back)" if turned else ""
     if ground_truth:  # the truth needs the room: a type name is long
         columns = st.columns([3, 2, 2])
-        columns[0].metric(TRUTH_LABEL, ground_truth, help="The label the data set gives this picture: not a second "
-                          "reading of it, and sometimes wrong")
+        render_truth(columns[0], ground_truth)
         columns = columns[1:]
     else:
         columns = st.columns(3)
@@ -239,6 +240,11 @@ def render_verdict(diagnosis: Diagnosis, ground_truth: str | None = None) -> Non
                     f"{with_fracture:.0%} of those with one.")
     whose = ", for the turned-back reading" if turned else ""
     getattr(st, style)(f"**{diagnosis.band.capitalize()}{whose}.** {BAND_ADVICE.get(diagnosis.band, '')}{measured}", icon=icon)
+
+
+def render_truth(column, ground_truth: str) -> None:
+    column.metric(TRUTH_LABEL, ground_truth, help="The label the data set gives this picture: not a second reading "
+                  "of it, and sometimes wrong")
 
 
 def render_as_uploaded(diagnosis: Diagnosis, beside_the_truth: bool) -> None:

@@ -258,7 +258,8 @@ def report_pdf(diagnosis: Diagnosis, task: str | None = None, opacity: float = D
     label_width = 42
     top = pdf.get_y()
     # The pictures give way to the text, so that a tall picture with many rows still fits on one page.
-    text_below = PDF_VERDICT_HEIGHT + _pdf_rows_height(pdf, rows, usable - label_width) + _pdf_footer_height(pdf)
+    footer = PDF_FOOTER if blended is not None else config.NOTICE  # no heat map drawn: nothing to read on it
+    text_below = PDF_VERDICT_HEIGHT + _pdf_rows_height(pdf, rows, usable - label_width) + _pdf_footer_height(pdf, footer)
     max_height = max(PDF_PICTURE_MIN_HEIGHT,
                      min(PDF_PICTURE_MAX_HEIGHT, pdf.h - pdf.b_margin - top - PDF_CAPTION_SPACE - text_below))
     tallest = 0.0
@@ -291,7 +292,7 @@ def report_pdf(diagnosis: Diagnosis, task: str | None = None, opacity: float = D
     pdf.ln(4)
     pdf.set_font("helvetica", "I", 8.5)
     pdf.set_text_color(90, 90, 90)
-    pdf.multi_cell(0, 4.5, _latin1(PDF_FOOTER), align="L", new_x="LMARGIN", new_y="NEXT")
+    pdf.multi_cell(0, 4.5, _latin1(footer), align="L", new_x="LMARGIN", new_y="NEXT")
     return bytes(pdf.output())
 
 
@@ -300,6 +301,6 @@ def _pdf_rows_height(pdf, rows: list[tuple[str, str]], value_width: float) -> fl
     return sum(pdf.multi_cell(value_width, 6, _latin1(value), dry_run=True, output="HEIGHT") for _, value in rows)
 
 
-def _pdf_footer_height(pdf) -> float:
+def _pdf_footer_height(pdf, footer: str) -> float:
     pdf.set_font("helvetica", "I", 8.5)
-    return 4 + pdf.multi_cell(0, 4.5, _latin1(PDF_FOOTER), dry_run=True, output="HEIGHT")
+    return 4 + pdf.multi_cell(0, 4.5, _latin1(footer), dry_run=True, output="HEIGHT")

@@ -252,7 +252,7 @@ def test_a_corrected_split_file_corrects_the_cards_split_sizes(tiny_models_dir, 
     # It trained on what it trained on: the image moved into the training split was never trained on.
     assert f"on {sizes['train']} public images" in fields["limitations"][0]
     assert f"tested on {expected['test']} others" in fields["limitations"][0]
-    assert "1 held-out images, grouped with copies in another split, were moved" in fields["limitations"][0]
+    assert "After training, 1 validation or test images were found to be copies" in fields["limitations"][0]
     assert fields["data"]["split_file"]["sha256"] == sha256_of(paths["manifest"])
     assert fields["data"]["split_file"]["sha256_when_trained"] == before["data"]["split_file"]["sha256"]
     assert fields["limitations"][1:] == before["limitations"][1:]

@@ -229,8 +229,9 @@ def split_size_fields(card: dict, model_path: Path, data_dir: Path) -> dict:
                         card.get("weights_init_sha256"))[0]
     moved = sizes["train"] - trained["train"]
     if moved > 0:
-        first += (f" The split file was mended after training: {moved} held-out images, grouped with copies in "
-                  "another split, were moved to its training split, unseen by the model.")
+        first += (f" After training, {moved} validation or test images were found to be copies of images in another "
+                  "split (or grouped with such copies): they were moved to the training split and every figure was "
+                  "measured again without them. The model never trained on them.")
     data = {**card["data"], "split_sizes": sizes, "trained_split_sizes": trained}
     if isinstance(data.get("split_file"), dict):
         recorded = data["split_file"]
