@@ -52,7 +52,7 @@ XRAY_ROUGHNESS_LIMIT = 0.6
 OTHER_MODALITIES = {"CT": "a CT", "MR": "an MR", "US": "an ultrasound", "NM": "a nuclear medicine", "PT": "a PET",
                     "XC": "a camera photograph", "ES": "an endoscopy", "OP": "an ophthalmic photograph",
                     "SM": "a microscopy", "GM": "a microscopy", "OCT": "an OCT", "IVUS": "an intravascular ultrasound"}
-# From a quarter of the picture missing, "Not fractured" is withheld (too_incomplete_for_a_negative). Of FracAtlas's 54
+# From a quarter of the picture missing, "Not fractured" is withheld (too_hidden_for_a_negative). Of FracAtlas's 54
 # truncated files that the reader keeps, 40 miss 12% of their picture or less, and 5 a quarter or more (up to 54%;
 # benchmarks/reader_limits.py).
 INCOMPLETE_NEGATIVE_LIMIT = 0.25
@@ -175,10 +175,8 @@ def cautions_against_a_negative(found: list[Caution], diagnosis: Diagnosis) -> l
     says "Fractured"."""
     turned = []
     for caution in found:
-        if caution.kind == INCOMPLETE:
-            caution = too_incomplete_for_a_negative(diagnosis.xray) or caution
-        elif caution.kind == TRANSPARENT:
-            caution = too_transparent_for_a_negative(diagnosis.xray) or caution
+        if caution.kind in HIDDEN_PARTS:
+            caution = too_hidden_for_a_negative(caution, diagnosis.xray) or caution
         elif caution.kind in POOR_FOR_A_NEGATIVE:
             caution = too_poor_for_a_negative(caution)
         turned.append(caution)
@@ -213,31 +211,28 @@ def transparent_caution(share: float) -> Caution:
                    "covers only the rest. Export it without transparency if you can.")
 
 
-def too_transparent_for_a_negative(xray: XRay) -> Caution | None:
-    """As too_incomplete_for_a_negative, for a picture whose transparent parts hide as much."""
-    share = xray.metadata.get("transparent_fraction", 0)
+# A picture partly hidden, by kind: the metadata giving the hidden share; what the withholding caution says of it;
+# the part the model scored; the hidden part; what to do.
+HIDDEN_PARTS = {
+    INCOMPLETE: ("missing_fraction", "This file is incomplete: about {share:.0%} of the picture is missing.",
+                 "the part that is there", "missing", "Use the complete file."),
+    TRANSPARENT: ("transparent_fraction", "About {share:.0%} of this picture is transparent, shown and read as black.",
+                  "the rest", "transparent", "Export it without transparency."),
+}
+
+
+def too_hidden_for_a_negative(caution: Caution, xray: XRay) -> Caution | None:
+    """The caution that withholds a "Not fractured" from a picture so much of which is missing or transparent
+    that the verdict would cover too little of it; None where less is hidden (the picture keeps `caution`). A
+    "Fractured" stands: the fracture it scored is in the part that is there."""
+    key, said, seen, hidden, what_to_do = HIDDEN_PARTS[caution.kind]
+    share = xray.metadata.get(key, 0)
     if share < INCOMPLETE_NEGATIVE_LIMIT:
         return None
-    return Caution(TOO_INCOMPLETE, f"transparent: about {share:.0%} of the picture shown black, too much for a "
-                                   "“Not fractured” verdict",
-                   f"About {share:.0%} of this picture is transparent, shown and read as black. The fracture model "
-                   "scored the rest below its threshold, but a fracture in the transparent part could not be seen, so no “Not "
-                   "fractured” verdict is given. Export it without transparency.",
-                   about_the_picture=transparent_caution(share))
-
-
-def too_incomplete_for_a_negative(xray: XRay) -> Caution | None:
-    """The caution that withholds a "Not fractured" from a file missing so much of its picture that the verdict
-    would cover too little of it; None where less is missing (that file keeps its "incomplete" caution). A
-    "Fractured" stands: the fracture it scored is in the part that is there."""
-    missing = xray.metadata.get("missing_fraction", 0)
-    if missing < INCOMPLETE_NEGATIVE_LIMIT:
-        return None
-    return Caution(TOO_INCOMPLETE, f"incomplete file: about {missing:.0%} missing, too much for a “Not fractured” verdict",
-                   f"This file is incomplete: about {missing:.0%} of the picture is missing. The fracture model scored "
-                   "the part that is there below its threshold, but a fracture in the missing part could not be seen, so "
-                   "no “Not fractured” verdict is given. Use the complete file.",
-                   about_the_picture=incomplete_caution(missing))
+    return Caution(TOO_INCOMPLETE, f"{caution.brief}, too much for a “Not fractured” verdict",
+                   f"{said.format(share=share)} The fracture model scored {seen} below its threshold, but a fracture "
+                   f"in the {hidden} part could not be seen, so no “Not fractured” verdict is given. {what_to_do}",
+                   about_the_picture=caution)
 
 
 def turned_caution(turn: int) -> Caution:

@@ -136,10 +136,15 @@ def update_card(model_path: Path, fields: dict, test_metrics: dict | None = None
     card.update(fields)
     card.setdefault("metrics", {}).setdefault("test", {}).update(test_metrics or {})
     card["targets"] = target_report(card)
+    write_card(path, card)
+    return card
+
+
+def write_card(path: Path, card: dict) -> None:
+    """The card into `path` atomically: a killed process leaves the old card whole."""
     staged = path.with_name(f".{path.name}.writing")
     staged.write_text(card_text(card), encoding="utf-8")
     os.replace(staged, path)
-    return card
 
 
 def write_atomically(model, card: dict, staged_files: dict[str, Path], paths: dict[str, Path]) -> None:

@@ -146,7 +146,7 @@ def redo_validation_choice(model_path: Path, data: Path, split_file: Path, comma
     """The threshold chosen again on the split file's validation X-rays, and the figures at it, written into the
     model's card (for a split file mended since the model was trained: training.mend_split). Returns the card."""
     from fracture_app.models import load_model
-    from training.card import card_path_for, card_text
+    from training.card import card_path_for, write_card
     from training.pipeline import load_images
 
     model = load_model(model_path, config.ORIENTATION_TASK)
@@ -163,10 +163,7 @@ def redo_validation_choice(model_path: Path, data: Path, split_file: Path, comma
         "validation_choices_redone": {"command": command, "at": now.isoformat(timespec="seconds"),
                                       "version_before": model.card.version},
     })
-    path = card_path_for(model_path)
-    staged = path.with_name(f".{path.name}.writing")
-    staged.write_text(card_text(card), encoding="utf-8")
-    staged.replace(path)
+    write_card(card_path_for(model_path), card)
     return card
 
 
