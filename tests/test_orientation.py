@@ -238,3 +238,27 @@ def test_measure_again_prints_each_figure_beside_the_card(tiny_models_dir, capsy
                                                         for key in ("accuracy", "false_turn_share", "found_share")]
     with pytest.raises(SystemExit):
         orientation(["--measure", str(model), "--data", str(FRACATLAS_FIXTURES)])  # no split to measure on
+
+
+def test_choosing_the_threshold_again_on_a_mended_split_rewrites_the_card_but_not_what_it_trained_on(tiny_models_dir,
+                                                                                                   tmp_path, capsys):
+    import json
+    import shutil
+
+    from fracture_app.models import load_model
+    from training.orientation import main as orientation
+
+    for name in (config.MODEL_FILES[config.ORIENTATION_TASK], "orientation.json", "fracture_binary_split.csv"):
+        shutil.copy(tiny_models_dir / name, tmp_path)
+    model, split = tmp_path / config.MODEL_FILES[config.ORIENTATION_TASK], tmp_path / "fracture_binary_split.csv"
+    before = json.loads((tmp_path / "orientation.json").read_text())
+    assert orientation(["--measure", str(model), "--data", str(FRACATLAS_FIXTURES), "--split", str(split),
+                        "--redo-validation-choice"]) == 0
+    after = json.loads((tmp_path / "orientation.json").read_text())
+    assert after["version"].startswith(before["version"].split("+")[0] + "+choices-") and after["version"] != before["version"]
+    assert after["validation_choices_redone"]["version_before"] == before["version"]
+    assert after["data"]["trained_split_sizes"] == before["data"]["split_sizes"]
+    assert after["metrics"]["test"]["upright"] == after["data"]["split_sizes"]["test"]
+    assert load_model(model).card.version == after["version"]  # the model file itself is unchanged (its sha256)
+    with pytest.raises(SystemExit):
+        orientation(["--data", str(FRACATLAS_FIXTURES), "--out", str(tmp_path), "--redo-validation-choice"])
